@@ -1,0 +1,81 @@
+//! The docker-like command line. Each command group lives in its own module:
+//! `image` (pull, images, rmi, ...), `container` (run, ps, exec, ...).
+
+pub mod container;
+pub mod image;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "berth",
+    version,
+    about = "A daemonless container engine",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Globals,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command understands.
+#[derive(Args, Debug, Clone)]
+pub struct Globals {
+    /// Where images, containers and volumes live
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_ROOT",
+        default_value = "/var/lib/berth"
+    )]
+    pub root: PathBuf,
+    /// Log level: error, warn, info, debug, trace
+    #[arg(long, global = true, env = "BERTH_LOG_LEVEL", default_value = "warn")]
+    pub log_level: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    #[command(flatten)]
+    Image(image::ImageCommand),
+    #[command(flatten)]
+    Container(container::ContainerCommand),
+    /// Run berth's OCI runtime with runc's command line (`berth runtime --help`)
+    Runtime {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+pub fn init_logging(g: &Globals) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&g.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// Returns the process exit code.
+pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Image(cmd) => image::run(cmd, &cli.global),
+        Command::Container(cmd) => container::run(cmd, &cli.global),
+        Command::Runtime { mut args } => {
+            args.insert(0, "berth-runtime".into());
+            Ok(berth_runtime::cli::main(args))
+        }
+    }
+}
+
+/// An error and its causes on one line: "pulling busybox: registry said 404: ...".
+pub fn format_error(err: &anyhow::Error) -> String {
+    err.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}

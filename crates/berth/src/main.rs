@@ -1,0 +1,47 @@
+//! `berth`: the command line. Thin: parses flags, sets up logging and hands each
+//! command to the crate that owns it. Exit codes follow Docker: 125 when berth
+//! itself fails, otherwise what the command (or the container) returned.
+
+mod cli;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // `berth runtime ARGS` is runc's command line, parsed by the runtime crate
+    // as-is so that engines can point at `berth runtime` or `berth-runtime`.
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(pos) = runtime_position(&args) {
+        let mut rt_args = vec!["berth-runtime".to_string()];
+        rt_args.extend(args[pos + 1..].iter().cloned());
+        return exit(berth_runtime::cli::main(rt_args));
+    }
+    let cli = cli::Cli::parse();
+    cli::init_logging(&cli.global);
+    match cli::dispatch(cli) {
+        Ok(code) => exit(code),
+        Err(err) => {
+            eprintln!("berth: {}", cli::format_error(&err));
+            ExitCode::from(125)
+        }
+    }
+}
+
+/// Index of a `runtime` subcommand that comes after nothing but global flags.
+fn runtime_position(args: &[String]) -> Option<usize> {
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].as_str();
+        match a {
+            "runtime" => return Some(i),
+            "--root" | "--log-level" => i += 2,
+            _ if a.starts_with("--root=") || a.starts_with("--log-level=") => i += 1,
+            _ => return None,
+        }
+    }
+    None
+}
+
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(125))
+}
