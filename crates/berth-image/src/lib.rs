@@ -1,1 +1,14 @@
-//! Images.
+//! berth's images: references, registry client, content-addressed store,
+//! pulling, and the layer unpacker.
+//!
+//! The engine uses [`Store`] (open, resolve, holds) and [`pull_blocking`];
+//! the CLI uses the rest.
+
+pub mod pull;
+pub mod reference;
+pub mod store;
+
+pub use pull::{pull_blocking, Progress, PullError, PullOptions};
+pub use reference::{Reference, ReferenceError};
+pub use store::{Image, Store, StoreError};
+pub mod unpack;
