@@ -1,1 +1,9 @@
-//! Test support.
+//! Test support for berth: busybox root filesystems, fixture OCI image
+//! layouts, a real local registry (plain, basic auth, token auth), pushing
+//! with skopeo, a fault-injecting proxy, cleanup guards and tree snapshots.
+
+pub mod fixtures;
+pub mod rootfs;
+pub mod tarw;
+
+pub use rootfs::busybox_rootfs;
