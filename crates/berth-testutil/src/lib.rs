@@ -3,7 +3,11 @@
 //! with skopeo, a fault-injecting proxy, cleanup guards and tree snapshots.
 
 pub mod fixtures;
+pub mod http;
+pub mod registry;
 pub mod rootfs;
 pub mod tarw;
+pub mod token;
 
+pub use registry::Registry;
 pub use rootfs::busybox_rootfs;
