@@ -4,10 +4,12 @@
 
 pub mod fixtures;
 pub mod http;
+pub mod push;
 pub mod registry;
 pub mod rootfs;
 pub mod tarw;
 pub mod token;
 
+pub use push::{push, PushFormat, PushOpts};
 pub use registry::Registry;
 pub use rootfs::busybox_rootfs;
