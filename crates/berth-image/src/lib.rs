@@ -4,11 +4,15 @@
 //! The engine uses [`Store`] (open, resolve, holds) and [`pull_blocking`];
 //! the CLI uses the rest.
 
+pub mod auth;
+pub mod manifest;
+mod progress;
 pub mod pull;
 pub mod reference;
+pub mod registry;
 pub mod store;
+pub mod unpack;
 
 pub use pull::{pull_blocking, Progress, PullError, PullOptions};
 pub use reference::{Reference, ReferenceError};
 pub use store::{Image, Store, StoreError};
-pub mod unpack;

@@ -1,8 +1,43 @@
 //! Pulling an image: manifest, platform selection, config, and the layers,
 //! each streamed once from the registry through digest check, decompression
 //! and unpacking.
+//!
+//! Per layer, three stages run at once and hand bytes along bounded channels:
+//! 1. the async download task hashes the compressed bytes and counts them
+//!    against the descriptor's size;
+//! 2. a blocking thread writes them to the blob file, decompresses (gzip,
+//!    zstd or none) and hashes the tar for the diff_id;
+//! 3. a second blocking thread unpacks the tar into a temporary directory.
+//!
+//! The download sends its end-of-stream marker only when the digest and size
+//! match, so stage 2 and 3 fail on anything else, and the temporary blob and
+//! directory are deleted. Only a verified layer is renamed into `layers/`.
+//! Layers download in parallel (up to [`PARALLEL_LAYERS`]).
 
-use crate::store::{Image, Store};
+use crate::auth;
+use crate::manifest::{self, Compression, Descriptor, Fetched};
+use crate::progress::Reporter;
+use crate::reference::{Reference, ReferenceError};
+use crate::registry::{self, RegistryError, Repo};
+use crate::store::{
+    digest_hex, remove_any, Image, ImageRecord, LayerMeta, LayerRecord, Store, StoreError,
+};
+use crate::unpack::{unpack_layer, UnpackError, UnpackOptions};
+use sha2::{Digest as _, Sha256};
+use std::io::{BufRead as _, Read, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Layers downloaded at once (Docker's default is 3).
+pub const PARALLEL_LAYERS: usize = 3;
+/// Whole-layer attempts when the connection drops mid-blob; each restarts from byte 0.
+const LAYER_ATTEMPTS: u32 = 4;
+/// Chunks in flight between the stages.
+const CHANNEL_DEPTH: usize = 32;
+const TAR_CHUNK: usize = 128 * 1024;
+/// Manifests and configs are read whole; refuse absurd ones.
+const MAX_SMALL_BLOB: u64 = 16 << 20;
 
 /// How pull progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -30,16 +65,944 @@ pub struct PullOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
-    #[error("not implemented yet")]
-    Unimplemented,
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    #[error("pulling {image}: {source}")]
+    Registry {
+        image: String,
+        #[source]
+        source: RegistryError,
+    },
+    #[error(transparent)]
+    Manifest(#[from] manifest::ManifestError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
+    #[error("pulling {image}: {what} {digest} failed verification: {detail}; the partial data was discarded, pull again (if it persists, the registry holds a corrupt copy)")]
+    Verify {
+        image: String,
+        what: &'static str,
+        digest: String,
+        detail: String,
+    },
+    #[error("pulling {image}: layer {digest} unpacks to a tar with digest {actual}, but the image config says {expected}: the image is inconsistent, it was discarded")]
+    DiffId {
+        image: String,
+        digest: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("pulling {image}: layer {digest}: {source}")]
+    Unpack {
+        image: String,
+        digest: String,
+        #[source]
+        source: UnpackError,
+    },
+    #[error("pulling {image}: layer {digest}: decompressing: {source}")]
+    Decompress {
+        image: String,
+        digest: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("pulling {image}: the image config {digest} is invalid: {detail}")]
+    BadConfig {
+        image: String,
+        digest: String,
+        detail: String,
+    },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("starting the pull's async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("reading {path}: {detail}")]
+    Settings { path: PathBuf, detail: String },
+}
+
+impl PullError {
+    fn transient(&self) -> bool {
+        match self {
+            PullError::Registry { source, .. } => source.is_transient(),
+            PullError::Verify { what, .. } => *what == "truncated blob",
+            _ => false,
+        }
+    }
+}
+
+fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> PullError + '_ {
+    move |source| PullError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Registries reached over plain HTTP: `--insecure-registry` values,
+/// `BERTH_INSECURE_REGISTRIES` (comma separated) and `<root>/registries.json`
+/// (`{"insecure": ["host:port", ...]}`).
+pub fn insecure_registries(berth_root: &Path, extra: &[String]) -> Result<Vec<String>, PullError> {
+    let mut out: Vec<String> = extra.to_vec();
+    if let Ok(v) = std::env::var("BERTH_INSECURE_REGISTRIES") {
+        out.extend(
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty()),
+        );
+    }
+    let p = berth_root.join("registries.json");
+    match std::fs::read(&p) {
+        Ok(b) => {
+            #[derive(serde::Deserialize)]
+            struct Conf {
+                #[serde(default)]
+                insecure: Vec<String>,
+            }
+            let c: Conf = serde_json::from_slice(&b).map_err(|e| PullError::Settings {
+                path: p.clone(),
+                detail: format!("{e} (expected {{\"insecure\": [\"host:port\"]}})"),
+            })?;
+            out.extend(c.insecure);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_at(&p)(e)),
+    }
+    Ok(out)
+}
+
+/// Opens a registry connection for `r` with the stored credentials.
+pub(crate) fn connect(
+    berth_root: &Path,
+    r: &Reference,
+    extra_insecure: &[String],
+    shown: &str,
+) -> Result<Repo, PullError> {
+    let insecure = insecure_registries(berth_root, extra_insecure)?;
+    let plain = registry::is_loopback_host(&r.registry)
+        || insecure
+            .iter()
+            .any(|h| h == &r.registry || h == r.api_host());
+    let creds = auth::lookup(berth_root, &r.registry)?;
+    Repo::new(r.api_host(), &r.repository, shown, plain, creds).map_err(|source| {
+        PullError::Registry {
+            image: shown.to_string(),
+            source,
+        }
+    })
+}
+
+/// `berth login`: checks the credentials against the registry, then stores them.
+pub fn login_blocking(
+    berth_root: &Path,
+    host: &str,
+    creds: &auth::Credentials,
+    extra_insecure: &[String],
+) -> Result<PathBuf, PullError> {
+    let r = Reference::parse(&format!("{host}/berth-login-check"))?;
+    let insecure = insecure_registries(berth_root, extra_insecure)?;
+    let plain =
+        registry::is_loopback_host(&r.registry) || insecure.iter().any(|h| h == &r.registry);
+    let repo = Repo::new(
+        r.api_host(),
+        &r.repository,
+        host,
+        plain,
+        Some(creds.clone()),
+    )
+    .map_err(|source| PullError::Registry {
+        image: host.to_string(),
+        source,
+    })?;
+    let rt = runtime()?;
+    let res = rt.block_on(repo.check_login());
+    drop(rt);
+    res.map_err(|source| PullError::Registry {
+        image: host.to_string(),
+        source,
+    })?;
+    Ok(auth::store(berth_root, &r.registry, creds)?)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, PullError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("berth-pull")
+        .enable_all()
+        .build()
+        .map_err(PullError::Runtime)
 }
 
 /// Blocking: runs its own tokio runtime and shuts it down (all threads joined)
 /// before returning, so callers may fork afterwards.
 pub fn pull_blocking(
-    _store: &Store,
-    _reference: &str,
-    _opts: &PullOptions,
+    store: &Store,
+    reference: &str,
+    opts: &PullOptions,
 ) -> Result<Image, PullError> {
-    Err(PullError::Unimplemented)
+    let r = Reference::parse(reference)?;
+    let berth_root = store.root().parent().unwrap_or(store.root()).to_path_buf();
+    let want = match &opts.platform {
+        Some(p) => manifest::parse_platform(p)?,
+        None => manifest::host_platform(),
+    };
+    store.clean_tmp_if_idle()?;
+    // Held for the whole pull: garbage collection waits for it.
+    let _pull_lock = store.lock_pull()?;
+    let reporter = Reporter::new(opts.progress, opts.quiet);
+    let repo = connect(&berth_root, &r, &opts.insecure, &r.to_string())?;
+    let rt = runtime()?;
+    let res = rt.block_on(pull(store, &repo, &r, &want, &reporter));
+    // Dropping the runtime joins its worker and blocking threads.
+    drop(rt);
+    reporter.finish_all();
+    let id = res?;
+    store.sync()?;
+    store
+        .resolve(&id)?
+        .ok_or_else(|| StoreError::NoSuchImage(id.clone()).into())
+}
+
+struct Ctx<'a> {
+    store: &'a Store,
+    repo: &'a Repo,
+    image: String,
+    reporter: &'a Reporter,
+}
+
+impl Ctx<'_> {
+    fn reg(&self, source: RegistryError) -> PullError {
+        PullError::Registry {
+            image: self.image.clone(),
+            source,
+        }
+    }
+
+    /// A small blob (manifest, config) read whole and verified.
+    async fn small(
+        &self,
+        path: &str,
+        accept: Option<&str>,
+        what: &str,
+        digest: Option<&str>,
+        size: Option<u64>,
+    ) -> Result<(bytes::Bytes, String, Option<String>, Option<String>), PullError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let resp = self
+                .repo
+                .get(path, accept, what)
+                .await
+                .map_err(|e| self.reg(e))?;
+            let ct = resp
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let dcd = resp
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            if resp.content_length().is_some_and(|l| l > MAX_SMALL_BLOB) {
+                return Err(PullError::Verify {
+                    image: self.image.clone(),
+                    what: "blob",
+                    digest: digest.unwrap_or(what).to_string(),
+                    detail: format!("{what} is larger than {MAX_SMALL_BLOB} bytes"),
+                });
+            }
+            let body = match resp.bytes().await {
+                Ok(b) => b,
+                Err(e) if attempt < registry::MAX_ATTEMPTS => {
+                    tracing::debug!(error = %e, what, "reading body failed, retrying");
+                    tokio::time::sleep(registry::backoff(attempt)).await;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(self.reg(RegistryError::Transport {
+                        what: what.to_string(),
+                        host: self.repo.host().to_string(),
+                        attempts: attempt,
+                        hint: "",
+                        source: e,
+                    }))
+                }
+            };
+            let actual = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
+            if let Some(want) = digest {
+                if want != actual {
+                    return Err(PullError::Verify {
+                        image: self.image.clone(),
+                        what: "blob",
+                        digest: want.to_string(),
+                        detail: format!("{what} has digest {actual}"),
+                    });
+                }
+            }
+            if let Some(s) = size {
+                if body.len() as u64 != s {
+                    return Err(PullError::Verify {
+                        image: self.image.clone(),
+                        what: "blob",
+                        digest: digest.unwrap_or(what).to_string(),
+                        detail: format!("{what} is {} bytes, the manifest says {s}", body.len()),
+                    });
+                }
+            }
+            return Ok((body, actual, ct, dcd));
+        }
+    }
+}
+
+async fn pull(
+    store: &Store,
+    repo: &Repo,
+    r: &Reference,
+    want: &manifest::Platform,
+    reporter: &Reporter,
+) -> Result<String, PullError> {
+    let ctx = Ctx {
+        store,
+        repo,
+        image: r.to_string(),
+        reporter,
+    };
+    let shown_tag = r
+        .tag
+        .clone()
+        .unwrap_or_else(|| r.api_reference().to_string());
+    if r.tag.is_some() && r.digest.is_none() {
+        reporter.line(&format!("{}: Pulling from {}", shown_tag, r.repository));
+    } else {
+        reporter.line(&format!(
+            "{}: Pulling from {}",
+            r.api_reference(),
+            r.repository
+        ));
+    }
+    // The manifest, or the index and then the platform's manifest.
+    let what = format!("manifest {}", ctx.image);
+    let (body, digest, ct, header_digest) = ctx
+        .small(
+            &format!("manifests/{}", r.api_reference()),
+            Some(manifest::ACCEPT),
+            &what,
+            r.digest.as_deref(),
+            None,
+        )
+        .await?;
+    if let (Some(h), None) = (&header_digest, &r.digest) {
+        if h.starts_with("sha256:") && *h != digest {
+            return Err(PullError::Verify {
+                image: ctx.image.clone(),
+                what: "manifest",
+                digest: h.clone(),
+                detail: format!("the registry says its digest is {h}, the bytes hash to {digest}"),
+            });
+        }
+    }
+    let top_digest = digest.clone();
+    let mut blobs_to_keep: Vec<(String, bytes::Bytes)> = vec![(digest.clone(), body.clone())];
+    let (m, manifest_digest, manifest_media_type) =
+        match manifest::parse(&ctx.image, ct.as_deref(), &body)? {
+            Fetched::Manifest(m) => {
+                let mt = m
+                    .media_type
+                    .clone()
+                    .unwrap_or_else(|| manifest::OCI_MANIFEST.into());
+                (m, digest, mt)
+            }
+            Fetched::Index(idx) => {
+                let d = manifest::select_platform(&ctx.image, &idx, want)?.clone();
+                let what = format!("manifest {} for {}", d.digest, want);
+                let (body, digest, ct, _) = ctx
+                    .small(
+                        &format!("manifests/{}", d.digest),
+                        Some(manifest::ACCEPT),
+                        &what,
+                        Some(&d.digest),
+                        Some(d.size),
+                    )
+                    .await?;
+                let ct = ct.or(Some(d.media_type.clone()).filter(|s| !s.is_empty()));
+                match manifest::parse(&ctx.image, ct.as_deref(), &body)? {
+                    Fetched::Manifest(m) => {
+                        let mt = m.media_type.clone().unwrap_or_else(|| d.media_type.clone());
+                        blobs_to_keep.push((digest.clone(), body));
+                        (m, digest, mt)
+                    }
+                    Fetched::Index(_) => {
+                        return Err(manifest::ManifestError::UnknownMediaType {
+                            image: ctx.image.clone(),
+                            media_type: "a nested index".into(),
+                        }
+                        .into())
+                    }
+                }
+            }
+        };
+    let id = m.config.digest.clone();
+    if !crate::reference::is_sha256_digest(&id) {
+        return Err(PullError::BadConfig {
+            image: ctx.image.clone(),
+            digest: id,
+            detail: "the config digest is not sha256".into(),
+        });
+    }
+    let tag_ref = r.digest.is_none().then(|| r.tagged_name()).flatten();
+    let digest_ref = r.digested_name(&top_digest);
+
+    // Already here: only (re)tag.
+    if store
+        .record(&id)?
+        .is_some_and(|rec| rec.layers.iter().all(|l| store.has_layer(&l.diff_id)))
+    {
+        for (d, b) in &blobs_to_keep {
+            if !store.has_blob(d) {
+                store.write_atomic(&store.blob_path(d), b)?;
+            }
+        }
+        let rec = store.record(&id)?.expect("checked above");
+        store.commit_image(&rec, tag_ref.as_deref(), Some(&digest_ref))?;
+        reporter.line(&format!("Digest: {top_digest}"));
+        reporter.line(&format!(
+            "Status: Image is up to date for {}",
+            shown_name(r)
+        ));
+        return Ok(id);
+    }
+
+    // The config: small, read whole, verified.
+    let (config_body, _, _, _) = ctx
+        .small(
+            &format!("blobs/{id}"),
+            None,
+            &format!("config {id}"),
+            Some(&id),
+            Some(m.config.size),
+        )
+        .await?;
+    let config_json: serde_json::Value =
+        serde_json::from_slice(&config_body).map_err(|e| PullError::BadConfig {
+            image: ctx.image.clone(),
+            digest: id.clone(),
+            detail: e.to_string(),
+        })?;
+    let _: oci_spec::image::ImageConfiguration =
+        serde_json::from_slice(&config_body).map_err(|e| PullError::BadConfig {
+            image: ctx.image.clone(),
+            digest: id.clone(),
+            detail: e.to_string(),
+        })?;
+    let diff_ids: Vec<String> = config_json
+        .pointer("/rootfs/diff_ids")
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| d.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    if diff_ids.len() != m.layers.len() {
+        return Err(PullError::BadConfig {
+            image: ctx.image.clone(),
+            digest: id.clone(),
+            detail: format!(
+                "it lists {} diff_ids for {} layers in the manifest",
+                diff_ids.len(),
+                m.layers.len()
+            ),
+        });
+    }
+    if let Some(bad) = diff_ids
+        .iter()
+        .find(|d| !crate::reference::is_sha256_digest(d))
+    {
+        return Err(PullError::BadConfig {
+            image: ctx.image.clone(),
+            digest: id.clone(),
+            detail: format!("diff_id {bad:?} is not a sha256 digest"),
+        });
+    }
+    let mut compressions = vec![];
+    for l in &m.layers {
+        if !crate::reference::is_sha256_digest(&l.digest) {
+            return Err(PullError::Verify {
+                image: ctx.image.clone(),
+                what: "layer",
+                digest: l.digest.clone(),
+                detail: "only sha256 digests are supported".into(),
+            });
+        }
+        compressions.push(manifest::layer_compression(&ctx.image, l)?);
+    }
+
+    // The layers, each once even when the image repeats one.
+    let mut unique: Vec<(usize, &Descriptor, &String, Compression)> = vec![];
+    for (i, (l, d)) in m.layers.iter().zip(&diff_ids).enumerate() {
+        if !unique.iter().any(|(_, _, u, _)| *u == d) {
+            unique.push((i, l, d, compressions[i]));
+            reporter.layer(&l.digest, "Pulling fs layer");
+        }
+    }
+    let sem = Arc::new(tokio::sync::Semaphore::new(PARALLEL_LAYERS));
+    let futs = unique.iter().map(|(_, l, d, c)| {
+        let sem = sem.clone();
+        let ctx = &ctx;
+        async move {
+            let _permit = sem.acquire().await.expect("semaphore open");
+            fetch_layer(ctx, l, d, *c)
+                .await
+                .map(|size| ((*d).clone(), size))
+        }
+    });
+    let results = futures_util::future::join_all(futs).await;
+    let mut sizes = std::collections::HashMap::new();
+    let mut first_err = None;
+    for r in results {
+        match r {
+            Ok((d, s)) => {
+                sizes.insert(d, s);
+            }
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+
+    // Everything is in place: blobs, then the record, last.
+    store.write_atomic(&store.blob_path(&id), &config_body)?;
+    for (d, b) in &blobs_to_keep {
+        store.write_atomic(&store.blob_path(d), b)?;
+    }
+    let layers: Vec<LayerRecord> = m
+        .layers
+        .iter()
+        .zip(&diff_ids)
+        .map(|(l, d)| LayerRecord {
+            digest: l.digest.clone(),
+            media_type: l.media_type.clone(),
+            size: l.size,
+            diff_id: d.clone(),
+            unpacked_size: sizes.get(d).copied().unwrap_or(0),
+        })
+        .collect();
+    let str_at = |p: &str| {
+        config_json
+            .pointer(p)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    let rec = ImageRecord {
+        id: id.clone(),
+        manifest_digest: manifest_digest.clone(),
+        manifest_media_type,
+        size: layers.iter().map(|l| l.unpacked_size).sum(),
+        layers,
+        os: str_at("/os").unwrap_or_default(),
+        architecture: str_at("/architecture").unwrap_or_default(),
+        variant: str_at("/variant"),
+        created: str_at("/created"),
+        pulled: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    };
+    // Layers must be durable before a record points at them.
+    store.sync()?;
+    store.commit_image(&rec, tag_ref.as_deref(), Some(&digest_ref))?;
+    reporter.line(&format!("Digest: {top_digest}"));
+    reporter.line(&format!(
+        "Status: Downloaded newer image for {}",
+        shown_name(r)
+    ));
+    Ok(id)
+}
+
+/// Docker's familiar name with tag or digest: `busybox:latest`.
+fn shown_name(r: &Reference) -> String {
+    let mut s = r.familiar_name();
+    if let Some(t) = &r.tag {
+        s.push(':');
+        s.push_str(t);
+    }
+    if let Some(d) = &r.digest {
+        s.push('@');
+        s.push_str(d);
+    }
+    s
+}
+
+/// Brings one layer into the store (or finds it there); returns its unpacked size.
+async fn fetch_layer(
+    ctx: &Ctx<'_>,
+    l: &Descriptor,
+    diff_id: &str,
+    compression: Compression,
+) -> Result<u64, PullError> {
+    let store = ctx.store.clone();
+    let d = diff_id.to_string();
+    let _lock = tokio::task::spawn_blocking(move || store.lock_layer(&d))
+        .await
+        .expect("lock task")?;
+    if ctx.store.has_layer(diff_id) {
+        ctx.reporter.finished(&l.digest, "Already exists");
+        return Ok(ctx.store.layer_size(diff_id));
+    }
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match stream_layer(ctx, l, diff_id, compression).await {
+            Ok(size) => {
+                ctx.reporter.finished(&l.digest, "Pull complete");
+                return Ok(size);
+            }
+            Err(e) if e.transient() && attempt < LAYER_ATTEMPTS => {
+                let wait = registry::backoff(attempt);
+                tracing::debug!(layer = %l.digest, attempt, error = %e, "layer download failed, restarting it");
+                ctx.reporter.layer(
+                    &l.digest,
+                    &format!("Retrying in {:.1}s ({e})", wait.as_secs_f32()),
+                );
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => {
+                ctx.reporter.finished(&l.digest, "Failed");
+                return Err(e);
+            }
+        }
+    }
+}
+
+enum Msg {
+    Data(bytes::Bytes),
+    /// The download finished and its digest and size are right.
+    End,
+}
+
+/// Reads the download's chunks, writing each to the blob file as it passes.
+struct ChunkReader {
+    rx: tokio::sync::mpsc::Receiver<Msg>,
+    cur: bytes::Bytes,
+    blob: std::io::BufWriter<std::fs::File>,
+    ended: bool,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            if self.ended {
+                return Ok(0);
+            }
+            match self.rx.blocking_recv() {
+                Some(Msg::Data(b)) => {
+                    self.blob.write_all(&b)?;
+                    self.cur = b;
+                }
+                Some(Msg::End) => {
+                    self.blob.flush()?;
+                    self.ended = true;
+                }
+                None => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "the download stopped",
+                    ))
+                }
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        bytes::Buf::advance(&mut self.cur, n);
+        Ok(n)
+    }
+}
+
+/// Reads the decompressed tar chunks for the unpacker.
+struct TarReader {
+    rx: std::sync::mpsc::Receiver<Option<Vec<u8>>>,
+    cur: Vec<u8>,
+    pos: usize,
+    ended: bool,
+}
+
+impl Read for TarReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.cur.len() {
+            if self.ended {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Some(v)) => {
+                    self.cur = v;
+                    self.pos = 0;
+                }
+                Ok(None) => self.ended = true,
+                Err(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "the layer stream stopped",
+                    ))
+                }
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Stage 2: blob file, decompression, diff_id. Returns the diff_id.
+fn decompress_stage(
+    src: ChunkReader,
+    compression: Compression,
+    tx: std::sync::mpsc::SyncSender<Option<Vec<u8>>>,
+    unpack_failed: &AtomicBool,
+) -> std::io::Result<String> {
+    let mut src = src;
+    let mut hasher = Sha256::new();
+    let mut consumer_alive = true;
+    {
+        let mut buffered = std::io::BufReader::with_capacity(64 * 1024, &mut src);
+        let kind = match compression {
+            Compression::Sniff => manifest::sniff(buffered.fill_buf()?),
+            c => c,
+        };
+        let mut reader: Box<dyn Read + '_> = match kind {
+            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?),
+            Compression::None | Compression::Sniff => Box::new(buffered),
+        };
+        loop {
+            let mut chunk = vec![0u8; TAR_CHUNK];
+            let mut filled = 0;
+            // Fill whole chunks: fewer, larger hand-offs.
+            while filled < chunk.len() {
+                match reader.read(&mut chunk[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if filled == 0 {
+                break;
+            }
+            chunk.truncate(filled);
+            hasher.update(&chunk);
+            if consumer_alive && tx.send(Some(chunk)).is_err() {
+                if unpack_failed.load(Ordering::SeqCst) {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::BrokenPipe,
+                        "the unpacker failed",
+                    ));
+                }
+                consumer_alive = false;
+            }
+        }
+    }
+    // Anything after the compressed stream still goes to the blob file.
+    std::io::copy(&mut src, &mut std::io::sink())?;
+    let _ = tx.send(None);
+    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+}
+
+/// Downloads, verifies and unpacks one layer into the store; returns its unpacked size.
+async fn stream_layer(
+    ctx: &Ctx<'_>,
+    l: &Descriptor,
+    diff_id: &str,
+    compression: Compression,
+) -> Result<u64, PullError> {
+    let store = ctx.store;
+    let tmp_layer = store
+        .tmp_dir()
+        .join(format!("layer-{}", digest_hex(diff_id)));
+    let tmp_blob = store
+        .tmp_dir()
+        .join(format!("blob-{}", digest_hex(&l.digest)));
+    // Leftovers of an interrupted pull of this layer (we hold its lock).
+    remove_any(&tmp_layer).map_err(io_at(&tmp_layer))?;
+    remove_any(&tmp_blob).map_err(io_at(&tmp_blob))?;
+    let result = stream_layer_into(ctx, l, diff_id, compression, &tmp_layer, &tmp_blob).await;
+    match result {
+        Ok(size) => {
+            let meta = serde_json::to_vec(&LayerMeta {
+                diff_id: diff_id.to_string(),
+                unpacked_size: size,
+            })
+            .expect("serializable");
+            store.write_atomic(&store.layer_meta_path(diff_id), &meta)?;
+            let blob = store.blob_path(&l.digest);
+            std::fs::rename(&tmp_blob, &blob).map_err(io_at(&blob))?;
+            let dir = store.layer_dir(diff_id);
+            std::fs::rename(&tmp_layer, &dir).map_err(io_at(&dir))?;
+            Ok(size)
+        }
+        Err(e) => {
+            let _ = remove_any(&tmp_layer);
+            let _ = remove_any(&tmp_blob);
+            Err(e)
+        }
+    }
+}
+
+async fn stream_layer_into(
+    ctx: &Ctx<'_>,
+    l: &Descriptor,
+    diff_id: &str,
+    compression: Compression,
+    tmp_layer: &Path,
+    tmp_blob: &Path,
+) -> Result<u64, PullError> {
+    std::fs::create_dir(tmp_layer).map_err(io_at(tmp_layer))?;
+    let blob_file = std::fs::File::create(tmp_blob).map_err(io_at(tmp_blob))?;
+    let what = format!("layer {}", l.digest);
+    let mut resp = ctx
+        .repo
+        .get(&format!("blobs/{}", l.digest), None, &what)
+        .await
+        .map_err(|e| ctx.reg(e))?;
+    ctx.reporter.downloading(&l.digest, l.size);
+
+    let (ctx_tx, ctx_rx) = tokio::sync::mpsc::channel::<Msg>(CHANNEL_DEPTH);
+    let (tar_tx, tar_rx) = std::sync::mpsc::sync_channel::<Option<Vec<u8>>>(8);
+    let unpack_failed = Arc::new(AtomicBool::new(false));
+    let dest = tmp_layer.to_path_buf();
+    let failed = unpack_failed.clone();
+    let unpacker = tokio::task::spawn_blocking(move || {
+        let mut reader = TarReader {
+            rx: tar_rx,
+            cur: Vec::new(),
+            pos: 0,
+            ended: false,
+        };
+        let res = unpack_layer(&mut reader, &dest, &UnpackOptions::default());
+        if res.is_err() {
+            failed.store(true, Ordering::SeqCst);
+        }
+        drop(reader);
+        res
+    });
+    let failed = unpack_failed.clone();
+    let decompressor = tokio::task::spawn_blocking(move || {
+        let src = ChunkReader {
+            rx: ctx_rx,
+            cur: bytes::Bytes::new(),
+            blob: std::io::BufWriter::with_capacity(256 * 1024, blob_file),
+            ended: false,
+        };
+        decompress_stage(src, compression, tar_tx, &failed)
+    });
+
+    // Stage 1: the download, hashed and counted as it streams.
+    let mut hasher = Sha256::new();
+    let mut received: u64 = 0;
+    let download: Result<(), PullError> = async {
+        loop {
+            let chunk = match resp.chunk().await {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(ctx.reg(RegistryError::Transport {
+                        what: what.clone(),
+                        host: ctx.repo.host().to_string(),
+                        attempts: 1,
+                        hint: "",
+                        source: e,
+                    }))
+                }
+            };
+            received += chunk.len() as u64;
+            if received > l.size {
+                return Err(PullError::Verify {
+                    image: ctx.image.clone(),
+                    what: "layer",
+                    digest: l.digest.clone(),
+                    detail: format!(
+                        "the registry sent more than the {} bytes the manifest says",
+                        l.size
+                    ),
+                });
+            }
+            hasher.update(&chunk);
+            ctx.reporter.advance(&l.digest, chunk.len() as u64);
+            if ctx_tx.send(Msg::Data(chunk)).await.is_err() {
+                // The decompressor stopped: its error says why.
+                return Ok(());
+            }
+        }
+        if received < l.size {
+            return Err(PullError::Verify {
+                image: ctx.image.clone(),
+                what: "truncated blob",
+                digest: l.digest.clone(),
+                detail: format!("the download ended after {received} of {} bytes", l.size),
+            });
+        }
+        let actual = format!(
+            "sha256:{}",
+            hex::encode(std::mem::take(&mut hasher).finalize())
+        );
+        if actual != l.digest {
+            return Err(PullError::Verify {
+                image: ctx.image.clone(),
+                what: "layer",
+                digest: l.digest.clone(),
+                detail: format!("the downloaded bytes hash to {actual}"),
+            });
+        }
+        let _ = ctx_tx.send(Msg::End).await;
+        Ok(())
+    }
+    .await;
+    drop(ctx_tx);
+    let decompressed = decompressor.await.expect("decompress task");
+    let unpacked = unpacker.await.expect("unpack task");
+    download?;
+    if let Err(e) = &decompressed {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(PullError::Decompress {
+                image: ctx.image.clone(),
+                digest: l.digest.clone(),
+                source: std::io::Error::new(e.kind(), e.to_string()),
+            });
+        }
+    }
+    let stats = unpacked.map_err(|source| PullError::Unpack {
+        image: ctx.image.clone(),
+        digest: l.digest.clone(),
+        source,
+    })?;
+    let actual_diff = decompressed.map_err(|source| PullError::Decompress {
+        image: ctx.image.clone(),
+        digest: l.digest.clone(),
+        source,
+    })?;
+    if actual_diff != diff_id {
+        return Err(PullError::DiffId {
+            image: ctx.image.clone(),
+            digest: l.digest.clone(),
+            expected: diff_id.to_string(),
+            actual: actual_diff,
+        });
+    }
+    Ok(stats.bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn short_digests() {
+        assert_eq!(
+            crate::progress::short(&format!("sha256:{}", "ab".repeat(32))),
+            "abababababab"
+        );
+    }
 }
