@@ -6,6 +6,14 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+/// The first header named `name` (case-insensitive).
+pub fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
 /// A parsed HTTP response.
 #[derive(Clone, Debug)]
 pub struct HttpResponse {
@@ -17,10 +25,7 @@ pub struct HttpResponse {
 impl HttpResponse {
     /// The first header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        find_header(&self.headers, name)
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -54,9 +59,8 @@ pub fn http_request(
     if method != "HEAD" {
         r.read_to_end(&mut raw)?;
     }
-    let chunked = headers.iter().any(|(k, v)| {
-        k.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked")
-    });
+    let chunked = find_header(&headers, "transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     let body = if chunked { dechunk(&raw)? } else { raw };
     Ok(HttpResponse {
         status,
@@ -139,10 +143,7 @@ pub(crate) struct Request {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        find_header(&self.headers, name)
     }
     pub fn content_length(&self) -> u64 {
         self.header("content-length")

@@ -4,12 +4,14 @@
 
 pub mod fixtures;
 pub mod http;
+pub mod proxy;
 pub mod push;
 pub mod registry;
 pub mod rootfs;
 pub mod tarw;
 pub mod token;
 
+pub use proxy::{FaultConfig, FaultProxy};
 pub use push::{push, PushFormat, PushOpts};
 pub use registry::Registry;
 pub use rootfs::busybox_rootfs;

@@ -1,0 +1,622 @@
+//! A fault-injecting HTTP/1.1 proxy for registry tests. It sits on a free
+//! 127.0.0.1 port in front of a registry and, per its configuration, answers
+//! requests with 500/429, cuts blob downloads after K body bytes, or flips a
+//! byte in blob bodies. Everything else passes through unchanged (keep-alive,
+//! Content-Length, chunked and read-until-close bodies).
+
+use crate::http::{find_header, read_request, read_response_head, Request};
+use anyhow::{Context, Result};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// What the proxy does to requests. Counts are "remaining times"; 0 = off.
+#[derive(Clone, Debug, Default)]
+pub struct FaultConfig {
+    /// Answer this many (matching) requests with `fail_status`.
+    pub fail_next: u32,
+    /// The status for `fail_next` (500 if 0). 429 also sends `Retry-After`.
+    pub fail_status: u16,
+    /// `Retry-After` seconds sent with 429 (default 1).
+    pub retry_after: u32,
+    /// Only fail requests whose path contains this.
+    pub fail_path_contains: Option<String>,
+    /// Cut the connection after this many body bytes of a blob GET response.
+    pub cut_blob_after: Option<u64>,
+    /// How many blob responses to cut (with `cut_blob_after`); `u32::MAX` = all.
+    pub cut_times: u32,
+    /// How many blob GET responses get one byte flipped.
+    pub corrupt_blobs: u32,
+}
+
+/// Builds a [`FaultProxy`].
+#[derive(Clone, Debug)]
+pub struct FaultProxyBuilder {
+    upstream: String,
+    cfg: FaultConfig,
+}
+
+impl FaultProxyBuilder {
+    /// Answer the next `n` requests with 500 Internal Server Error.
+    pub fn fail_next(mut self, n: u32) -> Self {
+        self.cfg.fail_next = n;
+        self.cfg.fail_status = 500;
+        self
+    }
+    /// Answer the next `n` requests with `status` (429 adds `Retry-After: 1`).
+    pub fn fail_next_with(mut self, n: u32, status: u16) -> Self {
+        self.cfg.fail_next = n;
+        self.cfg.fail_status = status;
+        self
+    }
+    /// Answer the next `n` requests with 429 Too Many Requests and `Retry-After: 1`.
+    pub fn too_many_requests(self, n: u32) -> Self {
+        self.fail_next_with(n, 429)
+    }
+    /// Only fail requests whose path contains `s` (e.g. "/blobs/").
+    pub fn fail_only_paths_containing(mut self, s: &str) -> Self {
+        self.cfg.fail_path_contains = Some(s.into());
+        self
+    }
+    /// Cut the first `times` blob downloads after `bytes` body bytes.
+    pub fn cut_blobs_after(mut self, bytes: u64, times: u32) -> Self {
+        self.cfg.cut_blob_after = Some(bytes);
+        self.cfg.cut_times = times;
+        self
+    }
+    /// Flip one byte in the next `times` blob downloads.
+    pub fn corrupt_blobs(mut self, times: u32) -> Self {
+        self.cfg.corrupt_blobs = times;
+        self
+    }
+    pub fn start(self) -> Result<FaultProxy> {
+        FaultProxy::start_with(&self.upstream, self.cfg)
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    requests: AtomicU64,
+    blob_requests: AtomicU64,
+    faults: AtomicU64,
+    connections: AtomicU64,
+}
+
+struct Shared {
+    upstream: String,
+    cfg: Mutex<FaultConfig>,
+    counters: Counters,
+    log: Mutex<Vec<String>>,
+    /// Open sockets (clients and upstreams) by id, shut down on Drop.
+    conns: Mutex<std::collections::HashMap<u64, TcpStream>>,
+    next_id: AtomicU64,
+    stop: AtomicBool,
+}
+
+/// A running proxy; stops and drops its connections on Drop.
+pub struct FaultProxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FaultProxy {
+    /// A builder for a proxy in front of `upstream` ("127.0.0.1:PORT").
+    pub fn builder(upstream: &str) -> FaultProxyBuilder {
+        FaultProxyBuilder {
+            upstream: upstream.into(),
+            cfg: FaultConfig::default(),
+        }
+    }
+
+    /// A pass-through proxy (configure faults later with [`FaultProxy::set`]).
+    pub fn start(upstream: &str) -> Result<FaultProxy> {
+        Self::start_with(upstream, FaultConfig::default())
+    }
+
+    pub fn start_with(upstream: &str, cfg: FaultConfig) -> Result<FaultProxy> {
+        let listener = TcpListener::bind("127.0.0.1:0").context("binding the fault proxy")?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            upstream: upstream.into(),
+            cfg: Mutex::new(cfg),
+            counters: Counters::default(),
+            log: Mutex::new(Vec::new()),
+            conns: Mutex::new(Default::default()),
+            next_id: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+        });
+        let sh = shared.clone();
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if sh.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                sh.counters.connections.fetch_add(1, Ordering::SeqCst);
+                let sh = sh.clone();
+                std::thread::spawn(move || {
+                    let id = sh.track(&conn);
+                    let mut upstream_id = None;
+                    let _ = handle(&conn, &sh, &mut upstream_id);
+                    sh.untrack(id);
+                    if let Some(u) = upstream_id {
+                        sh.untrack(u);
+                    }
+                });
+            }
+        });
+        Ok(FaultProxy {
+            addr,
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// "127.0.0.1:PORT" of the proxy: use it as the registry address.
+    pub fn addr(&self) -> String {
+        self.addr.to_string()
+    }
+    /// Replaces the fault configuration (takes effect for the next request).
+    pub fn set(&self, cfg: FaultConfig) {
+        *self.shared.cfg.lock().unwrap() = cfg;
+    }
+    /// Edits the fault configuration in place.
+    pub fn update(&self, f: impl FnOnce(&mut FaultConfig)) {
+        f(&mut self.shared.cfg.lock().unwrap());
+    }
+    /// The current configuration (with remaining counts).
+    pub fn config(&self) -> FaultConfig {
+        self.shared.cfg.lock().unwrap().clone()
+    }
+    /// Requests seen (including failed ones).
+    pub fn requests(&self) -> u64 {
+        self.shared.counters.requests.load(Ordering::SeqCst)
+    }
+    /// GET/HEAD requests whose path contains `/blobs/`.
+    pub fn blob_requests(&self) -> u64 {
+        self.shared.counters.blob_requests.load(Ordering::SeqCst)
+    }
+    /// Faults injected so far (failures, cuts and corruptions).
+    pub fn faults_injected(&self) -> u64 {
+        self.shared.counters.faults.load(Ordering::SeqCst)
+    }
+    /// Client connections accepted.
+    pub fn connections(&self) -> u64 {
+        self.shared.counters.connections.load(Ordering::SeqCst)
+    }
+    /// "METHOD TARGET -> STATUS" for every request, in order.
+    pub fn log(&self) -> Vec<String> {
+        self.shared.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        for (_, c) in self.shared.conns.lock().unwrap().drain() {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+impl Shared {
+    fn track(&self, s: &TcpStream) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        if let Ok(c) = s.try_clone() {
+            self.conns.lock().unwrap().insert(id, c);
+        }
+        id
+    }
+    /// Forgets a socket and shuts it down, so every clone of it is closed.
+    fn untrack(&self, id: u64) {
+        if let Some(c) = self.conns.lock().unwrap().remove(&id) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+enum Action {
+    Fail(u16, u32),
+    Forward { cut: Option<u64>, corrupt: bool },
+}
+
+fn decide(sh: &Shared, req: &Request) -> Action {
+    let path = req.target.split('?').next().unwrap_or("");
+    let blob_get = req.method == "GET" && path.contains("/blobs/") && !path.contains("/uploads");
+    let mut cfg = sh.cfg.lock().unwrap();
+    let matches = cfg
+        .fail_path_contains
+        .as_ref()
+        .is_none_or(|s| path.contains(s.as_str()));
+    if cfg.fail_next > 0 && matches {
+        cfg.fail_next -= 1;
+        sh.counters.faults.fetch_add(1, Ordering::SeqCst);
+        let status = if cfg.fail_status == 0 {
+            500
+        } else {
+            cfg.fail_status
+        };
+        return Action::Fail(status, cfg.retry_after.max(1));
+    }
+    let mut cut = None;
+    let mut corrupt = false;
+    if blob_get {
+        if let Some(k) = cfg.cut_blob_after {
+            if cfg.cut_times > 0 {
+                if cfg.cut_times != u32::MAX {
+                    cfg.cut_times -= 1;
+                }
+                cut = Some(k);
+            }
+        }
+        if cut.is_none() && cfg.corrupt_blobs > 0 {
+            cfg.corrupt_blobs -= 1;
+            corrupt = true;
+        }
+    }
+    Action::Forward { cut, corrupt }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        _ => "Injected Fault",
+    }
+}
+
+fn is_chunked(headers: &[(String, String)]) -> bool {
+    find_header(headers, "transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+}
+
+fn wants_close(headers: &[(String, String)]) -> bool {
+    find_header(headers, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close"))
+}
+
+fn content_length(headers: &[(String, String)]) -> Option<u64> {
+    find_header(headers, "content-length").and_then(|v| v.trim().parse().ok())
+}
+
+/// Copies `n` bytes; with `flip_at`, xors the byte at that offset.
+fn copy_n(
+    r: &mut impl Read,
+    w: &mut impl Write,
+    mut n: u64,
+    flip_at: Option<u64>,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut off = 0u64;
+    while n > 0 {
+        let want = buf.len().min(n as usize);
+        let got = r.read(&mut buf[..want])?;
+        if got == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        if let Some(f) = flip_at {
+            if f >= off && f < off + got as u64 {
+                buf[(f - off) as usize] ^= 0xff;
+            }
+        }
+        w.write_all(&buf[..got])?;
+        off += got as u64;
+        n -= got as u64;
+    }
+    Ok(())
+}
+
+/// Copies a chunked body verbatim (sizes, extensions, trailers).
+fn copy_chunked(r: &mut impl BufRead, w: &mut impl Write) -> io::Result<()> {
+    loop {
+        let mut line = Vec::new();
+        r.read_until(b'\n', &mut line)?;
+        if line.is_empty() {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        w.write_all(&line)?;
+        let s = String::from_utf8_lossy(&line);
+        let size = u64::from_str_radix(s.trim().split(';').next().unwrap_or(""), 16)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunk size"))?;
+        if size == 0 {
+            // trailers up to an empty line
+            loop {
+                let mut t = Vec::new();
+                r.read_until(b'\n', &mut t)?;
+                w.write_all(&t)?;
+                if t.is_empty() || t == b"\r\n" || t == b"\n" {
+                    return Ok(());
+                }
+            }
+        }
+        copy_n(r, w, size + 2, None)?;
+    }
+}
+
+fn write_head(w: &mut impl Write, first: &str, headers: &[(String, String)]) -> io::Result<()> {
+    let mut h = format!("{first}\r\n");
+    for (k, v) in headers {
+        h.push_str(&format!("{k}: {v}\r\n"));
+    }
+    h.push_str("\r\n");
+    w.write_all(h.as_bytes())
+}
+
+fn handle(client: &TcpStream, sh: &Shared, upstream_id: &mut Option<u64>) -> Result<()> {
+    let mut client_r = BufReader::new(client.try_clone()?);
+    let mut client_w = client.try_clone()?;
+    let mut upstream: Option<(BufReader<TcpStream>, TcpStream)> = None;
+    loop {
+        let Some(req) = read_request(&mut client_r)? else {
+            return Ok(());
+        };
+        if sh.stop.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        sh.counters.requests.fetch_add(1, Ordering::SeqCst);
+        let path = req.target.split('?').next().unwrap_or("").to_string();
+        if (req.method == "GET" || req.method == "HEAD") && path.contains("/blobs/") {
+            sh.counters.blob_requests.fetch_add(1, Ordering::SeqCst);
+        }
+        let req_body_len = content_length(&req.headers);
+        let req_chunked = is_chunked(&req.headers);
+        let client_close = wants_close(&req.headers);
+        match decide(sh, &req) {
+            Action::Fail(status, retry_after) => {
+                // Drain the request body, then answer.
+                if req_chunked {
+                    copy_chunked(&mut client_r, &mut io::sink())?;
+                } else if let Some(n) = req_body_len {
+                    copy_n(&mut client_r, &mut io::sink(), n, None)?;
+                }
+                let body = format!(
+                    "{{\"errors\":[{{\"code\":\"UNKNOWN\",\"message\":\"injected fault {status}\"}}]}}"
+                );
+                let mut headers = vec![
+                    ("Content-Type".to_string(), "application/json".to_string()),
+                    ("Content-Length".to_string(), body.len().to_string()),
+                ];
+                if status == 429 || status == 503 {
+                    headers.push(("Retry-After".into(), retry_after.to_string()));
+                }
+                write_head(
+                    &mut client_w,
+                    &format!("HTTP/1.1 {status} {}", reason(status)),
+                    &headers,
+                )?;
+                if req.method != "HEAD" {
+                    client_w.write_all(body.as_bytes())?;
+                }
+                client_w.flush()?;
+                sh.log.lock().unwrap().push(format!(
+                    "{} {} -> {status} (injected)",
+                    req.method, req.target
+                ));
+                if client_close {
+                    return Ok(());
+                }
+            }
+            Action::Forward { cut, corrupt } => {
+                if upstream.is_none() {
+                    let s = TcpStream::connect(&sh.upstream)
+                        .with_context(|| format!("connecting to upstream {}", sh.upstream))?;
+                    *upstream_id = Some(sh.track(&s));
+                    upstream = Some((BufReader::new(s.try_clone()?), s));
+                }
+                let (up_r, up_w) = upstream.as_mut().unwrap();
+                write_head(
+                    up_w,
+                    &format!("{} {} HTTP/1.1", req.method, req.target),
+                    &req.headers,
+                )?;
+                if req_chunked {
+                    copy_chunked(&mut client_r, up_w)?;
+                } else if let Some(n) = req_body_len {
+                    copy_n(&mut client_r, up_w, n, None)?;
+                }
+                up_w.flush()?;
+                let (status, headers) = read_response_head(up_r)?;
+                sh.log
+                    .lock()
+                    .unwrap()
+                    .push(format!("{} {} -> {status}", req.method, req.target));
+                let status_line = format!("HTTP/1.1 {status} {}", reason_from_upstream(status));
+                write_head(&mut client_w, &status_line, &headers)?;
+                let no_body = req.method == "HEAD"
+                    || status == 204
+                    || status == 304
+                    || (100..200).contains(&status);
+                let close = client_close || wants_close(&headers);
+                if no_body {
+                } else if let (Some(k), true) = (cut, status == 200) {
+                    sh.counters.faults.fetch_add(1, Ordering::SeqCst);
+                    let n = content_length(&headers).map_or(k, |l| l.min(k));
+                    let _ = copy_n(up_r, &mut client_w, n, None);
+                    let _ = client_w.flush();
+                    let _ = client_w.shutdown(Shutdown::Both);
+                    let _ = up_w.shutdown(Shutdown::Both);
+                    return Ok(());
+                } else if is_chunked(&headers) {
+                    copy_chunked(up_r, &mut client_w)?;
+                } else if let Some(n) = content_length(&headers) {
+                    let flip = (corrupt && status == 200 && n > 0).then_some(n / 2);
+                    if flip.is_some() {
+                        sh.counters.faults.fetch_add(1, Ordering::SeqCst);
+                    }
+                    copy_n(up_r, &mut client_w, n, flip)?;
+                } else {
+                    io::copy(up_r, &mut client_w)?;
+                    return Ok(());
+                }
+                client_w.flush()?;
+                if close {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+fn reason_from_upstream(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        405 => "Method Not Allowed",
+        416 => "Range Not Satisfiable",
+        s => reason(s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{self, sha256_digest};
+    use crate::http::http_get;
+    use crate::Registry;
+    use std::process::Command;
+
+    /// A registry with busybox pushed; returns it and the layer digest.
+    fn registry_with_busybox() -> (Registry, String) {
+        let tmp = tempfile::tempdir().unwrap();
+        let bb = tmp.path().join("bb");
+        fixtures::busybox_layout(&bb).unwrap();
+        let reg = Registry::start().unwrap();
+        reg.push(&bb, "latest", "library/busybox:latest", None)
+            .unwrap();
+        let r = http_get(
+            &reg.addr(),
+            "/v2/library/busybox/manifests/latest",
+            &[("Accept", fixtures::MT_OCI_MANIFEST)],
+        )
+        .unwrap();
+        let m: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        (reg, m["layers"][0]["digest"].as_str().unwrap().to_string())
+    }
+
+    #[test]
+    fn fails_n_times_then_passes_through() {
+        let reg = Registry::start().unwrap();
+        let p = FaultProxy::builder(&reg.addr())
+            .fail_next(3)
+            .start()
+            .unwrap();
+        for _ in 0..3 {
+            assert_eq!(http_get(&p.addr(), "/v2/", &[]).unwrap().status, 500);
+        }
+        let r = http_get(&p.addr(), "/v2/", &[]).unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header("docker-distribution-api-version"),
+            Some("registry/2.0")
+        );
+        assert_eq!(p.requests(), 4);
+        assert_eq!(p.faults_injected(), 3);
+
+        p.update(|c| {
+            c.fail_next = 2;
+            c.fail_status = 429;
+        });
+        let r = http_get(&p.addr(), "/v2/", &[]).unwrap();
+        assert_eq!(r.status, 429);
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert_eq!(http_get(&p.addr(), "/v2/", &[]).unwrap().status, 429);
+        assert_eq!(http_get(&p.addr(), "/v2/", &[]).unwrap().status, 200);
+    }
+
+    #[test]
+    fn keep_alive_pass_through_with_curl() {
+        let (reg, layer) = registry_with_busybox();
+        let p = FaultProxy::start(&reg.addr()).unwrap();
+        let blob = format!("http://{}/v2/library/busybox/blobs/{layer}", p.addr());
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} ",
+            ])
+            .arg(format!("http://{}/v2/", p.addr()))
+            .arg(&blob)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "200 200 ");
+        assert_eq!(p.requests(), 2);
+        assert_eq!(p.connections(), 1, "curl should reuse the connection");
+        let r = http_get(
+            &p.addr(),
+            &format!("/v2/library/busybox/blobs/{layer}"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(sha256_digest(&r.body), layer);
+    }
+
+    #[test]
+    fn cuts_and_corrupts_blobs() {
+        let (reg, layer) = registry_with_busybox();
+        let path = format!("/v2/library/busybox/blobs/{layer}");
+        let p = FaultProxy::builder(&reg.addr())
+            .cut_blobs_after(1000, 1)
+            .start()
+            .unwrap();
+        let r = http_get(&p.addr(), &path, &[]).unwrap();
+        assert_eq!(r.status, 200);
+        let full: u64 = r.header("content-length").unwrap().parse().unwrap();
+        assert!(full > 1000);
+        assert_eq!(r.body.len(), 1000);
+        // Manifests are not cut; the next blob request is whole again.
+        let r = http_get(&p.addr(), &path, &[]).unwrap();
+        assert_eq!(r.body.len() as u64, full);
+        assert_eq!(sha256_digest(&r.body), layer);
+
+        p.set(FaultConfig {
+            corrupt_blobs: 1,
+            ..Default::default()
+        });
+        let r = http_get(&p.addr(), &path, &[]).unwrap();
+        assert_eq!(r.body.len() as u64, full);
+        assert_ne!(sha256_digest(&r.body), layer);
+        let r = http_get(&p.addr(), &path, &[]).unwrap();
+        assert_eq!(sha256_digest(&r.body), layer);
+        assert_eq!(p.faults_injected(), 2);
+        assert_eq!(p.blob_requests(), 4);
+    }
+
+    #[test]
+    fn failures_can_target_blobs_only() {
+        let (reg, layer) = registry_with_busybox();
+        let p = FaultProxy::builder(&reg.addr())
+            .fail_next(1)
+            .fail_only_paths_containing("/blobs/")
+            .start()
+            .unwrap();
+        assert_eq!(http_get(&p.addr(), "/v2/", &[]).unwrap().status, 200);
+        let path = format!("/v2/library/busybox/blobs/{layer}");
+        assert_eq!(http_get(&p.addr(), &path, &[]).unwrap().status, 500);
+        assert_eq!(http_get(&p.addr(), &path, &[]).unwrap().status, 200);
+        assert_eq!(p.log().len(), 3);
+    }
+}
