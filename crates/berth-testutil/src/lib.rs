@@ -3,6 +3,7 @@
 //! with skopeo, a fault-injecting proxy, cleanup guards and tree snapshots.
 
 pub mod fixtures;
+pub mod guards;
 pub mod http;
 pub mod proxy;
 pub mod push;
@@ -10,8 +11,11 @@ pub mod registry;
 pub mod rootfs;
 pub mod tarw;
 pub mod token;
+pub mod tree;
 
+pub use guards::{unique_name, ChildGuard, MountGuard};
 pub use proxy::{FaultConfig, FaultProxy};
 pub use push::{push, PushFormat, PushOpts};
 pub use registry::Registry;
 pub use rootfs::busybox_rootfs;
+pub use tree::{diff_trees, tree_snapshot, umoci_unpack, TreeEntry};
