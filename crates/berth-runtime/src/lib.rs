@@ -2,4 +2,17 @@
 //! the container as the OCI runtime-spec requires, with runc's command line.
 
 pub mod cgroups;
+pub mod channel;
 pub mod cli;
+pub mod config;
+pub mod container;
+pub mod error;
+pub mod exec;
+pub mod hooks;
+pub mod init;
+pub mod process;
+pub mod rootfs;
+pub mod secc;
+pub mod state;
+pub mod sys;
+pub mod terminal;

@@ -1,0 +1,812 @@
+//! The runtime side of the container lifecycle: create, start, run, kill, delete, pause, resume,
+//! update, ps, events.
+//!
+//! # Process architecture
+//!
+//! `create` runs in one short-lived, single-threaded runtime process (the "parent"):
+//! 1. parse and validate `config.json`, make `<root>/<id>/`, lock it, make `exec.fifo`;
+//! 2. create the cgroup and apply `linux.resources` (on pure v2 the child is born in it with
+//!    `clone3(CLONE_INTO_CGROUP)`);
+//! 3. `clone3` the init with every namespace to create in one go (user, mnt, pid, net, ipc,
+//!    uts; the cgroup namespace is unshared by the init once it sits in its cgroup). When the
+//!    config joins namespaces by path or asks for a time namespace, a short-lived intermediate
+//!    process does the `setns` calls (user first) / `unshare(CLONE_NEWTIME)` and clones the init
+//!    with `CLONE_PARENT`, so the init is always the runtime's child;
+//! 4. write the uid/gid maps, add the pid to v1 cgroups, set oom_score_adj, then send "go" over
+//!    the socketpair ([`crate::channel`]); run prestart/createRuntime hooks when the init asks
+//!    (mounts done, before pivot_root); wait for "ready" or an error message;
+//! 5. write `state.json` and `--pid-file`, exit. The init ([`crate::init`]) stays blocked opening
+//!    `exec.fifo` for writing until `start` opens it for reading, then execs the user program
+//!    directly, so no runtime code runs in the container after that.
+//!
+//! `run` is create + start in one process without the fifo (a "start" message instead); in the
+//! foreground it forwards signals, waits for the init, cleans up and exits with its status
+//! (128+signal when killed). `exec` forks a child that `setns`es into the init's namespaces and
+//! clones the exec process into the pid namespace ([`crate::exec`]).
+//!
+//! On-disk state: `<root>/<id>/state.json` ([`crate::state::Saved`]: pid, its start time,
+//! bundle, rootfs, created, annotations, saved cgroup manager, paused flag) and
+//! `<root>/<id>/exec.fifo` between create and start.
+
+use crate::bail;
+use crate::cgroups::Manager;
+use crate::channel::{Channel, Step};
+use crate::config;
+use crate::error::{Ctx, Error, Result};
+use crate::hooks;
+use crate::init::{self, hook_state, InitArgs};
+use crate::state::{self, Container, Saved, Status};
+use crate::sys;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+/// Options of `create` and `run`.
+#[derive(Debug, Default, Clone)]
+pub struct CreateOpts {
+    /// `--root`.
+    pub root: PathBuf,
+    /// Container id.
+    pub id: String,
+    /// `--bundle`.
+    pub bundle: PathBuf,
+    /// `--pid-file`.
+    pub pid_file: Option<PathBuf>,
+    /// `--console-socket`.
+    pub console_socket: Option<String>,
+    /// `--no-pivot`.
+    pub no_pivot: bool,
+    /// `--no-new-keyring`.
+    pub no_new_keyring: bool,
+    /// `--preserve-fds`.
+    pub preserve_fds: u32,
+}
+
+/// A container whose init is ready (blocked before exec).
+pub struct Launched {
+    /// The container record.
+    pub container: Container,
+    /// The spec.
+    pub spec: Spec,
+    /// Parent end of the channel.
+    pub chan: Channel,
+    /// The cgroup manager.
+    pub cgroup: Option<Manager>,
+    /// Internal console (foreground run with a terminal and no --console-socket).
+    pub console_peer: Option<OwnedFd>,
+}
+
+struct Cleanup {
+    dir: Option<PathBuf>,
+    pid: i32,
+    cgroup: Option<Manager>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if self.pid > 0 {
+            // SAFETY: signalling and reaping our own child.
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+                libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+            }
+        }
+        if let Some(m) = self.cgroup.take() {
+            let _ = m.kill_all(libc::SIGKILL);
+            let _ = m.destroy();
+        }
+        if let Some(d) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+fn ns_flag(t: LinuxNamespaceType) -> libc::c_int {
+    match t {
+        LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+        LinuxNamespaceType::User => libc::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
+        LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+        LinuxNamespaceType::Time => 0x80,
+    }
+}
+
+/// The order namespaces are joined in: user first (it grants the rights for the rest), mount last.
+pub fn join_order(t: LinuxNamespaceType) -> u8 {
+    match t {
+        LinuxNamespaceType::User => 0,
+        LinuxNamespaceType::Ipc => 1,
+        LinuxNamespaceType::Uts => 2,
+        LinuxNamespaceType::Network => 3,
+        LinuxNamespaceType::Pid => 4,
+        LinuxNamespaceType::Cgroup => 5,
+        LinuxNamespaceType::Time => 6,
+        LinuxNamespaceType::Mount => 7,
+    }
+}
+
+/// Creates the container; with `run_mode` the init waits for a start message instead of the fifo.
+pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launched> {
+    state::check_id(&o.id)?;
+    let bundle = std::fs::canonicalize(&o.bundle)
+        .ctx(|| format!("bundle directory {}", o.bundle.display()))?;
+    let spec = config::load(&bundle)?;
+    let process = spec.process().as_ref().expect("validated");
+    let terminal = process.terminal().unwrap_or(false);
+    if terminal && o.console_socket.is_none() && !foreground {
+        bail!("cannot allocate tty if berth-runtime will detach without setting console socket: pass --console-socket or set process.terminal to false");
+    }
+    if !terminal && o.console_socket.is_some() {
+        bail!("--console-socket given but process.terminal is false: set process.terminal to true or drop --console-socket");
+    }
+    std::fs::create_dir_all(&o.root).ctx(|| format!("creating --root {}", o.root.display()))?;
+    let dir = state::dir(&o.root, &o.id);
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!(
+                "container with id {:?} already exists: delete it first or pick another id",
+                o.id
+            )
+        }
+        Err(e) => return Err(e).ctx(|| format!("creating {}", dir.display())),
+    }
+    let mut cleanup = Cleanup {
+        dir: Some(dir.clone()),
+        pid: 0,
+        cgroup: None,
+    };
+    let _lock = state::lock(&dir)?;
+    let fifo_fd = if run_mode {
+        None
+    } else {
+        let fifo = dir.join("exec.fifo");
+        let c = sys::cstr(fifo.to_str().unwrap_or_default()).ctx(|| "bad path")?;
+        // SAFETY: valid C string.
+        sys::cvt(unsafe { libc::mkfifo(c.as_ptr(), 0o622) })
+            .ctx(|| format!("creating {}", fifo.display()))?;
+        Some(
+            sys::open(fifo.to_str().unwrap_or_default(), libc::O_PATH, 0)
+                .ctx(|| format!("opening {}", fifo.display()))?,
+        )
+    };
+    let (console, console_peer) =
+        crate::terminal::console_fds(o.console_socket.as_deref(), terminal)?;
+    let linux = spec.linux().as_ref();
+    let cg_path = linux
+        .and_then(|l| l.cgroups_path().as_ref())
+        .map(|p| p.to_string_lossy().into_owned());
+    let mgr =
+        Manager::new(cg_path.as_deref(), &o.id).map_err(|e| Error::Msg(format!("cgroup: {e}")))?;
+    mgr.create()
+        .map_err(|e| Error::Msg(format!("cgroup: {e}")))?;
+    cleanup.cgroup = Some(mgr.clone());
+    {
+        // runc's rule: the config's device rules, then the devices every container may use.
+        let mut r = linux
+            .and_then(|l| l.resources().clone())
+            .unwrap_or_default();
+        let mut devs = r.devices().clone().unwrap_or_default();
+        devs.extend(crate::cgroups::devices::default_allowed());
+        r.set_devices(Some(devs));
+        mgr.apply(&r)
+            .map_err(|e| Error::Msg(format!("applying linux.resources: {e}")))?;
+    }
+    let cgfd = mgr.v2_dir_fd();
+    let (pchan, cchan) = Channel::pair()?;
+    let nss = config::namespaces(&spec);
+    let mut flags: u64 = 0;
+    let mut joins: Vec<(LinuxNamespaceType, PathBuf)> = Vec::new();
+    let mut new_time = false;
+    for (t, p) in &nss {
+        match (t, p) {
+            (_, Some(p)) => joins.push((*t, p.clone())),
+            (LinuxNamespaceType::Cgroup, None) => {}
+            (LinuxNamespaceType::Time, None) => new_time = true,
+            (t, None) => flags |= ns_flag(*t) as u64,
+        }
+    }
+    joins.sort_by_key(|(t, _)| join_order(*t));
+    let args = InitArgs {
+        spec: &spec,
+        id: &o.id,
+        bundle: &bundle,
+        chan: &cchan,
+        fifo: fifo_fd.as_ref().map(|f| f.as_raw_fd()),
+        console: console.as_ref().map(|f| f.as_raw_fd()),
+        no_pivot: o.no_pivot,
+        no_new_keyring: o.no_new_keyring,
+        preserve_fds: o.preserve_fds,
+    };
+    let pid = if joins.is_empty() && !new_time {
+        let pid = sys::clone3(flags, cgfd.as_ref().map(|f| f.as_raw_fd()))
+            .ctx(|| "cloning the container's init (clone3)")?;
+        if pid == 0 {
+            drop(pchan);
+            init::run(args);
+        }
+        pid
+    } else {
+        let ns_fds: Vec<(LinuxNamespaceType, OwnedFd)> = joins
+            .iter()
+            .map(|(t, p)| {
+                sys::open(p.to_str().unwrap_or_default(), libc::O_RDONLY, 0)
+                    .ctx(|| format!("opening namespace {t} at {}", p.display()))
+                    .map(|fd| (*t, fd))
+            })
+            .collect::<Result<_>>()?;
+        let mid = sys::clone3(0, None).ctx(|| "forking the namespace-joining helper")?;
+        if mid == 0 {
+            drop(pchan);
+            let r = (|| -> Result<()> {
+                for (t, fd) in &ns_fds {
+                    // SAFETY: setns on an fd we opened.
+                    sys::cvt(unsafe { libc::setns(fd.as_raw_fd(), ns_flag(*t)) })
+                        .ctx(|| format!("joining the {t} namespace"))?;
+                }
+                if new_time {
+                    // SAFETY: plain syscall; affects only our children.
+                    sys::cvt(unsafe { libc::unshare(0x80) })
+                        .ctx(|| "creating the time namespace")?;
+                    write_time_offsets(&spec)?;
+                }
+                let pid = sys::clone3(
+                    flags | libc::CLONE_PARENT as u64,
+                    cgfd.as_ref().map(|f| f.as_raw_fd()),
+                )
+                .ctx(|| "cloning the container's init (clone3)")?;
+                if pid == 0 {
+                    init::run(args);
+                }
+                cchan.send_pid(pid)
+            })();
+            if let Err(e) = r {
+                cchan.send_error(&e.to_string());
+                // SAFETY: leaving the helper child.
+                unsafe { libc::_exit(1) };
+            }
+            // SAFETY: leaving the helper child.
+            unsafe { libc::_exit(0) };
+        }
+        let pid = pchan.recv_pid();
+        // SAFETY: reaping our helper child.
+        unsafe { libc::waitpid(mid, std::ptr::null_mut(), 0) };
+        pid?
+    };
+    drop(cchan);
+    drop(console);
+    cleanup.pid = pid;
+    if flags & libc::CLONE_NEWUSER as u64 != 0 {
+        write_id_maps(&spec, pid)?;
+    }
+    if cgfd.is_none() {
+        mgr.add_pid(pid)
+            .map_err(|e| Error::Msg(format!("adding the init to its cgroup: {e}")))?;
+    }
+    if let Some(adj) = process.oom_score_adj() {
+        sys::write_file(
+            &format!("/proc/{pid}/oom_score_adj"),
+            adj.to_string().as_bytes(),
+        )
+        .ctx(|| format!("setting oom_score_adj {adj} (lowering it needs CAP_SYS_RESOURCE)"))?;
+    }
+    pchan.send_go(pid)?;
+    loop {
+        match pchan.wait_ready()? {
+            Step::Ready => break,
+            Step::Hooks => {
+                let st = hook_state(&o.id, "creating", pid, &bundle, &spec);
+                let h = spec.hooks().as_ref();
+                hooks::run_all("prestart", h.and_then(|h| h.prestart().as_ref()), &st)?;
+                hooks::run_all(
+                    "createRuntime",
+                    h.and_then(|h| h.create_runtime().as_ref()),
+                    &st,
+                )?;
+                pchan.hooks_done()?;
+            }
+        }
+    }
+    let (pid_start, _) = sys::proc_stat(pid)
+        .ok_or_else(|| Error::Msg("the container's init exited during create".into()))?;
+    let container = Container {
+        dir: dir.clone(),
+        saved: Saved {
+            id: o.id.clone(),
+            pid,
+            pid_start,
+            bundle: bundle.clone(),
+            rootfs: spec.root().as_ref().expect("validated").path().clone(),
+            created: state::now_rfc3339(),
+            annotations: spec.annotations().clone().unwrap_or_default(),
+            cgroup: Some(mgr.to_saved()),
+            paused: false,
+            no_pivot: o.no_pivot,
+            // SAFETY: getuid cannot fail.
+            owner: unsafe { libc::getuid() },
+        },
+    };
+    container.save()?;
+    if let Some(p) = &o.pid_file {
+        write_pid_file(p, pid)?;
+    }
+    cleanup.pid = 0;
+    cleanup.cgroup = None;
+    cleanup.dir = None;
+    Ok(Launched {
+        container,
+        spec,
+        chan: pchan,
+        cgroup: Some(mgr),
+        console_peer,
+    })
+}
+
+fn write_time_offsets(spec: &Spec) -> Result<()> {
+    let Some(offs) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().as_ref())
+    else {
+        return Ok(());
+    };
+    let mut text = String::new();
+    for (clock, off) in offs {
+        let id = match clock.as_str() {
+            "monotonic" => "monotonic",
+            "boottime" => "boottime",
+            other => bail!("linux.timeOffsets: unknown clock {other:?} (monotonic or boottime)"),
+        };
+        text.push_str(&format!(
+            "{id} {} {}\n",
+            off.secs().unwrap_or(0),
+            off.nanosecs().unwrap_or(0)
+        ));
+    }
+    sys::write_file("/proc/self/timens_offsets", text.as_bytes())
+        .ctx(|| "writing /proc/self/timens_offsets")
+}
+
+fn write_id_maps(spec: &Spec, pid: i32) -> Result<()> {
+    let l = spec.linux().as_ref().expect("validated");
+    let fmt = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        m.iter()
+            .flatten()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect::<String>()
+    };
+    sys::write_file(
+        &format!("/proc/{pid}/uid_map"),
+        fmt(l.uid_mappings()).as_bytes(),
+    )
+    .ctx(|| "writing uid_map (check linux.uidMappings)")?;
+    sys::write_file(
+        &format!("/proc/{pid}/gid_map"),
+        fmt(l.gid_mappings()).as_bytes(),
+    )
+    .ctx(|| "writing gid_map (check linux.gidMappings)")?;
+    Ok(())
+}
+
+/// Writes a pid file atomically.
+pub fn write_pid_file(p: &Path, pid: i32) -> Result<()> {
+    let tmp = p.with_extension("berth-tmp");
+    std::fs::write(&tmp, pid.to_string()).ctx(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, p).ctx(|| format!("writing --pid-file {}", p.display()))
+}
+
+fn load_mgr(c: &Container) -> Option<Manager> {
+    c.saved
+        .cgroup
+        .as_ref()
+        .and_then(|v| Manager::from_saved(v).ok())
+}
+
+fn load_spec(c: &Container) -> Option<Spec> {
+    let p = c.saved.bundle.join("config.json");
+    serde_json::from_slice(&std::fs::read(p).ok()?).ok()
+}
+
+/// `start`: unblocks the init through the exec fifo, then runs poststart hooks.
+pub fn start(root: &Path, id: &str) -> Result<()> {
+    let c = Container::load(root, id)?;
+    let _lock = state::lock(&c.dir)?;
+    match c.status() {
+        Status::Created => {}
+        Status::Stopped => {
+            bail!("cannot start a container that has stopped: delete it and create it again")
+        }
+        Status::Running | Status::Paused => {
+            bail!("cannot start an already running container {id:?}")
+        }
+        Status::Creating => bail!("container {id:?} is still being created"),
+    }
+    let fifo = c.fifo();
+    let f = sys::open(
+        fifo.to_str().unwrap_or_default(),
+        libc::O_RDONLY | libc::O_NONBLOCK,
+        0,
+    )
+    .ctx(|| format!("opening {}", fifo.display()))?;
+    let pidfd = sys::pidfd_open(c.saved.pid).ctx(|| "watching the init")?;
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: f.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: pidfd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: valid pollfd array.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, 100) };
+        if r < 0 && sys::last().raw_os_error() != Some(libc::EINTR) {
+            return Err(sys::last()).ctx(|| "waiting on the exec fifo");
+        }
+        if fds[0].revents & libc::POLLIN != 0 {
+            let mut b = [0u8; 1];
+            // SAFETY: valid buffer.
+            let n = unsafe { libc::read(f.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
+            if n == 1 {
+                break;
+            }
+        }
+        if fds[1].revents != 0 {
+            let _ = std::fs::remove_file(&fifo);
+            bail!("the container's init exited before it was started");
+        }
+    }
+    std::fs::remove_file(&fifo).ctx(|| format!("removing {}", fifo.display()))?;
+    if let Some(spec) = load_spec(&c) {
+        run_poststart(&c, &spec);
+    }
+    Ok(())
+}
+
+fn run_poststart(c: &Container, spec: &Spec) {
+    if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()) {
+        let st = hook_state(&c.saved.id, "running", c.saved.pid, &c.saved.bundle, spec);
+        if let Err(e) = hooks::run_all("poststart", Some(h), &st) {
+            crate::cli::warn(&format!("{e}"));
+        }
+    }
+}
+
+/// `run`: create, start, and (foreground) wait; returns the exit code.
+pub fn run(o: &CreateOpts, detach: bool) -> Result<i32> {
+    let blocked = if detach { None } else { Some(block_signals()) };
+    let l = create(o, true, !detach)?;
+    let Launched {
+        container: c,
+        spec,
+        chan,
+        cgroup,
+        console_peer,
+    } = l;
+    let master = match &console_peer {
+        Some(peer) => Some(
+            crate::channel::recv_fd(peer.as_raw_fd())
+                .ctx(|| "receiving the container's pty")?
+                .0,
+        ),
+        None => None,
+    };
+    chan.send_start()?;
+    if let Err(e) = chan.wait_exec() {
+        destroy(&c, cgroup.as_ref(), Some(&spec));
+        return Err(e);
+    }
+    run_poststart(&c, &spec);
+    if detach {
+        return Ok(0);
+    }
+    let set = blocked.expect("foreground");
+    let code = match master {
+        Some(m) => {
+            // The proxy ends when the container's side of the pty closes.
+            crate::terminal::proxy(&m);
+            wait_child(c.saved.pid, None)
+        }
+        None => wait_child(c.saved.pid, Some(&set)),
+    };
+    destroy(&c, cgroup.as_ref(), Some(&spec));
+    Ok(code)
+}
+
+/// Blocks the signals a foreground run forwards to the container; returns the set.
+pub fn block_signals() -> libc::sigset_t {
+    // SAFETY: building and installing a signal mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in FORWARDED {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+const FORWARDED: [libc::c_int; 8] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGWINCH,
+    libc::SIGCONT,
+];
+
+/// Waits for our child `pid`, forwarding blocked signals from `set` to it; returns the exit code
+/// (128+signal when killed).
+pub fn wait_child(pid: i32, set: Option<&libc::sigset_t>) -> i32 {
+    loop {
+        let mut status = 0;
+        // SAFETY: waiting on our child.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            return decode_status(status);
+        }
+        if r < 0 && sys::last().raw_os_error() != Some(libc::EINTR) {
+            return 255;
+        }
+        match set {
+            Some(set) => {
+                // SAFETY: valid set and info buffer.
+                let sig = unsafe {
+                    let mut info: libc::siginfo_t = std::mem::zeroed();
+                    libc::sigwaitinfo(set, &mut info)
+                };
+                if sig > 0 && sig != libc::SIGCHLD {
+                    // SAFETY: forwarding a signal to the container's init.
+                    unsafe { libc::kill(pid, sig) };
+                }
+            }
+            None => {
+                let mut status = 0;
+                // SAFETY: blocking wait on our child.
+                let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+                if r == pid {
+                    return decode_status(status);
+                }
+            }
+        }
+    }
+}
+
+fn decode_status(status: i32) -> i32 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        255
+    }
+}
+
+/// Removes everything of a stopped container: remaining processes, cgroup, poststop hooks, state.
+pub fn destroy(c: &Container, mgr: Option<&Manager>, spec: Option<&Spec>) {
+    if let Some(m) = mgr {
+        let _ = m.kill_all(libc::SIGKILL);
+        if let Err(e) = m.destroy() {
+            crate::cli::warn(&format!("removing the cgroup of {}: {e}", c.saved.id));
+        }
+    }
+    if let Some(spec) = spec {
+        if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()) {
+            let st = hook_state(&c.saved.id, "stopped", c.saved.pid, &c.saved.bundle, spec);
+            if let Err(e) = hooks::run_all("poststop", Some(h), &st) {
+                crate::cli::warn(&format!("{e}"));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&c.dir);
+}
+
+/// Parses a signal given by name (KILL, SIGKILL) or number.
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+        bail!("invalid signal number {n}");
+    }
+    let up = s.to_ascii_uppercase();
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    let n = match name {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "ILL" => libc::SIGILL,
+        "TRAP" => libc::SIGTRAP,
+        "ABRT" | "IOT" => libc::SIGABRT,
+        "BUS" => libc::SIGBUS,
+        "FPE" => libc::SIGFPE,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "SEGV" => libc::SIGSEGV,
+        "USR2" => libc::SIGUSR2,
+        "PIPE" => libc::SIGPIPE,
+        "ALRM" => libc::SIGALRM,
+        "TERM" => libc::SIGTERM,
+        "STKFLT" => libc::SIGSTKFLT,
+        "CHLD" => libc::SIGCHLD,
+        "CONT" => libc::SIGCONT,
+        "STOP" => libc::SIGSTOP,
+        "TSTP" => libc::SIGTSTP,
+        "TTIN" => libc::SIGTTIN,
+        "TTOU" => libc::SIGTTOU,
+        "URG" => libc::SIGURG,
+        "XCPU" => libc::SIGXCPU,
+        "XFSZ" => libc::SIGXFSZ,
+        "VTALRM" => libc::SIGVTALRM,
+        "PROF" => libc::SIGPROF,
+        "WINCH" => libc::SIGWINCH,
+        "IO" | "POLL" => libc::SIGIO,
+        "PWR" => libc::SIGPWR,
+        "SYS" => libc::SIGSYS,
+        _ => {
+            if let Some(rest) = name.strip_prefix("RTMIN+") {
+                libc::SIGRTMIN()
+                    + rest
+                        .parse::<i32>()
+                        .map_err(|_| Error::Msg(format!("unknown signal {s:?}")))?
+            } else {
+                bail!("unknown signal {s:?}: use a name like TERM or KILL, or a number")
+            }
+        }
+    };
+    Ok(n)
+}
+
+/// `kill`.
+pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
+    let c = Container::load(root, id)?;
+    if c.status() == Status::Stopped {
+        bail!("container {id:?} is not running");
+    }
+    if all {
+        if let Some(m) = load_mgr(&c) {
+            return m
+                .kill_all(sig)
+                .map_err(|e| Error::Msg(format!("kill --all: {e}")));
+        }
+    }
+    // SAFETY: signalling the container's init (its start time was just checked).
+    sys::cvt(unsafe { libc::kill(c.saved.pid, sig) }).ctx(|| format!("signalling {id}"))?;
+    Ok(())
+}
+
+/// `delete`.
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
+    let c = match Container::load(root, id) {
+        Ok(c) => c,
+        Err(e) => {
+            if force && !state::dir(root, id).join("state.json").exists() {
+                // Leftover directory of a create that died half-way.
+                let _ = std::fs::remove_dir_all(state::dir(root, id));
+                return Ok(());
+            }
+            return Err(e);
+        }
+    };
+    let _lock = state::lock(&c.dir)?;
+    let mgr = load_mgr(&c);
+    match c.status() {
+        Status::Stopped => {}
+        Status::Created => kill_and_wait(&c, mgr.as_ref())?,
+        Status::Running | Status::Paused | Status::Creating => {
+            if !force {
+                bail!("cannot delete container {id:?} that is not stopped: {} (stop it first or use --force)", c.status().as_str());
+            }
+            kill_and_wait(&c, mgr.as_ref())?;
+        }
+    }
+    let spec = load_spec(&c);
+    destroy(&c, mgr.as_ref(), spec.as_ref());
+    Ok(())
+}
+
+fn kill_and_wait(c: &Container, mgr: Option<&Manager>) -> Result<()> {
+    let pidfd = sys::pidfd_open(c.saved.pid).ok();
+    if let Some(m) = mgr {
+        let _ = m.thaw();
+        let _ = m.kill_all(libc::SIGKILL);
+    }
+    // SAFETY: signalling the init.
+    unsafe { libc::kill(c.saved.pid, libc::SIGKILL) };
+    if let Some(fd) = pidfd {
+        for _ in 0..100 {
+            if sys::pidfd_wait(&fd, 100) || !c.alive() {
+                return Ok(());
+            }
+        }
+        bail!("container {} did not die after SIGKILL", c.saved.id);
+    }
+    Ok(())
+}
+
+/// `pause` / `resume`.
+pub fn set_paused(root: &Path, id: &str, pause: bool) -> Result<()> {
+    let mut c = Container::load(root, id)?;
+    let _lock = state::lock(&c.dir)?;
+    let st = c.status();
+    if pause && st != Status::Running {
+        bail!("cannot pause container {id:?}: it is {}", st.as_str());
+    }
+    if !pause && st != Status::Paused {
+        bail!("cannot resume container {id:?}: it is not paused");
+    }
+    let Some(m) = load_mgr(&c) else {
+        bail!("container {id:?} has no cgroup to freeze");
+    };
+    if pause { m.freeze() } else { m.thaw() }
+        .map_err(|e| Error::Msg(format!("{}: {e}", if pause { "pause" } else { "resume" })))?;
+    c.saved.paused = pause;
+    c.save()
+}
+
+/// `update`: applies new resources to the container's cgroup.
+pub fn update(root: &Path, id: &str, r: &oci_spec::runtime::LinuxResources) -> Result<()> {
+    let c = Container::load(root, id)?;
+    if c.status() == Status::Stopped {
+        bail!("cannot update container {id:?}: it is stopped");
+    }
+    let Some(m) = load_mgr(&c) else {
+        bail!("container {id:?} has no cgroup");
+    };
+    m.apply(r).map_err(|e| Error::Msg(format!("update: {e}")))
+}
+
+/// The container's pids (from its cgroup; the init alone without one).
+pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
+    let c = Container::load(root, id)?;
+    match load_mgr(&c) {
+        Some(m) => m.pids().map_err(|e| Error::Msg(format!("ps: {e}"))),
+        None if c.alive() => Ok(vec![c.saved.pid]),
+        None => Ok(vec![]),
+    }
+}
+
+/// `events --stats` data.
+pub fn stats(root: &Path, id: &str) -> Result<serde_json::Value> {
+    let c = Container::load(root, id)?;
+    if c.status() == Status::Stopped {
+        bail!("container {id:?} is stopped");
+    }
+    let Some(m) = load_mgr(&c) else {
+        bail!("container {id:?} has no cgroup");
+    };
+    let s = m.stats().map_err(|e| Error::Msg(format!("stats: {e}")))?;
+    Ok(serde_json::json!({"type": "stats", "id": id, "data": s}))
+}
+
+/// Every container under `root`.
+pub fn list(root: &Path) -> Vec<Container> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(root) {
+        for e in rd.flatten() {
+            if let Some(id) = e.file_name().to_str() {
+                if let Ok(c) = Container::load(root, id) {
+                    out.push(c);
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| a.saved.id.cmp(&b.saved.id));
+    out
+}
+
+/// Raw fd helper for callers that need the channel fd.
+pub fn raw(fd: &OwnedFd) -> RawFd {
+    fd.as_raw_fd()
+}

@@ -1,0 +1,333 @@
+//! `exec`: a new process in a running container. A helper child opens nothing new: it `setns`es
+//! into the init's namespaces (user first, mount last) and clones the exec process with
+//! `CLONE_PARENT` (so it is the runtime's child and lands in the container's pid namespace).
+//! The runtime adds it to the container's cgroup and sends "go"; the process then applies the
+//! process config (rlimits, user, caps, cwd, no_new_privs, seccomp) and execs. An error before
+//! exec comes back over the channel; a successful exec closes it.
+
+use crate::bail;
+use crate::cgroups::Manager;
+use crate::channel::Channel;
+use crate::container::{block_signals, join_order, wait_child, write_pid_file};
+use crate::error::{Ctx, Error, Result};
+use crate::init::prepare_process;
+use crate::state::{Container, Status};
+use crate::sys;
+use oci_spec::runtime::{LinuxNamespaceType, Process};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// Options of `exec`.
+#[derive(Debug, Default, Clone)]
+pub struct ExecOpts {
+    /// Container id.
+    pub id: String,
+    /// `--process FILE`.
+    pub process_file: Option<PathBuf>,
+    /// Command and arguments.
+    pub args: Vec<String>,
+    /// `-t`.
+    pub tty: bool,
+    /// `-d`.
+    pub detach: bool,
+    /// `--cwd`.
+    pub cwd: Option<String>,
+    /// `--env`.
+    pub env: Vec<String>,
+    /// `--user uid[:gid]`.
+    pub user: Option<String>,
+    /// `--additional-gids`.
+    pub additional_gids: Vec<u32>,
+    /// `--cap`.
+    pub caps: Vec<String>,
+    /// `--pid-file`.
+    pub pid_file: Option<PathBuf>,
+    /// `--console-socket`.
+    pub console_socket: Option<String>,
+    /// `--no-new-privs`.
+    pub no_new_privs: bool,
+    /// `--apparmor`.
+    pub apparmor: Option<String>,
+    /// `--process-label`.
+    pub label: Option<String>,
+    /// `--preserve-fds`.
+    pub preserve_fds: u32,
+}
+
+const NS: [(LinuxNamespaceType, &str, libc::c_int); 8] = [
+    (LinuxNamespaceType::User, "user", libc::CLONE_NEWUSER),
+    (LinuxNamespaceType::Ipc, "ipc", libc::CLONE_NEWIPC),
+    (LinuxNamespaceType::Uts, "uts", libc::CLONE_NEWUTS),
+    (LinuxNamespaceType::Network, "net", libc::CLONE_NEWNET),
+    (LinuxNamespaceType::Pid, "pid", libc::CLONE_NEWPID),
+    (LinuxNamespaceType::Cgroup, "cgroup", libc::CLONE_NEWCGROUP),
+    (LinuxNamespaceType::Time, "time", 0x80),
+    (LinuxNamespaceType::Mount, "mnt", libc::CLONE_NEWNS),
+];
+
+fn build_process(o: &ExecOpts, base: &Process) -> Result<Process> {
+    if let Some(f) = &o.process_file {
+        let data = std::fs::read(f).ctx(|| format!("reading --process {}", f.display()))?;
+        return serde_json::from_slice(&data)
+            .map_err(|e| Error::Msg(format!("parsing --process {}: {e}", f.display())));
+    }
+    if o.args.is_empty() {
+        bail!("exec needs a command: berth-runtime exec ID COMMAND [ARGS...] or --process FILE");
+    }
+    let mut p = base.clone();
+    p.set_args(Some(o.args.clone()));
+    p.set_terminal(Some(o.tty));
+    if let Some(c) = &o.cwd {
+        p.set_cwd(PathBuf::from(c));
+    }
+    if !o.env.is_empty() {
+        let mut env = p.env().clone().unwrap_or_default();
+        for kv in &o.env {
+            let key = kv.split('=').next().unwrap_or("");
+            env.retain(|e| e.split('=').next() != Some(key));
+            env.push(kv.clone());
+        }
+        p.set_env(Some(env));
+    }
+    if let Some(u) = &o.user {
+        let (uid, gid) = match u.split_once(':') {
+            Some((a, b)) => (a, Some(b)),
+            None => (u.as_str(), None),
+        };
+        let uid: u32 = uid
+            .parse()
+            .map_err(|_| Error::Msg(format!("--user {u:?}: use a numeric uid[:gid]")))?;
+        let gid: u32 = match gid {
+            Some(g) => g
+                .parse()
+                .map_err(|_| Error::Msg(format!("--user {u:?}: use a numeric uid[:gid]")))?,
+            None => 0,
+        };
+        let user = p.user_mut();
+        user.set_uid(uid);
+        user.set_gid(gid);
+    }
+    if !o.additional_gids.is_empty() {
+        p.user_mut()
+            .set_additional_gids(Some(o.additional_gids.clone()));
+    }
+    if !o.caps.is_empty() {
+        let mut caps = p.capabilities().clone().unwrap_or_default();
+        let add = |set: &Option<oci_spec::runtime::Capabilities>| -> Result<oci_spec::runtime::Capabilities> {
+            let mut s = set.clone().unwrap_or_default();
+            for c in &o.caps {
+                let cap = serde_json::from_value(serde_json::Value::String(c.to_ascii_uppercase()))
+                    .map_err(|_| Error::Msg(format!("--cap {c}: unknown capability")))?;
+                s.insert(cap);
+            }
+            Ok(s)
+        };
+        caps.set_bounding(Some(add(caps.bounding())?));
+        caps.set_effective(Some(add(caps.effective())?));
+        caps.set_permitted(Some(add(caps.permitted())?));
+        caps.set_inheritable(Some(add(caps.inheritable())?));
+        caps.set_ambient(Some(add(caps.ambient())?));
+        p.set_capabilities(Some(caps));
+    }
+    if o.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    if let Some(a) = &o.apparmor {
+        p.set_apparmor_profile(Some(a.clone()));
+    }
+    if let Some(l) = &o.label {
+        p.set_selinux_label(Some(l.clone()));
+    }
+    Ok(p)
+}
+
+fn ns_inode(path: &str) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// `exec`; returns the exit code (foreground) or 0 (detached).
+pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
+    let c = Container::load(root, &o.id)?;
+    match c.status() {
+        Status::Stopped => bail!("cannot exec in a stopped container {:?}", o.id),
+        Status::Paused => bail!(
+            "cannot exec in a paused container {:?}: resume it first",
+            o.id
+        ),
+        _ => {}
+    }
+    let spec_path = c.saved.bundle.join("config.json");
+    let spec: oci_spec::runtime::Spec = serde_json::from_slice(
+        &std::fs::read(&spec_path).ctx(|| format!("reading {}", spec_path.display()))?,
+    )
+    .map_err(|e| Error::Msg(format!("parsing {}: {e}", spec_path.display())))?;
+    let base = spec.process().clone().unwrap_or_default();
+    let process = build_process(o, &base)?;
+    let terminal = process.terminal().unwrap_or(false);
+    if terminal && o.console_socket.is_none() && o.detach {
+        bail!("cannot allocate tty if berth-runtime will detach without setting console socket");
+    }
+    if !terminal && o.console_socket.is_some() {
+        bail!("--console-socket given but no terminal was requested (-t)");
+    }
+    let pid = c.saved.pid;
+    let mut ns_fds: Vec<(libc::c_int, OwnedFd)> = Vec::new();
+    for (t, name, flag) in NS {
+        if !crate::config::has_ns(&spec, t) {
+            continue;
+        }
+        let theirs = format!("/proc/{pid}/ns/{name}");
+        if ns_inode(&theirs) == ns_inode(&format!("/proc/self/ns/{name}")) {
+            continue;
+        }
+        let fd = sys::open(&theirs, libc::O_RDONLY, 0).ctx(|| format!("opening {theirs}"))?;
+        ns_fds.push((flag, fd));
+    }
+    let _ = join_order;
+    let mgr = c
+        .saved
+        .cgroup
+        .as_ref()
+        .and_then(|v| Manager::from_saved(v).ok());
+    let (console, console_peer) =
+        crate::terminal::console_fds(o.console_socket.as_deref(), terminal)?;
+    let set = if o.detach {
+        None
+    } else {
+        Some(block_signals())
+    };
+    let (pchan, cchan) = Channel::pair()?;
+    let personality = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.personality().as_ref())
+        .map(|p| p.domain().to_string());
+    let mid = sys::clone3(0, None).ctx(|| "forking the exec helper")?;
+    if mid == 0 {
+        drop(pchan);
+        let r = (|| -> Result<()> {
+            sys::prctl(libc::PR_SET_DUMPABLE, 0, 0).ctx(|| "PR_SET_DUMPABLE")?;
+            for (flag, fd) in &ns_fds {
+                // SAFETY: setns on an fd we opened.
+                sys::cvt(unsafe { libc::setns(fd.as_raw_fd(), *flag) })
+                    .ctx(|| format!("joining the container's namespace ({flag:#x})"))?;
+            }
+            let child =
+                sys::clone3(libc::CLONE_PARENT as u64, None).ctx(|| "cloning the exec process")?;
+            if child == 0 {
+                let e = match exec_child(
+                    &spec,
+                    &process,
+                    &cchan,
+                    console.as_ref().map(|f| f.as_raw_fd()),
+                    o.preserve_fds,
+                    personality.as_deref(),
+                ) {
+                    Ok(e) => e,
+                    Err(e) => e,
+                };
+                cchan.send_error(&e.to_string());
+                // SAFETY: leaving the child.
+                unsafe { libc::_exit(127) };
+            }
+            cchan.send_pid(child)
+        })();
+        if let Err(e) = r {
+            cchan.send_error(&e.to_string());
+            // SAFETY: leaving the helper.
+            unsafe { libc::_exit(1) };
+        }
+        // SAFETY: leaving the helper.
+        unsafe { libc::_exit(0) };
+    }
+    drop(cchan);
+    drop(console);
+    let child = pchan.recv_pid();
+    // SAFETY: reaping the helper.
+    unsafe { libc::waitpid(mid, std::ptr::null_mut(), 0) };
+    let child = child?;
+    let fail = |e: Error| -> Error {
+        // SAFETY: killing and reaping our own child.
+        unsafe {
+            libc::kill(child, libc::SIGKILL);
+            libc::waitpid(child, std::ptr::null_mut(), 0);
+        }
+        e
+    };
+    if let Some(m) = &mgr {
+        m.add_pid(child).map_err(|e| {
+            fail(Error::Msg(format!(
+                "adding the exec process to the cgroup: {e}"
+            )))
+        })?;
+    }
+    pchan.send_go(child).map_err(fail)?;
+    let master = match &console_peer {
+        Some(peer) => Some(
+            crate::channel::recv_fd(peer.as_raw_fd())
+                .ctx(|| "receiving the exec process's pty")
+                .map_err(fail)?
+                .0,
+        ),
+        None => None,
+    };
+    pchan.wait_exec().map_err(fail)?;
+    if let Some(p) = &o.pid_file {
+        write_pid_file(p, child)?;
+    }
+    if o.detach {
+        return Ok(0);
+    }
+    Ok(match master {
+        Some(m) => {
+            crate::terminal::proxy(&m);
+            wait_child(child, None)
+        }
+        None => wait_child(child, set.as_ref()),
+    })
+}
+
+fn exec_child(
+    spec: &oci_spec::runtime::Spec,
+    process: &Process,
+    chan: &Channel,
+    console: Option<RawFd>,
+    preserve_fds: u32,
+    personality: Option<&str>,
+) -> Result<Error> {
+    // SAFETY: resetting our signal mask (inherited blocked from the runtime).
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+    sys::prctl(libc::PR_SET_DUMPABLE, 0, 0).ctx(|| "PR_SET_DUMPABLE")?;
+    let host_pid = chan.wait_go()?;
+    if let Some(aff) = process.exec_cpu_affinity() {
+        if let Some(init) = aff.initial() {
+            crate::process::set_affinity(init)?;
+        }
+    }
+    // SAFETY: plain syscall.
+    unsafe { libc::setsid() };
+    if process.terminal().unwrap_or(false) {
+        crate::init::setup_terminal(console, false)?;
+    }
+    let mut keep: Vec<RawFd> = (3..3 + preserve_fds as RawFd).collect();
+    keep.push(chan.0.as_raw_fd());
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    let id = spec.hostname().clone().unwrap_or_default();
+    let bundle = PathBuf::new();
+    let exec = prepare_process(process, &keep, personality, || {
+        if nnp {
+            Ok(())
+        } else {
+            crate::secc::load(spec, &id, host_pid, &bundle)
+        }
+    })?;
+    if nnp {
+        crate::secc::load(spec, &id, host_pid, &bundle)?;
+    }
+    Ok(exec.exec())
+}

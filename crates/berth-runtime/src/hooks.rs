@@ -1,0 +1,61 @@
+//! OCI hooks: each runs with the container state as JSON on stdin, its own args and env, and an
+//! optional timeout after which it is killed.
+
+use crate::bail;
+use crate::error::{Ctx, Result};
+use crate::sys;
+use oci_spec::runtime::Hook;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+/// Runs `hooks` in order; the first failure stops the list and is returned.
+pub fn run_all(kind: &str, hooks: Option<&Vec<Hook>>, state: &str) -> Result<()> {
+    for h in hooks.into_iter().flatten() {
+        run(kind, h, state)?;
+    }
+    Ok(())
+}
+
+/// Runs one hook.
+pub fn run(kind: &str, h: &Hook, state: &str) -> Result<()> {
+    let path = h.path();
+    let mut cmd = Command::new(path);
+    if let Some(args) = h.args() {
+        if let Some((a0, rest)) = args.split_first() {
+            cmd.arg0(a0).args(rest);
+        }
+    }
+    cmd.env_clear();
+    for kv in h.env().iter().flatten() {
+        if let Some((k, v)) = kv.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    cmd.stdin(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .ctx(|| format!("running {kind} hook {}", path.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A hook may not read its stdin: a broken pipe is fine.
+        let _ = stdin.write_all(state.as_bytes());
+    }
+    let status = match h.timeout() {
+        Some(t) if t > 0 => {
+            let pidfd = sys::pidfd_open(child.id() as i32)
+                .ctx(|| format!("watching {kind} hook {}", path.display()))?;
+            if !sys::pidfd_wait(&pidfd, (t as i32).saturating_mul(1000)) {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("{kind} hook {} timed out after {t}s", path.display());
+            }
+            child.wait()
+        }
+        _ => child.wait(),
+    }
+    .ctx(|| format!("waiting for {kind} hook {}", path.display()))?;
+    if !status.success() {
+        bail!("{kind} hook {} failed: {status}", path.display());
+    }
+    Ok(())
+}

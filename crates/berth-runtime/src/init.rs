@@ -1,0 +1,270 @@
+//! The container's init, from clone to `execve` of the user program. Runs in the cloned child
+//! (single-threaded, a copy of the runtime's memory, so the parsed spec is already here).
+//!
+//! Stages: wait for the parent's go-ahead (maps, cgroup) → cgroup namespace → session →
+//! root in a user namespace → rootfs (mounts, /dev) → createRuntime hooks in the parent →
+//! createContainer hooks here → pivot_root → sysctl → masked/read-only paths → hostname →
+//! terminal → process attributes (rlimits, LSM, fds closed, user, caps, umask, cwd,
+//! no_new_privs, executable lookup) → ready → block on the exec fifo (or the channel for `run`)
+//! → startContainer hooks → seccomp → execve.
+
+use crate::channel::Channel;
+use crate::config;
+use crate::error::{Ctx, Result};
+use crate::hooks;
+use crate::process;
+use crate::rootfs::{self, RootfsCtx};
+use crate::sys;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+/// Everything the init needs, prepared by the parent before clone.
+pub struct InitArgs<'a> {
+    /// The validated spec.
+    pub spec: &'a Spec,
+    /// Container id.
+    pub id: &'a str,
+    /// Bundle path.
+    pub bundle: &'a PathBuf,
+    /// Child end of the channel.
+    pub chan: &'a Channel,
+    /// O_PATH fd of the exec fifo (`create`); None for `run`.
+    pub fifo: Option<RawFd>,
+    /// Console socket to send the pty master to.
+    pub console: Option<RawFd>,
+    /// `--no-pivot`.
+    pub no_pivot: bool,
+    /// `--no-new-keyring`.
+    pub no_new_keyring: bool,
+    /// `--preserve-fds`.
+    pub preserve_fds: u32,
+}
+
+/// Runs the init; never returns (execs the user program or exits 1 after reporting the error).
+pub fn run(a: InitArgs) -> ! {
+    let err = match stage(&a) {
+        Ok(e) => e,
+        Err(e) => e,
+    };
+    a.chan.send_error(&err.to_string());
+    // SAFETY: exiting the forked child without running the parent's destructors.
+    unsafe { libc::_exit(1) }
+}
+
+/// The runtime-spec state JSON handed to hooks.
+pub fn hook_state(
+    id: &str,
+    status: &str,
+    pid: i32,
+    bundle: &std::path::Path,
+    spec: &Spec,
+) -> String {
+    serde_json::json!({
+        "ociVersion": crate::state::OCI_VERSION,
+        "id": id,
+        "status": status,
+        "pid": pid,
+        "bundle": bundle,
+        "annotations": spec.annotations().clone().unwrap_or_default(),
+    })
+    .to_string()
+}
+
+fn unblock_signals() {
+    // SAFETY: manipulating our own signal mask / dispositions.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        for s in 1..32 {
+            if s != libc::SIGKILL && s != libc::SIGSTOP {
+                libc::signal(s, libc::SIG_DFL);
+            }
+        }
+    }
+}
+
+fn stage(a: &InitArgs) -> Result<crate::error::Error> {
+    let spec = a.spec;
+    unblock_signals();
+    sys::prctl(libc::PR_SET_DUMPABLE, 0, 0).ctx(|| "PR_SET_DUMPABLE")?;
+    sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0)
+        .ctx(|| "PR_SET_PDEATHSIG")?;
+    let host_pid = a.chan.wait_go()?;
+    if config::new_ns(spec, LinuxNamespaceType::Cgroup) {
+        // SAFETY: plain syscall; we are already in the container's cgroup.
+        sys::cvt(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) })
+            .ctx(|| "creating the cgroup namespace")?;
+    }
+    // SAFETY: plain syscall.
+    unsafe { libc::setsid() };
+    let userns = config::has_ns(spec, LinuxNamespaceType::User);
+    if userns {
+        // SAFETY: plain syscalls.
+        sys::cvt(unsafe { libc::setresgid(0, 0, 0) })
+            .ctx(|| "becoming gid 0 in the user namespace (map container gid 0)")?;
+        // SAFETY: plain syscalls.
+        sys::cvt(unsafe { libc::setresuid(0, 0, 0) })
+            .ctx(|| "becoming uid 0 in the user namespace (map container uid 0)")?;
+    }
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(0) };
+    let process = spec.process().as_ref().expect("validated");
+    let terminal = process.terminal().unwrap_or(false);
+    let root = spec.root().as_ref().expect("validated").path();
+    let root = root.to_str().unwrap_or_default();
+    if !config::has_ns(spec, LinuxNamespaceType::Mount) {
+        crate::bail!("linux.namespaces must include a mount namespace");
+    }
+    let cgroupns = config::new_ns(spec, LinuxNamespaceType::Cgroup);
+    rootfs::prepare(&RootfsCtx {
+        spec,
+        root,
+        userns,
+        cgroupns,
+        terminal,
+    })?;
+    if let Some(h) = spec.hooks() {
+        let any = h.prestart().as_ref().is_some_and(|v| !v.is_empty())
+            || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty());
+        if any {
+            a.chan.request_hooks()?;
+        }
+        if let Some(cc) = h.create_container() {
+            let st = hook_state(a.id, "created", host_pid, a.bundle, spec);
+            hooks::run_all("createContainer", Some(cc), &st)?;
+        }
+    }
+    rootfs::switch_root(root, a.no_pivot)?;
+    if let Some(s) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
+        for (k, v) in s {
+            let path = format!("/proc/sys/{}", k.replace('.', "/"));
+            sys::write_file(&path, v.as_bytes()).ctx(|| format!("setting sysctl {k}={v}"))?;
+        }
+    }
+    rootfs::finalize(spec)?;
+    if let Some(h) = spec.hostname().as_ref().filter(|h| !h.is_empty()) {
+        // SAFETY: valid buffer.
+        sys::cvt(unsafe { libc::sethostname(h.as_ptr().cast(), h.len()) })
+            .ctx(|| format!("setting hostname {h}"))?;
+    }
+    if let Some(d) = spec.domainname().as_ref().filter(|h| !h.is_empty()) {
+        // SAFETY: valid buffer.
+        sys::cvt(unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) })
+            .ctx(|| format!("setting domainname {d}"))?;
+    }
+    if terminal {
+        setup_terminal(a.console, true)?;
+    }
+    if !a.no_new_keyring {
+        // A fresh session keyring so the container cannot read the host's keys.
+        // SAFETY: plain syscall (KEYCTL_JOIN_SESSION_KEYRING with an anonymous name).
+        unsafe { libc::syscall(libc::SYS_keyctl, 1, std::ptr::null::<libc::c_char>()) };
+    }
+    let mut keep: Vec<RawFd> = (3..3 + a.preserve_fds as RawFd).collect();
+    keep.push(a.chan.0.as_raw_fd());
+    if let Some(f) = a.fifo {
+        keep.push(f);
+    }
+    let personality = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.personality().as_ref())
+        .map(|p| p.domain().to_string());
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    let exec = prepare_process(process, &keep, personality.as_deref(), || {
+        if nnp {
+            Ok(())
+        } else {
+            // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it before dropping caps.
+            crate::secc::load(spec, a.id, host_pid, a.bundle)
+        }
+    })?;
+    sys::prctl(libc::PR_SET_PDEATHSIG, 0, 0).ctx(|| "PR_SET_PDEATHSIG")?;
+    a.chan.send_ready()?;
+    match a.fifo {
+        Some(fd) => {
+            let f = sys::open(&format!("/proc/self/fd/{fd}"), libc::O_WRONLY, 0).ctx(|| {
+                "opening the exec fifo through /proc/self/fd (is /proc mounted in the container?)"
+            })?;
+            // SAFETY: one byte from a static buffer.
+            unsafe { libc::write(f.as_raw_fd(), b"0".as_ptr().cast(), 1) };
+            drop(f);
+            // SAFETY: closing our copy of the O_PATH fifo fd.
+            unsafe { libc::close(fd) };
+        }
+        None => a.chan.wait_start()?,
+    }
+    if let Some(sc) = spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.start_container().as_ref())
+    {
+        let st = hook_state(a.id, "created", host_pid, a.bundle, spec);
+        hooks::run_all("startContainer", Some(sc), &st)?;
+    }
+    if nnp {
+        crate::secc::load(spec, a.id, host_pid, a.bundle)?;
+    }
+    Ok(exec.exec())
+}
+
+/// Opens a pty inside the container, sends the master over the console socket, and makes the
+/// slave the controlling terminal and stdio. `console_dev`: also bind it to /dev/console.
+pub fn setup_terminal(console: Option<RawFd>, console_dev: bool) -> Result<()> {
+    let Some(sock) = console else {
+        crate::bail!("process.terminal is set but there is no console socket to send the pty to");
+    };
+    let (master, slave, name) = crate::terminal::open_pty()?;
+    if console_dev {
+        let null = rootfs::open_in_root(
+            &sys::open("/", libc::O_PATH | libc::O_DIRECTORY, 0).ctx(|| "opening /")?,
+            "dev/console",
+        )
+        .ctx(|| "opening /dev/console")?;
+        let st = sys::fstat(null.as_raw_fd()).ctx(|| "fstat /dev/console")?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG && st.st_mode & libc::S_IFMT != libc::S_IFCHR
+        {
+            crate::bail!("/dev/console in the container is not a file the runtime created");
+        }
+        sys::mount(
+            Some(&sys::fd_path(&slave)),
+            &sys::fd_path(&null),
+            None,
+            libc::MS_BIND,
+            None,
+        )
+        .ctx(|| format!("bind-mounting {name} onto /dev/console"))?;
+    }
+    crate::terminal::send_master(sock, &master, &name)?;
+    drop(master);
+    // SAFETY: closing the console socket; we are done with it.
+    unsafe { libc::close(sock) };
+    crate::terminal::make_controlling(&slave)?;
+    let _: OwnedFd = slave;
+    Ok(())
+}
+
+/// Process attributes in runc's order; returns the resolved program.
+pub fn prepare_process(
+    process: &oci_spec::runtime::Process,
+    keep: &[RawFd],
+    personality: Option<&str>,
+    early_seccomp: impl FnOnce() -> Result<()>,
+) -> Result<process::Exec> {
+    process::set_rlimits(process)?;
+    process::set_sched(process)?;
+    process::set_personality(personality)?;
+    process::set_lsm(process)?;
+    sys::close_fds_except(keep);
+    let caps = process::cap_sets(process)?;
+    early_seccomp()?;
+    process::set_user_and_caps(process, &caps)?;
+    process::set_umask(process);
+    process::enter_cwd(process)?;
+    if process.no_new_privileges().unwrap_or(false) {
+        process::set_no_new_privs()?;
+    }
+    process::lookup(process)
+}

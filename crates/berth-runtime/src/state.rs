@@ -1,0 +1,218 @@
+//! Container state on disk: `<root>/<id>/state.json` (written atomically), `<root>/<id>/exec.fifo`
+//! (present from create until start), and a per-container `flock` on the directory.
+//!
+//! The status is derived, never stored: the init pid plus its start time (field 22 of
+//! `/proc/<pid>/stat`, so a recycled pid is not mistaken for the container) tell whether it is
+//! alive; alive with the exec fifo still present is `created`; alive and frozen by `pause` is
+//! `paused`; alive otherwise is `running`; dead or a zombie is `stopped`.
+
+use crate::bail;
+use crate::error::{Ctx, Error, Result};
+use crate::sys;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// The default `--root`.
+pub const DEFAULT_ROOT: &str = "/run/berth-runtime";
+/// The OCI runtime-spec version berth implements.
+pub const OCI_VERSION: &str = "1.2.0";
+
+/// What `state.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Saved {
+    /// Container id.
+    pub id: String,
+    /// Host pid of the init.
+    pub pid: i32,
+    /// The init's start time in clock ticks since boot (detects pid reuse).
+    pub pid_start: u64,
+    /// Absolute bundle path.
+    pub bundle: PathBuf,
+    /// Absolute rootfs path.
+    pub rootfs: PathBuf,
+    /// RFC 3339 creation time.
+    pub created: String,
+    /// Annotations from the config.
+    #[serde(default)]
+    pub annotations: HashMap<String, String>,
+    /// The cgroup manager's saved state.
+    #[serde(default)]
+    pub cgroup: Option<serde_json::Value>,
+    /// Set by `pause`, cleared by `resume`.
+    #[serde(default)]
+    pub paused: bool,
+    /// `--no-pivot` was used (exec then chroots instead of relying on the mount ns root).
+    #[serde(default)]
+    pub no_pivot: bool,
+    /// The uid that created the container.
+    #[serde(default)]
+    pub owner: u32,
+}
+
+/// Container status as the runtime-spec names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Being created.
+    Creating,
+    /// Created, waiting for start.
+    Created,
+    /// The user program runs.
+    Running,
+    /// Frozen.
+    Paused,
+    /// The init exited.
+    Stopped,
+}
+
+impl Status {
+    /// The spec's lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+/// A container's directory under `--root`.
+pub struct Container {
+    /// `<root>/<id>`.
+    pub dir: PathBuf,
+    /// The saved state.
+    pub saved: Saved,
+}
+
+/// Checks a container id the way runc does.
+pub fn check_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id != "."
+        && id != ".."
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-' | '.'));
+    if !ok {
+        bail!("invalid container id {id:?}: use letters, digits, '_', '+', '-' and '.'");
+    }
+    Ok(())
+}
+
+/// The directory of container `id`.
+pub fn dir(root: &Path, id: &str) -> PathBuf {
+    root.join(id)
+}
+
+/// Locks the container directory exclusively until the returned fd is dropped.
+pub fn lock(dir: &Path) -> Result<OwnedFd> {
+    let fd = sys::open(
+        dir.to_str().unwrap_or_default(),
+        libc::O_RDONLY | libc::O_DIRECTORY,
+        0,
+    )
+    .ctx(|| format!("opening {}", dir.display()))?;
+    // SAFETY: flock on an fd we own.
+    sys::cvt(unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) })
+        .ctx(|| format!("locking {}", dir.display()))?;
+    Ok(fd)
+}
+
+impl Container {
+    /// Loads container `id` from `root`; "container does not exist" if absent.
+    pub fn load(root: &Path, id: &str) -> Result<Container> {
+        check_id(id)?;
+        let dir = dir(root, id);
+        let path = dir.join("state.json");
+        let data = match std::fs::read(&path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                bail!("container {id:?} does not exist (no {})", path.display())
+            }
+            Err(e) => return Err(e).ctx(|| format!("reading {}", path.display())),
+        };
+        let saved: Saved = serde_json::from_slice(&data)
+            .map_err(|e| Error::Msg(format!("corrupt state {}: {e}", path.display())))?;
+        Ok(Container { dir, saved })
+    }
+
+    /// Writes state.json atomically (temp file + rename).
+    pub fn save(&self) -> Result<()> {
+        let tmp = self.dir.join(".state.json.tmp");
+        let data = serde_json::to_vec(&self.saved).expect("state serializes");
+        std::fs::write(&tmp, data).ctx(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, self.dir.join("state.json"))
+            .ctx(|| format!("renaming {}", tmp.display()))
+    }
+
+    /// The exec fifo's path.
+    pub fn fifo(&self) -> PathBuf {
+        self.dir.join("exec.fifo")
+    }
+
+    /// True while the init (the same process, not a recycled pid) is alive and not a zombie.
+    pub fn alive(&self) -> bool {
+        alive(self.saved.pid, self.saved.pid_start)
+    }
+
+    /// The derived status.
+    pub fn status(&self) -> Status {
+        if !self.alive() {
+            Status::Stopped
+        } else if self.saved.paused {
+            Status::Paused
+        } else if self.fifo().exists() {
+            Status::Created
+        } else {
+            Status::Running
+        }
+    }
+
+    /// The runtime-spec state JSON (plus runc's rootfs/created/owner fields).
+    pub fn oci_state(&self) -> serde_json::Value {
+        let status = self.status();
+        let pid = if status == Status::Stopped {
+            0
+        } else {
+            self.saved.pid
+        };
+        serde_json::json!({
+            "ociVersion": OCI_VERSION,
+            "id": self.saved.id,
+            "pid": pid,
+            "status": status.as_str(),
+            "bundle": self.saved.bundle,
+            "rootfs": self.saved.rootfs,
+            "created": self.saved.created,
+            "owner": owner_name(self.saved.owner),
+            "annotations": self.saved.annotations,
+        })
+    }
+}
+
+/// True while `pid` with start time `start` is alive and not a zombie.
+pub fn alive(pid: i32, start: u64) -> bool {
+    match sys::proc_stat(pid) {
+        Some((s, st)) => s == start && st != 'Z' && st != 'X',
+        None => false,
+    }
+}
+
+fn owner_name(uid: u32) -> String {
+    if let Ok(p) = std::fs::read_to_string("/etc/passwd") {
+        for l in p.lines() {
+            let f: Vec<&str> = l.split(':').collect();
+            if f.len() > 2 && f[2] == uid.to_string() {
+                return f[0].to_string();
+            }
+        }
+    }
+    uid.to_string()
+}
+
+/// Now as RFC 3339 with nanoseconds, UTC.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
