@@ -5,6 +5,7 @@
 //! the CLI uses the rest.
 
 pub mod auth;
+pub mod display;
 pub mod manifest;
 mod progress;
 pub mod pull;

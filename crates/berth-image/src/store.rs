@@ -799,9 +799,11 @@ impl Store {
         let (base, merged) = self.mount_paths(&image.id);
         let holder = format!("mount-{}", &digest_hex(&image.id)[..12]);
         if !is_mountpoint(&merged) {
+            // Unmounted behind berth's back: clear what is left of it.
             if base.exists() {
-                let _ = std::fs::remove_dir_all(&base);
+                std::fs::remove_dir_all(&base).map_err(io_err(&base))?;
                 self.remove_hold(&holder)?;
+                return Ok(merged);
             }
             return Err(StoreError::NotMounted {
                 image: reference.to_string(),
