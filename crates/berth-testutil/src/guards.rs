@@ -2,12 +2,57 @@
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+type SpawnJob = (Command, mpsc::Sender<std::io::Result<Child>>);
+
+/// Spawns `cmd` so that the child gets SIGKILL when this process dies, even
+/// by SIGKILL (`PR_SET_PDEATHSIG`). The fork happens on one long-lived helper
+/// thread, because the kernel ties the signal to the forking thread, and test
+/// threads end before the process does.
+pub fn spawn_tied(mut cmd: Command) -> std::io::Result<Child> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnJob>>> = OnceLock::new();
+    let parent = std::process::id() as i32;
+    // SAFETY: the closure only calls async-signal-safe prctl/getppid.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                // The parent already died between fork and prctl.
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    let tx = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnJob>();
+        std::thread::Builder::new()
+            .name("berth-testutil-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("starting the spawner thread");
+        Mutex::new(tx)
+    });
+    let (rtx, rrx) = mpsc::channel();
+    tx.lock()
+        .unwrap()
+        .send((cmd, rtx))
+        .map_err(|_| std::io::Error::other("spawner thread is gone"))?;
+    rrx.recv()
+        .map_err(|_| std::io::Error::other("spawner thread is gone"))?
+}
 
 /// `PREFIX-PID-N`, unique within the machine while this process lives.
 pub fn unique_name(prefix: &str) -> String {
@@ -161,6 +206,66 @@ impl Drop for ChildGuard {
 mod tests {
     use super::*;
     use std::process::Command;
+
+    #[test]
+    fn spawn_tied_child_dies_with_its_parent() {
+        // A shell (the "test process") spawns a tied child through a helper
+        // that uses spawn_tied, then the shell is SIGKILLed: use this test
+        // binary itself as the helper by re-running one test in a child.
+        if std::env::var_os("BERTH_TESTUTIL_TIED_HELPER").is_some() {
+            let c = ChildGuard::new(
+                spawn_tied({
+                    let mut c = Command::new("sleep");
+                    c.arg("1000");
+                    c
+                })
+                .unwrap(),
+            );
+            println!("tied-pid {}", c.id());
+            std::thread::sleep(Duration::from_secs(1000));
+            return;
+        }
+        let exe = std::env::current_exe().unwrap();
+        let mut helper = Command::new(exe)
+            .args([
+                "--exact",
+                "guards::tests::spawn_tied_child_dies_with_its_parent",
+                "--nocapture",
+            ])
+            .env("BERTH_TESTUTIL_TIED_HELPER", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut r = std::io::BufReader::new(helper.stdout.take().unwrap());
+        let mut pid = None;
+        for _ in 0..20 {
+            let mut line = String::new();
+            if std::io::BufRead::read_line(&mut r, &mut line).unwrap() == 0 {
+                break;
+            }
+            if let Some(p) = line.trim().strip_prefix("tied-pid ") {
+                pid = Some(p.parse::<u32>().unwrap());
+                break;
+            }
+        }
+        let pid = pid.expect("helper printed no pid");
+        assert!(Path::new(&format!("/proc/{pid}")).exists());
+        helper.kill().unwrap();
+        helper.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if stat.is_empty() || stat.split(' ').nth(2) == Some("Z") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tied child {pid} outlived its parent"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 
     #[test]
     fn unique_names_differ() {

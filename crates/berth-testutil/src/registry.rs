@@ -205,8 +205,7 @@ impl Registry {
                 cmd.env_remove(k);
             }
         }
-        let mut child = cmd
-            .spawn()
+        let mut child = crate::guards::spawn_tied(cmd)
             .context("running docker-registry (install the docker-registry package)")?;
         let pid = child.id();
         let deadline = Instant::now() + Duration::from_secs(20);
