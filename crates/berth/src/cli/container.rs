@@ -1,16 +1,1183 @@
 //! Container commands: run, create, start, ps, stop, rm, logs, exec, ...
 
 use super::Globals;
-use clap::Subcommand;
+use anyhow::{anyhow, bail, Context, Result};
+use berth_engine::attach::{ClientOptions, Outcome};
+use berth_engine::record::Container;
+use berth_engine::{Engine, EngineError, RunOptions};
+use clap::{ArgAction, Args, Subcommand};
+use std::io::Write;
+use std::time::Duration;
+
+/// The flags of `run` and `create`.
+#[derive(Args, Debug, Clone)]
+pub struct RunFlags {
+    /// Keep STDIN open
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// Assign a name to the container
+    #[arg(long)]
+    name: Option<String>,
+    /// Set environment variables
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long = "env-file")]
+    env_file: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long = "workdir")]
+    workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// Add additional groups to join
+    #[arg(long = "group-add")]
+    group_add: Vec<String>,
+    /// Overwrite the default ENTRYPOINT of the image
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Container host name
+    #[arg(short = 'h', long)]
+    hostname: Option<String>,
+    /// Bind mount a volume
+    #[arg(short = 'v', long = "volume")]
+    volume: Vec<String>,
+    /// Attach a filesystem mount to the container
+    #[arg(long = "mount")]
+    mount: Vec<String>,
+    /// Mount a tmpfs directory
+    #[arg(long = "tmpfs")]
+    tmpfs: Vec<String>,
+    /// Mount the container's root filesystem as read only
+    #[arg(long = "read-only")]
+    read_only: bool,
+    /// Memory limit
+    #[arg(short = 'm', long)]
+    memory: Option<String>,
+    /// Swap limit equal to memory plus swap: '-1' to enable unlimited swap
+    #[arg(long = "memory-swap")]
+    memory_swap: Option<String>,
+    /// Number of CPUs
+    #[arg(long)]
+    cpus: Option<String>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares")]
+    cpu_shares: Option<u64>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-cpus")]
+    cpuset_cpus: Option<String>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+    /// Ulimit options (name=soft[:hard])
+    #[arg(long = "ulimit")]
+    ulimit: Vec<String>,
+    /// Add Linux capabilities
+    #[arg(long = "cap-add")]
+    cap_add: Vec<String>,
+    /// Drop Linux capabilities
+    #[arg(long = "cap-drop")]
+    cap_drop: Vec<String>,
+    /// Give extended privileges to this container
+    #[arg(long)]
+    privileged: bool,
+    /// Security options (seccomp=unconfined|PROFILE, no-new-privileges)
+    #[arg(long = "security-opt")]
+    security_opt: Vec<String>,
+    /// Add a host device to the container
+    #[arg(long = "device")]
+    device: Vec<String>,
+    /// Sysctl options
+    #[arg(long = "sysctl")]
+    sysctl: Vec<String>,
+    /// Size of /dev/shm
+    #[arg(long = "shm-size")]
+    shm_size: Option<String>,
+    /// Run an init inside the container that forwards signals and reaps processes
+    #[arg(long)]
+    init: bool,
+    /// Signal to stop the container
+    #[arg(long = "stop-signal")]
+    stop_signal: Option<String>,
+    /// Timeout (in seconds) to stop a container
+    #[arg(long = "stop-timeout", allow_hyphen_values = true)]
+    stop_timeout: Option<i64>,
+    /// Connect a container to a network: none or host (bridge comes later)
+    #[arg(long = "network", alias = "net", default_value = "none")]
+    network: String,
+    /// Set meta data on a container
+    #[arg(short = 'l', long = "label")]
+    label: Vec<String>,
+    /// Add a custom host-to-IP mapping (host:ip)
+    #[arg(long = "add-host")]
+    add_host: Vec<String>,
+    /// Set custom DNS servers
+    #[arg(long = "dns")]
+    dns: Vec<String>,
+    /// Pull image before running: always, missing, never
+    #[arg(long, default_value = "missing")]
+    pull: String,
+    /// Print help
+    #[arg(long, action = ArgAction::Help)]
+    help: Option<bool>,
+    /// The image to run
+    image: String,
+    /// The command and its arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+impl RunFlags {
+    fn options(&self, detach: bool, rm: bool) -> Result<RunOptions> {
+        match self.network.as_str() {
+            "none" | "host" => {}
+            "bridge" | "default" => bail!(
+                "--network {}: bridge networking is not available yet; use --network none or --network host",
+                self.network
+            ),
+            n => bail!("network {n} not found: berth supports --network none and --network host"),
+        }
+        Ok(RunOptions {
+            name: self.name.clone(),
+            interactive: self.interactive,
+            tty: self.tty,
+            detach,
+            rm,
+            env: self.env.clone(),
+            env_files: self.env_file.clone(),
+            workdir: self.workdir.clone(),
+            user: self.user.clone(),
+            group_add: self.group_add.clone(),
+            entrypoint: self.entrypoint.clone(),
+            cmd: self.command.clone(),
+            hostname: self.hostname.clone(),
+            volumes: self.volume.clone(),
+            mounts: self.mount.clone(),
+            tmpfs: self.tmpfs.clone(),
+            read_only: self.read_only,
+            memory: self.memory.clone(),
+            memory_swap: self.memory_swap.clone(),
+            cpus: self.cpus.clone(),
+            cpu_shares: self.cpu_shares,
+            cpuset_cpus: self.cpuset_cpus.clone(),
+            pids_limit: self.pids_limit,
+            ulimits: self.ulimit.clone(),
+            cap_add: self.cap_add.clone(),
+            cap_drop: self.cap_drop.clone(),
+            privileged: self.privileged,
+            security_opt: self.security_opt.clone(),
+            devices: self.device.clone(),
+            sysctls: self.sysctl.clone(),
+            shm_size: self.shm_size.clone(),
+            init: self.init,
+            stop_signal: self.stop_signal.clone(),
+            stop_timeout: self.stop_timeout,
+            network: self.network.clone(),
+            labels: self.label.clone(),
+            add_hosts: self.add_host.clone(),
+            dns: self.dns.clone(),
+        })
+    }
+}
 
 #[derive(Subcommand, Debug)]
 pub enum ContainerCommand {
-    /// Run a command in a new container
-    Run { image: String },
+    /// Create and run a new container from an image
+    #[command(disable_help_flag = true)]
+    Run {
+        /// Run container in background and print container ID
+        #[arg(short = 'd', long)]
+        detach: bool,
+        /// Automatically remove the container when it exits
+        #[arg(long)]
+        rm: bool,
+        #[command(flatten)]
+        flags: Box<RunFlags>,
+    },
+    /// Create a new container
+    #[command(disable_help_flag = true)]
+    Create {
+        /// Automatically remove the container when it exits
+        #[arg(long)]
+        rm: bool,
+        #[command(flatten)]
+        flags: Box<RunFlags>,
+    },
+    /// Start one or more stopped containers
+    Start {
+        /// Attach STDOUT/STDERR and forward signals
+        #[arg(short = 'a', long)]
+        attach: bool,
+        /// Attach container's STDIN
+        #[arg(short = 'i', long)]
+        interactive: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// List containers
+    Ps {
+        /// Show all containers (default shows just running)
+        #[arg(short = 'a', long)]
+        all: bool,
+        /// Only display container IDs
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        /// Don't truncate output
+        #[arg(long)]
+        no_trunc: bool,
+        /// Format output: table or json
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Stop one or more running containers
+    Stop {
+        /// Seconds to wait before killing the container
+        #[arg(
+            short = 't',
+            long = "time",
+            alias = "timeout",
+            allow_hyphen_values = true
+        )]
+        time: Option<i64>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Restart one or more containers
+    Restart {
+        /// Seconds to wait before killing the container
+        #[arg(
+            short = 't',
+            long = "time",
+            alias = "timeout",
+            allow_hyphen_values = true
+        )]
+        time: Option<i64>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Kill one or more running containers
+    Kill {
+        /// Signal to send to the container
+        #[arg(short = 's', long, default_value = "KILL")]
+        signal: String,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Remove one or more containers
+    Rm {
+        /// Force the removal of a running container (uses SIGKILL)
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// Remove anonymous volumes associated with the container
+        #[arg(short = 'v', long)]
+        volumes: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Fetch the logs of a container
+    Logs {
+        /// Follow log output
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Show timestamps
+        #[arg(short = 't', long)]
+        timestamps: bool,
+        /// Number of lines to show from the end of the logs
+        #[arg(short = 'n', long, default_value = "all")]
+        tail: String,
+        /// Show logs since timestamp (RFC 3339) or relative (e.g. 42s, 10m)
+        #[arg(long)]
+        since: Option<String>,
+        container: String,
+    },
+    /// Execute a command in a running container
+    Exec {
+        /// Keep STDIN open
+        #[arg(short = 'i', long)]
+        interactive: bool,
+        /// Allocate a pseudo-TTY
+        #[arg(short = 't', long)]
+        tty: bool,
+        /// Detached mode: run command in the background
+        #[arg(short = 'd', long)]
+        detach: bool,
+        /// Username or UID (format: <name|uid>[:<group|gid>])
+        #[arg(short = 'u', long)]
+        user: Option<String>,
+        /// Working directory inside the container
+        #[arg(short = 'w', long)]
+        workdir: Option<String>,
+        /// Set environment variables
+        #[arg(short = 'e', long = "env")]
+        env: Vec<String>,
+        container: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Attach local standard input, output, and error streams to a running container
+    Attach {
+        /// Do not attach STDIN
+        #[arg(long)]
+        no_stdin: bool,
+        container: String,
+    },
+    /// Block until one or more containers stop, then print their exit codes
+    Wait {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Return low-level information on containers
+    Inspect {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Display the running processes of a container
+    Top { container: String },
+    /// Display a live stream of container(s) resource usage statistics
+    Stats {
+        /// Disable streaming stats and only pull the first result
+        #[arg(long)]
+        no_stream: bool,
+        /// Show all containers (default shows just running)
+        #[arg(short = 'a', long)]
+        all: bool,
+        containers: Vec<String>,
+    },
+    /// Pause all processes within one or more containers
+    Pause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Unpause all processes within one or more containers
+    Unpause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Manage containers
+    #[command(subcommand)]
+    Container(ContainerSub),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(VolumeSub),
+    /// Manage berth
+    #[command(subcommand)]
+    System(SystemSub),
 }
 
-pub fn run(cmd: ContainerCommand, _g: &Globals) -> anyhow::Result<i32> {
-    match cmd {
-        ContainerCommand::Run { image } => anyhow::bail!("run {image}: not implemented yet"),
+#[derive(Subcommand, Debug)]
+pub enum ContainerSub {
+    /// Remove all stopped containers
+    Prune {
+        /// Do not prompt for confirmation
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+    /// List containers
+    Ls {
+        #[arg(short = 'a', long)]
+        all: bool,
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VolumeSub {
+    /// Create a volume
+    Create {
+        name: Option<String>,
+        #[arg(short = 'l', long = "label")]
+        label: Vec<String>,
+    },
+    /// List volumes
+    Ls {
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    /// Remove one or more volumes
+    Rm {
+        #[arg(short = 'f', long)]
+        force: bool,
+        #[arg(required = true)]
+        volumes: Vec<String>,
+    },
+    /// Display detailed information on one or more volumes
+    Inspect {
+        #[arg(required = true)]
+        volumes: Vec<String>,
+    },
+    /// Remove unused volumes (anonymous ones; all unused with -a)
+    Prune {
+        #[arg(short = 'a', long)]
+        all: bool,
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SystemSub {
+    /// Show berth disk usage
+    Df,
+}
+
+pub fn run(cmd: ContainerCommand, g: &Globals) -> Result<i32> {
+    match run_inner(cmd, g) {
+        Err(e) => match e.downcast_ref::<EngineError>() {
+            Some(EngineError::StartFailed(code, msg)) => {
+                eprintln!("berth: {msg}");
+                Ok(*code)
+            }
+            _ => Err(e),
+        },
+        ok => ok,
     }
+}
+
+fn run_inner(cmd: ContainerCommand, g: &Globals) -> Result<i32> {
+    let engine = Engine::open(&g.root)?;
+    match cmd {
+        ContainerCommand::Run { detach, rm, flags } => cmd_run(&engine, g, flags, detach, rm, true),
+        ContainerCommand::Create { rm, flags } => cmd_run(&engine, g, flags, true, rm, false),
+        ContainerCommand::Start {
+            attach,
+            interactive,
+            containers,
+        } => cmd_start(&engine, &containers, attach, interactive),
+        ContainerCommand::Ps {
+            all,
+            quiet,
+            no_trunc,
+            format,
+        } => cmd_ps(&engine, all, quiet, no_trunc, format.as_deref()),
+        ContainerCommand::Container(ContainerSub::Ls { all, quiet }) => {
+            cmd_ps(&engine, all, quiet, false, None)
+        }
+        ContainerCommand::Stop { time, containers } => each(&containers, |k| {
+            let c = engine.stop(k, time)?;
+            let _ = c;
+            println!("{k}");
+            Ok(())
+        }),
+        ContainerCommand::Restart { time, containers } => each(&containers, |k| {
+            let c = engine.stop(k, time)?;
+            let sock = engine.start(&c.id)?;
+            wait_started(&sock)?;
+            println!("{k}");
+            Ok(())
+        }),
+        ContainerCommand::Kill { signal, containers } => each(&containers, |k| {
+            engine.kill(k, &signal)?;
+            println!("{k}");
+            Ok(())
+        }),
+        ContainerCommand::Rm {
+            force,
+            volumes,
+            containers,
+        } => each(&containers, |k| {
+            engine.remove(k, force, volumes)?;
+            println!("{k}");
+            Ok(())
+        }),
+        ContainerCommand::Logs {
+            follow,
+            timestamps,
+            tail,
+            since,
+            container,
+        } => cmd_logs(
+            &engine,
+            &container,
+            follow,
+            timestamps,
+            &tail,
+            since.as_deref(),
+        ),
+        ContainerCommand::Exec {
+            interactive,
+            tty,
+            detach,
+            user,
+            workdir,
+            env,
+            container,
+            command,
+        } => Ok(engine.exec(
+            &container,
+            &command,
+            tty,
+            interactive,
+            detach,
+            user.as_deref(),
+            workdir.as_deref(),
+            &env,
+        )?),
+        ContainerCommand::Attach {
+            no_stdin,
+            container,
+        } => {
+            let (c, sock) = engine.connect(&container)?;
+            let o = ClientOptions {
+                stdin: !no_stdin && c.options.interactive,
+                tty: c.options.tty,
+                proxy_signals: !c.options.tty,
+                until_started: false,
+            };
+            finish(&engine, &c.id, Engine::attach(&sock, &o)?)
+        }
+        ContainerCommand::Wait { containers } => {
+            let mut last = 0;
+            for k in &containers {
+                let c = engine.get(k)?;
+                engine.wait_stopped(&c.id, None);
+                last = engine.get(&c.id).map(|c| c.state.exit_code).unwrap_or(0);
+                println!("{last}");
+            }
+            let _ = last;
+            Ok(0)
+        }
+        ContainerCommand::Inspect { containers } => {
+            let mut out = Vec::new();
+            let mut missing = None;
+            for k in &containers {
+                match engine.get(k) {
+                    Ok(c) => out.push(engine.inspect(&c)),
+                    Err(e) => missing = Some(e),
+                }
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            match missing {
+                Some(e) => Err(e.into()),
+                None => Ok(0),
+            }
+        }
+        ContainerCommand::Top { container } => cmd_top(&engine, &container),
+        ContainerCommand::Stats {
+            no_stream,
+            all,
+            containers,
+        } => cmd_stats(&engine, &containers, all, no_stream),
+        ContainerCommand::Pause { containers } => each(&containers, |k| {
+            engine.pause(k, true)?;
+            println!("{k}");
+            Ok(())
+        }),
+        ContainerCommand::Unpause { containers } => each(&containers, |k| {
+            engine.pause(k, false)?;
+            println!("{k}");
+            Ok(())
+        }),
+        ContainerCommand::Container(ContainerSub::Prune { force: _ }) => {
+            let ids = engine.prune()?;
+            println!("Deleted Containers:");
+            for id in ids {
+                println!("{id}");
+            }
+            Ok(0)
+        }
+        ContainerCommand::Volume(v) => cmd_volume(&engine, v),
+        ContainerCommand::System(SystemSub::Df) => cmd_df(&engine),
+    }
+}
+
+/// Runs `f` for each container; errors are printed and make the exit code 1.
+fn each(keys: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<i32> {
+    let mut code = 0;
+    for k in keys {
+        if let Err(e) = f(k) {
+            eprintln!("Error response from daemon: {}", super::format_error(&e));
+            code = 1;
+        }
+    }
+    Ok(code)
+}
+
+fn pull_image(
+    engine: &Engine,
+    g: &Globals,
+    image: &str,
+    policy: &str,
+) -> Result<berth_image::Image> {
+    let store = berth_image::Store::open(&engine.root)?;
+    let local = || -> Result<Option<berth_image::Image>> { Ok(store.resolve(image)?) };
+    let pull = || -> Result<berth_image::Image> {
+        eprintln!("Unable to find image '{image}' locally");
+        let opts = berth_image::PullOptions::default();
+        berth_image::pull_blocking(&store, image, &opts).with_context(|| format!("pulling {image}"))
+    };
+    let _ = g;
+    match policy {
+        "always" => pull(),
+        "missing" => match local()? {
+            Some(i) => Ok(i),
+            None => pull(),
+        },
+        "never" => local()?.ok_or_else(|| {
+            anyhow!("No such image: {image} (and --pull never: run `berth pull {image}` first)")
+        }),
+        p => bail!("--pull {p}: expected always, missing or never"),
+    }
+}
+
+fn wait_started(sock: &std::os::fd::OwnedFd) -> Result<()> {
+    let o = ClientOptions {
+        stdin: false,
+        tty: false,
+        proxy_signals: false,
+        until_started: true,
+    };
+    match Engine::attach(sock, &o)? {
+        Outcome::Started | Outcome::Exited(_) => Ok(()),
+        Outcome::Failed(code, msg) => Err(EngineError::StartFailed(code, msg).into()),
+        Outcome::Closed => bail!("the container's monitor exited before the container started"),
+    }
+}
+
+/// The exit code once an attached session ends.
+fn finish(engine: &Engine, id: &str, outcome: Outcome) -> Result<i32> {
+    match outcome {
+        Outcome::Exited(code) => Ok(code),
+        Outcome::Failed(code, msg) => Err(EngineError::StartFailed(code, msg).into()),
+        Outcome::Started => Ok(0),
+        Outcome::Closed => {
+            engine.wait_stopped(id, Some(Duration::from_secs(5)));
+            match engine.get(id) {
+                Ok(c) if c.state.status == "exited" => Ok(c.state.exit_code),
+                _ => bail!(
+                    "the monitor of container {id} exited unexpectedly; see `berth inspect {id}`"
+                ),
+            }
+        }
+    }
+}
+
+fn cmd_run(
+    engine: &Engine,
+    g: &Globals,
+    flags: Box<RunFlags>,
+    detach: bool,
+    rm: bool,
+    start: bool,
+) -> Result<i32> {
+    let opts = flags.options(detach, rm)?;
+    let image = pull_image(engine, g, &flags.image, &flags.pull)?;
+    let c = engine.create(&flags.image, &image, &opts)?;
+    if !start {
+        println!("{}", c.id);
+        return Ok(0);
+    }
+    let sock = match engine.start(&c.id) {
+        Ok(s) => s,
+        Err(e) => {
+            if rm {
+                let _ = engine.remove(&c.id, true, true);
+            }
+            return Err(e.into());
+        }
+    };
+    if detach {
+        wait_started(&sock)?;
+        println!("{}", c.id);
+        return Ok(0);
+    }
+    let o = ClientOptions {
+        stdin: opts.interactive,
+        tty: opts.tty,
+        proxy_signals: !opts.tty,
+        until_started: false,
+    };
+    let outcome = Engine::attach(&sock, &o)?;
+    finish(engine, &c.id, outcome)
+}
+
+fn cmd_start(engine: &Engine, keys: &[String], attach: bool, interactive: bool) -> Result<i32> {
+    if attach || interactive {
+        if keys.len() != 1 {
+            bail!("you cannot start and attach multiple containers at once");
+        }
+        let c = engine.get(&keys[0])?;
+        let sock = engine.start(&c.id)?;
+        let o = ClientOptions {
+            stdin: interactive && c.options.interactive,
+            tty: c.options.tty,
+            proxy_signals: !c.options.tty,
+            until_started: false,
+        };
+        return finish(engine, &c.id, Engine::attach(&sock, &o)?);
+    }
+    each(keys, |k| {
+        let c = engine.get(k)?;
+        let sock = engine.start(&c.id)?;
+        wait_started(&sock)?;
+        println!("{k}");
+        Ok(())
+    })
+}
+
+/// Docker's "5 seconds", "About a minute", "3 hours".
+pub fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        2..=59 => format!("{s} seconds"),
+        60..=119 => "About a minute".into(),
+        120..=3599 => format!("{} minutes", s / 60),
+        3600..=7199 => "About an hour".into(),
+        7200..=172_799 => format!("{} hours", s / 3600),
+        172_800..=1_209_599 => format!("{} days", s / 86400),
+        1_209_600..=5_183_999 => format!("{} weeks", s / 604_800),
+        5_184_000..=31_535_999 => format!("{} months", s / 2_592_000),
+        _ => format!("{} years", s / 31_536_000),
+    }
+}
+
+fn since(ts: &str) -> Duration {
+    berth_engine::record::age(ts)
+}
+
+fn status_text(c: &Container) -> String {
+    match c.state.status.as_str() {
+        "running" => format!(
+            "Up {}",
+            human_duration(since(c.state.started_at.as_deref().unwrap_or("")))
+        ),
+        "paused" => format!(
+            "Up {} (Paused)",
+            human_duration(since(c.state.started_at.as_deref().unwrap_or("")))
+        ),
+        "exited" => format!(
+            "Exited ({}) {} ago",
+            c.state.exit_code,
+            human_duration(since(c.state.finished_at.as_deref().unwrap_or("")))
+        ),
+        _ => "Created".into(),
+    }
+}
+
+fn command_text(c: &Container, trunc: bool) -> String {
+    let mut s = std::iter::once(c.path.as_str())
+        .chain(c.args.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(" ");
+    if trunc && s.chars().count() > 20 {
+        s = s.chars().take(19).collect::<String>() + "…";
+    }
+    format!("\"{s}\"")
+}
+
+fn cmd_ps(
+    engine: &Engine,
+    all: bool,
+    quiet: bool,
+    no_trunc: bool,
+    format: Option<&str>,
+) -> Result<i32> {
+    let mut list: Vec<Container> = engine
+        .list()?
+        .into_iter()
+        .filter(|c| all || matches!(c.state.status.as_str(), "running" | "paused"))
+        .collect();
+    list.reverse();
+    let id = |c: &Container| {
+        if no_trunc {
+            c.id.clone()
+        } else {
+            c.id[..12].to_string()
+        }
+    };
+    if quiet {
+        for c in &list {
+            println!("{}", id(c));
+        }
+        return Ok(0);
+    }
+    if format == Some("json") || format == Some("{{json .}}") {
+        for c in &list {
+            let v = serde_json::json!({
+                "ID": id(c),
+                "Image": c.image,
+                "Command": command_text(c, !no_trunc),
+                "CreatedAt": c.created,
+                "RunningFor": format!("{} ago", human_duration(since(&c.created))),
+                "Status": status_text(c),
+                "State": c.state.status,
+                "Ports": "",
+                "Names": c.name,
+                "Labels": c.options.labels.join(","),
+                "Mounts": c.mounts.iter().map(|m| m.name.clone().unwrap_or_else(|| m.source.clone())).collect::<Vec<_>>().join(","),
+                "Networks": c.options.network,
+            });
+            println!("{v}");
+        }
+        return Ok(0);
+    }
+    let rows: Vec<[String; 7]> = list
+        .iter()
+        .map(|c| {
+            [
+                id(c),
+                c.image.clone(),
+                command_text(c, !no_trunc),
+                format!("{} ago", human_duration(since(&c.created))),
+                status_text(c),
+                String::new(),
+                c.name.clone(),
+            ]
+        })
+        .collect();
+    let header = [
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
+    ];
+    print_table(&header, &rows);
+    Ok(0)
+}
+
+fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+    let mut w = [0usize; N];
+    for (i, h) in header.iter().enumerate() {
+        w[i] = h.chars().count();
+    }
+    for r in rows {
+        for i in 0..N {
+            w[i] = w[i].max(r[i].chars().count());
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    let line = |cells: Vec<&str>, out: &mut dyn Write| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == N {
+                s.push_str(c);
+            } else {
+                s.push_str(c);
+                s.push_str(&" ".repeat(w[i] - c.chars().count() + 3));
+            }
+        }
+        let _ = writeln!(out, "{}", s.trim_end());
+    };
+    line(header.to_vec(), &mut out);
+    for r in rows {
+        line(r.iter().map(String::as_str).collect(), &mut out);
+    }
+}
+
+fn cmd_logs(
+    engine: &Engine,
+    key: &str,
+    follow: bool,
+    timestamps: bool,
+    tail: &str,
+    since_s: Option<&str>,
+) -> Result<i32> {
+    let c = engine.get(key)?;
+    let path = engine.log_path(&c.id);
+    let since_t = since_s
+        .map(berth_engine::record::parse_since)
+        .transpose()
+        .map_err(|e| anyhow!(e))?;
+    let data = std::fs::read(&path).unwrap_or_default();
+    let mut lines: Vec<&[u8]> = data
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    if tail != "all" {
+        let n: usize = tail
+            .parse()
+            .map_err(|_| anyhow!("--tail {tail:?}: expected a number or all"))?;
+        let skip = lines.len().saturating_sub(n);
+        lines.drain(..skip);
+    }
+    let emit = |line: &[u8]| -> Result<()> {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else {
+            return Ok(());
+        };
+        let time = v["time"].as_str().unwrap_or("");
+        if let Some(t) = since_t {
+            if berth_engine::record::unix_nanos(time).is_some_and(|x| x < t) {
+                return Ok(());
+            }
+        }
+        let text = v["log"].as_str().unwrap_or("");
+        let out = if timestamps {
+            format!("{time} {text}")
+        } else {
+            text.to_string()
+        };
+        if v["stream"] == "stderr" {
+            let mut e = std::io::stderr().lock();
+            e.write_all(out.as_bytes())?;
+        } else {
+            let mut o = std::io::stdout().lock();
+            o.write_all(out.as_bytes())?;
+            o.flush()?;
+        }
+        Ok(())
+    };
+    for l in &lines {
+        emit(l)?;
+    }
+    if follow {
+        let mut offset = data.len() - data.iter().rev().take_while(|b| **b != b'\n').count();
+        loop {
+            let running = engine
+                .get(&c.id)
+                .map(|c| matches!(c.state.status.as_str(), "running" | "paused"))
+                .unwrap_or(false);
+            let data = std::fs::read(&path).unwrap_or_default();
+            if data.len() > offset {
+                let new = &data[offset..];
+                let complete = new.len() - new.iter().rev().take_while(|b| **b != b'\n').count();
+                for l in new[..complete]
+                    .split(|b| *b == b'\n')
+                    .filter(|l| !l.is_empty())
+                {
+                    emit(l)?;
+                }
+                offset += complete;
+            }
+            if !running {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(0)
+}
+
+fn cmd_top(engine: &Engine, key: &str) -> Result<i32> {
+    let pids = engine.pids(key)?;
+    let rows: Vec<[String; 4]> = pids
+        .iter()
+        .map(|p| {
+            let status = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
+            let uid = status
+                .lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .unwrap_or("?")
+                .to_string();
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map(|x| x.1)
+                .unwrap_or("")
+                .split_whitespace()
+                .collect();
+            let ticks: u64 = fields.get(11).and_then(|x| x.parse().ok()).unwrap_or(0)
+                + fields.get(12).and_then(|x| x.parse().ok()).unwrap_or(0);
+            let secs = ticks / 100;
+            let cmd = std::fs::read(format!("/proc/{p}/cmdline"))
+                .unwrap_or_default()
+                .split(|b| *b == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ");
+            [
+                uid,
+                p.to_string(),
+                format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60),
+                cmd,
+            ]
+        })
+        .collect();
+    print_table(&["UID", "PID", "TIME", "CMD"], &rows);
+    Ok(0)
+}
+
+fn bytes_human(b: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < units.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b}B")
+    } else {
+        format!("{v:.2}{}", units[i])
+    }
+}
+
+fn cmd_stats(engine: &Engine, keys: &[String], all: bool, no_stream: bool) -> Result<i32> {
+    loop {
+        let list: Vec<Container> = if keys.is_empty() {
+            engine
+                .list()?
+                .into_iter()
+                .filter(|c| all || c.state.status == "running")
+                .collect()
+        } else {
+            keys.iter()
+                .map(|k| engine.get(k))
+                .collect::<Result<_, _>>()?
+        };
+        let first: Vec<_> = list
+            .iter()
+            .map(|c| berth_engine::engine::cgroup_stats(&c.id))
+            .collect();
+        let t0 = std::time::Instant::now();
+        std::thread::sleep(Duration::from_millis(500));
+        let dt = t0.elapsed().as_nanos() as f64;
+        let mut rows = Vec::new();
+        for (c, a) in list.iter().zip(first) {
+            let b = berth_engine::engine::cgroup_stats(&c.id);
+            let cpu = (b.2.saturating_sub(a.2)) as f64 / dt * 100.0;
+            let limit = if b.1 == 0 || b.1 > (1 << 60) {
+                host_mem()
+            } else {
+                b.1
+            };
+            rows.push([
+                c.id[..12].to_string(),
+                c.name.clone(),
+                format!("{cpu:.2}%"),
+                format!("{} / {}", bytes_human(b.0), bytes_human(limit)),
+                format!("{:.2}%", b.0 as f64 / limit.max(1) as f64 * 100.0),
+                b.3.to_string(),
+            ]);
+        }
+        print_table(
+            &[
+                "CONTAINER ID",
+                "NAME",
+                "CPU %",
+                "MEM USAGE / LIMIT",
+                "MEM %",
+                "PIDS",
+            ],
+            &rows,
+        );
+        if no_stream {
+            return Ok(0);
+        }
+    }
+}
+
+fn host_mem() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+fn cmd_volume(engine: &Engine, v: VolumeSub) -> Result<i32> {
+    use berth_engine::volume;
+    match v {
+        VolumeSub::Create { name, label } => {
+            let name = name.unwrap_or_else(berth_engine::record::random_id);
+            let (v, _) = volume::ensure(&engine.root, &name, &label, false)?;
+            println!("{}", v.name);
+            Ok(0)
+        }
+        VolumeSub::Ls { quiet } => {
+            let list = volume::list(&engine.root)?;
+            if quiet {
+                for v in list {
+                    println!("{}", v.name);
+                }
+            } else {
+                let rows: Vec<[String; 2]> = list.into_iter().map(|v| [v.driver, v.name]).collect();
+                print_table(&["DRIVER", "VOLUME NAME"], &rows);
+            }
+            Ok(0)
+        }
+        VolumeSub::Rm { force, volumes } => each(&volumes, |n| {
+            engine.volume_remove(n, force)?;
+            println!("{n}");
+            Ok(())
+        }),
+        VolumeSub::Inspect { volumes } => {
+            let mut out = Vec::new();
+            for n in &volumes {
+                out.push(serde_json::to_value(volume::get(&engine.root, n)?)?);
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(0)
+        }
+        VolumeSub::Prune { all, force: _ } => {
+            println!("Deleted Volumes:");
+            let mut reclaimed = 0;
+            for v in volume::list(&engine.root)? {
+                if (all || v.anonymous) && engine.volume_users(&v.name)?.is_empty() {
+                    reclaimed += berth_engine::engine::dir_size(&v.mountpoint);
+                    engine.volume_remove(&v.name, false)?;
+                    println!("{}", v.name);
+                }
+            }
+            println!("\nTotal reclaimed space: {}", bytes_human(reclaimed));
+            Ok(0)
+        }
+    }
+}
+
+fn cmd_df(engine: &Engine) -> Result<i32> {
+    let store = berth_image::Store::open(&engine.root)?;
+    let images = store.list().unwrap_or_default();
+    let holds = store.holds().unwrap_or_default();
+    let img_size: u64 = images.iter().map(|(i, _)| i.size).sum();
+    let img_active = images
+        .iter()
+        .filter(|(i, _)| holds.values().any(|h| *h == i.id))
+        .count();
+    let containers = engine.list()?;
+    let ctr_size: u64 = containers
+        .iter()
+        .map(|c| berth_engine::engine::dir_size(&engine.records.container_dir(&c.id).join("upper")))
+        .sum();
+    let ctr_active = containers
+        .iter()
+        .filter(|c| matches!(c.state.status.as_str(), "running" | "paused"))
+        .count();
+    let vols = berth_engine::volume::list(&engine.root)?;
+    let vol_size: u64 = vols
+        .iter()
+        .map(|v| berth_engine::engine::dir_size(&v.mountpoint))
+        .sum();
+    let mut vol_active = 0;
+    for v in &vols {
+        if !engine.volume_users(&v.name)?.is_empty() {
+            vol_active += 1;
+        }
+    }
+    let rows = vec![
+        [
+            "Images".to_string(),
+            images.len().to_string(),
+            img_active.to_string(),
+            bytes_human(img_size),
+        ],
+        [
+            "Containers".to_string(),
+            containers.len().to_string(),
+            ctr_active.to_string(),
+            bytes_human(ctr_size),
+        ],
+        [
+            "Local Volumes".to_string(),
+            vols.len().to_string(),
+            vol_active.to_string(),
+            bytes_human(vol_size),
+        ],
+    ];
+    print_table(&["TYPE", "TOTAL", "ACTIVE", "SIZE"], &rows);
+    Ok(0)
 }

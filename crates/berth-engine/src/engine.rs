@@ -1,0 +1,894 @@
+//! Container operations shared by the CLI commands: create, start, stop, kill,
+//! remove, pause, exec, logs, inspect, top, stats, prune, and crash recovery.
+
+use crate::attach::{self, ClientOptions, Outcome};
+use crate::monitor::{self, MonitorConfig};
+use crate::options::{parse_signal, RunOptions};
+use crate::record::{now_rfc3339, pid_alive, random_id, Container, RecordError, Records, State};
+use crate::runtime::{Runtime, RuntimeError};
+use crate::spec::{self, HostDevice, SpecContext};
+use crate::{overlay, volume};
+use berth_image::{Image, Store};
+use serde_json::{json, Value};
+use std::fs;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error(transparent)]
+    Spec(#[from] spec::SpecError),
+    #[error(transparent)]
+    Volume(#[from] volume::VolumeError),
+    #[error(transparent)]
+    Overlay(#[from] overlay::OverlayError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("image store: {0}")]
+    Store(#[from] berth_image::StoreError),
+    #[error("{0}")]
+    Other(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Container {0} is not running")]
+    NotRunning(String),
+    #[error("You cannot remove a running container {0}. Stop the container before attempting removal or force remove")]
+    RemoveRunning(String),
+    #[error("Container {0} is already running")]
+    AlreadyRunning(String),
+    #[error("Container {0} is paused, unpause the container before stopping or killing")]
+    Paused(String),
+    #[error("invalid signal {0:?}")]
+    BadSignal(String),
+    /// The container could not start: Docker's exit code and the message.
+    #[error("{1}")]
+    StartFailed(i32, String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
+    move |source| EngineError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// berth's state under one `--root`.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub root: PathBuf,
+    pub records: Records,
+    pub runtime: Runtime,
+}
+
+/// Docker's name for the host architecture.
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        a => a,
+    }
+}
+
+fn rootfs(records: &Records, id: &str) -> PathBuf {
+    records.container_dir(id).join("bundle/rootfs")
+}
+
+/// Unmounts the container's root (and anything left below it).
+pub fn teardown(records: &Records, id: &str) -> Result<(), EngineError> {
+    let r = rootfs(records, id);
+    overlay::unmount(&r)?;
+    Ok(())
+}
+
+/// Removes everything of a stopped container: runtime state, overlay, its
+/// directory, its image hold and (with `volumes`) its anonymous volumes.
+pub fn remove_files(
+    root: &Path,
+    records: &Records,
+    id: &str,
+    volumes: bool,
+) -> Result<(), EngineError> {
+    let rt = Runtime::new(root);
+    rt.delete_force(id);
+    let c = records.load(id).ok();
+    teardown(records, id)?;
+    let dir = records.container_dir(id);
+    if dir.exists() {
+        fs::remove_dir_all(&dir).map_err(io(&dir))?;
+    }
+    if let Ok(store) = Store::open(root) {
+        if let Err(e) = store.remove_hold(id) {
+            tracing::debug!("releasing the image hold of {id}: {e}");
+        }
+    }
+    if let (true, Some(c)) = (volumes, c) {
+        for m in c.mounts.iter().filter(|m| m.anonymous) {
+            if let Some(n) = &m.name {
+                let _ = volume::delete(root, n);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How `run`/`start` attach.
+pub struct AttachMode {
+    pub stdin: bool,
+    pub output: bool,
+}
+
+impl Engine {
+    pub fn open(root: &Path) -> Result<Engine, EngineError> {
+        fs::create_dir_all(root).map_err(io(root))?;
+        Ok(Engine {
+            root: root.to_path_buf(),
+            records: Records::open(root)?,
+            runtime: Runtime::new(root),
+        })
+    }
+
+    /// Records a new container (`berth create`); the root is mounted at start.
+    pub fn create(
+        &self,
+        image_ref: &str,
+        image: &Image,
+        opts: &RunOptions,
+    ) -> Result<Container, EngineError> {
+        let _names = self.records.lock_names()?;
+        let name = match &opts.name {
+            Some(n) => {
+                self.records.check_name(n)?;
+                n.clone()
+            }
+            None => self.records.random_name()?,
+        };
+        let id = random_id();
+        // Check what can be checked now: the command, flags that parse alone.
+        let argv = spec::command(&image.config, opts)?;
+        spec::capabilities(opts)?;
+        spec::security_opts(opts)?;
+        let image_volumes: Vec<String> = image
+            .config
+            .config()
+            .as_ref()
+            .and_then(|c| c.volumes().clone())
+            .unwrap_or_default();
+        let dir = self.records.container_dir(&id);
+        for d in ["bundle/rootfs", "upper", "work"] {
+            let p = dir.join(d);
+            fs::create_dir_all(&p).map_err(io(&p))?;
+        }
+        let result = (|| {
+            let (mounts, copy_up) = volume::resolve(
+                &self.root,
+                &opts.volumes,
+                &opts.mounts,
+                &opts.tmpfs,
+                &image_volumes,
+            )?;
+            let c = Container {
+                id: id.clone(),
+                name,
+                image: image_ref.to_string(),
+                image_id: image.id.clone(),
+                created: now_rfc3339(),
+                path: argv[0].clone(),
+                args: argv[1..].to_vec(),
+                options: opts.clone(),
+                image_config: serde_json::to_value(&image.config).unwrap_or(Value::Null),
+                layers: image.layer_dirs.clone(),
+                mounts,
+                copy_up,
+                hostname: spec::hostname(opts, &id),
+                restart_count: 0,
+                state: State {
+                    status: "created".into(),
+                    ..Default::default()
+                },
+            };
+            self.records.save(&c)?;
+            Ok::<_, EngineError>(c)
+        })();
+        match result {
+            Ok(c) => {
+                if let Ok(store) = Store::open(&self.root) {
+                    if let Err(e) = store.add_hold(&image.id, &id) {
+                        tracing::warn!("holding image {} for {id}: {e}", image.id);
+                    }
+                }
+                Ok(c)
+            }
+            Err(e) => {
+                let _ = fs::remove_dir_all(&dir);
+                Err(e)
+            }
+        }
+    }
+
+    /// Mounts the root, writes /etc files and the runtime spec.
+    fn prepare(&self, c: &mut Container) -> Result<(), EngineError> {
+        let dir = self.records.container_dir(&c.id);
+        let rootfs = dir.join("bundle/rootfs");
+        if !overlay::is_mounted(&rootfs) {
+            overlay::mount(&c.layers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
+        }
+        let o = &c.options;
+        let net_host = o.network == "host";
+        let hostname = if net_host && o.hostname.is_none() {
+            rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned()
+        } else {
+            c.hostname.clone()
+        };
+        let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        for (f, text) in [
+            ("hostname", format!("{hostname}\n")),
+            ("hosts", spec::hosts_file(&hostname, &o.add_hosts, net_host)),
+            (
+                "resolv.conf",
+                spec::resolv_conf(&host_resolv, &o.dns, net_host),
+            ),
+        ] {
+            let p = dir.join(f);
+            fs::write(&p, text).map_err(io(&p))?;
+        }
+        // Fill volumes created for this container from the image, once.
+        for name in std::mem::take(&mut c.copy_up) {
+            if let Some(m) = c.mounts.iter().find(|m| m.name.as_deref() == Some(&name)) {
+                let src = rootfs.join(m.destination.trim_start_matches('/'));
+                volume::copy_tree(&src, Path::new(&m.source)).map_err(|source| {
+                    volume::VolumeError::Copy {
+                        name: name.clone(),
+                        source,
+                    }
+                })?;
+            }
+        }
+        let mut env_files = Vec::new();
+        for f in &o.env_files {
+            env_files.push(fs::read_to_string(f).map_err(io(Path::new(f)))?);
+        }
+        let mut devices = Vec::new();
+        for d in &o.devices {
+            devices.push(host_device(d)?);
+        }
+        let (nofile_hard, can_raise) = caller_limits();
+        let ctx = SpecContext {
+            id: c.id.clone(),
+            rootfs: rootfs.clone(),
+            container_dir: dir.clone(),
+            passwd: fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default(),
+            group: fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default(),
+            mounts: c.mounts.clone(),
+            devices,
+            nofile_hard,
+            can_raise_limits: can_raise,
+            arch: host_arch().into(),
+            host_env: std::env::vars().collect(),
+            env_files,
+            init_binary: std::env::current_exe().ok(),
+            cgroup_parent: "/berth".into(),
+        };
+        let image_cfg: oci_spec::image::ImageConfiguration =
+            serde_json::from_value(c.image_config.clone())
+                .map_err(|e| EngineError::Other(format!("stored image config: {e}")))?;
+        let sec = spec::security_opts(o)?;
+        let seccomp_text = match &sec.seccomp_profile {
+            Some(p) => Some(fs::read_to_string(p).map_err(io(Path::new(p)))?),
+            None => None,
+        };
+        let mut s = spec::generate_value(&image_cfg, o, &ctx, seccomp_text.as_deref())?;
+        s["hostname"] = json!(hostname);
+        let p = dir.join("bundle/config.json");
+        fs::write(&p, serde_json::to_vec_pretty(&s).unwrap()).map_err(io(&p))?;
+        Ok(())
+    }
+
+    /// Starts a created or exited container under a new monitor and returns
+    /// the socket to it. The caller must be single-threaded (this forks).
+    pub fn start(&self, id: &str) -> Result<OwnedFd, EngineError> {
+        let lock = self.records.lock(id)?;
+        let mut c = self.records.load(id)?;
+        self.reconcile_locked(&mut c);
+        match c.state.status.as_str() {
+            "running" | "paused" => return Err(EngineError::AlreadyRunning(c.id)),
+            "removing" => {
+                return Err(EngineError::Other(format!(
+                    "container {} is being removed",
+                    c.id
+                )))
+            }
+            _ => {}
+        }
+        if c.state.started_at.is_some() {
+            c.restart_count += 1;
+        }
+        if let Err(e) = self.prepare(&mut c) {
+            let _ = teardown(&self.records, id);
+            return Err(e);
+        }
+        c.state.error.clear();
+        self.records.save(&c)?;
+        drop(lock);
+        let cfg = MonitorConfig {
+            records: self.records.clone(),
+            runtime: self.runtime.clone(),
+            id: c.id.clone(),
+            tty: c.options.tty,
+            interactive: c.options.interactive,
+            auto_remove: c.options.rm,
+            berth_root: self.root.clone(),
+        };
+        monitor::spawn(cfg).map_err(|e| EngineError::Other(format!("starting the monitor: {e}")))
+    }
+
+    /// Marks a container whose monitor and process are gone as exited and
+    /// releases what it held (after a kill -9 of berth or the monitor).
+    fn reconcile_locked(&self, c: &mut Container) -> bool {
+        let active = matches!(c.state.status.as_str(), "running" | "paused")
+            || (c.state.monitor_pid > 0 && c.state.status == "created");
+        if !active || pid_alive(c.state.monitor_pid) || pid_alive(c.state.pid) {
+            return false;
+        }
+        self.runtime.delete_force(&c.id);
+        let _ = teardown(&self.records, &c.id);
+        c.state.status = "exited".into();
+        if c.state.started_at.is_some() && c.state.finished_at.is_none() {
+            c.state.exit_code = 255;
+            c.state.finished_at = Some(now_rfc3339());
+            c.state.error = "the container's monitor died".into();
+        }
+        c.state.pid = 0;
+        c.state.monitor_pid = 0;
+        let _ = self.records.save(c);
+        true
+    }
+
+    /// Loads a container by name or id, reconciled with reality.
+    pub fn get(&self, key: &str) -> Result<Container, EngineError> {
+        let id = self.records.find(key)?;
+        let mut c = self.records.load(&id)?;
+        if matches!(c.state.status.as_str(), "running" | "paused" | "created") {
+            let _l = self.records.lock(&id)?;
+            c = self.records.load(&id)?;
+            self.reconcile_locked(&mut c);
+        }
+        Ok(c)
+    }
+
+    pub fn list(&self) -> Result<Vec<Container>, EngineError> {
+        let mut out = Vec::new();
+        for c in self.records.list()? {
+            if matches!(c.state.status.as_str(), "running" | "paused" | "created") {
+                if let Ok(c) = self.get(&c.id) {
+                    out.push(c);
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Waits until the container is no longer running; false on timeout.
+    pub fn wait_stopped(&self, id: &str, timeout: Option<Duration>) -> bool {
+        let start = Instant::now();
+        let mut delay = Duration::from_millis(2);
+        loop {
+            match self.get(id) {
+                Ok(c) if matches!(c.state.status.as_str(), "running" | "paused") => {}
+                Ok(c) if c.state.monitor_pid > 0 && pid_alive(c.state.monitor_pid) => {}
+                _ => return true,
+            }
+            if timeout.is_some_and(|t| start.elapsed() >= t) {
+                return false;
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends a signal to the container's init.
+    pub fn kill(&self, key: &str, signal: &str) -> Result<Container, EngineError> {
+        let sig = parse_signal(signal).ok_or_else(|| EngineError::BadSignal(signal.into()))?;
+        let c = self.get(key)?;
+        if c.state.status != "running" && c.state.status != "paused" {
+            return Err(EngineError::NotRunning(c.id));
+        }
+        if c.state.pid > 0 && unsafe { libc::kill(c.state.pid, sig) } != 0 {
+            self.runtime.kill(&c.id, sig)?;
+        }
+        Ok(c)
+    }
+
+    fn stop_signal(c: &Container) -> i32 {
+        c.options
+            .stop_signal
+            .clone()
+            .or_else(|| {
+                c.image_config
+                    .pointer("/config/StopSignal")
+                    .and_then(|v| v.as_str())
+                    .map(String::from)
+            })
+            .and_then(|s| parse_signal(&s))
+            .unwrap_or(libc::SIGTERM)
+    }
+
+    /// The stop signal, then SIGKILL after `timeout` seconds (default: the
+    /// container's --stop-timeout or 10).
+    pub fn stop(&self, key: &str, timeout: Option<i64>) -> Result<Container, EngineError> {
+        let c = self.get(key)?;
+        if c.state.status == "paused" {
+            let _ = self.runtime.resume(&c.id);
+        }
+        if !matches!(c.state.status.as_str(), "running" | "paused") {
+            return Ok(c);
+        }
+        let t = timeout.or(c.options.stop_timeout).unwrap_or(10);
+        let pid = c.state.pid;
+        if t != 0 && pid > 0 {
+            unsafe { libc::kill(pid, Self::stop_signal(&c)) };
+        }
+        let limit = if t < 0 {
+            None
+        } else {
+            Some(Duration::from_secs(t as u64))
+        };
+        if !self.wait_stopped(&c.id, limit) {
+            if pid > 0 {
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            let _ = self.runtime.kill(&c.id, libc::SIGKILL);
+            self.wait_stopped(&c.id, Some(Duration::from_secs(30)));
+        }
+        Ok(self.get(&c.id).unwrap_or(c))
+    }
+
+    /// `rm [-f] [-v]`.
+    pub fn remove(&self, key: &str, force: bool, volumes: bool) -> Result<String, EngineError> {
+        let c = self.get(key)?;
+        if matches!(c.state.status.as_str(), "running" | "paused") {
+            if !force {
+                return Err(EngineError::RemoveRunning(c.id));
+            }
+            if c.state.status == "paused" {
+                let _ = self.runtime.resume(&c.id);
+            }
+            if c.state.pid > 0 {
+                unsafe { libc::kill(c.state.pid, libc::SIGKILL) };
+            }
+            let _ = self.runtime.kill(&c.id, libc::SIGKILL);
+            self.wait_stopped(&c.id, Some(Duration::from_secs(10)));
+        }
+        let _names = self.records.lock_names()?;
+        {
+            let _l = self.records.lock(&c.id);
+            remove_files(&self.root, &self.records, &c.id, volumes)?;
+        }
+        Ok(c.id)
+    }
+
+    pub fn pause(&self, key: &str, pause: bool) -> Result<Container, EngineError> {
+        let c = self.get(key)?;
+        let want = if pause { "running" } else { "paused" };
+        if c.state.status != want {
+            return Err(if pause {
+                EngineError::NotRunning(c.id)
+            } else {
+                EngineError::Other(format!("Container {} is not paused", c.id))
+            });
+        }
+        if pause {
+            self.runtime.pause(&c.id)?;
+        } else {
+            self.runtime.resume(&c.id)?;
+        }
+        Ok(self.records.update(&c.id, |c| {
+            if matches!(c.state.status.as_str(), "running" | "paused") {
+                c.state.status = if pause { "paused" } else { "running" }.into();
+            }
+        })?)
+    }
+
+    /// Runs a process in a running container through the runtime's exec;
+    /// returns its exit code.
+    #[allow(clippy::too_many_arguments)]
+    pub fn exec(
+        &self,
+        key: &str,
+        cmd: &[String],
+        tty: bool,
+        interactive: bool,
+        detach: bool,
+        user: Option<&str>,
+        workdir: Option<&str>,
+        env: &[String],
+    ) -> Result<i32, EngineError> {
+        let c = self.get(key)?;
+        if c.state.status != "running" {
+            return Err(EngineError::NotRunning(c.id));
+        }
+        let dir = self.records.container_dir(&c.id);
+        let spec_path = dir.join("bundle/config.json");
+        let spec: Value = serde_json::from_slice(&fs::read(&spec_path).map_err(io(&spec_path))?)
+            .map_err(|e| EngineError::Other(format!("{}: {e}", spec_path.display())))?;
+        let mut p = spec["process"].clone();
+        p["args"] = json!(cmd);
+        p["terminal"] = json!(tty);
+        if let Some(w) = workdir {
+            p["cwd"] = json!(w);
+        }
+        let mut envv: Vec<String> = p["env"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for e in env {
+            let k = e.split('=').next().unwrap_or(e);
+            envv.retain(|x| x.split('=').next() != Some(k));
+            if e.contains('=') {
+                envv.push(e.clone());
+            } else if let Ok(v) = std::env::var(k) {
+                envv.push(format!("{k}={v}"));
+            }
+        }
+        p["env"] = json!(envv);
+        if let Some(u) = user {
+            let r = rootfs(&self.records, &c.id);
+            let passwd = fs::read_to_string(r.join("etc/passwd")).unwrap_or_default();
+            let group = fs::read_to_string(r.join("etc/group")).unwrap_or_default();
+            let ru =
+                crate::user::resolve(u, &[], &passwd, &group).map_err(spec::SpecError::from)?;
+            p["user"] = json!({"uid": ru.uid, "gid": ru.gid, "additionalGids": ru.additional_gids});
+        }
+        if let Some(o) = p.as_object_mut() {
+            o.remove("consoleSize");
+        }
+        let pf = dir.join(format!("exec-{}.json", random_id()[..12].to_owned()));
+        fs::write(&pf, serde_json::to_vec(&p).unwrap()).map_err(io(&pf))?;
+        let mut cmdl = self.runtime.command();
+        cmdl.arg("exec").arg("--process").arg(&pf);
+        if tty {
+            cmdl.arg("--tty");
+        }
+        if detach {
+            cmdl.arg("--detach");
+            cmdl.stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+        } else if !interactive {
+            cmdl.stdin(std::process::Stdio::null());
+        }
+        cmdl.arg(&c.id);
+        let st = cmdl.status().map_err(|source| RuntimeError::Spawn {
+            program: self.runtime.name(),
+            source,
+        });
+        let _ = fs::remove_file(&pf);
+        let st = st?;
+        use std::os::unix::process::ExitStatusExt;
+        Ok(st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)))
+    }
+
+    /// Pids in the container (`top`).
+    pub fn pids(&self, key: &str) -> Result<Vec<i32>, EngineError> {
+        let c = self.get(key)?;
+        if !matches!(c.state.status.as_str(), "running" | "paused") {
+            return Err(EngineError::NotRunning(c.id));
+        }
+        Ok(self.runtime.ps(&c.id)?)
+    }
+
+    /// Every stopped container removed (`container prune`).
+    pub fn prune(&self) -> Result<Vec<String>, EngineError> {
+        let mut out = Vec::new();
+        for c in self.list()? {
+            if !matches!(c.state.status.as_str(), "running" | "paused") {
+                out.push(self.remove(&c.id, false, false)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Containers using a volume.
+    pub fn volume_users(&self, name: &str) -> Result<Vec<String>, EngineError> {
+        Ok(self
+            .records
+            .list()?
+            .into_iter()
+            .filter(|c| c.mounts.iter().any(|m| m.name.as_deref() == Some(name)))
+            .map(|c| c.id)
+            .collect())
+    }
+
+    pub fn volume_remove(&self, name: &str, force: bool) -> Result<(), EngineError> {
+        let users = self.volume_users(name)?;
+        if !users.is_empty() && !force {
+            return Err(volume::VolumeError::InUse {
+                name: name.into(),
+                ids: users.join(", "),
+            }
+            .into());
+        }
+        volume::delete(&self.root, name)?;
+        Ok(())
+    }
+
+    /// Runs the attach loop on a monitor socket.
+    pub fn attach(sock: &OwnedFd, opts: &ClientOptions) -> Result<Outcome, EngineError> {
+        attach::client_loop(sock, opts).map_err(|e| EngineError::Other(format!("attach: {e}")))
+    }
+
+    /// Connects to a running container's monitor.
+    pub fn connect(&self, key: &str) -> Result<(Container, OwnedFd), EngineError> {
+        let c = self.get(key)?;
+        if !matches!(c.state.status.as_str(), "running" | "paused") {
+            return Err(EngineError::Other(format!(
+                "You cannot attach to a stopped container, start it first ({})",
+                c.id
+            )));
+        }
+        let p = self.records.container_dir(&c.id).join("attach.sock");
+        let (_dirfd, short) = monitor::short_path(&p).map_err(io(&p))?;
+        let s = std::os::unix::net::UnixStream::connect(&short).map_err(io(&p))?;
+        Ok((c, OwnedFd::from(s)))
+    }
+
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.records.container_dir(id).join("ctr.log")
+    }
+
+    /// Docker-like `inspect` JSON.
+    pub fn inspect(&self, c: &Container) -> Value {
+        let dir = self.records.container_dir(&c.id);
+        let o = &c.options;
+        let icfg = c.image_config.get("config").cloned().unwrap_or(json!({}));
+        let spec_env: Value = fs::read(dir.join("bundle/config.json"))
+            .ok()
+            .and_then(|d| serde_json::from_slice::<Value>(&d).ok())
+            .map(|s| s["process"]["env"].clone())
+            .unwrap_or(Value::Null);
+        let labels: serde_json::Map<String, Value> = o
+            .labels
+            .iter()
+            .map(|l| {
+                let (k, v) = l.split_once('=').unwrap_or((l, ""));
+                (k.to_string(), json!(v))
+            })
+            .collect();
+        let lower: Vec<String> = c
+            .layers
+            .iter()
+            .rev()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        let zero = "0001-01-01T00:00:00Z";
+        json!({
+            "Id": c.id,
+            "Created": c.created,
+            "Path": c.path,
+            "Args": c.args,
+            "State": {
+                "Status": c.state.status,
+                "Running": c.state.status == "running" || c.state.status == "paused",
+                "Paused": c.state.status == "paused",
+                "Restarting": false,
+                "OOMKilled": c.state.oom_killed,
+                "Dead": false,
+                "Pid": c.state.pid,
+                "ExitCode": c.state.exit_code,
+                "Error": c.state.error,
+                "StartedAt": c.state.started_at.clone().unwrap_or_else(|| zero.into()),
+                "FinishedAt": c.state.finished_at.clone().unwrap_or_else(|| zero.into()),
+            },
+            "Image": c.image_id,
+            "ResolvConfPath": dir.join("resolv.conf"),
+            "HostnamePath": dir.join("hostname"),
+            "HostsPath": dir.join("hosts"),
+            "LogPath": dir.join("ctr.log"),
+            "Name": format!("/{}", c.name),
+            "RestartCount": c.restart_count,
+            "Driver": "overlay2",
+            "Platform": "linux",
+            "HostConfig": {
+                "Binds": o.volumes,
+                "NetworkMode": o.network,
+                "AutoRemove": o.rm,
+                "CapAdd": o.cap_add,
+                "CapDrop": o.cap_drop,
+                "Dns": o.dns,
+                "ExtraHosts": o.add_hosts,
+                "GroupAdd": o.group_add,
+                "Privileged": o.privileged,
+                "ReadonlyRootfs": o.read_only,
+                "SecurityOpt": o.security_opt,
+                "Tmpfs": o.tmpfs,
+                "ShmSize": o.shm_size.as_deref().and_then(|s| crate::options::parse_bytes(s).ok()).unwrap_or(64 << 20),
+                "Memory": o.memory.as_deref().and_then(|s| crate::options::parse_bytes(s).ok()).unwrap_or(0),
+                "MemorySwap": o.memory_swap,
+                "NanoCpus": o.cpus.as_deref().and_then(|s| s.parse::<f64>().ok()).map(|f| (f * 1e9) as i64).unwrap_or(0),
+                "CpuShares": o.cpu_shares.unwrap_or(0),
+                "CpusetCpus": o.cpuset_cpus.clone().unwrap_or_default(),
+                "PidsLimit": o.pids_limit,
+                "Ulimits": o.ulimits,
+                "Devices": o.devices,
+                "Sysctls": o.sysctls,
+                "Init": o.init,
+            },
+            "GraphDriver": {
+                "Name": "overlay2",
+                "Data": {
+                    "LowerDir": lower.join(":"),
+                    "UpperDir": dir.join("upper"),
+                    "WorkDir": dir.join("work"),
+                    "MergedDir": dir.join("bundle/rootfs"),
+                }
+            },
+            "Mounts": c.mounts.iter().map(|m| json!({
+                "Type": m.kind, "Name": m.name, "Source": m.source, "Destination": m.destination,
+                "Mode": if m.read_only { "ro" } else { "" }, "RW": !m.read_only,
+            })).collect::<Vec<_>>(),
+            "Config": {
+                "Hostname": c.hostname,
+                "User": o.user.clone().or_else(|| icfg.get("User").and_then(|u| u.as_str()).map(String::from)).unwrap_or_default(),
+                "Tty": o.tty,
+                "OpenStdin": o.interactive,
+                "AttachStdin": o.interactive && !o.detach,
+                "AttachStdout": !o.detach,
+                "AttachStderr": !o.detach,
+                "Env": spec_env,
+                "Cmd": if o.cmd.is_empty() { icfg.get("Cmd").cloned().unwrap_or(Value::Null) } else { json!(o.cmd) },
+                "Entrypoint": match &o.entrypoint { Some(e) => json!([e]), None => icfg.get("Entrypoint").cloned().unwrap_or(Value::Null) },
+                "Image": c.image,
+                "WorkingDir": o.workdir.clone().or_else(|| icfg.get("WorkingDir").and_then(|u| u.as_str()).map(String::from)).unwrap_or_default(),
+                "Labels": labels,
+                "StopSignal": o.stop_signal.clone().or_else(|| icfg.get("StopSignal").and_then(|u| u.as_str()).map(String::from)),
+                "StopTimeout": o.stop_timeout,
+            },
+            "NetworkSettings": {"Networks": {o.network.clone(): {}}},
+        })
+    }
+}
+
+/// The caller's hard RLIMIT_NOFILE and whether it holds CAP_SYS_RESOURCE.
+pub fn caller_limits() -> (u64, bool) {
+    let l = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let hard = l.maximum.unwrap_or(u64::MAX);
+    let can = fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("CapEff:"))
+                .and_then(|l| u64::from_str_radix(l[7..].trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << 24) != 0);
+    (hard, can)
+}
+
+/// `--device /dev/x[:/dev/y[:rwm]]`.
+fn host_device(spec_str: &str) -> Result<HostDevice, EngineError> {
+    let parts: Vec<&str> = spec_str.split(':').collect();
+    let host = parts[0];
+    let inside = parts.get(1).copied().unwrap_or(host);
+    let perms = parts.get(2).copied().unwrap_or("rwm");
+    let m = fs::metadata(host).map_err(|e| spec::SpecError::Device {
+        path: host.into(),
+        why: e.to_string(),
+    })?;
+    let ft = m.file_type();
+    let kind = if ft.is_char_device() {
+        'c'
+    } else if ft.is_block_device() {
+        'b'
+    } else {
+        return Err(spec::SpecError::Device {
+            path: host.into(),
+            why: "not a device node".into(),
+        }
+        .into());
+    };
+    let rdev = m.rdev();
+    Ok(HostDevice {
+        path_in_container: inside.into(),
+        kind,
+        major: rustix::fs::major(rdev) as i64,
+        minor: rustix::fs::minor(rdev) as i64,
+        file_mode: m.mode() & 0o777,
+        permissions: perms.into(),
+    })
+}
+
+/// Reads a container's cgroup counters: (memory usage, memory limit, cpu ns, pids).
+pub fn cgroup_stats(id: &str) -> (u64, u64, u64, u64) {
+    let rd = |p: String| {
+        fs::read_to_string(p).ok().and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+    };
+    let v2 = format!("/sys/fs/cgroup/berth/{id}");
+    if Path::new(&v2).join("cgroup.procs").exists() {
+        let cpu = fs::read_to_string(format!("{v2}/cpu.stat"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("usage_usec"))
+                    .and_then(|l| l[10..].trim().parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+            * 1000;
+        let max = fs::read_to_string(format!("{v2}/memory.max"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        return (
+            rd(format!("{v2}/memory.current")).unwrap_or(0),
+            max,
+            cpu,
+            rd(format!("{v2}/pids.current")).unwrap_or(0),
+        );
+    }
+    (
+        rd(format!(
+            "/sys/fs/cgroup/memory/berth/{id}/memory.usage_in_bytes"
+        ))
+        .unwrap_or(0),
+        rd(format!(
+            "/sys/fs/cgroup/memory/berth/{id}/memory.limit_in_bytes"
+        ))
+        .unwrap_or(0),
+        rd(format!("/sys/fs/cgroup/cpuacct/berth/{id}/cpuacct.usage"))
+            .or_else(|| {
+                rd(format!(
+                    "/sys/fs/cgroup/cpu,cpuacct/berth/{id}/cpuacct.usage"
+                ))
+            })
+            .unwrap_or(0),
+        rd(format!("/sys/fs/cgroup/pids/berth/{id}/pids.current")).unwrap_or(0),
+    )
+}
+
+/// Bytes used under a directory (not following symlinks, not crossing mounts).
+pub fn dir_size(p: &Path) -> u64 {
+    let Ok(m) = fs::symlink_metadata(p) else {
+        return 0;
+    };
+    if !m.is_dir() {
+        return m.len();
+    }
+    let dev = m.dev();
+    let mut total = 0;
+    let mut stack = vec![p.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            if let Ok(m) = e.metadata() {
+                if m.is_dir() {
+                    if m.dev() == dev {
+                        stack.push(e.path());
+                    }
+                } else {
+                    total += m.len();
+                }
+            }
+        }
+    }
+    total
+}

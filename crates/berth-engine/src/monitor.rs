@@ -1,0 +1,542 @@
+//! The per-container monitor (like conmon, without a daemon): a small process
+//! forked from `berth` that creates and starts the container through the
+//! runtime, holds its stdio or pty, writes the log, serves attached clients,
+//! reaps the init (as a child subreaper), records the exit and cleans up.
+//!
+//! It runs a poll(2) loop on one thread: no async runtime, little memory.
+
+use crate::attach::{self, FrameReader};
+use crate::record::{now_rfc3339, Records};
+use crate::runtime::{clean_message, start_failure_code, Runtime};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+/// What the monitor needs to know.
+pub struct MonitorConfig {
+    pub records: Records,
+    pub runtime: Runtime,
+    pub id: String,
+    pub tty: bool,
+    pub interactive: bool,
+    pub auto_remove: bool,
+    pub berth_root: PathBuf,
+}
+
+/// Forks the monitor (double fork, new session) and returns the client's end
+/// of a socket connected to it. The caller must be single-threaded.
+pub fn spawn(cfg: MonitorConfig) -> std::io::Result<OwnedFd> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    use nix::unistd::{fork, ForkResult};
+    let (client, mon) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(std::io::Error::from)?;
+    match unsafe { fork() }.map_err(std::io::Error::from)? {
+        ForkResult::Parent { child } => {
+            drop(mon);
+            let _ = nix::sys::wait::waitpid(child, None);
+            Ok(client)
+        }
+        ForkResult::Child => {
+            drop(client);
+            let _ = nix::unistd::setsid();
+            match unsafe { fork() } {
+                Ok(ForkResult::Child) => {
+                    let code = match run(cfg, mon) {
+                        Ok(()) => 0,
+                        Err(_) => 1,
+                    };
+                    unsafe { libc::_exit(code) }
+                }
+                _ => unsafe { libc::_exit(0) },
+            }
+        }
+    }
+}
+
+/// Points 0, 1, 2 at /dev/null and closes every other fd but `keep`.
+fn detach_fds(keep: &[i32]) {
+    if let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") {
+        for fd in 0..3 {
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in fds {
+        if fd > 2 && !keep.contains(&fd) {
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// A socket path that fits in sun_path: `/proc/self/fd/N/NAME` through an
+/// O_PATH descriptor of the parent directory (kept open by the caller).
+pub fn short_path(path: &std::path::Path) -> std::io::Result<(OwnedFd, PathBuf)> {
+    let parent = path.parent().unwrap_or(std::path::Path::new("/"));
+    let name = path.file_name().unwrap_or_default();
+    let fd = rustix::fs::open(
+        parent,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    let p = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())).join(name);
+    Ok((fd, p))
+}
+
+struct Client {
+    fd: OwnedFd,
+    reader: FrameReader,
+}
+
+struct Log {
+    file: Option<File>,
+}
+
+impl Log {
+    fn write(&mut self, stream: &str, data: &[u8]) {
+        let Some(f) = self.file.as_mut() else { return };
+        let time = now_rfc3339();
+        let mut out = Vec::new();
+        for piece in data.split_inclusive(|b| *b == b'\n') {
+            let line = serde_json::json!({
+                "log": String::from_utf8_lossy(piece),
+                "stream": stream,
+                "time": time,
+            });
+            serde_json::to_writer(&mut out, &line).ok();
+            out.push(b'\n');
+        }
+        let _ = f.write_all(&out);
+    }
+}
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(Into::into)
+}
+
+fn recv_fd(sock: BorrowedFd<'_>) -> Option<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut buf = [0u8; 4096];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([i32; 4]);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .ok()?;
+    for c in msg.cmsgs().ok()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(fd) = fds.first() {
+                return Some(unsafe { OwnedFd::from_raw_fd(*fd) });
+            }
+        }
+    }
+    None
+}
+
+/// Reads the cgroup's OOM-kill counter (v1 memory.oom_control, v2 memory.events).
+pub fn oom_kills(id: &str) -> u64 {
+    for p in [
+        format!("/sys/fs/cgroup/memory/berth/{id}/memory.oom_control"),
+        format!("/sys/fs/cgroup/berth/{id}/memory.events"),
+    ] {
+        if let Ok(s) = std::fs::read_to_string(&p) {
+            for l in s.lines() {
+                if let Some(v) = l.strip_prefix("oom_kill ") {
+                    return v.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+    }
+    0
+}
+
+fn broadcast(clients: &mut Vec<Client>, typ: u8, data: &[u8]) {
+    let f = attach::frame(typ, data);
+    clients.retain(|c| attach::write_all_fd(c.fd.as_fd(), &f).is_ok());
+}
+
+fn fail(cfg: &MonitorConfig, clients: &mut Vec<Client>, code: i32, msg: &str) {
+    let mut d = code.to_be_bytes().to_vec();
+    d.extend_from_slice(msg.as_bytes());
+    cfg.runtime.delete_force(&cfg.id);
+    let _ = crate::engine::teardown(&cfg.records, &cfg.id);
+    let _ = cfg.records.update(&cfg.id, |c| {
+        c.state.status = if c.state.started_at.is_some() {
+            "exited".into()
+        } else {
+            "created".into()
+        };
+        c.state.exit_code = code;
+        c.state.error = msg.to_string();
+        c.state.pid = 0;
+        c.state.monitor_pid = 0;
+        c.state.finished_at = Some(now_rfc3339());
+    });
+    // `--rm` finishes before the client hears the outcome, as with Docker.
+    if cfg.auto_remove {
+        let _ = crate::engine::remove_files(&cfg.berth_root, &cfg.records, &cfg.id, true);
+    }
+    broadcast(clients, attach::ERROR, &d);
+}
+
+fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
+    detach_fds(&[first_client.as_raw_fd()]);
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let dir = cfg.records.container_dir(&cfg.id);
+    let mut clients = vec![Client {
+        fd: first_client,
+        reader: FrameReader::default(),
+    }];
+
+    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    mask.thread_block().map_err(std::io::Error::from)?;
+    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(std::io::Error::from)?;
+    // Nothing of ours may die of SIGPIPE when a client goes away.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+
+    let sock_path = dir.join("attach.sock");
+    let _ = std::fs::remove_file(&sock_path);
+    let (_dirfd, short) = short_path(&sock_path)?;
+    let listener = UnixListener::bind(&short)?;
+    listener.set_nonblocking(true)?;
+
+    let mut log = Log {
+        file: OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("ctr.log"))
+            .ok(),
+    };
+
+    // The container's stdio.
+    let null = || File::open("/dev/null").map(OwnedFd::from);
+    let (mut stdin_w, mut out_r, mut err_r, mut master): (
+        Option<OwnedFd>,
+        Option<OwnedFd>,
+        Option<OwnedFd>,
+        Option<OwnedFd>,
+    ) = (None, None, None, None);
+    let pid_file = dir.join("pidfile");
+    let _ = std::fs::remove_file(&pid_file);
+    let bundle = dir.join("bundle");
+    let mut cmd = cfg.runtime.command();
+    cmd.arg("create")
+        .arg("--bundle")
+        .arg(&bundle)
+        .arg("--pid-file")
+        .arg(&pid_file);
+    let (rt_err_r, rt_err_w) = pipe()?;
+    let console_listener;
+    if cfg.tty {
+        // sun_path holds 108 bytes: keep the runtime's path short.
+        let cs = std::env::temp_dir().join(format!("berth-{}.console", &cfg.id[..16]));
+        let _ = std::fs::remove_file(&cs);
+        let l = UnixListener::bind(&cs)?;
+        l.set_nonblocking(true)?;
+        console_listener = Some(l);
+        cmd.arg("--console-socket").arg(&cs);
+        cmd.stdin(Stdio::from(null()?))
+            .stdout(Stdio::from(rt_err_w.try_clone()?))
+            .stderr(Stdio::from(rt_err_w));
+    } else {
+        console_listener = None;
+        if cfg.interactive {
+            let (r, w) = pipe()?;
+            stdin_w = Some(w);
+            cmd.stdin(Stdio::from(r));
+        } else {
+            cmd.stdin(Stdio::from(null()?));
+        }
+        let (or, ow) = pipe()?;
+        let (er, ew) = pipe()?;
+        out_r = Some(or);
+        err_r = Some(er);
+        cmd.stdout(Stdio::from(ow)).stderr(Stdio::from(ew));
+        drop(rt_err_w);
+    }
+    cmd.arg(&cfg.id);
+    // The runtime must not inherit our blocked signal mask.
+    unsafe {
+        cmd.pre_exec(|| {
+            let empty = SigSet::empty();
+            let _ = empty.thread_set_mask();
+            Ok(())
+        });
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            fail(
+                &cfg,
+                &mut clients,
+                125,
+                &format!("starting the OCI runtime {}: {e}", cfg.runtime.name()),
+            );
+            return Ok(());
+        }
+    };
+    drop(cmd);
+    let status = loop {
+        if let Some(l) = &console_listener {
+            use rustix::event::{poll, PollFd, PollFlags};
+            let mut p = [PollFd::new(l, PollFlags::IN)];
+            let ts = rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: 20_000_000,
+            };
+            let _ = poll(&mut p, Some(&ts));
+            if let Ok((s, _)) = l.accept() {
+                let _ = s.set_nonblocking(false);
+                master = recv_fd(s.as_fd());
+            }
+            if let Some(st) = child.try_wait()? {
+                break st;
+            }
+        } else {
+            break child.wait()?;
+        }
+    };
+    if let (Some(l), None) = (&console_listener, &master) {
+        if let Ok((s, _)) = l.accept() {
+            let _ = s.set_nonblocking(false);
+            master = recv_fd(s.as_fd());
+        }
+    }
+    let _ =
+        std::fs::remove_file(std::env::temp_dir().join(format!("berth-{}.console", &cfg.id[..16])));
+    if !status.success() {
+        let mut msg = attach::read_available(&rt_err_r);
+        if let Some(e) = &err_r {
+            msg.extend(attach::read_available(e));
+        }
+        let msg = clean_message(&msg);
+        let msg = if msg.is_empty() {
+            format!("the OCI runtime failed to create the container ({status})")
+        } else {
+            msg
+        };
+        fail(&cfg, &mut clients, start_failure_code(&msg), &msg);
+        return Ok(());
+    }
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    if pid <= 0 || (cfg.tty && master.is_none()) {
+        fail(
+            &cfg,
+            &mut clients,
+            125,
+            "the OCI runtime did not report the container's pid or terminal",
+        );
+        return Ok(());
+    }
+    let my_pid = std::process::id() as i32;
+    let _ = cfg.records.update(&cfg.id, |c| {
+        c.state.pid = pid;
+        c.state.monitor_pid = my_pid;
+    });
+    if let Err(e) = cfg.runtime.start(&cfg.id) {
+        let msg = e.to_string();
+        fail(&cfg, &mut clients, start_failure_code(&msg), &msg);
+        return Ok(());
+    }
+    let _ = cfg.records.update(&cfg.id, |c| {
+        c.state.status = "running".into();
+        c.state.started_at = Some(now_rfc3339());
+        c.state.finished_at = None;
+        c.state.exit_code = 0;
+        c.state.oom_killed = false;
+        c.state.error.clear();
+    });
+    broadcast(&mut clients, attach::STARTED, &[]);
+
+    // Output sources: (fd, stream name).
+    let mut sources: Vec<(OwnedFd, &'static str)> = Vec::new();
+    if let Some(m) = master.as_ref() {
+        sources.push((m.try_clone()?, "stdout"));
+    }
+    if let Some(o) = out_r.take() {
+        sources.push((o, "stdout"));
+    }
+    if let Some(e) = err_r.take() {
+        sources.push((e, "stderr"));
+    }
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut exit: Option<i32> = None;
+    let mut drain_deadline: Option<std::time::Instant> = None;
+    loop {
+        use rustix::event::{poll, PollFd, PollFlags};
+        if let Some(d) = drain_deadline {
+            if sources.is_empty() || std::time::Instant::now() >= d {
+                break;
+            }
+        }
+        let mut fds: Vec<PollFd> = vec![
+            PollFd::new(&sfd, PollFlags::IN),
+            PollFd::new(&listener, PollFlags::IN),
+        ];
+        for (fd, _) in &sources {
+            fds.push(PollFd::new(fd, PollFlags::IN));
+        }
+        for c in &clients {
+            fds.push(PollFd::new(&c.fd, PollFlags::IN));
+        }
+        let ts = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 50_000_000,
+        };
+        match poll(&mut fds, drain_deadline.map(|_| &ts)) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+        drop(fds);
+        if ready[0] {
+            while let Ok(Some(_)) = sfd.read_signal() {}
+            loop {
+                use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+                match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(p, code)) if p.as_raw() == pid => exit = Some(code),
+                    Ok(WaitStatus::Signaled(p, sig, _)) if p.as_raw() == pid => {
+                        exit = Some(128 + sig as i32)
+                    }
+                    Ok(WaitStatus::StillAlive) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            if exit.is_some() && drain_deadline.is_none() {
+                drain_deadline =
+                    Some(std::time::Instant::now() + std::time::Duration::from_millis(300));
+            }
+        }
+        if ready[1] {
+            while let Ok((s, _)) = listener.accept() {
+                let _ = s.set_nonblocking(false);
+                clients.push(Client {
+                    fd: OwnedFd::from(s),
+                    reader: FrameReader::default(),
+                });
+            }
+        }
+        let n_src = sources.len();
+        let mut closed = Vec::new();
+        for i in 0..n_src {
+            if !ready[2 + i] {
+                continue;
+            }
+            let stream = sources[i].1;
+            match attach::read_some(sources[i].0.as_fd(), &mut buf) {
+                Ok(Some(n)) => {
+                    log.write(stream, &buf[..n]);
+                    let typ = if stream == "stderr" {
+                        attach::STDERR
+                    } else {
+                        attach::STDOUT
+                    };
+                    broadcast(&mut clients, typ, &buf[..n]);
+                }
+                _ => closed.push(i),
+            }
+        }
+        let n_clients = clients.len();
+        let mut gone = Vec::new();
+        for ci in 0..n_clients.min(ready.len().saturating_sub(2 + n_src)) {
+            if !ready[2 + n_src + ci] {
+                continue;
+            }
+            let c = &mut clients[ci];
+            match attach::read_some(c.fd.as_fd(), &mut buf) {
+                Ok(Some(n)) => c.reader.feed(&buf[..n]),
+                _ => {
+                    gone.push(ci);
+                    continue;
+                }
+            }
+            while let Some((typ, data)) = clients[ci].reader.next_frame() {
+                match typ {
+                    attach::STDIN => {
+                        if let Some(m) = &master {
+                            let _ = attach::write_all_fd(m.as_fd(), &data);
+                        } else if let Some(w) = &stdin_w {
+                            if attach::write_all_fd(w.as_fd(), &data).is_err() {
+                                stdin_w = None;
+                            }
+                        }
+                    }
+                    attach::STDIN_EOF => {
+                        stdin_w = None;
+                    }
+                    attach::RESIZE if data.len() >= 4 => {
+                        if let Some(m) = &master {
+                            let ws = rustix::termios::Winsize {
+                                ws_row: u16::from_be_bytes([data[0], data[1]]),
+                                ws_col: u16::from_be_bytes([data[2], data[3]]),
+                                ws_xpixel: 0,
+                                ws_ypixel: 0,
+                            };
+                            let _ = rustix::termios::tcsetwinsize(m, ws);
+                        }
+                    }
+                    attach::SIGNAL if data.len() >= 4 => {
+                        let sig = i32::from_be_bytes(data[..4].try_into().unwrap());
+                        if exit.is_none() {
+                            unsafe { libc::kill(pid, sig) };
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for i in closed.into_iter().rev() {
+            sources.remove(i);
+        }
+        for i in gone.into_iter().rev() {
+            clients.remove(i);
+        }
+    }
+    let code = exit.unwrap_or(255);
+    let oom = oom_kills(&cfg.id) > 0;
+    drop(sources);
+    drop(master);
+    cfg.runtime.delete_force(&cfg.id);
+    let _ = crate::engine::teardown(&cfg.records, &cfg.id);
+    let _ = cfg.records.update(&cfg.id, |c| {
+        c.state.status = "exited".into();
+        c.state.exit_code = code;
+        c.state.pid = 0;
+        c.state.monitor_pid = 0;
+        c.state.oom_killed = oom;
+        c.state.finished_at = Some(now_rfc3339());
+    });
+    let _ = std::fs::remove_file(&sock_path);
+    if cfg.auto_remove {
+        let _ = crate::engine::remove_files(&cfg.berth_root, &cfg.records, &cfg.id, true);
+    }
+    broadcast(&mut clients, attach::EXIT, &code.to_be_bytes());
+    drop(clients);
+    let _ = listener.into_raw_fd();
+    Ok(())
+}

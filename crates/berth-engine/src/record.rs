@@ -1,0 +1,384 @@
+//! Containers on disk: `<root>/containers/<id>/config.json` is the record
+//! (Docker-like), written atomically, changed under a per-container flock.
+//! Names are unique under a store-wide lock.
+
+use crate::options::RunOptions;
+use crate::spec::ResolvedMount;
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: corrupt container record: {source}")]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("No such container: {0}")]
+    NotFound(String),
+    #[error("multiple containers match {0:?}: use more of the id or the full name")]
+    Ambiguous(String),
+    #[error("Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name.")]
+    NameInUse { name: String, id: String },
+    #[error("invalid container name {0:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
+    BadName(String),
+}
+
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RecordError + '_ {
+    move |source| RecordError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct State {
+    /// created, running, paused, exited.
+    pub status: String,
+    pub pid: i32,
+    pub exit_code: i32,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub oom_killed: bool,
+    /// Pid of the monitor process while it runs.
+    pub monitor_pid: i32,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    /// As the user wrote it.
+    pub image: String,
+    pub image_id: String,
+    pub created: String,
+    pub path: String,
+    pub args: Vec<String>,
+    pub options: RunOptions,
+    pub image_config: serde_json::Value,
+    /// Image layer dirs, lowest first.
+    pub layers: Vec<PathBuf>,
+    pub mounts: Vec<ResolvedMount>,
+    /// Named volumes created for this container, still to be filled from the image.
+    pub copy_up: Vec<String>,
+    pub hostname: String,
+    pub restart_count: u32,
+    pub state: State,
+}
+
+/// `<root>/containers`.
+#[derive(Debug, Clone)]
+pub struct Records {
+    pub dir: PathBuf,
+}
+
+/// An exclusive flock, released on drop.
+pub struct Lock(#[allow(dead_code)] File);
+
+pub fn lock_file(path: &Path) -> Result<Lock, RecordError> {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io_err(path))?;
+    rustix::fs::flock(f.as_fd(), rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| io_err(path)(e.into()))?;
+    Ok(Lock(f))
+}
+
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RecordError> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(data).map_err(io_err(&tmp))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+impl Records {
+    pub fn open(berth_root: &Path) -> Result<Records, RecordError> {
+        let dir = berth_root.join("containers");
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        Ok(Records { dir })
+    }
+
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    /// The store-wide lock (names, create, remove).
+    pub fn lock_names(&self) -> Result<Lock, RecordError> {
+        lock_file(&self.dir.join(".names.lock"))
+    }
+
+    /// The per-container lock.
+    pub fn lock(&self, id: &str) -> Result<Lock, RecordError> {
+        lock_file(&self.dir.join(id).join("lock"))
+    }
+
+    pub fn load(&self, id: &str) -> Result<Container, RecordError> {
+        let p = self.dir.join(id).join("config.json");
+        let data = fs::read(&p).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                RecordError::NotFound(id.to_string())
+            } else {
+                io_err(&p)(e)
+            }
+        })?;
+        serde_json::from_slice(&data).map_err(|source| RecordError::Corrupt { path: p, source })
+    }
+
+    pub fn save(&self, c: &Container) -> Result<(), RecordError> {
+        let p = self.dir.join(&c.id).join("config.json");
+        let data = serde_json::to_vec_pretty(c).expect("record serializes");
+        write_atomic(&p, &data)
+    }
+
+    /// Load, change and save under the container's lock.
+    pub fn update(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut Container),
+    ) -> Result<Container, RecordError> {
+        let _l = self.lock(id)?;
+        let mut c = self.load(id)?;
+        f(&mut c);
+        self.save(&c)?;
+        Ok(c)
+    }
+
+    /// Every container, oldest first.
+    pub fn list(&self) -> Result<Vec<Container>, RecordError> {
+        let mut out = Vec::new();
+        let rd = fs::read_dir(&self.dir).map_err(io_err(&self.dir))?;
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !e.path().join("config.json").exists() {
+                continue;
+            }
+            match self.load(&name) {
+                Ok(c) => out.push(c),
+                Err(RecordError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| a.created.cmp(&b.created));
+        Ok(out)
+    }
+
+    /// Full id from a name, full id, or unique id prefix.
+    pub fn find(&self, key: &str) -> Result<String, RecordError> {
+        let key = key.trim_start_matches('/');
+        let all = self.list()?;
+        if let Some(c) = all.iter().find(|c| c.id == key || c.name == key) {
+            return Ok(c.id.clone());
+        }
+        let m: Vec<&Container> = all.iter().filter(|c| c.id.starts_with(key)).collect();
+        match m.len() {
+            0 => Err(RecordError::NotFound(key.to_string())),
+            1 => Ok(m[0].id.clone()),
+            _ => Err(RecordError::Ambiguous(key.to_string())),
+        }
+    }
+
+    /// Checks a requested name (under [`Records::lock_names`]).
+    pub fn check_name(&self, name: &str) -> Result<(), RecordError> {
+        let ok = !name.is_empty()
+            && name.as_bytes()[0].is_ascii_alphanumeric()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !ok {
+            return Err(RecordError::BadName(name.to_string()));
+        }
+        if let Some(c) = self.list()?.into_iter().find(|c| c.name == name) {
+            return Err(RecordError::NameInUse {
+                name: name.to_string(),
+                id: c.id,
+            });
+        }
+        Ok(())
+    }
+
+    /// A Docker-like `adjective_noun` name not in use.
+    pub fn random_name(&self) -> Result<String, RecordError> {
+        let used: Vec<String> = self.list()?.into_iter().map(|c| c.name).collect();
+        for attempt in 0..1000u32 {
+            let r = random_u64();
+            let mut n = format!(
+                "{}_{}",
+                ADJECTIVES[(r % ADJECTIVES.len() as u64) as usize],
+                NOUNS[((r >> 20) % NOUNS.len() as u64) as usize]
+            );
+            if attempt > 10 {
+                n.push_str(&((r >> 40) % 10).to_string());
+            }
+            if !used.contains(&n) {
+                return Ok(n);
+            }
+        }
+        Ok(random_id()[..12].to_string())
+    }
+}
+
+pub fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()).ok();
+    u64::from_ne_bytes(b)
+}
+
+/// 64 hex digits.
+pub fn random_id() -> String {
+    let mut b = [0u8; 32];
+    rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()).ok();
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// Time since an RFC 3339 timestamp (zero if unparsable or in the future).
+pub fn age(ts: &str) -> std::time::Duration {
+    chrono::DateTime::parse_from_rfc3339(ts)
+        .ok()
+        .and_then(|t| {
+            (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+                .to_std()
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// Nanoseconds since the epoch of an RFC 3339 timestamp.
+pub fn unix_nanos(ts: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(ts)
+        .ok()
+        .and_then(|t| t.timestamp_nanos_opt())
+}
+
+/// `--since`: RFC 3339, a unix time, or a duration ago (`10s`, `5m`, `2h`);
+/// returns nanoseconds since the epoch.
+pub fn parse_since(s: &str) -> Result<i64, String> {
+    if let Some(n) = unix_nanos(s) {
+        return Ok(n);
+    }
+    if let Ok(secs) = s.parse::<i64>() {
+        return Ok(secs.saturating_mul(1_000_000_000));
+    }
+    let (num, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: i64 = num.parse().map_err(|_| {
+        format!("--since {s:?}: expected RFC 3339, a unix time, or a duration like 10s, 5m, 2h")
+    })?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("--since {s:?}: the unit must be s, m or h")),
+    };
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    Ok(now - secs * 1_000_000_000)
+}
+
+/// True when a process with this pid exists.
+pub fn pid_alive(pid: i32) -> bool {
+    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+}
+
+const ADJECTIVES: [&str; 40] = [
+    "admiring",
+    "agitated",
+    "amazing",
+    "angry",
+    "awesome",
+    "blissful",
+    "bold",
+    "brave",
+    "busy",
+    "charming",
+    "clever",
+    "cool",
+    "compassionate",
+    "determined",
+    "dreamy",
+    "eager",
+    "ecstatic",
+    "elastic",
+    "elegant",
+    "epic",
+    "festive",
+    "focused",
+    "friendly",
+    "gallant",
+    "gifted",
+    "happy",
+    "hopeful",
+    "jolly",
+    "keen",
+    "kind",
+    "loving",
+    "modest",
+    "nice",
+    "peaceful",
+    "quirky",
+    "relaxed",
+    "serene",
+    "sharp",
+    "vibrant",
+    "zealous",
+];
+const NOUNS: [&str; 40] = [
+    "albattani",
+    "babbage",
+    "bardeen",
+    "bell",
+    "bohr",
+    "cannon",
+    "curie",
+    "darwin",
+    "dijkstra",
+    "einstein",
+    "euler",
+    "fermat",
+    "feynman",
+    "galileo",
+    "gauss",
+    "hamilton",
+    "hawking",
+    "hopper",
+    "hypatia",
+    "joliot",
+    "kepler",
+    "knuth",
+    "lamport",
+    "lovelace",
+    "maxwell",
+    "meitner",
+    "newton",
+    "noether",
+    "pascal",
+    "pasteur",
+    "ritchie",
+    "shannon",
+    "tesla",
+    "thompson",
+    "torvalds",
+    "turing",
+    "wilson",
+    "wozniak",
+    "wright",
+    "yalow",
+];

@@ -1,0 +1,175 @@
+//! The OCI runtime, driven as a subprocess with runc's command line (as podman
+//! drives runc). `BERTH_RUNTIME` picks the binary (for instance `runc`); the
+//! default is berth's own runtime: the running binary with `runtime` first.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("starting the OCI runtime {program}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// How to invoke the runtime.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub program: PathBuf,
+    /// Arguments before runc's global flags (`runtime` for berth itself).
+    pub prefix: Vec<String>,
+    /// The runtime's state directory (`--root`).
+    pub state_root: PathBuf,
+}
+
+impl Runtime {
+    pub fn new(berth_root: &Path) -> Runtime {
+        let state_root = berth_root.join("runtime");
+        match std::env::var_os("BERTH_RUNTIME").filter(|v| !v.is_empty()) {
+            Some(p) => Runtime {
+                program: PathBuf::from(p),
+                prefix: vec![],
+                state_root,
+            },
+            None => Runtime {
+                program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("berth")),
+                prefix: vec!["runtime".into()],
+                state_root,
+            },
+        }
+    }
+
+    /// A command with the global flags set.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(&self.program);
+        c.args(&self.prefix);
+        c.arg("--root").arg(&self.state_root);
+        c
+    }
+
+    pub fn name(&self) -> String {
+        let mut s = self.program.to_string_lossy().into_owned();
+        for p in &self.prefix {
+            s.push(' ');
+            s.push_str(p);
+        }
+        s
+    }
+
+    fn run(&self, args: &[&str]) -> Result<Output, RuntimeError> {
+        self.command()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| RuntimeError::Spawn {
+                program: self.name(),
+                source,
+            })
+    }
+
+    /// Runs a subcommand; its stderr becomes the error when it fails.
+    pub fn call(&self, args: &[&str]) -> Result<Vec<u8>, RuntimeError> {
+        let out = self.run(args)?;
+        if out.status.success() {
+            Ok(out.stdout)
+        } else {
+            Err(RuntimeError::Failed(clean_message(&out.stderr)))
+        }
+    }
+
+    pub fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        self.call(&["start", id]).map(|_| ())
+    }
+
+    pub fn kill(&self, id: &str, signal: i32) -> Result<(), RuntimeError> {
+        self.call(&["kill", id, &signal.to_string()]).map(|_| ())
+    }
+
+    /// `delete --force`; a container the runtime does not know is fine.
+    pub fn delete_force(&self, id: &str) {
+        let _ = self.run(&["delete", "--force", id]);
+    }
+
+    pub fn pause(&self, id: &str) -> Result<(), RuntimeError> {
+        self.call(&["pause", id]).map(|_| ())
+    }
+
+    pub fn resume(&self, id: &str) -> Result<(), RuntimeError> {
+        self.call(&["resume", id]).map(|_| ())
+    }
+
+    /// Pids of every process in the container.
+    pub fn ps(&self, id: &str) -> Result<Vec<i32>, RuntimeError> {
+        let out = self.call(&["ps", "--format", "json", id])?;
+        serde_json::from_slice(&out)
+            .map_err(|e| RuntimeError::Failed(format!("runtime ps output: {e}")))
+    }
+}
+
+/// The useful part of a runtime's error output (runc prints logfmt or JSON lines).
+pub fn clean_message(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let mut msgs = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+            if let Some(m) = v.get("msg").and_then(|m| m.as_str()) {
+                msgs.push(m.to_string());
+                continue;
+            }
+        }
+        if let Some(i) = line.find("msg=\"") {
+            let rest = &line[i + 5..];
+            let end = rest.rfind('"').unwrap_or(rest.len());
+            msgs.push(rest[..end].replace("\\\"", "\""));
+            continue;
+        }
+        msgs.push(line.to_string());
+    }
+    msgs.join("; ")
+}
+
+/// Docker's exit code for a failed container start: 127 when the command is
+/// missing, 126 when it cannot be executed, else 125.
+pub fn start_failure_code(message: &str) -> i32 {
+    let m = message.to_ascii_lowercase();
+    if m.contains("executable file not found")
+        || m.contains("no such file or directory")
+        || m.contains("not found")
+    {
+        127
+    } else if m.contains("permission denied")
+        || m.contains("exec format error")
+        || m.contains("is a directory")
+    {
+        126
+    } else {
+        125
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn messages_and_codes() {
+        let e = br#"time="2024-01-01T00:00:00Z" level=error msg="runc create failed: unable to start container process: exec: \"nope\": executable file not found in $PATH""#;
+        let m = clean_message(e);
+        assert!(m.starts_with("runc create failed"), "{m}");
+        assert!(m.contains("\"nope\""));
+        assert_eq!(start_failure_code(&m), 127);
+        assert_eq!(
+            start_failure_code("exec: \"/etc/passwd\": permission denied"),
+            126
+        );
+        assert_eq!(start_failure_code("cgroup: bad thing"), 125);
+    }
+}
