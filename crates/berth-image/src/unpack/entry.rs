@@ -213,16 +213,12 @@ impl Extensions {
         }
 
         // The name first, so every later error can name the entry.
-        meta.path.clear();
-        if has_long_name {
-            let n = &self.long_name;
-            meta.path
-                .extend_from_slice(n.strip_suffix(b"\0").unwrap_or(n));
-        } else if let Some(p) = pax_path {
-            meta.path.extend_from_slice(p);
-        } else {
-            meta.path.extend_from_slice(&header.path_bytes());
-        }
+        pick_name(
+            &mut meta.path,
+            has_long_name.then_some(&self.long_name[..]),
+            pax_path,
+            Some(header.path_bytes()),
+        );
         meta.display.clear();
         meta.display.push_str(&String::from_utf8_lossy(&meta.path));
         let name = meta.display.as_str();
@@ -327,15 +323,12 @@ impl Extensions {
 
         meta.link.clear();
         if matches!(meta.kind, EntryKind::Symlink | EntryKind::Hardlink) {
-            if has_long_link {
-                let n = &self.long_link;
-                meta.link
-                    .extend_from_slice(n.strip_suffix(b"\0").unwrap_or(n));
-            } else if let Some(l) = pax_link {
-                meta.link.extend_from_slice(l);
-            } else if let Some(l) = header.link_name_bytes() {
-                meta.link.extend_from_slice(&l);
-            }
+            pick_name(
+                &mut meta.link,
+                has_long_link.then_some(&self.long_link[..]),
+                pax_link,
+                header.link_name_bytes(),
+            );
             if meta.link.is_empty() {
                 return Err(bad(name, "the link target is empty"));
             }
@@ -349,6 +342,24 @@ impl Extensions {
             }
         }
         Ok(())
+    }
+}
+
+/// A name (or link target) in order of precedence: GNU long name (NUL-terminated), PAX record,
+/// ustar header.
+fn pick_name(
+    out: &mut Vec<u8>,
+    gnu: Option<&[u8]>,
+    pax: Option<&[u8]>,
+    header: Option<std::borrow::Cow<'_, [u8]>>,
+) {
+    out.clear();
+    if let Some(n) = gnu {
+        out.extend_from_slice(n.strip_suffix(b"\0").unwrap_or(n));
+    } else if let Some(p) = pax {
+        out.extend_from_slice(p);
+    } else if let Some(h) = header {
+        out.extend_from_slice(&h);
     }
 }
 

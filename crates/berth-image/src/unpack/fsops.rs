@@ -214,8 +214,29 @@ impl Tree {
         }
     }
 
-    fn chown_at(&self, dir: BorrowedFd<'_>, name: &CStr, meta: &Meta) -> Result<(), UnpackError> {
-        if !self.keep_ownership {
+    /// Runs `make` to create `name` in `dir`; if something is already there, removes it (a whole
+    /// tree for a directory, as Docker does) and runs `make` again. Returns whether it removed.
+    fn create_replacing(
+        dir: BorrowedFd<'_>,
+        name: &CStr,
+        mut make: impl FnMut() -> rustix::io::Result<()>,
+    ) -> rustix::io::Result<bool> {
+        match make() {
+            Err(Errno::EXIST) => {
+                Self::clear_slot(dir, name)?;
+                make().map(|()| true)
+            }
+            r => r.map(|()| false),
+        }
+    }
+
+    fn chown_at(
+        keep: bool,
+        dir: BorrowedFd<'_>,
+        name: &CStr,
+        meta: &Meta,
+    ) -> Result<(), UnpackError> {
+        if !keep {
             return Ok(());
         }
         rfs::chownat(
@@ -425,23 +446,11 @@ impl Tree {
         let entry = meta.display.as_str();
         let name = cstring(base);
         let target = cstring(&meta.link);
+        let keep = self.keep_ownership;
         let dir = self.parent(parent, entry)?;
-        let mut removed = false;
-        match rfs::symlinkat(&target, dir, &name) {
-            Ok(()) => {}
-            Err(Errno::EXIST) => {
-                Self::clear_slot(dir, &name).map_err(io_err(entry, "remove the existing entry"))?;
-                removed = true;
-                rfs::symlinkat(&target, dir, &name).map_err(io_err(entry, "create the symlink"))?;
-            }
-            Err(e) => return Err(io_err(entry, "create the symlink")(e)),
-        }
-        let dir = dir.try_clone_to_owned().map_err(|e| UnpackError::Io {
-            entry: entry.to_string(),
-            op: "duplicate a directory fd",
-            source: e,
-        })?;
-        self.finish_node(dir.as_fd(), &name, base, meta, false)?;
+        let removed = Self::create_replacing(dir, &name, || rfs::symlinkat(&target, dir, &name))
+            .map_err(io_err(entry, "create the symlink"))?;
+        Self::finish_node(keep, dir, &name, base, meta, false)?;
         if removed {
             self.forget_cache();
         }
@@ -450,7 +459,7 @@ impl Tree {
 
     /// Owner, mode (not for symlinks), xattrs and times of a node that is not opened.
     fn finish_node(
-        &self,
+        keep: bool,
         dir: BorrowedFd<'_>,
         name: &CStr,
         base: &[u8],
@@ -458,7 +467,7 @@ impl Tree {
         chmod: bool,
     ) -> Result<(), UnpackError> {
         let entry = meta.display.as_str();
-        self.chown_at(dir, name, meta)?;
+        Self::chown_at(keep, dir, name, meta)?;
         if chmod {
             rfs::chmodat(dir, name, Mode::from_raw_mode(meta.mode), AtFlags::empty())
                 .map_err(io_err(entry, "set the mode"))?;
@@ -490,27 +499,17 @@ impl Tree {
         let keep = self.keep_ownership;
         let dir = self.parent(parent, entry)?;
         let mode = Mode::from_raw_mode(meta.mode & 0o777);
-        let mut removed = false;
-        let mut r = rfs::mknodat(dir, &name, ft, mode, dev);
-        if r == Err(Errno::EXIST) {
-            Self::clear_slot(dir, &name).map_err(io_err(entry, "remove the existing entry"))?;
-            removed = true;
-            r = rfs::mknodat(dir, &name, ft, mode, dev);
-        }
-        match r {
-            Ok(()) => {}
+        let removed = match Self::create_replacing(dir, &name, || {
+            rfs::mknodat(dir, &name, ft, mode, dev)
+        }) {
+            Ok(removed) => removed,
             Err(Errno::PERM) if !keep && ft != FileType::Fifo => {
                 tracing::warn!(entry = %entry, "cannot create a device node without privileges; skipped");
                 return Ok(());
             }
             Err(e) => return Err(io_err(entry, "create the node")(e)),
-        }
-        let dir = dir.try_clone_to_owned().map_err(|e| UnpackError::Io {
-            entry: entry.to_string(),
-            op: "duplicate a directory fd",
-            source: e,
-        })?;
-        self.finish_node(dir.as_fd(), &name, base, meta, true)?;
+        };
+        Self::finish_node(keep, dir, &name, base, meta, true)?;
         if removed {
             self.forget_cache();
         }
