@@ -247,6 +247,20 @@ impl LayoutWriter {
         compression: Compression,
         build: impl FnOnce(&mut TarWriter<Box<dyn Write + '_>>) -> Result<()>,
     ) -> Result<Layer> {
+        self.write_layer_stream(compression, |w| {
+            let mut tw = TarWriter::new(Box::new(w) as Box<dyn Write + '_>);
+            build(&mut tw)?;
+            tw.finish()?;
+            Ok(())
+        })
+    }
+
+    /// Streams raw layer bytes (no end-of-archive marker is added).
+    pub fn write_layer_stream(
+        &mut self,
+        compression: Compression,
+        write: impl FnOnce(&mut dyn Write) -> Result<()>,
+    ) -> Result<Layer> {
         self.tmp_seq += 1;
         let tmp = self.root.join("blobs/sha256").join(format!(
             ".layer-{}-{}.tmp",
@@ -264,12 +278,7 @@ impl LayoutWriter {
             Compression::Zstd => Encoder::Zstd(zstd::stream::write::Encoder::new(compressed, 3)?),
         };
         let mut raw = Hashing::new(enc);
-        {
-            let boxed: Box<dyn Write + '_> = Box::new(&mut raw);
-            let mut tw = TarWriter::new(boxed);
-            build(&mut tw)?;
-            tw.finish()?;
-        }
+        write(&mut raw)?;
         let diff_id = raw.digest();
         let compressed = raw.inner.finish()?;
         let digest = compressed.digest();
@@ -301,6 +310,12 @@ impl LayoutWriter {
             }
             Ok(())
         })
+    }
+
+    /// Writes a layer from raw tar bytes (which may be anything, even
+    /// malformed), compressing them as asked.
+    pub fn write_layer_bytes(&mut self, compression: Compression, tar: &[u8]) -> Result<Layer> {
+        self.write_layer_stream(compression, |w| Ok(w.write_all(tar)?))
     }
 
     /// Writes a layer holding the tree under `src` (see [`dir_entries`]).
@@ -628,6 +643,19 @@ pub fn multilayer_layout(out: &Path) -> Result<()> {
     w.finish()
 }
 
+/// An image (tag `latest`, host platform, `Cmd ["sh"]`) whose layers are
+/// the given entry lists, each gzip-compressed: for crafted and hostile layers.
+pub fn entries_layout(out: &Path, layers: &[Vec<Entry>]) -> Result<()> {
+    let mut w = LayoutWriter::create(out)?;
+    let mut ls = Vec::new();
+    for entries in layers {
+        ls.push(w.write_layer_entries(Compression::Gzip, entries)?);
+    }
+    let m = w.write_image(&Platform::host(), busybox_config(), &ls)?;
+    w.tag("latest", &m);
+    w.finish()
+}
+
 /// The platforms in [`multiarch_layout`], with the tag of each one's manifest.
 pub const MULTIARCH_PLATFORMS: &[(&str, Option<&str>, &str)] = &[
     ("amd64", None, "amd64"),
@@ -921,6 +949,33 @@ mod tests {
             .collect();
         assert_eq!(mans[0]["layers"][0], mans[1]["layers"][0]);
         assert_ne!(mans[0]["layers"][1], mans[1]["layers"][1]);
+    }
+
+    #[test]
+    fn raw_and_entry_layers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("raw");
+        let mut w = LayoutWriter::create(&out).unwrap();
+        let bytes = b"not a tar at all".to_vec();
+        let l = w.write_layer_bytes(Compression::None, &bytes).unwrap();
+        assert_eq!(fs::read(w.blob_path(&l.desc.digest)).unwrap(), bytes);
+        assert_eq!(l.diff_id, sha256_digest(&bytes));
+        let gz = w.write_layer_bytes(Compression::Gzip, &bytes).unwrap();
+        assert_eq!(gz.diff_id, l.diff_id);
+        assert_ne!(gz.desc.digest, l.desc.digest);
+
+        let out = tmp.path().join("entries");
+        entries_layout(&out, &[vec![Entry::file("../evil", 0o644, b"x".to_vec())]]).unwrap();
+        let m = latest_manifest(&out);
+        let hexd = m["layers"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:");
+        let mut raw = Vec::new();
+        flate2::read::GzDecoder::new(&fs::read(out.join("blobs/sha256").join(hexd)).unwrap()[..])
+            .read_to_end(&mut raw)
+            .unwrap();
+        assert_eq!(&raw[..8], b"../evil\0");
     }
 
     #[test]

@@ -173,6 +173,10 @@ mod tests {
         );
         assert!(head.contains(&d), "{head}");
         assert!(body.contains("tar+gzip"));
+        let m: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let layer = m["layers"][0]["digest"].as_str().unwrap();
+        let data = std::fs::read(reg.blob_data_path(layer)).unwrap();
+        assert_eq!(fixtures::sha256_digest(&data), layer);
 
         // Docker schema 2 by conversion.
         let d2 = reg

@@ -257,6 +257,16 @@ impl Registry {
     pub fn storage_dir(&self) -> PathBuf {
         self.dir.path().join("storage")
     }
+    /// Where the registry keeps the bytes of blob `digest` (`sha256:...`):
+    /// overwrite it to serve corrupt content.
+    pub fn blob_data_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.storage_dir()
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2.min(hex.len())])
+            .join(hex)
+            .join("data")
+    }
     /// The file collecting the registry's stdout and stderr.
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("registry.log")
