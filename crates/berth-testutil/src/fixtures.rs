@@ -804,13 +804,14 @@ mod tests {
         read_json(&out.join("blobs/sha256").join(hexd))
     }
 
-    fn layer_entries(out: &Path, desc: &Value) -> Vec<(String, tar::EntryType)> {
+    /// The uncompressed tar of a layer.
+    fn layer_tar(out: &Path, desc: &Value) -> Vec<u8> {
         let hexd = desc["digest"]
             .as_str()
             .unwrap()
             .trim_start_matches("sha256:");
         let data = fs::read(out.join("blobs/sha256").join(hexd)).unwrap();
-        let raw: Vec<u8> = match desc["mediaType"].as_str().unwrap() {
+        match desc["mediaType"].as_str().unwrap() {
             MT_LAYER_GZIP => {
                 let mut v = Vec::new();
                 flate2::read::GzDecoder::new(&data[..])
@@ -821,7 +822,11 @@ mod tests {
             MT_LAYER_ZSTD => zstd::decode_all(&data[..]).unwrap(),
             MT_LAYER_TAR => data,
             other => panic!("media type {other}"),
-        };
+        }
+    }
+
+    fn layer_entries(out: &Path, desc: &Value) -> Vec<(String, tar::EntryType)> {
+        let raw = layer_tar(out, desc);
         let mut ar = tar::Archive::new(&raw[..]);
         ar.entries()
             .unwrap()
@@ -861,14 +866,7 @@ mod tests {
         assert!(names.iter().any(|(n, t)| n == "bin/busybox" && t.is_file()));
         assert!(names.iter().any(|(n, t)| n == "bin/sh" && t.is_symlink()));
         // diff_id is the sha256 of the uncompressed tar.
-        let hexd = layers[0]["digest"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("sha256:");
-        let mut raw = Vec::new();
-        flate2::read::GzDecoder::new(&fs::read(out.join("blobs/sha256").join(hexd)).unwrap()[..])
-            .read_to_end(&mut raw)
-            .unwrap();
+        let raw = layer_tar(&out, &layers[0]);
         assert_eq!(cfg["rootfs"]["diff_ids"][0], sha256_digest(&raw));
     }
 
@@ -967,14 +965,7 @@ mod tests {
         let out = tmp.path().join("entries");
         entries_layout(&out, &[vec![Entry::file("../evil", 0o644, b"x".to_vec())]]).unwrap();
         let m = latest_manifest(&out);
-        let hexd = m["layers"][0]["digest"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("sha256:");
-        let mut raw = Vec::new();
-        flate2::read::GzDecoder::new(&fs::read(out.join("blobs/sha256").join(hexd)).unwrap()[..])
-            .read_to_end(&mut raw)
-            .unwrap();
+        let raw = layer_tar(&out, &m["layers"][0]);
         assert_eq!(&raw[..8], b"../evil\0");
     }
 
