@@ -55,23 +55,42 @@ fn absolute_name_lands_inside_the_layer() {
     assert_eq!(fs::read(inside).unwrap(), b"overwritten?\n");
 }
 
+/// Removes a file the test may have wrongly created on the host, so a regression does not leave
+/// litter behind (the assertion still fails).
+struct RemoveIfCreated(std::path::PathBuf);
+
+impl Drop for RemoveIfCreated {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
 #[test]
 fn symlink_to_root_then_entries_beneath_it() {
     let sb = Sandbox::new();
+    let probe = format!("berth-unpack-probe-{}", std::process::id());
+    let host_probe = std::path::Path::new("/").join(&probe);
+    assert!(
+        !host_probe.exists(),
+        "{} exists before the test",
+        host_probe.display()
+    );
+    let _cleanup = RemoveIfCreated(host_probe.clone());
     let t = tar(&[
         Entry::symlink("evil", "/"),
-        Entry::file("evil/file-via-root-link", 0o644, b"a\n".to_vec()),
+        Entry::file(format!("evil/{probe}"), 0o644, b"a\n".to_vec()),
         Entry::symlink("up", "../.."),
         Entry::file("up/file-via-dotdot-link", 0o644, b"b\n".to_vec()),
         Entry::file("up/host/file", 0o644, b"clobbered\n".to_vec()),
     ]);
     sb.unpack_checked(&t)
         .expect("links resolve inside the layer");
-    // Both links resolve to the layer root.
-    assert_eq!(
-        fs::read(sb.layer.join("file-via-root-link")).unwrap(),
-        b"a\n"
+    assert!(
+        !host_probe.exists(),
+        "the unpack wrote through `evil -> /` onto the host"
     );
+    // Both links resolve to the layer root.
+    assert_eq!(fs::read(sb.layer.join(&probe)).unwrap(), b"a\n");
     assert_eq!(
         fs::read(sb.layer.join("file-via-dotdot-link")).unwrap(),
         b"b\n"
@@ -80,7 +99,6 @@ fn symlink_to_root_then_entries_beneath_it() {
         fs::read(sb.layer.join("host/file")).unwrap(),
         b"clobbered\n"
     );
-    assert!(!std::path::Path::new("/file-via-root-link").exists());
 }
 
 #[test]
@@ -190,16 +208,14 @@ fn whiteouts_naming_dotdot_are_refused() {
 #[test]
 fn pax_size_disagreeing_with_ustar_size_is_refused() {
     let sb = Sandbox::new();
-    // The ustar header says 512 bytes; the PAX record says 1024. Parsers that trust one or the
-    // other would see different files after this entry.
+    // The ustar header says 0 bytes, the PAX record 1024: a parser trusting ustar sees an empty
+    // `confused` followed by `smuggled`; one trusting PAX sees `confused` holding those bytes.
     let inner = tar(&[Entry::file("smuggled", 0o644, b"hidden\n".to_vec())]);
-    let mut data = inner[..1024].to_vec();
-    data.truncate(1024);
     let t = tar(&[
         Entry::file("ok", 0o644, b"fine\n".to_vec()),
-        Entry::file("confused", 0o644, data)
+        Entry::file("confused", 0o644, inner[..1024].to_vec())
             .pax("size", b"1024")
-            .header_size(512),
+            .header_size(0),
     ]);
     let e = assert_err_names(sb.unpack_checked(&t), "confused");
     assert!(e.to_string().contains("PAX size"), "{e}");
