@@ -119,6 +119,13 @@ pub enum PullError {
         #[source]
         source: std::io::Error,
     },
+    #[error("pulling {image}: the download of layer {digest} broke off ({detail}); gave up after {attempts} attempts: check the network and the registry, then pull again (what was complete is kept)")]
+    Interrupted {
+        image: String,
+        digest: String,
+        detail: String,
+        attempts: u32,
+    },
     #[error("starting the pull's async runtime: {0}")]
     Runtime(#[source] std::io::Error),
     #[error("reading {path}: {detail}")]
@@ -130,6 +137,7 @@ impl PullError {
         match self {
             PullError::Registry { source, .. } => source.is_transient(),
             PullError::Verify { what, .. } => *what == "truncated blob",
+            PullError::Interrupted { .. } => true,
             _ => false,
         }
     }
@@ -673,7 +681,20 @@ async fn fetch_layer(
             }
             Err(e) => {
                 ctx.reporter.finished(&l.digest, "Failed");
-                return Err(e);
+                return Err(match e {
+                    PullError::Interrupted {
+                        image,
+                        digest,
+                        detail,
+                        ..
+                    } => PullError::Interrupted {
+                        image,
+                        digest,
+                        detail,
+                        attempts: attempt,
+                    },
+                    e => e,
+                });
             }
         }
     }
@@ -910,13 +931,18 @@ async fn stream_layer_into(
                 Ok(Some(c)) => c,
                 Ok(None) => break,
                 Err(e) => {
-                    return Err(ctx.reg(RegistryError::Transport {
-                        what: what.clone(),
-                        host: ctx.repo.host().to_string(),
+                    let mut detail = e.to_string();
+                    let mut src = std::error::Error::source(&e);
+                    while let Some(c) = src {
+                        detail = format!("{detail}: {c}");
+                        src = c.source();
+                    }
+                    return Err(PullError::Interrupted {
+                        image: ctx.image.clone(),
+                        digest: l.digest.clone(),
+                        detail: format!("after {received} of {} bytes: {detail}", l.size),
                         attempts: 1,
-                        hint: "",
-                        source: e,
-                    }))
+                    });
                 }
             };
             received += chunk.len() as u64;

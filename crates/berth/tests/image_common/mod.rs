@@ -161,7 +161,7 @@ pub fn assert_same_as_umoci(b: &Berth, image: &str, layout: &Path, tag: &str) {
         "berth's merged layers differ from umoci unpack:\n{}",
         diff.join("\n")
     );
-    assert!(ours.len() > 3, "too few entries: {}", ours.len());
+    assert!(!ours.is_empty(), "the merged tree is empty");
 }
 
 /// Pushes a layout's single-image tag byte for byte with the registry API
