@@ -265,7 +265,7 @@ fn berth_killed_mid_pull_then_pulled_again() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut guard = ChildGuard::new(child);
+    let guard = ChildGuard::new(child);
     wait_for("the small layers", Duration::from_secs(30), || {
         b.entries("layers").len() >= 2
     });
