@@ -14,7 +14,7 @@ pub mod token;
 pub mod tree;
 
 pub use guards::{unique_name, ChildGuard, MountGuard};
-pub use proxy::{FaultConfig, FaultProxy};
+pub use proxy::{FaultConfig, FaultProxy, ProxyStats};
 pub use push::{push, PushFormat, PushOpts};
 pub use registry::Registry;
 pub use rootfs::busybox_rootfs;

@@ -1,15 +1,18 @@
 //! A fault-injecting HTTP/1.1 proxy for registry tests. It sits on a free
 //! 127.0.0.1 port in front of a registry and, per its configuration, answers
-//! requests with 500/429, cuts blob downloads after K body bytes, or flips a
-//! byte in blob bodies. Everything else passes through unchanged (keep-alive,
+//! requests with 500/429, cuts blob downloads after K body bytes, flips a
+//! byte in blob bodies, stalls blob downloads until released, or redirects
+//! blob downloads to a separate "blob store" port (like registries that
+//! redirect to S3). Everything else passes through unchanged (keep-alive,
 //! Content-Length, chunked and read-until-close bodies).
 
 use crate::http::{find_header, read_request, read_response_head, Request};
 use anyhow::{Context, Result};
+use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -18,9 +21,9 @@ use std::time::Duration;
 pub struct FaultConfig {
     /// Answer this many (matching) requests with `fail_status`.
     pub fail_next: u32,
-    /// The status for `fail_next` (500 if 0). 429 also sends `Retry-After`.
+    /// The status for `fail_next` (500 if 0). 429 and 503 also send `Retry-After`.
     pub fail_status: u16,
-    /// `Retry-After` seconds sent with 429 (default 1).
+    /// `Retry-After` seconds sent with 429/503 (default 1).
     pub retry_after: u32,
     /// Only fail requests whose path contains this.
     pub fail_path_contains: Option<String>,
@@ -30,6 +33,14 @@ pub struct FaultConfig {
     pub cut_times: u32,
     /// How many blob GET responses get one byte flipped.
     pub corrupt_blobs: u32,
+    /// Stop sending a blob GET response after this many body bytes until
+    /// [`FaultProxy::release_stalls`] (or Drop).
+    pub stall_blob_after: Option<u64>,
+    /// How many blob responses to stall; `u32::MAX` = all.
+    pub stall_times: u32,
+    /// Answer blob GETs with `307` to the proxy's blob-store port, which
+    /// serves the blob without needing the client's `Authorization`.
+    pub redirect_blobs: bool,
 }
 
 /// Builds a [`FaultProxy`].
@@ -72,9 +83,43 @@ impl FaultProxyBuilder {
         self.cfg.corrupt_blobs = times;
         self
     }
+    /// Stall the first `times` blob downloads after `bytes` body bytes until
+    /// [`FaultProxy::release_stalls`]: a pull is then reliably in flight.
+    pub fn stall_blobs_after(mut self, bytes: u64, times: u32) -> Self {
+        self.cfg.stall_blob_after = Some(bytes);
+        self.cfg.stall_times = times;
+        self
+    }
+    /// Redirect blob GETs (307) to the blob-store port.
+    pub fn redirect_blobs(mut self) -> Self {
+        self.cfg.redirect_blobs = true;
+        self
+    }
     pub fn start(self) -> Result<FaultProxy> {
         FaultProxy::start_with(&self.upstream, self.cfg)
     }
+}
+
+/// Counters of a [`FaultProxy`] (see [`FaultProxy::stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProxyStats {
+    /// Requests seen on the proxy port (including failed ones).
+    pub requests: u64,
+    /// GET/HEAD requests whose path contains `/blobs/` on the proxy port.
+    pub blob_requests: u64,
+    /// Faults injected (failures, cuts, corruptions and stalls).
+    pub faults: u64,
+    /// Client connections accepted on the proxy port.
+    pub connections: u64,
+    /// Responses that reached their stall point.
+    pub stalled: u64,
+    /// Blob GETs answered with a redirect to the blob store.
+    pub redirects: u64,
+    /// Requests received by the blob store.
+    pub blob_store_requests: u64,
+    /// Blob-store requests that carried an `Authorization` header (a client
+    /// leaking registry credentials to the storage host).
+    pub blob_store_auth_headers: u64,
 }
 
 #[derive(Default)]
@@ -83,16 +128,26 @@ struct Counters {
     blob_requests: AtomicU64,
     faults: AtomicU64,
     connections: AtomicU64,
+    stalled: AtomicU64,
+    redirects: AtomicU64,
+    store_requests: AtomicU64,
+    store_auth: AtomicU64,
 }
 
 struct Shared {
     upstream: String,
+    store_addr: SocketAddr,
     cfg: Mutex<FaultConfig>,
     counters: Counters,
     log: Mutex<Vec<String>>,
     /// Open sockets (clients and upstreams) by id, shut down on Drop.
-    conns: Mutex<std::collections::HashMap<u64, TcpStream>>,
+    conns: Mutex<HashMap<u64, TcpStream>>,
     next_id: AtomicU64,
+    /// Authorization header (if any) of each redirected request, by key.
+    redirect_auth: Mutex<HashMap<u64, Option<String>>>,
+    /// Bumped by release_stalls; stalled responses wait for a change.
+    stall_gen: Mutex<u64>,
+    stall_cv: Condvar,
     stop: AtomicBool,
 }
 
@@ -100,7 +155,29 @@ struct Shared {
 pub struct FaultProxy {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+fn accept_loop(listener: TcpListener, sh: Arc<Shared>, store: bool) {
+    for conn in listener.incoming() {
+        if sh.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(conn) = conn else { continue };
+        if !store {
+            sh.counters.connections.fetch_add(1, Ordering::SeqCst);
+        }
+        let sh = sh.clone();
+        std::thread::spawn(move || {
+            let id = sh.track(&conn);
+            let mut upstream_id = None;
+            let _ = handle(&conn, &sh, store, &mut upstream_id);
+            sh.untrack(id);
+            if let Some(u) = upstream_id {
+                sh.untrack(u);
+            }
+        });
+    }
 }
 
 impl FaultProxy {
@@ -119,46 +196,40 @@ impl FaultProxy {
 
     pub fn start_with(upstream: &str, cfg: FaultConfig) -> Result<FaultProxy> {
         let listener = TcpListener::bind("127.0.0.1:0").context("binding the fault proxy")?;
+        let store = TcpListener::bind("127.0.0.1:0").context("binding the blob store")?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             upstream: upstream.into(),
+            store_addr: store.local_addr()?,
             cfg: Mutex::new(cfg),
             counters: Counters::default(),
             log: Mutex::new(Vec::new()),
-            conns: Mutex::new(Default::default()),
+            conns: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
+            redirect_auth: Mutex::new(HashMap::new()),
+            stall_gen: Mutex::new(0),
+            stall_cv: Condvar::new(),
             stop: AtomicBool::new(false),
         });
-        let sh = shared.clone();
-        let thread = std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if sh.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                sh.counters.connections.fetch_add(1, Ordering::SeqCst);
-                let sh = sh.clone();
-                std::thread::spawn(move || {
-                    let id = sh.track(&conn);
-                    let mut upstream_id = None;
-                    let _ = handle(&conn, &sh, &mut upstream_id);
-                    sh.untrack(id);
-                    if let Some(u) = upstream_id {
-                        sh.untrack(u);
-                    }
-                });
-            }
-        });
+        let (a, b) = (shared.clone(), shared.clone());
+        let threads = vec![
+            std::thread::spawn(move || accept_loop(listener, a, false)),
+            std::thread::spawn(move || accept_loop(store, b, true)),
+        ];
         Ok(FaultProxy {
             addr,
             shared,
-            thread: Some(thread),
+            threads,
         })
     }
 
     /// "127.0.0.1:PORT" of the proxy: use it as the registry address.
     pub fn addr(&self) -> String {
         self.addr.to_string()
+    }
+    /// "127.0.0.1:PORT" of the blob store that redirects point to.
+    pub fn blob_store_addr(&self) -> String {
+        self.shared.store_addr.to_string()
     }
     /// Replaces the fault configuration (takes effect for the next request).
     pub fn set(&self, cfg: FaultConfig) {
@@ -172,21 +243,44 @@ impl FaultProxy {
     pub fn config(&self) -> FaultConfig {
         self.shared.cfg.lock().unwrap().clone()
     }
-    /// Requests seen (including failed ones).
+    /// Lets every stalled response continue.
+    pub fn release_stalls(&self) {
+        *self.shared.stall_gen.lock().unwrap() += 1;
+        self.shared.stall_cv.notify_all();
+    }
+    /// Waits until at least `n` responses have stalled; false on timeout.
+    pub fn wait_stalled(&self, n: u64, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.stats().stalled < n {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+    /// A snapshot of every counter.
+    pub fn stats(&self) -> ProxyStats {
+        let c = &self.shared.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::SeqCst);
+        ProxyStats {
+            requests: get(&c.requests),
+            blob_requests: get(&c.blob_requests),
+            faults: get(&c.faults),
+            connections: get(&c.connections),
+            stalled: get(&c.stalled),
+            redirects: get(&c.redirects),
+            blob_store_requests: get(&c.store_requests),
+            blob_store_auth_headers: get(&c.store_auth),
+        }
+    }
+    /// Requests seen on the proxy port (`stats().requests`).
     pub fn requests(&self) -> u64 {
-        self.shared.counters.requests.load(Ordering::SeqCst)
+        self.stats().requests
     }
-    /// GET/HEAD requests whose path contains `/blobs/`.
-    pub fn blob_requests(&self) -> u64 {
-        self.shared.counters.blob_requests.load(Ordering::SeqCst)
-    }
-    /// Faults injected so far (failures, cuts and corruptions).
+    /// Faults injected so far (`stats().faults`).
     pub fn faults_injected(&self) -> u64 {
-        self.shared.counters.faults.load(Ordering::SeqCst)
-    }
-    /// Client connections accepted.
-    pub fn connections(&self) -> u64 {
-        self.shared.counters.connections.load(Ordering::SeqCst)
+        self.stats().faults
     }
     /// "METHOD TARGET -> STATUS" for every request, in order.
     pub fn log(&self) -> Vec<String> {
@@ -197,8 +291,10 @@ impl FaultProxy {
 impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
+        self.release_stalls();
         let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(t) = self.thread.take() {
+        let _ = TcpStream::connect_timeout(&self.shared.store_addr, Duration::from_secs(1));
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
         for (_, c) in self.shared.conns.lock().unwrap().drain() {
@@ -221,17 +317,41 @@ impl Shared {
             let _ = c.shutdown(Shutdown::Both);
         }
     }
+    /// Blocks until release_stalls (or Drop) after the generation `since`.
+    fn wait_release(&self, since: u64) {
+        let mut g = self.stall_gen.lock().unwrap();
+        while *g == since && !self.stop.load(Ordering::SeqCst) {
+            g = self.stall_cv.wait(g).unwrap();
+        }
+    }
 }
 
 enum Action {
     Fail(u16, u32),
-    Forward { cut: Option<u64>, corrupt: bool },
+    Redirect,
+    Forward {
+        cut: Option<u64>,
+        corrupt: bool,
+        stall: Option<u64>,
+    },
 }
 
-fn decide(sh: &Shared, req: &Request) -> Action {
+/// Takes one use of a "remaining times" counter (`u32::MAX` = unlimited).
+fn take(times: &mut u32) -> bool {
+    if *times == 0 {
+        return false;
+    }
+    if *times != u32::MAX {
+        *times -= 1;
+    }
+    true
+}
+
+fn decide(sh: &Shared, req: &Request, store: bool) -> Action {
     let path = req.target.split('?').next().unwrap_or("");
     let blob_get = req.method == "GET" && path.contains("/blobs/") && !path.contains("/uploads");
-    let mut cfg = sh.cfg.lock().unwrap();
+    let mut guard = sh.cfg.lock().unwrap();
+    let cfg = &mut *guard;
     let matches = cfg
         .fail_path_contains
         .as_ref()
@@ -246,35 +366,54 @@ fn decide(sh: &Shared, req: &Request) -> Action {
         };
         return Action::Fail(status, cfg.retry_after.max(1));
     }
-    let mut cut = None;
-    let mut corrupt = false;
-    if blob_get {
-        if let Some(k) = cfg.cut_blob_after {
-            if cfg.cut_times > 0 {
-                if cfg.cut_times != u32::MAX {
-                    cfg.cut_times -= 1;
-                }
-                cut = Some(k);
-            }
-        }
-        if cut.is_none() && cfg.corrupt_blobs > 0 {
-            cfg.corrupt_blobs -= 1;
-            corrupt = true;
-        }
+    if !blob_get {
+        return Action::Forward {
+            cut: None,
+            corrupt: false,
+            stall: None,
+        };
     }
-    Action::Forward { cut, corrupt }
+    if cfg.redirect_blobs && !store {
+        return Action::Redirect;
+    }
+    let cut = match cfg.cut_blob_after {
+        Some(k) if take(&mut cfg.cut_times) => Some(k),
+        _ => None,
+    };
+    let stall = match cfg.stall_blob_after {
+        Some(k) if cut.is_none() && take(&mut cfg.stall_times) => Some(k),
+        _ => None,
+    };
+    let corrupt = cut.is_none() && take(&mut cfg.corrupt_blobs);
+    Action::Forward {
+        cut,
+        corrupt,
+        stall,
+    }
 }
 
 fn reason(status: u16) -> &'static str {
     match status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        416 => "Range Not Satisfiable",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        _ => "Injected Fault",
+        _ => "Status",
     }
 }
 
@@ -354,136 +493,214 @@ fn write_head(w: &mut impl Write, first: &str, headers: &[(String, String)]) -> 
     w.write_all(h.as_bytes())
 }
 
-fn handle(client: &TcpStream, sh: &Shared, upstream_id: &mut Option<u64>) -> Result<()> {
+/// Writes a small JSON response made up by the proxy.
+fn write_own_response(
+    w: &mut impl Write,
+    method: &str,
+    status: u16,
+    extra: Vec<(String, String)>,
+) -> io::Result<()> {
+    let body = if status >= 400 {
+        format!("{{\"errors\":[{{\"code\":\"UNKNOWN\",\"message\":\"injected fault {status}\"}}]}}")
+    } else {
+        String::new()
+    };
+    let mut headers = vec![
+        ("Content-Type".to_string(), "application/json".to_string()),
+        ("Content-Length".to_string(), body.len().to_string()),
+    ];
+    headers.extend(extra);
+    write_head(
+        w,
+        &format!("HTTP/1.1 {status} {}", reason(status)),
+        &headers,
+    )?;
+    if method != "HEAD" {
+        w.write_all(body.as_bytes())?;
+    }
+    w.flush()
+}
+
+/// Turns a blob-store request back into the registry request it stands for;
+/// `None` when its key is unknown.
+fn store_to_registry(sh: &Shared, req: &mut Request) -> Option<()> {
+    let rest = req.target.strip_prefix("/blobstore")?;
+    let (path, query) = rest.split_once('?')?;
+    let key: u64 = query.strip_prefix("key=")?.parse().ok()?;
+    let auth = sh.redirect_auth.lock().unwrap().get(&key)?.clone();
+    if find_header(&req.headers, "authorization").is_some() {
+        sh.counters.store_auth.fetch_add(1, Ordering::SeqCst);
+    }
+    req.headers
+        .retain(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
+    if let Some(a) = auth {
+        req.headers.push(("Authorization".into(), a));
+    }
+    req.target = path.to_string();
+    Some(())
+}
+
+fn handle(
+    client: &TcpStream,
+    sh: &Shared,
+    store: bool,
+    upstream_id: &mut Option<u64>,
+) -> Result<()> {
     let mut client_r = BufReader::new(client.try_clone()?);
     let mut client_w = client.try_clone()?;
     let mut upstream: Option<(BufReader<TcpStream>, TcpStream)> = None;
     loop {
-        let Some(req) = read_request(&mut client_r)? else {
+        let Some(mut req) = read_request(&mut client_r)? else {
             return Ok(());
         };
         if sh.stop.load(Ordering::SeqCst) {
             return Ok(());
         }
-        sh.counters.requests.fetch_add(1, Ordering::SeqCst);
-        let path = req.target.split('?').next().unwrap_or("").to_string();
-        if (req.method == "GET" || req.method == "HEAD") && path.contains("/blobs/") {
-            sh.counters.blob_requests.fetch_add(1, Ordering::SeqCst);
-        }
+        let orig_target = req.target.clone();
         let req_body_len = content_length(&req.headers);
         let req_chunked = is_chunked(&req.headers);
         let client_close = wants_close(&req.headers);
-        match decide(sh, &req) {
-            Action::Fail(status, retry_after) => {
-                // Drain the request body, then answer.
-                if req_chunked {
-                    copy_chunked(&mut client_r, &mut io::sink())?;
-                } else if let Some(n) = req_body_len {
-                    copy_n(&mut client_r, &mut io::sink(), n, None)?;
-                }
-                let body = format!(
-                    "{{\"errors\":[{{\"code\":\"UNKNOWN\",\"message\":\"injected fault {status}\"}}]}}"
-                );
-                let mut headers = vec![
-                    ("Content-Type".to_string(), "application/json".to_string()),
-                    ("Content-Length".to_string(), body.len().to_string()),
-                ];
-                if status == 429 || status == 503 {
-                    headers.push(("Retry-After".into(), retry_after.to_string()));
-                }
-                write_head(
-                    &mut client_w,
-                    &format!("HTTP/1.1 {status} {}", reason(status)),
-                    &headers,
-                )?;
-                if req.method != "HEAD" {
-                    client_w.write_all(body.as_bytes())?;
-                }
-                client_w.flush()?;
-                sh.log.lock().unwrap().push(format!(
-                    "{} {} -> {status} (injected)",
-                    req.method, req.target
-                ));
-                if client_close {
-                    return Ok(());
-                }
+        let mut action = None;
+        if store {
+            sh.counters.store_requests.fetch_add(1, Ordering::SeqCst);
+            if store_to_registry(sh, &mut req).is_none() {
+                action = Some(Action::Fail(403, 1));
             }
-            Action::Forward { cut, corrupt } => {
-                if upstream.is_none() {
-                    let s = TcpStream::connect(&sh.upstream)
-                        .with_context(|| format!("connecting to upstream {}", sh.upstream))?;
-                    *upstream_id = Some(sh.track(&s));
-                    upstream = Some((BufReader::new(s.try_clone()?), s));
-                }
-                let (up_r, up_w) = upstream.as_mut().unwrap();
-                write_head(
-                    up_w,
-                    &format!("{} {} HTTP/1.1", req.method, req.target),
-                    &req.headers,
-                )?;
-                if req_chunked {
-                    copy_chunked(&mut client_r, up_w)?;
-                } else if let Some(n) = req_body_len {
-                    copy_n(&mut client_r, up_w, n, None)?;
-                }
-                up_w.flush()?;
-                let (status, headers) = read_response_head(up_r)?;
-                sh.log
-                    .lock()
-                    .unwrap()
-                    .push(format!("{} {} -> {status}", req.method, req.target));
-                let status_line = format!("HTTP/1.1 {status} {}", reason_from_upstream(status));
-                write_head(&mut client_w, &status_line, &headers)?;
-                let no_body = req.method == "HEAD"
-                    || status == 204
-                    || status == 304
-                    || (100..200).contains(&status);
-                let close = client_close || wants_close(&headers);
-                if no_body {
-                } else if let (Some(k), true) = (cut, status == 200) {
-                    sh.counters.faults.fetch_add(1, Ordering::SeqCst);
-                    let n = content_length(&headers).map_or(k, |l| l.min(k));
-                    let _ = copy_n(up_r, &mut client_w, n, None);
-                    let _ = client_w.flush();
-                    let _ = client_w.shutdown(Shutdown::Both);
-                    let _ = up_w.shutdown(Shutdown::Both);
-                    return Ok(());
-                } else if is_chunked(&headers) {
-                    copy_chunked(up_r, &mut client_w)?;
-                } else if let Some(n) = content_length(&headers) {
-                    let flip = (corrupt && status == 200 && n > 0).then_some(n / 2);
-                    if flip.is_some() {
-                        sh.counters.faults.fetch_add(1, Ordering::SeqCst);
-                    }
-                    copy_n(up_r, &mut client_w, n, flip)?;
-                } else {
-                    io::copy(up_r, &mut client_w)?;
-                    return Ok(());
-                }
-                client_w.flush()?;
-                if close {
-                    return Ok(());
-                }
+        } else {
+            sh.counters.requests.fetch_add(1, Ordering::SeqCst);
+            let path = req.target.split('?').next().unwrap_or("");
+            if (req.method == "GET" || req.method == "HEAD") && path.contains("/blobs/") {
+                sh.counters.blob_requests.fetch_add(1, Ordering::SeqCst);
             }
         }
-    }
-}
-
-fn reason_from_upstream(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        204 => "No Content",
-        206 => "Partial Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        307 => "Temporary Redirect",
-        308 => "Permanent Redirect",
-        400 => "Bad Request",
-        405 => "Method Not Allowed",
-        416 => "Range Not Satisfiable",
-        s => reason(s),
+        let action = action.unwrap_or_else(|| decide(sh, &req, store));
+        let own_status = match action {
+            Action::Fail(status, _) => Some(status),
+            Action::Redirect => Some(307),
+            Action::Forward { .. } => None,
+        };
+        if let Some(status) = own_status {
+            // Drain the request body, then answer.
+            if req_chunked {
+                copy_chunked(&mut client_r, &mut io::sink())?;
+            } else if let Some(n) = req_body_len {
+                copy_n(&mut client_r, &mut io::sink(), n, None)?;
+            }
+            let mut extra = Vec::new();
+            if let Action::Fail(429 | 503, retry_after) = action {
+                extra.push(("Retry-After".to_string(), retry_after.to_string()));
+            }
+            if let Action::Redirect = action {
+                let key = sh.next_id.fetch_add(1, Ordering::SeqCst);
+                let auth = find_header(&req.headers, "authorization").map(String::from);
+                sh.redirect_auth.lock().unwrap().insert(key, auth);
+                sh.counters.redirects.fetch_add(1, Ordering::SeqCst);
+                let path = req.target.split('?').next().unwrap_or("");
+                let loc = format!("http://{}/blobstore{path}?key={key}", sh.store_addr);
+                extra.push(("Location".to_string(), loc));
+            }
+            write_own_response(&mut client_w, &req.method, status, extra)?;
+            let what = if status == 307 {
+                "redirect"
+            } else {
+                "injected"
+            };
+            sh.log
+                .lock()
+                .unwrap()
+                .push(format!("{} {orig_target} -> {status} ({what})", req.method));
+            if client_close {
+                return Ok(());
+            }
+            continue;
+        }
+        let Action::Forward {
+            cut,
+            corrupt,
+            stall,
+        } = action
+        else {
+            unreachable!()
+        };
+        if upstream.is_none() {
+            let s = TcpStream::connect(&sh.upstream)
+                .with_context(|| format!("connecting to upstream {}", sh.upstream))?;
+            *upstream_id = Some(sh.track(&s));
+            upstream = Some((BufReader::new(s.try_clone()?), s));
+        }
+        let (up_r, up_w) = upstream.as_mut().unwrap();
+        write_head(
+            up_w,
+            &format!("{} {} HTTP/1.1", req.method, req.target),
+            &req.headers,
+        )?;
+        if req_chunked {
+            copy_chunked(&mut client_r, up_w)?;
+        } else if let Some(n) = req_body_len {
+            copy_n(&mut client_r, up_w, n, None)?;
+        }
+        up_w.flush()?;
+        let (status, headers) = read_response_head(up_r)?;
+        sh.log
+            .lock()
+            .unwrap()
+            .push(format!("{} {orig_target} -> {status}", req.method));
+        write_head(
+            &mut client_w,
+            &format!("HTTP/1.1 {status} {}", reason(status)),
+            &headers,
+        )?;
+        let no_body =
+            req.method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status);
+        let close = client_close || wants_close(&headers);
+        let len = content_length(&headers);
+        if no_body {
+        } else if let (Some(k), true) = (cut, status == 200) {
+            sh.counters.faults.fetch_add(1, Ordering::SeqCst);
+            let n = len.map_or(k, |l| l.min(k));
+            let _ = copy_n(up_r, &mut client_w, n, None);
+            let _ = client_w.flush();
+            let _ = client_w.shutdown(Shutdown::Both);
+            let _ = up_w.shutdown(Shutdown::Both);
+            return Ok(());
+        } else if is_chunked(&headers) {
+            copy_chunked(up_r, &mut client_w)?;
+        } else if let Some(n) = len {
+            let flip = (corrupt && status == 200 && n > 0).then_some(n / 2);
+            if flip.is_some() {
+                sh.counters.faults.fetch_add(1, Ordering::SeqCst);
+            }
+            let pause = match stall {
+                Some(k) if status == 200 => Some(k.min(n)),
+                _ => None,
+            };
+            if let Some(k) = pause {
+                let gen = *sh.stall_gen.lock().unwrap();
+                copy_n(up_r, &mut client_w, k, flip)?;
+                client_w.flush()?;
+                sh.counters.faults.fetch_add(1, Ordering::SeqCst);
+                sh.counters.stalled.fetch_add(1, Ordering::SeqCst);
+                sh.wait_release(gen);
+                if sh.stop.load(Ordering::SeqCst) {
+                    return Ok(());
+                }
+                copy_n(
+                    up_r,
+                    &mut client_w,
+                    n - k,
+                    flip.and_then(|f| f.checked_sub(k)),
+                )?;
+            } else {
+                copy_n(up_r, &mut client_w, n, flip)?;
+            }
+        } else {
+            io::copy(up_r, &mut client_w)?;
+            return Ok(());
+        }
+        client_w.flush()?;
+        if close {
+            return Ok(());
+        }
     }
 }
 
@@ -564,7 +781,7 @@ mod tests {
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "200 200 ");
         assert_eq!(p.requests(), 2);
-        assert_eq!(p.connections(), 1, "curl should reuse the connection");
+        assert_eq!(p.stats().connections, 1, "curl should reuse the connection");
         let r = http_get(
             &p.addr(),
             &format!("/v2/library/busybox/blobs/{layer}"),
@@ -602,7 +819,7 @@ mod tests {
         let r = http_get(&p.addr(), &path, &[]).unwrap();
         assert_eq!(sha256_digest(&r.body), layer);
         assert_eq!(p.faults_injected(), 2);
-        assert_eq!(p.blob_requests(), 4);
+        assert_eq!(p.stats().blob_requests, 4);
     }
 
     #[test]
@@ -618,5 +835,101 @@ mod tests {
         assert_eq!(http_get(&p.addr(), &path, &[]).unwrap().status, 500);
         assert_eq!(http_get(&p.addr(), &path, &[]).unwrap().status, 200);
         assert_eq!(p.log().len(), 3);
+    }
+
+    #[test]
+    fn stalls_until_released() {
+        let (reg, layer) = registry_with_busybox();
+        let path = format!("/v2/library/busybox/blobs/{layer}");
+        let p = FaultProxy::builder(&reg.addr())
+            .stall_blobs_after(4096, 2)
+            .start()
+            .unwrap();
+        let (addr, p1) = (p.addr(), path.clone());
+        let t = std::thread::spawn(move || http_get(&addr, &p1, &[]).unwrap());
+        assert!(p.wait_stalled(1, Duration::from_secs(10)));
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!t.is_finished(), "stalled download finished early");
+        p.release_stalls();
+        let r = t.join().unwrap();
+        assert_eq!(sha256_digest(&r.body), layer);
+
+        // Dropping the proxy ends a stalled download (truncated).
+        let (addr, p2) = (p.addr(), path.clone());
+        let t = std::thread::spawn(move || http_get(&addr, &p2, &[]));
+        assert!(p.wait_stalled(2, Duration::from_secs(10)));
+        drop(p);
+        let r = t.join().unwrap().unwrap();
+        assert!(r.body.len() < 8192, "got {} bytes", r.body.len());
+    }
+
+    #[test]
+    fn redirects_blobs_to_a_store_without_credentials() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bb = tmp.path().join("bb");
+        fixtures::busybox_layout(&bb).unwrap();
+        let reg = Registry::start_basic_auth("u", "p").unwrap();
+        reg.push(&bb, "latest", "bb:latest", None).unwrap();
+        let auth = crate::token::basic_auth_header("u", "p");
+        let p = FaultProxy::builder(&reg.addr())
+            .redirect_blobs()
+            .start()
+            .unwrap();
+        let r = http_get(
+            &p.addr(),
+            "/v2/bb/manifests/latest",
+            &[
+                ("Authorization", &auth),
+                ("Accept", fixtures::MT_OCI_MANIFEST),
+            ],
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "manifests are not redirected");
+        let m: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        let layer = m["layers"][0]["digest"].as_str().unwrap();
+        let r = http_get(
+            &p.addr(),
+            &format!("/v2/bb/blobs/{layer}"),
+            &[("Authorization", &auth)],
+        )
+        .unwrap();
+        assert_eq!(r.status, 307);
+        let loc = r.header("location").unwrap().to_string();
+        let rest = loc.strip_prefix("http://").unwrap();
+        let (host, path) = rest.split_at(rest.find('/').unwrap());
+        assert_eq!(host, p.blob_store_addr());
+        // The store serves the blob without the registry's credentials.
+        let r = http_get(host, path, &[]).unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(sha256_digest(&r.body), layer);
+        assert_eq!(p.stats().blob_store_auth_headers, 0);
+        http_get(host, path, &[("Authorization", &auth)]).unwrap();
+        assert_eq!(p.stats().blob_store_auth_headers, 1);
+        assert_eq!(p.stats().redirects, 1);
+        assert_eq!(p.stats().blob_store_requests, 2);
+        // Unknown keys are refused.
+        assert_eq!(
+            http_get(host, "/blobstore/v2/bb/blobs/x?key=999999", &[])
+                .unwrap()
+                .status,
+            403
+        );
+        // curl follows the redirect and does not leak credentials across hosts.
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-L",
+                "-u",
+                "u:p",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .arg(format!("http://{}/v2/bb/blobs/{layer}", p.addr()))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+        assert_eq!(p.stats().blob_store_auth_headers, 1);
     }
 }
