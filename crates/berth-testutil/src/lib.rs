@@ -18,4 +18,5 @@ pub use proxy::{FaultConfig, FaultProxy, ProxyStats};
 pub use push::{push, PushFormat, PushOpts};
 pub use registry::Registry;
 pub use rootfs::busybox_rootfs;
+pub use token::TokenPolicy;
 pub use tree::{diff_trees, tree_snapshot, umoci_unpack, TreeEntry};

@@ -2,7 +2,7 @@
 //! storage, optionally behind basic auth (htpasswd) or bearer tokens.
 
 use crate::http::http_get;
-use crate::token::{TokenServer, TOKEN_ISSUER, TOKEN_SERVICE};
+use crate::token::{TokenPolicy, TokenServer, TOKEN_ISSUER, TOKEN_SERVICE};
 use anyhow::{bail, Context, Result};
 use std::fs;
 use std::net::TcpListener;
@@ -135,10 +135,16 @@ impl Registry {
     /// A registry requiring bearer tokens from a [`TokenServer`] that grants
     /// any requested scope to `user`/`pass` and refuses anonymous requests.
     pub fn start_token_auth(user: &str, pass: &str) -> Result<Registry> {
+        Self::start_token_auth_with(user, pass, TokenPolicy::default())
+    }
+
+    /// A token-auth registry whose token server follows `policy` (e.g.
+    /// anonymous pulls of public repositories, like Docker Hub).
+    pub fn start_token_auth_with(user: &str, pass: &str, policy: TokenPolicy) -> Result<Registry> {
         let dir = tempfile::Builder::new()
             .prefix("berth-registry-")
             .tempdir()?;
-        let token = TokenServer::start(dir.path(), user, pass)?;
+        let token = TokenServer::start_with_policy(dir.path(), user, pass, policy)?;
         let auth = RegistryAuth::Token {
             realm: token.realm(),
             rootcertbundle: token.cert_path().to_path_buf(),
@@ -428,5 +434,69 @@ mod tests {
         .unwrap();
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(ts.tokens_issued(), 2);
+    }
+
+    #[test]
+    fn token_auth_anonymous_pull_of_public_repos() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bb = tmp.path().join("bb");
+        crate::fixtures::busybox_layout(&bb).unwrap();
+        let policy = TokenPolicy {
+            anonymous_pull: true,
+            private: vec!["secret/".into()],
+        };
+        let reg = Registry::start_token_auth_with("carol", "pw", policy).unwrap();
+        reg.push(&bb, "latest", "library/busybox:latest", None)
+            .unwrap();
+        reg.push(&bb, "latest", "secret/busybox:latest", None)
+            .unwrap();
+        let ts = reg.token_server().unwrap();
+        let token_for = |scope: &str| {
+            let r = http_get(
+                &ts.addr(),
+                &format!("/token?service=berth-registry&scope={scope}"),
+                &[],
+            )
+            .unwrap();
+            assert_eq!(r.status, 200, "{}", r.text());
+            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            format!("Bearer {}", v["token"].as_str().unwrap())
+        };
+        let accept = ("Accept", crate::fixtures::MT_OCI_MANIFEST);
+        let public = token_for("repository:library/busybox:pull,push");
+        let r = http_get(
+            &reg.addr(),
+            "/v2/library/busybox/manifests/latest",
+            &[("Authorization", &public), accept],
+        )
+        .unwrap();
+        assert_eq!(r.status, 200);
+        // Anonymous tokens never carry push.
+        let r = crate::http::http_request(
+            &reg.addr(),
+            "POST",
+            "/v2/library/busybox/blobs/uploads/",
+            &[("Authorization", &public)],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(r.status, 401);
+        let private = token_for("repository:secret/busybox:pull");
+        let r = http_get(
+            &reg.addr(),
+            "/v2/secret/busybox/manifests/latest",
+            &[("Authorization", &private), accept],
+        )
+        .unwrap();
+        assert_eq!(r.status, 401);
+        // Wrong credentials are still refused outright.
+        let bad = basic_auth_header("carol", "nope");
+        let r = http_get(
+            &ts.addr(),
+            "/token?service=berth-registry&scope=repository:secret/busybox:pull",
+            &[("Authorization", &bad)],
+        )
+        .unwrap();
+        assert_eq!(r.status, 401);
     }
 }

@@ -22,7 +22,27 @@ pub const TOKEN_SERVICE: &str = "berth-registry";
 /// The token issuer the registry is configured to trust.
 pub const TOKEN_ISSUER: &str = "berth-token-server";
 
+/// Who gets which token.
+#[derive(Clone, Debug, Default)]
+pub struct TokenPolicy {
+    /// Anonymous token requests (no credentials) get a token granting `pull`
+    /// on repositories not listed in `private` (like Docker Hub); otherwise
+    /// they are refused with 401.
+    pub anonymous_pull: bool,
+    /// Repository names (or `prefix/` prefixes) anonymous users never get.
+    pub private: Vec<String>,
+}
+
+impl TokenPolicy {
+    fn is_private(&self, repo: &str) -> bool {
+        self.private
+            .iter()
+            .any(|p| repo == p || (p.ends_with('/') && repo.starts_with(p.as_str())))
+    }
+}
+
 struct State {
+    policy: TokenPolicy,
     user: String,
     pass: String,
     key: PathBuf,
@@ -61,6 +81,16 @@ impl TokenServer {
     /// Generates `token-key.pem` and `token-cert.pem` in `dir` and starts
     /// serving on a free 127.0.0.1 port, accepting `user`/`pass`.
     pub fn start(dir: &Path, user: &str, pass: &str) -> Result<TokenServer> {
+        Self::start_with_policy(dir, user, pass, TokenPolicy::default())
+    }
+
+    /// [`TokenServer::start`] with a policy for anonymous requests.
+    pub fn start_with_policy(
+        dir: &Path,
+        user: &str,
+        pass: &str,
+        policy: TokenPolicy,
+    ) -> Result<TokenServer> {
         let key = dir.join("token-key.pem");
         let cert = dir.join("token-cert.pem");
         run_openssl(&[
@@ -89,6 +119,7 @@ impl TokenServer {
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let state = Arc::new(State {
+            policy,
             user: user.into(),
             pass: pass.into(),
             key,
@@ -200,7 +231,8 @@ fn serve(mut conn: TcpStream, st: &State) -> Result<()> {
     let ok = creds
         .as_ref()
         .is_some_and(|(u, p)| *u == st.user && *p == st.pass);
-    if !ok {
+    let anonymous = creds.is_none() && st.policy.anonymous_pull;
+    if !ok && !anonymous {
         return Ok(respond(
             &mut conn,
             "401 Unauthorized",
@@ -222,7 +254,14 @@ fn serve(mut conn: TcpStream, st: &State) -> Result<()> {
             let Some((name, actions)) = rest.rsplit_once(':') else {
                 continue;
             };
-            let actions: Vec<&str> = actions.split(',').filter(|a| !a.is_empty()).collect();
+            let actions: Vec<&str> = actions
+                .split(',')
+                .filter(|a| !a.is_empty())
+                .filter(|a| {
+                    !anonymous
+                        || (*a == "pull" && ty == "repository" && !st.policy.is_private(name))
+                })
+                .collect();
             access.push(json!({"type": ty, "name": name, "actions": actions}));
         }
     }
