@@ -280,6 +280,7 @@ impl Engine {
             env_files,
             init_binary: std::env::current_exe().ok(),
             cgroup_parent: "/berth".into(),
+            bounding: caller_bounding(),
         };
         let image_cfg: oci_spec::image::ImageConfiguration =
             serde_json::from_value(c.image_config.clone())
@@ -448,10 +449,9 @@ impl Engine {
             Some(Duration::from_secs(t as u64))
         };
         if !self.wait_stopped(&c.id, limit) {
-            if pid > 0 {
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+            if pid <= 0 || unsafe { libc::kill(pid, libc::SIGKILL) } != 0 {
+                let _ = self.runtime.kill(&c.id, libc::SIGKILL);
             }
-            let _ = self.runtime.kill(&c.id, libc::SIGKILL);
             self.wait_stopped(&c.id, Some(Duration::from_secs(30)));
         }
         Ok(self.get(&c.id).unwrap_or(c))
@@ -467,10 +467,9 @@ impl Engine {
             if c.state.status == "paused" {
                 let _ = self.runtime.resume(&c.id);
             }
-            if c.state.pid > 0 {
-                unsafe { libc::kill(c.state.pid, libc::SIGKILL) };
+            if c.state.pid <= 0 || unsafe { libc::kill(c.state.pid, libc::SIGKILL) } != 0 {
+                let _ = self.runtime.kill(&c.id, libc::SIGKILL);
             }
-            let _ = self.runtime.kill(&c.id, libc::SIGKILL);
             self.wait_stopped(&c.id, Some(Duration::from_secs(10)));
         }
         let _names = self.records.lock_names()?;
@@ -779,6 +778,18 @@ pub fn caller_limits() -> (u64, bool) {
         })
         .is_some_and(|caps| caps & (1 << 24) != 0);
     (hard, can)
+}
+
+/// The caller's capability bounding set.
+pub fn caller_bounding() -> u64 {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("CapBnd:"))
+                .and_then(|l| u64::from_str_radix(l[7..].trim(), 16).ok())
+        })
+        .unwrap_or(0)
 }
 
 /// `--device /dev/x[:/dev/y[:rwm]]`.

@@ -190,6 +190,9 @@ pub struct SpecContext {
     pub init_binary: Option<PathBuf>,
     /// The runtime cgroup parent (`/berth`).
     pub cgroup_parent: String,
+    /// The caller's bounding set (bit per capability); 0 = unknown, no filter.
+    /// `--privileged` and `--cap-add ALL` cannot give more than this.
+    pub bounding: u64,
 }
 
 /// The command the container runs: Docker's Entrypoint/Cmd rules.
@@ -625,7 +628,13 @@ pub fn generate_value(
         .or_else(|| cfg.and_then(|c| c.user().clone()))
         .unwrap_or_default();
     let u = user::resolve(&user_spec, &opts.group_add, &ctx.passwd, &ctx.group)?;
-    let caps = capabilities(opts)?;
+    let mut caps = capabilities(opts)?;
+    if ctx.bounding != 0 {
+        caps.retain(|c| {
+            let bit = ALL_CAPS.iter().position(|x| x == c).unwrap_or(63);
+            ctx.bounding & (1u64 << bit) != 0
+        });
+    }
     let sec = security_opts(opts)?;
     let rlimits = rlimits(opts, ctx)?;
     if opts.init {
