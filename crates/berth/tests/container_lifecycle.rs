@@ -48,7 +48,7 @@ fn exit_codes_follow_docker() {
     assert_eq!(child.wait().unwrap().code(), Some(137));
 
     // Signals to the foreground berth reach the container (without -t).
-    let mut child = env
+    let child = env
         .cmd()
         .args([
             "run",
