@@ -74,7 +74,7 @@ impl Platform {
             variant: variant.map(String::from),
         }
     }
-    /// linux/<host arch>.
+    /// linux/HOST_ARCH.
     pub fn host() -> Platform {
         Platform::new("linux", host_arch(), None)
     }
@@ -506,7 +506,7 @@ fn single_busybox_image(out: &Path, compression: Compression) -> Result<()> {
 }
 
 /// A busybox image: one gzip layer made by [`busybox_rootfs`], config
-/// `Cmd ["sh"]`, `Env [PATH=...]`, platform linux/<host arch>; tag `latest`.
+/// `Cmd ["sh"]`, `Env [PATH=...]`, platform linux/HOST_ARCH; tag `latest`.
 pub fn busybox_layout(out: &Path) -> Result<()> {
     single_busybox_image(out, Compression::Gzip)
 }
