@@ -93,6 +93,23 @@ pub enum UnpackError {
     },
 }
 
+impl UnpackError {
+    /// The tar entry the error is about, when it is about one.
+    pub fn entry(&self) -> Option<&str> {
+        match self {
+            UnpackError::OpenDest { .. } => None,
+            UnpackError::Stream { entry, .. }
+            | UnpackError::BadHeader { entry, .. }
+            | UnpackError::Escape { entry, .. }
+            | UnpackError::BadWhiteout { entry, .. }
+            | UnpackError::Unsupported { entry, .. }
+            | UnpackError::MissingLinkTarget { entry, .. }
+            | UnpackError::Read { entry, .. }
+            | UnpackError::Io { entry, .. } => Some(entry),
+        }
+    }
+}
+
 /// Unpacks one uncompressed tar stream into `dest`, an existing empty directory that becomes an
 /// overlay lowerdir. Reads the stream once, to its end (so a digest check wrapped around the
 /// reader sees every byte), with bounded memory.

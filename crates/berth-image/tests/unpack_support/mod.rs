@@ -156,6 +156,7 @@ pub fn assert_err_names(r: Result<UnpackStats, UnpackError>, entry: &str) -> Unp
         Err(e) => {
             let msg = e.to_string();
             assert!(msg.contains(entry), "error {msg:?} does not name {entry:?}");
+            assert!(e.entry().is_some(), "{e:?} carries no entry name");
             e
         }
     }
