@@ -739,25 +739,45 @@ fn filler(seed: u64, len: usize) -> Vec<u8> {
     v
 }
 
-/// A single-gzip-layer image with `files` regular files totalling
-/// `total_bytes`, 100 files per directory (`dNNNN/fNNNNNN`), text-like content
-/// (compresses about 2-3x). Tag `latest`. For benchmarks.
-pub fn big_layout(out: &Path, files: usize, total_bytes: u64) -> Result<()> {
+/// File sizes for [`big_layout`]: heavy-tailed like a distribution's files
+/// (most a few KiB, some hundreds of KiB), summing exactly to `total`.
+pub fn big_layout_sizes(files: usize, total: u64) -> Vec<u64> {
     let files = files.max(1);
-    let per = total_bytes / files as u64;
-    let extra = total_bytes % files as u64;
+    let rnd = pseudo_random(7, files * 2);
+    // weight 2^(r*10) for r in [0,1): 1 .. ~1024
+    let weights: Vec<f64> = (0..files)
+        .map(|i| {
+            let r = u16::from_le_bytes([rnd[2 * i], rnd[2 * i + 1]]) as f64 / 65536.0;
+            (r * 10.0).exp2()
+        })
+        .collect();
+    let sum: f64 = weights.iter().sum();
+    let mut sizes: Vec<u64> = weights
+        .iter()
+        .map(|w| (total as f64 * w / sum) as u64)
+        .collect();
+    let assigned: u64 = sizes.iter().sum();
+    sizes[0] += total.saturating_sub(assigned);
+    sizes
+}
+
+/// A single-gzip-layer image with `files` regular files totalling
+/// `total_bytes` (sizes from [`big_layout_sizes`]), 100 files per directory
+/// (`dNNNN/fNNNNNN`), text-like content (compresses about 2.5-3x), every
+/// tenth file executable. Tag `latest`. For benchmarks.
+pub fn big_layout(out: &Path, files: usize, total_bytes: u64) -> Result<()> {
+    let sizes = big_layout_sizes(files, total_bytes);
     let mut w = LayoutWriter::create(out)?;
     let layer = w.write_layer(Compression::Gzip, |tw| {
-        for i in 0..files {
+        for (i, size) in sizes.iter().enumerate() {
             if i % 100 == 0 {
                 tw.append(&Entry::dir(format!("d{:04}", i / 100), 0o755))?;
             }
-            let size = per + if i == 0 { extra } else { 0 };
             let mode = if i % 10 == 0 { 0o755 } else { 0o644 };
             tw.append(&Entry::file(
                 format!("d{:04}/f{:06}", i / 100, i),
                 mode,
-                filler(i as u64, size as usize),
+                filler(i as u64, *size as usize),
             ))?;
         }
         Ok(())
@@ -979,5 +999,15 @@ mod tests {
         let files = names.iter().filter(|(_, t)| t.is_file()).count();
         assert_eq!(files, 250);
         assert!(m["layers"][0]["size"].as_u64().unwrap() < 1_000_003);
+        let raw = layer_tar(&out, &m["layers"][0]);
+        let mut ar = tar::Archive::new(&raw[..]);
+        let total: u64 = ar
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().header().size().unwrap())
+            .sum();
+        assert_eq!(total, 1_000_003);
+        let sizes = big_layout_sizes(250, 1_000_003);
+        assert!(sizes.iter().max().unwrap() > &(20 * sizes.iter().min().unwrap()));
     }
 }
