@@ -1,0 +1,289 @@
+//! The DNS responder of a user-defined network: answers A queries for container names and
+//! aliases from `dns/<network>.hosts` (re-read when it changes) on the bridge's gateway
+//! address, port 53/udp, and forwards every other query to the host's resolvers.
+//!
+//! It runs as its own detached process (`berth __dns NETWORKS_DIR NETWORK`), started by the
+//! first connect and killed by the last disconnect or `network rm`; it also exits by itself
+//! once its network's record is gone.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::Network;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    #[error("the DNS responder of network {network} did not start (see `berth __dns`)")]
+    NotReady { network: String },
+    #[error("DNS responder: cannot read network {path}: {why}")]
+    Config { path: PathBuf, why: String },
+    #[error("DNS responder: cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+const TTL: u32 = 60;
+
+/// A parsed query: the ID, flags, the lower-cased name, its type and the question's bytes.
+#[derive(Debug, PartialEq)]
+pub struct Query {
+    pub id: u16,
+    pub flags: u16,
+    pub name: String,
+    pub qtype: u16,
+    question_end: usize,
+}
+
+/// Parses a standard query with one question (no name compression, as queries are sent).
+pub fn parse_query(p: &[u8]) -> Option<Query> {
+    if p.len() < 12 {
+        return None;
+    }
+    let id = u16::from_be_bytes([p[0], p[1]]);
+    let flags = u16::from_be_bytes([p[2], p[3]]);
+    let qd = u16::from_be_bytes([p[4], p[5]]);
+    if flags & 0x8000 != 0 || qd != 1 || (flags >> 11) & 0xf != 0 {
+        return None;
+    }
+    let mut i = 12;
+    let mut labels = Vec::new();
+    loop {
+        let len = *p.get(i)? as usize;
+        i += 1;
+        if len == 0 {
+            break;
+        }
+        if len > 63 {
+            return None;
+        }
+        let l = p.get(i..i + len)?;
+        labels.push(String::from_utf8_lossy(l).to_ascii_lowercase());
+        i += len;
+    }
+    let qtype = u16::from_be_bytes([*p.get(i)?, *p.get(i + 1)?]);
+    let _class = u16::from_be_bytes([*p.get(i + 2)?, *p.get(i + 3)?]);
+    Some(Query {
+        id,
+        flags,
+        name: labels.join("."),
+        qtype,
+        question_end: i + 4,
+    })
+}
+
+/// The response to `q` (whose bytes are `p`) with these A records and rcode.
+pub fn response(p: &[u8], q: &Query, answers: &[Ipv4Addr], rcode: u16) -> Vec<u8> {
+    let mut r = Vec::with_capacity(q.question_end + 16 * answers.len());
+    r.extend_from_slice(&q.id.to_be_bytes());
+    // QR, opcode copied, AA, RD copied, RA.
+    let flags = 0x8000 | (q.flags & 0x7800) | 0x0400 | (q.flags & 0x0100) | 0x0080 | rcode;
+    r.extend_from_slice(&flags.to_be_bytes());
+    r.extend_from_slice(&1u16.to_be_bytes());
+    r.extend_from_slice(&(answers.len() as u16).to_be_bytes());
+    r.extend_from_slice(&[0, 0, 0, 0]);
+    r.extend_from_slice(&p[12..q.question_end]);
+    for a in answers {
+        r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1]);
+        r.extend_from_slice(&TTL.to_be_bytes());
+        r.extend_from_slice(&4u16.to_be_bytes());
+        r.extend_from_slice(&a.octets());
+    }
+    r
+}
+
+struct Records {
+    path: PathBuf,
+    stamp: Option<(SystemTime, u64)>,
+    map: HashMap<String, Vec<Ipv4Addr>>,
+}
+
+impl Records {
+    fn refresh(&mut self) {
+        let stamp = std::fs::metadata(&self.path)
+            .ok()
+            .and_then(|m| Some((m.modified().ok()?, m.len())));
+        if stamp == self.stamp {
+            return;
+        }
+        self.stamp = stamp;
+        self.map.clear();
+        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        for line in text.lines() {
+            let mut w = line.split_whitespace();
+            let Some(ip) = w.next().and_then(|s| s.parse::<Ipv4Addr>().ok()) else {
+                continue;
+            };
+            for name in w {
+                self.map
+                    .entry(name.to_ascii_lowercase())
+                    .or_default()
+                    .push(ip);
+            }
+        }
+    }
+}
+
+/// The resolvers to forward to: `BERTH_DNS_UPSTREAMS` (comma-separated) if set, else the
+/// nameservers of /etc/resolv.conf.
+fn upstreams(own: Ipv4Addr) -> Vec<SocketAddr> {
+    let list: Vec<IpAddr> = match std::env::var("BERTH_DNS_UPSTREAMS") {
+        Ok(v) => v.split(',').filter_map(|s| s.trim().parse().ok()).collect(),
+        Err(_) => std::fs::read_to_string("/etc/resolv.conf")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                (w.next() == Some("nameserver"))
+                    .then(|| w.next()?.parse().ok())
+                    .flatten()
+            })
+            .collect(),
+    };
+    list.into_iter()
+        .filter(|ip| *ip != IpAddr::V4(own))
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect()
+}
+
+fn forward(sock: UdpSocket, client: SocketAddr, query: Vec<u8>, ups: Vec<SocketAddr>) {
+    std::thread::spawn(move || {
+        for up in &ups {
+            let bind: SocketAddr = if up.is_ipv4() {
+                "0.0.0.0:0".parse().unwrap()
+            } else {
+                "[::]:0".parse().unwrap()
+            };
+            let Ok(s) = UdpSocket::bind(bind) else {
+                continue;
+            };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            if s.connect(up).is_err() || s.send(&query).is_err() {
+                continue;
+            }
+            let mut buf = [0u8; 4096];
+            if let Ok(n) = s.recv(&mut buf) {
+                let _ = sock.send_to(&buf[..n], client);
+                return;
+            }
+        }
+        if let Some(q) = parse_query(&query) {
+            let _ = sock.send_to(&response(&query, &q, &[], 2), client);
+        }
+    });
+}
+
+/// Runs the responder until its network is removed. Never returns.
+pub fn dns_server_main(networks_dir: &Path, network: &str) -> ! {
+    match serve(networks_dir, network) {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("berth __dns: {e}");
+            std::process::exit(1)
+        }
+    }
+}
+
+fn serve(dir: &Path, network: &str) -> Result<(), DnsError> {
+    let net_path = dir.join(format!("{network}.json"));
+    let net: Network = std::fs::read(&net_path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        .map_err(|why| DnsError::Config {
+            path: net_path.clone(),
+            why,
+        })?;
+    let addr = SocketAddr::new(IpAddr::V4(net.gateway), 53);
+    let sock = UdpSocket::bind(addr).map_err(|source| DnsError::Bind { addr, source })?;
+    let _ = sock.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = std::fs::write(
+        dir.join("dns").join(format!("{network}.ready")),
+        std::process::id().to_string(),
+    );
+    let ups = upstreams(net.gateway);
+    let mut records = Records {
+        path: dir.join("dns").join(format!("{network}.hosts")),
+        stamp: None,
+        map: HashMap::new(),
+    };
+    let mut buf = [0u8; 4096];
+    loop {
+        let (n, client) = match sock.recv_from(&mut buf) {
+            Ok(x) => x,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if !net_path.exists() {
+                    return Ok(());
+                }
+                continue;
+            }
+            Err(_) => continue,
+        };
+        let p = &buf[..n];
+        let Some(q) = parse_query(p) else {
+            continue;
+        };
+        records.refresh();
+        let name = q.name.trim_end_matches('.');
+        if let Some(ips) = records.map.get(name) {
+            // A (1) and ANY (255) get the addresses; other types of a known name: no data.
+            let ans: &[Ipv4Addr] = if q.qtype == 1 || q.qtype == 255 {
+                ips
+            } else {
+                &[]
+            };
+            let _ = sock.send_to(&response(p, &q, ans, 0), client);
+        } else if ups.is_empty() {
+            let _ = sock.send_to(&response(p, &q, &[], 2), client);
+        } else if let Ok(s) = sock.try_clone() {
+            forward(s, client, p.to_vec(), ups.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(name: &str, qtype: u16) -> Vec<u8> {
+        let mut p = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        for l in name.split('.') {
+            p.push(l.len() as u8);
+            p.extend_from_slice(l.as_bytes());
+        }
+        p.push(0);
+        p.extend_from_slice(&qtype.to_be_bytes());
+        p.extend_from_slice(&1u16.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn answers_a_query() {
+        let p = query("Web.1", 1);
+        let q = parse_query(&p).unwrap();
+        assert_eq!((q.id, q.name.as_str(), q.qtype), (0x1234, "web.1", 1));
+        let r = response(&p, &q, &[Ipv4Addr::new(10, 89, 0, 2)], 0);
+        assert_eq!(&r[0..2], &[0x12, 0x34]);
+        assert_eq!(u16::from_be_bytes([r[2], r[3]]) & 0x8000, 0x8000);
+        assert_eq!(u16::from_be_bytes([r[6], r[7]]), 1);
+        assert_eq!(&r[r.len() - 4..], &[10, 89, 0, 2]);
+        assert_eq!(&r[12..p.len()], &p[12..]);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(parse_query(&[0; 5]).is_none());
+        let mut p = query("a", 1);
+        p[2] |= 0x80; // a response, not a query
+        assert!(parse_query(&p).is_none());
+        let p = query("a", 1);
+        assert!(parse_query(&p[..p.len() - 2]).is_none());
+    }
+}

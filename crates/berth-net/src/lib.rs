@@ -1,0 +1,386 @@
+//! berth's container networking, done with the kernel directly: Linux bridges and veth pairs
+//! through rtnetlink, NAT and published ports through one nftables table, a persistent locked
+//! address allocator, and a small DNS responder per user-defined network.
+//!
+//! On-disk layout under `<berth root>/networks/`:
+//! ```text
+//! lock                 flock held by every change (create, rm, connect, disconnect, gc)
+//! <name>.json          a network's configuration (Network)
+//! ipam/<name>.json     its address leases (Vec<Lease>), one per attached container
+//! dns/<name>.hosts     "IP NAME ALIAS..." lines the DNS responder serves
+//! dns/<name>.pid       "PID STARTTIME" of the running responder
+//! ```
+//! Nothing here starts a thread that outlives a call or an async runtime, so the engine can fork
+//! right after any of these functions return.
+
+pub mod cli;
+pub mod dns;
+pub mod netns;
+pub mod nft;
+pub mod nl;
+mod publish;
+mod store;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use netns::{create_netns, in_netns, remove_netns, NetnsError};
+pub use publish::{parse_publish, PublishError};
+pub use store::{
+    connect, disconnect, gc, DnsCommand, NetStore, DEFAULT_BRIDGE, DEFAULT_BRIDGE_IFNAME,
+    DEFAULT_NETWORK,
+};
+
+/// Every error of this crate's public API.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("network {0} not found (see `berth network ls`)")]
+    NotFound(String),
+    #[error("network with name {0} already exists")]
+    Exists(String),
+    #[error("invalid network name {0:?}: use letters, digits, '_', '.', '-', starting with a letter or digit")]
+    BadName(String),
+    #[error("invalid {what} {value:?}: {why}")]
+    Invalid {
+        what: &'static str,
+        value: String,
+        why: String,
+    },
+    #[error("subnet {subnet} overlaps with network {other} ({other_subnet})")]
+    Overlap {
+        subnet: String,
+        other: String,
+        other_subnet: String,
+    },
+    #[error("no free address left in network {network} ({subnet})")]
+    Exhausted { network: String, subnet: String },
+    #[error("address {ip} is already in use in network {network} (by {holder})")]
+    AddressInUse {
+        ip: Ipv4Addr,
+        network: String,
+        holder: String,
+    },
+    #[error("address {ip} is outside network {network}'s subnet {subnet}")]
+    AddressOutside {
+        ip: IpAddr,
+        network: String,
+        subnet: String,
+    },
+    #[error("port {port} is already in use on {host_ip}")]
+    PortInUse { port: u16, host_ip: String },
+    #[error("container {container} is already connected to network {network}")]
+    AlreadyConnected { container: String, network: String },
+    #[error(
+        "network {network} has active endpoints ({containers}); disconnect or remove them first"
+    )]
+    InUse { network: String, containers: String },
+    #[error("{0} is a pre-defined network and cannot be removed")]
+    Predefined(String),
+    #[error("IPv6 networks are not supported yet (network {0})")]
+    Ipv6Unsupported(String),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("corrupt network record {path}: {source}")]
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Netlink(#[from] nl::NlError),
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    #[error(transparent)]
+    Nft(#[from] nft::NftError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error(transparent)]
+    Dns(#[from] dns::DnsError),
+}
+
+/// An IPv4 subnet, written `A.B.C.D/N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subnet {
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Subnet {
+    pub fn mask(&self) -> u32 {
+        if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix)
+        }
+    }
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & self.mask() == u32::from(self.addr)
+    }
+    pub fn overlaps(&self, o: &Subnet) -> bool {
+        let m = self.mask() & o.mask();
+        u32::from(self.addr) & m == u32::from(o.addr) & m
+    }
+    /// First and last usable host addresses.
+    pub fn hosts(&self) -> (u32, u32) {
+        let base = u32::from(self.addr);
+        let last = base | !self.mask();
+        if self.prefix >= 31 {
+            (base, last)
+        } else {
+            (base + 1, last - 1)
+        }
+    }
+}
+
+impl std::str::FromStr for Subnet {
+    type Err = NetError;
+    fn from_str(s: &str) -> Result<Subnet, NetError> {
+        let bad = |why: &str| NetError::Invalid {
+            what: "subnet",
+            value: s.to_string(),
+            why: why.to_string(),
+        };
+        let (a, p) = s.split_once('/').ok_or_else(|| bad("expected A.B.C.D/N"))?;
+        let addr: Ipv4Addr = a.parse().map_err(|_| {
+            if a.contains(':') {
+                bad("IPv6 subnets are not supported yet")
+            } else {
+                bad("not an IPv4 address")
+            }
+        })?;
+        let prefix: u8 = p.parse().map_err(|_| bad("bad prefix length"))?;
+        if !(8..=30).contains(&prefix) {
+            return Err(bad("the prefix length must be between 8 and 30"));
+        }
+        let sub = Subnet { addr, prefix };
+        if u32::from(addr) & !sub.mask() != 0 {
+            let net = Ipv4Addr::from(u32::from(addr) & sub.mask());
+            return Err(bad(&format!("host bits set; did you mean {net}/{prefix}?")));
+        }
+        Ok(sub)
+    }
+}
+
+impl std::fmt::Display for Subnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl Serialize for Subnet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Subnet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Subnet, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What `berth network create` accepts.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkOptions {
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub internal: bool,
+    pub ipv6: bool,
+    /// Only "bridge" (the default when empty).
+    pub driver: String,
+    pub labels: Vec<(String, String)>,
+}
+
+/// A network's configuration, as stored in `<name>.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Network {
+    pub name: String,
+    pub id: String,
+    pub driver: String,
+    /// The Linux bridge: `berth0` for the default network, `br-<id12>` otherwise.
+    pub bridge: String,
+    pub subnet: Subnet,
+    pub gateway: Ipv4Addr,
+    pub internal: bool,
+    pub ipv6: bool,
+    /// Whether containers resolve each other by name (user-defined networks).
+    pub dns: bool,
+    /// Seconds since the epoch.
+    pub created: u64,
+    #[serde(default)]
+    pub labels: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+/// One `-p` mapping. `host_port` 0 means "pick a free port" until [`connect`] resolves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMapping {
+    pub host_ip: Option<IpAddr>,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: Protocol,
+}
+
+impl std::fmt::Display for PortMapping {
+    /// `80/tcp -> 0.0.0.0:8080`, as `docker port` prints it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ip = self
+            .host_ip
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "0.0.0.0".into());
+        write!(
+            f,
+            "{}/{} -> {}:{}",
+            self.container_port, self.protocol, ip, self.host_port
+        )
+    }
+}
+
+/// How a container joins a network.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    pub ip: Option<IpAddr>,
+    pub mac: Option<String>,
+    pub aliases: Vec<String>,
+    pub ports: Vec<PortMapping>,
+}
+
+/// One container's address on one network, as stored in `ipam/<name>.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lease {
+    pub ip: Ipv4Addr,
+    pub container_id: String,
+    pub container_name: String,
+    pub aliases: Vec<String>,
+    pub mac: String,
+    /// The host end of the veth pair.
+    pub host_ifname: String,
+    /// The container end.
+    pub ifname: String,
+    pub ports: Vec<PortMapping>,
+}
+
+/// What the engine keeps about a container's attachment (serialisable into its record).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub network: String,
+    pub network_id: String,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    pub mac: String,
+    pub ifname: String,
+    pub host_ifname: String,
+    /// The resolver the container should use (user-defined networks: the gateway).
+    pub dns_server: Option<IpAddr>,
+    pub aliases: Vec<String>,
+    /// The port mappings with their host ports resolved.
+    pub ports: Vec<PortMapping>,
+}
+
+/// `/etc/resolv.conf` for a container. `dns`, `search` and `options` are `--dns`,
+/// `--dns-search` and `--dns-option`; a resolver on loopback in the host's file is replaced by
+/// Docker's public fallbacks (the container cannot reach the host's loopback), and on user-defined
+/// networks the network's own DNS responder comes first.
+pub fn resolv_conf_for(
+    attachments: &[Attachment],
+    host_resolv: &str,
+    dns: &[IpAddr],
+    search: &[String],
+    options: &[String],
+) -> String {
+    let mut host_ns = Vec::new();
+    let mut host_search = Vec::new();
+    let mut host_opts = Vec::new();
+    for line in host_resolv.lines() {
+        let mut w = line.split_whitespace();
+        match w.next() {
+            Some("nameserver") => {
+                if let Some(ip) = w.next().and_then(|s| s.parse::<IpAddr>().ok()) {
+                    host_ns.push(ip)
+                }
+            }
+            Some("search") | Some("domain") => host_search.extend(w.map(str::to_string)),
+            Some("options") => host_opts.extend(w.map(str::to_string)),
+            _ => {}
+        }
+    }
+    let mut servers: Vec<IpAddr> = if let Some(d) = attachments.iter().find_map(|a| a.dns_server) {
+        // The responder forwards everything else to --dns or the host's resolvers itself.
+        vec![d]
+    } else if !dns.is_empty() {
+        dns.to_vec()
+    } else {
+        host_ns.retain(|ip| !ip.is_loopback());
+        host_ns
+    };
+    if servers.is_empty() {
+        servers = vec![
+            IpAddr::V4(Ipv4Addr::new(8, 8, 8, 8)),
+            IpAddr::V4(Ipv4Addr::new(8, 8, 4, 4)),
+        ];
+    }
+    let search = if search.is_empty() {
+        host_search
+    } else {
+        search.to_vec()
+    };
+    let opts = if options.is_empty() {
+        host_opts
+    } else {
+        options.to_vec()
+    };
+    let mut out = String::new();
+    if !search.is_empty() && search.iter().all(|s| s != ".") {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    for s in servers {
+        out.push_str(&format!("nameserver {s}\n"));
+    }
+    if !opts.is_empty() {
+        out.push_str(&format!("options {}\n", opts.join(" ")));
+    }
+    out
+}
+
+/// `/etc/hosts` for a container: loopback lines, the container's own addresses with its
+/// hostname, and `--add-host` entries.
+pub fn hosts_file(
+    hostname: &str,
+    attachments: &[Attachment],
+    extra: &[(String, IpAddr)],
+) -> String {
+    let mut out = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+         fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
+         ff02::2\tip6-allrouters\n",
+    );
+    for (name, ip) in extra {
+        out.push_str(&format!("{ip}\t{name}\n"));
+    }
+    for a in attachments {
+        out.push_str(&format!("{}\t{hostname}\n", a.ip));
+    }
+    out
+}

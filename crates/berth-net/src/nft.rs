@@ -1,0 +1,140 @@
+//! berth's nftables rules: one `ip berth` table, rebuilt from the network and lease records and
+//! swapped in as one atomic transaction (`nft -f -`), so the kernel's rules always match the
+//! records and nothing is ever left half-applied or orphaned.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use crate::{Lease, Network, Protocol};
+
+pub const TABLE: &str = "berth";
+
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    #[error("cannot run nft (install the nftables package): {0}")]
+    Spawn(std::io::Error),
+    #[error("nft refused berth's rules: {stderr}")]
+    Refused { stderr: String },
+}
+
+/// The `ip berth` table for these networks and their leases (empty: no table at all).
+pub fn render(nets: &[(Network, Vec<Lease>)]) -> String {
+    let mut s = String::new();
+    // Make sure the table exists so that the delete below cannot fail, then replace it.
+    let _ = writeln!(s, "table ip {TABLE} {{}}\ndelete table ip {TABLE}");
+    if nets.is_empty() {
+        return s;
+    }
+    let bridges: Vec<&str> = nets.iter().map(|(n, _)| n.bridge.as_str()).collect();
+    let _ = writeln!(s, "table ip {TABLE} {{");
+
+    // Published ports.
+    s.push_str("  chain ports {\n");
+    for (net, leases) in nets {
+        if net.internal {
+            continue;
+        }
+        for l in leases {
+            for p in &l.ports {
+                let daddr = match p.host_ip {
+                    Some(std::net::IpAddr::V4(ip)) if !ip.is_unspecified() => {
+                        format!("ip daddr {ip} ")
+                    }
+                    _ => String::new(),
+                };
+                let proto = match p.protocol {
+                    Protocol::Tcp => "tcp",
+                    Protocol::Udp => "udp",
+                };
+                let _ = writeln!(
+                    s,
+                    "    {daddr}{proto} dport {} dnat to {}:{}",
+                    p.host_port, l.ip, p.container_port
+                );
+            }
+        }
+    }
+    s.push_str("  }\n");
+    s.push_str(
+        "  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n    \
+         fib daddr type local jump ports\n  }\n",
+    );
+    s.push_str(
+        "  chain output {\n    type nat hook output priority -100; policy accept;\n    \
+         fib daddr type local jump ports\n  }\n",
+    );
+
+    // Source NAT: egress, localhost and hairpin traffic to published ports.
+    s.push_str(
+        "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n",
+    );
+    for (net, _) in nets {
+        let (b, sub) = (&net.bridge, &net.subnet);
+        let _ = writeln!(
+            s,
+            "    oifname \"{b}\" ct status dnat ip saddr 127.0.0.0/8 masquerade"
+        );
+        let _ = writeln!(
+            s,
+            "    oifname \"{b}\" ct status dnat ip saddr {sub} masquerade"
+        );
+        if !net.internal {
+            let _ = writeln!(
+                s,
+                "    ip saddr {sub} ip daddr != {sub} oifname != \"{b}\" masquerade"
+            );
+        }
+    }
+    s.push_str("  }\n");
+
+    // Forwarding: internal networks stay inside their bridge; networks are isolated from each
+    // other except for published ports.
+    s.push_str("  chain forward {\n    type filter hook forward priority filter; policy accept;\n");
+    for (net, _) in nets {
+        if net.internal {
+            let b = &net.bridge;
+            let _ = writeln!(s, "    iifname \"{b}\" oifname != \"{b}\" drop");
+            let _ = writeln!(s, "    oifname \"{b}\" iifname != \"{b}\" drop");
+        }
+    }
+    s.push_str("    ct status dnat accept\n");
+    if bridges.len() > 1 {
+        let set = bridges
+            .iter()
+            .map(|b| format!("\"{b}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        for b in &bridges {
+            let _ = writeln!(
+                s,
+                "    iifname \"{b}\" oifname {{ {set} }} oifname != \"{b}\" drop"
+            );
+        }
+    }
+    s.push_str("  }\n}\n");
+    s
+}
+
+/// Applies a script made by [`render`] as one transaction.
+pub fn apply(script: &str) -> Result<(), NftError> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(NftError::Spawn)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(script.as_bytes())
+            .map_err(NftError::Spawn)?;
+    }
+    let out = child.wait_with_output().map_err(NftError::Spawn)?;
+    if !out.status.success() {
+        return Err(NftError::Refused {
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
+}

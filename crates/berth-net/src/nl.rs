@@ -1,0 +1,303 @@
+//! Synchronous rtnetlink requests (links, addresses, routes) over one socket bound in the calling
+//! thread's network namespace. No async runtime: every request waits for the kernel's ACK.
+
+use std::net::Ipv4Addr;
+use std::os::fd::RawFd;
+
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
+    NLM_F_REQUEST,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NlError {
+    #[error("netlink socket: {0}")]
+    Socket(std::io::Error),
+    #[error("netlink {what}: {source}")]
+    Request {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("netlink {what}: cannot decode the kernel's reply: {detail}")]
+    Decode { what: String, detail: String },
+}
+
+impl NlError {
+    /// The errno of a refused request, if that is what this is.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            NlError::Request { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+pub struct Netlink {
+    sock: Socket,
+    seq: u32,
+}
+
+impl Netlink {
+    /// A route socket in the calling thread's current network namespace.
+    pub fn new() -> Result<Netlink, NlError> {
+        let mut sock = Socket::new(NETLINK_ROUTE).map_err(NlError::Socket)?;
+        sock.bind_auto().map_err(NlError::Socket)?;
+        sock.connect(&SocketAddr::new(0, 0))
+            .map_err(NlError::Socket)?;
+        Ok(Netlink { sock, seq: 1 })
+    }
+
+    /// Sends one request and returns the kernel's replies until its ACK (or error).
+    fn request(
+        &mut self,
+        what: &str,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> Result<Vec<RouteNetlinkMessage>, NlError> {
+        let mut hdr = NetlinkHeader::default();
+        hdr.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        self.seq += 1;
+        hdr.sequence_number = self.seq;
+        let mut m = NetlinkMessage::new(hdr, NetlinkPayload::from(msg));
+        m.finalize();
+        let mut buf = vec![0u8; m.buffer_len()];
+        m.serialize(&mut buf);
+        self.sock.send(&buf, 0).map_err(|e| NlError::Request {
+            what: what.to_string(),
+            source: e,
+        })?;
+        let mut out = Vec::new();
+        loop {
+            let (data, _) = self.sock.recv_from_full().map_err(|e| NlError::Request {
+                what: what.to_string(),
+                source: e,
+            })?;
+            let mut off = 0;
+            while off < data.len() {
+                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[off..])
+                    .map_err(|e| NlError::Decode {
+                        what: what.to_string(),
+                        detail: e.to_string(),
+                    })?;
+                let len = reply.header.length as usize;
+                if len == 0 {
+                    break;
+                }
+                off += (len + 3) & !3;
+                if reply.header.sequence_number != self.seq {
+                    continue;
+                }
+                match reply.payload {
+                    NetlinkPayload::Error(e) => {
+                        return match e.code {
+                            None => Ok(out),
+                            Some(code) => Err(NlError::Request {
+                                what: what.to_string(),
+                                source: std::io::Error::from_raw_os_error(-code.get()),
+                            }),
+                        };
+                    }
+                    NetlinkPayload::Done(_) => return Ok(out),
+                    NetlinkPayload::InnerMessage(m) => out.push(m),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// The index of the link called `name`, or None.
+    pub fn link_index(&mut self, name: &str) -> Result<Option<u32>, NlError> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        match self.request(
+            &format!("get link {name}"),
+            RouteNetlinkMessage::GetLink(msg),
+            0,
+        ) {
+            Ok(replies) => Ok(replies.into_iter().find_map(|r| match r {
+                RouteNetlinkMessage::NewLink(l) => Some(l.header.index),
+                _ => None,
+            })),
+            Err(e) if e.errno() == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates a bridge, up.
+    pub fn add_bridge(&mut self, name: &str) -> Result<u32, NlError> {
+        let mut msg = LinkMessage::default();
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        msg.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Bridge,
+            )]));
+        self.request(
+            &format!("create bridge {name}"),
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        self.link_index(name)?.ok_or_else(|| NlError::Decode {
+            what: format!("create bridge {name}"),
+            detail: "the new bridge has no index".into(),
+        })
+    }
+
+    /// Creates a veth pair: `host` attached to `controller` and up, its peer `peer` created
+    /// directly in the namespace `netns_fd` with the MAC address `mac`.
+    pub fn add_veth(
+        &mut self,
+        host: &str,
+        controller: u32,
+        peer: &str,
+        netns_fd: RawFd,
+        mac: [u8; 6],
+    ) -> Result<(), NlError> {
+        let mut peer_msg = LinkMessage::default();
+        peer_msg
+            .attributes
+            .push(LinkAttribute::IfName(peer.to_string()));
+        peer_msg.attributes.push(LinkAttribute::NetNsFd(netns_fd));
+        peer_msg
+            .attributes
+            .push(LinkAttribute::Address(mac.to_vec()));
+        let mut msg = LinkMessage::default();
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        msg.attributes.push(LinkAttribute::IfName(host.to_string()));
+        msg.attributes.push(LinkAttribute::Controller(controller));
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
+        ]));
+        self.request(
+            &format!("create veth pair {host}/{peer}"),
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        Ok(())
+    }
+
+    /// Deletes the link `name`; Ok(false) if there was none.
+    pub fn del_link(&mut self, name: &str) -> Result<bool, NlError> {
+        let Some(index) = self.link_index(name)? else {
+            return Ok(false);
+        };
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        match self.request(
+            &format!("delete link {name}"),
+            RouteNetlinkMessage::DelLink(msg),
+            0,
+        ) {
+            Ok(_) => Ok(true),
+            Err(e) if e.errno() == Some(libc::ENODEV) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Turns on hairpin mode of a bridge port, so a container reaches its own published ports.
+    pub fn set_hairpin(&mut self, name: &str) -> Result<(), NlError> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::PortKind(InfoPortKind::Bridge),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                true,
+            )])),
+        ]));
+        // Port options change through RTM_NEWLINK on the existing link (as `ip link set` does).
+        self.request(
+            &format!("set hairpin mode on {name}"),
+            RouteNetlinkMessage::NewLink(msg),
+            0,
+        )?;
+        Ok(())
+    }
+
+    /// Sets the link up.
+    pub fn set_up(&mut self, index: u32) -> Result<(), NlError> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        self.request(
+            &format!("set link {index} up"),
+            RouteNetlinkMessage::SetLink(msg),
+            0,
+        )?;
+        Ok(())
+    }
+
+    /// Adds `ip/prefix` to the link (Ok if it is there already).
+    pub fn add_addr(&mut self, index: u32, ip: Ipv4Addr, prefix: u8) -> Result<(), NlError> {
+        let mut msg = AddressMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        msg.header.prefix_len = prefix;
+        msg.header.index = index;
+        msg.attributes.push(AddressAttribute::Local(ip.into()));
+        msg.attributes.push(AddressAttribute::Address(ip.into()));
+        if prefix < 31 {
+            let bcast = u32::from(ip) | (u32::MAX >> prefix);
+            msg.attributes
+                .push(AddressAttribute::Broadcast(Ipv4Addr::from(bcast)));
+        }
+        match self.request(
+            &format!("add address {ip}/{prefix}"),
+            RouteNetlinkMessage::NewAddress(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ) {
+            Ok(_) => Ok(()),
+            Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Adds a default route via `gateway` out of link `index`.
+    pub fn add_default_route(&mut self, index: u32, gateway: Ipv4Addr) -> Result<(), NlError> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = AddressFamily::Inet;
+        msg.header.table = RouteHeader::RT_TABLE_MAIN;
+        msg.header.protocol = RouteProtocol::Boot;
+        msg.header.scope = RouteScope::Universe;
+        msg.header.kind = RouteType::Unicast;
+        msg.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        msg.attributes.push(RouteAttribute::Oif(index));
+        self.request(
+            &format!("add default route via {gateway}"),
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        Ok(())
+    }
+
+    /// Whether the main table has an IPv4 default route.
+    pub fn has_default_route(&mut self) -> Result<bool, NlError> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = AddressFamily::Inet;
+        let replies = self.request(
+            "list routes",
+            RouteNetlinkMessage::GetRoute(msg),
+            netlink_packet_core::NLM_F_DUMP,
+        )?;
+        Ok(replies.iter().any(|r| match r {
+            RouteNetlinkMessage::NewRoute(r) => {
+                r.header.destination_prefix_length == 0
+                    && r.header.table == RouteHeader::RT_TABLE_MAIN
+            }
+            _ => false,
+        }))
+    }
+}

@@ -1,0 +1,830 @@
+//! Network records, the address allocator, and connecting containers.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::nl::Netlink;
+use crate::{
+    netns, nft, Attachment, ConnectOptions, Lease, NetError, Network, NetworkOptions, Protocol,
+    Subnet,
+};
+
+/// The network containers join when nothing else is asked for.
+pub const DEFAULT_NETWORK: &str = "bridge";
+pub const DEFAULT_BRIDGE_IFNAME: &str = "berth0";
+pub const DEFAULT_BRIDGE: &str = "10.88.0.0/16";
+
+/// How to start a network's DNS responder: `program args... NETWORKS_DIR NETWORK`, with `env`.
+/// The default is this executable with `__dns` (the hidden `berth __dns` command).
+#[derive(Debug, Clone)]
+pub struct DnsCommand {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    pub env: Vec<(OsString, OsString)>,
+}
+
+/// The networks under `<berth root>/networks/`.
+#[derive(Debug, Clone)]
+pub struct NetStore {
+    dir: PathBuf,
+    dns_command: Option<DnsCommand>,
+}
+
+pub(crate) struct Locked {
+    _lock: Flock<File>,
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> NetError {
+    let path = path.to_path_buf();
+    move |source| NetError::Io { what, path, source }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut c = name.chars();
+    matches!(c.next(), Some(f) if f.is_ascii_alphanumeric())
+        && name.len() <= 64
+        && c.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+/// 64 hex digits from the kernel's random source.
+fn random_id() -> String {
+    let mut b = [0u8; 32];
+    if let Ok(mut f) = File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut b);
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A short stable hash for interface names.
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    })
+}
+
+fn write_atomic(path: &Path, data: &[u8]) -> Result<(), NetError> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut f = File::create(&tmp).map_err(io("cannot write", &tmp))?;
+    f.write_all(data).map_err(io("cannot write", &tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(io("cannot rename into place", path))
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, NetError> {
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|source| NetError::Corrupt {
+                path: path.to_path_buf(),
+                source,
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io("cannot read", path)(e)),
+    }
+}
+
+pub(crate) fn mac_for(ip: Ipv4Addr) -> String {
+    let o = ip.octets();
+    format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
+}
+
+fn parse_mac(s: &str) -> Result<[u8; 6], NetError> {
+    let bad = |why: &str| NetError::Invalid {
+        what: "MAC address",
+        value: s.to_string(),
+        why: why.to_string(),
+    };
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return Err(bad("expected six hex bytes like 02:42:ac:11:00:02"));
+    }
+    let mut m = [0u8; 6];
+    for (i, p) in parts.iter().enumerate() {
+        m[i] = u8::from_str_radix(p, 16).map_err(|_| bad("not hex"))?;
+    }
+    if m[0] & 1 == 1 {
+        return Err(bad(
+            "a multicast address cannot be assigned to an interface",
+        ));
+    }
+    Ok(m)
+}
+
+fn write_sysctl(path: &str, value: &str) -> Result<(), NetError> {
+    std::fs::write(path, value).map_err(io("cannot set", Path::new(path)))
+}
+
+impl NetStore {
+    /// Opens (creating) `<berth_root>/networks`.
+    pub fn open(berth_root: &Path) -> Result<NetStore, NetError> {
+        let dir = berth_root.join("networks");
+        for d in [dir.clone(), dir.join("ipam"), dir.join("dns")] {
+            std::fs::create_dir_all(&d).map_err(io("cannot create", &d))?;
+        }
+        Ok(NetStore {
+            dir,
+            dns_command: None,
+        })
+    }
+
+    /// Sets how DNS responders are started (tests; the default re-executes this binary).
+    pub fn with_dns_command(mut self, cmd: DnsCommand) -> NetStore {
+        self.dns_command = Some(cmd);
+        self
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn lock(&self) -> Result<Locked, NetError> {
+        let p = self.dir.join("lock");
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(io("cannot open", &p))?;
+        let lock = Flock::lock(f, FlockArg::LockExclusive)
+            .map_err(|(_, e)| io("cannot lock", &p)(e.into()))?;
+        Ok(Locked { _lock: lock })
+    }
+
+    fn net_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.json"))
+    }
+    fn ipam_path(&self, name: &str) -> PathBuf {
+        self.dir.join("ipam").join(format!("{name}.json"))
+    }
+    pub(crate) fn hosts_path(&self, name: &str) -> PathBuf {
+        self.dir.join("dns").join(format!("{name}.hosts"))
+    }
+    fn pid_path(&self, name: &str) -> PathBuf {
+        self.dir.join("dns").join(format!("{name}.pid"))
+    }
+
+    /// Finds a network by name, full ID or unique ID prefix.
+    pub fn inspect(&self, name_or_id: &str) -> Result<Network, NetError> {
+        if valid_name(name_or_id) {
+            if let Some(n) = read_json::<Network>(&self.net_path(name_or_id))? {
+                return Ok(n);
+            }
+        }
+        let matches: Vec<Network> = self
+            .list()?
+            .into_iter()
+            .filter(|n| name_or_id.len() >= 3 && n.id.starts_with(name_or_id))
+            .collect();
+        match matches.len() {
+            1 => Ok(matches.into_iter().next().unwrap()),
+            _ => Err(NetError::NotFound(name_or_id.to_string())),
+        }
+    }
+
+    /// Every network, by name.
+    pub fn list(&self) -> Result<Vec<Network>, NetError> {
+        let mut out = Vec::new();
+        let rd = std::fs::read_dir(&self.dir).map_err(io("cannot list", &self.dir))?;
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "json") {
+                if let Some(n) = read_json::<Network>(&p)? {
+                    out.push(n);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// The containers attached to a network.
+    pub fn leases(&self, name: &str) -> Result<Vec<Lease>, NetError> {
+        Ok(read_json(&self.ipam_path(name))?.unwrap_or_default())
+    }
+
+    fn save_leases(&self, name: &str, leases: &[Lease]) -> Result<(), NetError> {
+        let p = self.ipam_path(name);
+        write_atomic(
+            &p,
+            &serde_json::to_vec_pretty(leases).expect("leases serialise"),
+        )
+    }
+
+    /// Creates a user-defined network (its bridge appears on first connect).
+    pub fn create(&self, name: &str, opts: &NetworkOptions) -> Result<Network, NetError> {
+        if !valid_name(name) {
+            return Err(NetError::BadName(name.to_string()));
+        }
+        if !opts.driver.is_empty() && opts.driver != "bridge" {
+            return Err(NetError::Invalid {
+                what: "driver",
+                value: opts.driver.clone(),
+                why: "only the bridge driver is supported".into(),
+            });
+        }
+        if opts.ipv6 {
+            return Err(NetError::Ipv6Unsupported(name.to_string()));
+        }
+        let _l = self.lock()?;
+        if self.net_path(name).exists() || name == DEFAULT_NETWORK {
+            return Err(NetError::Exists(name.to_string()));
+        }
+        let existing = self.list()?;
+        let subnet = match &opts.subnet {
+            Some(s) => {
+                let s: Subnet = s.parse()?;
+                if let Some(o) = existing.iter().find(|n| n.subnet.overlaps(&s)) {
+                    return Err(NetError::Overlap {
+                        subnet: s.to_string(),
+                        other: o.name.clone(),
+                        other_subnet: o.subnet.to_string(),
+                    });
+                }
+                s
+            }
+            // 10.89.0.0/24, 10.89.1.0/24, ... as podman does.
+            None => (0..=255u32)
+                .map(|i| Subnet {
+                    addr: Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 89, 0, 0)) + (i << 8)),
+                    prefix: 24,
+                })
+                .find(|s| existing.iter().all(|n| !n.subnet.overlaps(s)))
+                .ok_or_else(|| NetError::Exhausted {
+                    network: name.to_string(),
+                    subnet: "10.89.0.0/16 (the default pool)".into(),
+                })?,
+        };
+        let (first, last) = subnet.hosts();
+        let gateway = match &opts.gateway {
+            Some(g) => {
+                let ip: Ipv4Addr = g.parse().map_err(|_| NetError::Invalid {
+                    what: "gateway",
+                    value: g.clone(),
+                    why: "not an IPv4 address".into(),
+                })?;
+                if !(first..=last).contains(&u32::from(ip)) {
+                    return Err(NetError::AddressOutside {
+                        ip: ip.into(),
+                        network: name.to_string(),
+                        subnet: subnet.to_string(),
+                    });
+                }
+                ip
+            }
+            None => Ipv4Addr::from(first),
+        };
+        let id = random_id();
+        let net = Network {
+            name: name.to_string(),
+            bridge: format!("br-{}", &id[..12]),
+            id,
+            driver: "bridge".into(),
+            subnet,
+            gateway,
+            internal: opts.internal,
+            ipv6: false,
+            dns: true,
+            created: now(),
+            labels: opts.labels.clone(),
+        };
+        self.save_net(&net)?;
+        Ok(net)
+    }
+
+    fn save_net(&self, net: &Network) -> Result<(), NetError> {
+        write_atomic(
+            &self.net_path(&net.name),
+            &serde_json::to_vec_pretty(net).expect("network serialises"),
+        )
+    }
+
+    /// The default `bridge` network (berth0, 10.88.0.0/16), recorded on first use.
+    pub fn default_bridge(&self) -> Result<Network, NetError> {
+        if let Some(n) = read_json::<Network>(&self.net_path(DEFAULT_NETWORK))? {
+            return Ok(n);
+        }
+        let _l = self.lock()?;
+        if let Some(n) = read_json::<Network>(&self.net_path(DEFAULT_NETWORK))? {
+            return Ok(n);
+        }
+        let net = Network {
+            name: DEFAULT_NETWORK.into(),
+            id: random_id(),
+            driver: "bridge".into(),
+            bridge: DEFAULT_BRIDGE_IFNAME.into(),
+            subnet: DEFAULT_BRIDGE.parse()?,
+            gateway: Ipv4Addr::new(10, 88, 0, 1),
+            internal: false,
+            ipv6: false,
+            dns: false,
+            created: now(),
+            labels: Vec::new(),
+        };
+        self.save_net(&net)?;
+        Ok(net)
+    }
+
+    /// Removes a network without endpoints: its bridge, rules, DNS responder and records.
+    pub fn remove(&self, name_or_id: &str) -> Result<Network, NetError> {
+        let _l = self.lock()?;
+        let net = self.inspect(name_or_id)?;
+        if net.name == DEFAULT_NETWORK {
+            return Err(NetError::Predefined(net.name));
+        }
+        self.remove_locked(&net)?;
+        Ok(net)
+    }
+
+    fn remove_locked(&self, net: &Network) -> Result<(), NetError> {
+        let leases = self.leases(&net.name)?;
+        if !leases.is_empty() {
+            return Err(NetError::InUse {
+                network: net.name.clone(),
+                containers: leases
+                    .iter()
+                    .map(|l| l.container_name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        self.stop_dns(&net.name);
+        let mut nl = Netlink::new()?;
+        nl.del_link(&net.bridge)?;
+        for p in [
+            self.net_path(&net.name),
+            self.ipam_path(&net.name),
+            self.hosts_path(&net.name),
+        ] {
+            let _ = std::fs::remove_file(p);
+        }
+        self.sync_rules()
+    }
+
+    /// Removes a network, the predefined `bridge` included (it is re-created on next use).
+    pub fn remove_any(&self, name_or_id: &str) -> Result<Network, NetError> {
+        let _l = self.lock()?;
+        let net = self.inspect(name_or_id)?;
+        self.remove_locked(&net)?;
+        Ok(net)
+    }
+
+    /// Removes every user-defined network without endpoints; returns their names.
+    pub fn prune(&self) -> Result<Vec<String>, NetError> {
+        let _l = self.lock()?;
+        let mut out = Vec::new();
+        for n in self.list()? {
+            if n.name != DEFAULT_NETWORK && self.leases(&n.name)?.is_empty() {
+                self.remove_locked(&n)?;
+                out.push(n.name);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Rewrites the nftables table from the records (caller holds the lock).
+    fn sync_rules(&self) -> Result<(), NetError> {
+        let mut all = Vec::new();
+        for n in self.list()? {
+            let l = self.leases(&n.name)?;
+            all.push((n, l));
+        }
+        nft::apply(&nft::render(&all))?;
+        Ok(())
+    }
+
+    /// The bridge of `net`, created with its gateway address if missing.
+    fn ensure_bridge(&self, nl: &mut Netlink, net: &Network) -> Result<u32, NetError> {
+        if let Some(i) = nl.link_index(&net.bridge)? {
+            return Ok(i);
+        }
+        let idx = match nl.add_bridge(&net.bridge) {
+            Ok(i) => i,
+            Err(e) if e.errno() == Some(libc::EEXIST) => {
+                nl.link_index(&net.bridge)?.unwrap_or_default()
+            }
+            Err(e) => return Err(e.into()),
+        };
+        nl.add_addr(idx, net.gateway, net.subnet.prefix)?;
+        // DNAT of 127.0.0.1 to a container needs loopback sources routable out of the bridge.
+        write_sysctl(
+            &format!("/proc/sys/net/ipv4/conf/{}/route_localnet", net.bridge),
+            "1",
+        )?;
+        if !net.internal {
+            write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
+        }
+        Ok(idx)
+    }
+
+    fn write_hosts(&self, net: &Network, leases: &[Lease]) -> Result<(), NetError> {
+        if !net.dns {
+            return Ok(());
+        }
+        let mut s = String::new();
+        for l in leases {
+            s.push_str(&format!("{} {}", l.ip, l.container_name));
+            if l.container_id.len() >= 12 {
+                s.push_str(&format!(" {}", &l.container_id[..12]));
+            }
+            for a in &l.aliases {
+                s.push_str(&format!(" {a}"));
+            }
+            s.push('\n');
+        }
+        write_atomic(&self.hosts_path(&net.name), s.as_bytes())
+    }
+
+    /// The responder's pid if it runs (pid file matching a live process with the same start time).
+    pub fn dns_pid(&self, name: &str) -> Option<i32> {
+        let s = std::fs::read_to_string(self.pid_path(name)).ok()?;
+        let mut w = s.split_whitespace();
+        let pid: i32 = w.next()?.parse().ok()?;
+        let start = w.next()?;
+        (proc_start_time(pid).as_deref() == Some(start)).then_some(pid)
+    }
+
+    fn ensure_dns(&self, net: &Network) -> Result<(), NetError> {
+        if !net.dns || self.dns_pid(&net.name).is_some() {
+            return Ok(());
+        }
+        let cmd = match &self.dns_command {
+            Some(c) => c.clone(),
+            None => DnsCommand {
+                program: std::env::current_exe().map_err(io(
+                    "cannot find this executable",
+                    Path::new("/proc/self/exe"),
+                ))?,
+                args: vec!["__dns".into()],
+                env: Vec::new(),
+            },
+        };
+        let ready = self.dir.join("dns").join(format!("{}.ready", net.name));
+        let _ = std::fs::remove_file(&ready);
+        let mut c = std::process::Command::new(&cmd.program);
+        c.args(&cmd.args)
+            .arg(&self.dir)
+            .arg(&net.name)
+            .envs(cmd.env.iter().map(|(a, b)| (a, b)))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        // SAFETY: setsid is async-signal-safe.
+        unsafe {
+            c.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let child = c
+            .spawn()
+            .map_err(io("cannot start the DNS responder", &cmd.program))?;
+        let pid = child.id() as i32;
+        drop(child);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !ready.exists() {
+            if Instant::now() > deadline || proc_start_time(pid).is_none() {
+                return Err(crate::dns::DnsError::NotReady {
+                    network: net.name.clone(),
+                }
+                .into());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let start = proc_start_time(pid).unwrap_or_default();
+        write_atomic(
+            &self.pid_path(&net.name),
+            format!("{pid} {start}\n").as_bytes(),
+        )
+    }
+
+    fn stop_dns(&self, name: &str) {
+        if let Some(pid) = self.dns_pid(name) {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < deadline {
+                // Reap it if it is our child; otherwise wait for it to vanish.
+                let _ = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        let _ = std::fs::remove_file(self.pid_path(name));
+        let _ = std::fs::remove_file(self.dir.join("dns").join(format!("{name}.ready")));
+    }
+}
+
+/// Field 22 of /proc/PID/stat (the start time in clock ticks), to tell a recycled pid apart.
+fn proc_start_time(pid: i32) -> Option<String> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &s[s.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    if fields.first() == Some(&"Z") {
+        return None;
+    }
+    fields.get(19).map(|s| s.to_string())
+}
+
+fn check_port_free(ip: Option<IpAddr>, port: u16, proto: Protocol) -> Result<u16, NetError> {
+    let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let addr = SocketAddr::new(ip, port);
+    let res = match proto {
+        Protocol::Tcp => TcpListener::bind(addr).and_then(|l| l.local_addr()),
+        Protocol::Udp => UdpSocket::bind(addr).and_then(|l| l.local_addr()),
+    };
+    res.map(|a| a.port()).map_err(|_| NetError::PortInUse {
+        port,
+        host_ip: ip.to_string(),
+    })
+}
+
+/// Connects a container's network namespace (`netns_path`, a bind-mounted nsfs file) to a
+/// network: veth pair, address, default route, published ports, DNS name. Called by the engine
+/// after creating the namespace and before starting the container.
+pub fn connect(
+    store: &NetStore,
+    network: &str,
+    container_id: &str,
+    container_name: &str,
+    netns_path: &Path,
+    opts: &ConnectOptions,
+) -> Result<Attachment, NetError> {
+    let net = if network == DEFAULT_NETWORK {
+        store.default_bridge()?
+    } else {
+        store.inspect(network)?
+    };
+    let _l = store.lock()?;
+    let mut leases = store.leases(&net.name)?;
+    if leases.iter().any(|l| l.container_id == container_id) {
+        return Err(NetError::AlreadyConnected {
+            container: container_name.to_string(),
+            network: net.name.clone(),
+        });
+    }
+
+    // Published ports: free on the host and not published by another container.
+    let mut ports = opts.ports.clone();
+    if net.internal && !ports.is_empty() {
+        return Err(NetError::Invalid {
+            what: "publish",
+            value: net.name.clone(),
+            why: "ports cannot be published on an internal network".into(),
+        });
+    }
+    let mut taken: Vec<(u16, Protocol)> = Vec::new();
+    for n in store.list()? {
+        for l in store.leases(&n.name)? {
+            taken.extend(l.ports.iter().map(|p| (p.host_port, p.protocol)));
+        }
+    }
+    for p in &mut ports {
+        if p.host_port == 0 {
+            let mut port = 0;
+            for _ in 0..64 {
+                let cand = check_port_free(p.host_ip, 0, p.protocol)?;
+                if !taken.contains(&(cand, p.protocol)) {
+                    port = cand;
+                    break;
+                }
+            }
+            p.host_port = port;
+        } else if taken.contains(&(p.host_port, p.protocol)) {
+            return Err(NetError::PortInUse {
+                port: p.host_port,
+                host_ip: p
+                    .host_ip
+                    .map(|i| i.to_string())
+                    .unwrap_or_else(|| "0.0.0.0".into()),
+            });
+        } else {
+            check_port_free(p.host_ip, p.host_port, p.protocol)?;
+        }
+        taken.push((p.host_port, p.protocol));
+    }
+
+    // The address.
+    let (first, last) = net.subnet.hosts();
+    let used =
+        |ip: u32| ip == u32::from(net.gateway) || leases.iter().any(|l| u32::from(l.ip) == ip);
+    let ip = match opts.ip {
+        Some(IpAddr::V4(ip)) => {
+            if !(first..=last).contains(&u32::from(ip)) {
+                return Err(NetError::AddressOutside {
+                    ip: ip.into(),
+                    network: net.name.clone(),
+                    subnet: net.subnet.to_string(),
+                });
+            }
+            if let Some(l) = leases.iter().find(|l| l.ip == ip) {
+                return Err(NetError::AddressInUse {
+                    ip,
+                    network: net.name.clone(),
+                    holder: l.container_name.clone(),
+                });
+            }
+            if ip == net.gateway {
+                return Err(NetError::AddressInUse {
+                    ip,
+                    network: net.name.clone(),
+                    holder: "the gateway".into(),
+                });
+            }
+            ip
+        }
+        Some(ip @ IpAddr::V6(_)) => {
+            return Err(NetError::AddressOutside {
+                ip,
+                network: net.name.clone(),
+                subnet: net.subnet.to_string(),
+            })
+        }
+        None => (first..=last)
+            .find(|i| !used(*i))
+            .map(Ipv4Addr::from)
+            .ok_or_else(|| NetError::Exhausted {
+                network: net.name.clone(),
+                subnet: net.subnet.to_string(),
+            })?,
+    };
+    let mac = match &opts.mac {
+        Some(m) => {
+            parse_mac(m)?;
+            m.to_lowercase()
+        }
+        None => mac_for(ip),
+    };
+    let mac_bytes = parse_mac(&mac)?;
+    let host_ifname = format!(
+        "vb{:012x}",
+        fnv(&format!("{}/{container_id}", net.id)) >> 16
+    );
+
+    // Record the lease first: a crash from here on leaves something gc() can reclaim.
+    let mut lease = Lease {
+        ip,
+        container_id: container_id.to_string(),
+        container_name: container_name.to_string(),
+        aliases: opts.aliases.clone(),
+        mac: mac.clone(),
+        host_ifname: host_ifname.clone(),
+        ifname: String::new(),
+        ports: ports.clone(),
+    };
+    leases.push(lease.clone());
+    store.save_leases(&net.name, &leases)?;
+
+    let res = (|| -> Result<String, NetError> {
+        let mut nl = Netlink::new()?;
+        let bridge = store.ensure_bridge(&mut nl, &net)?;
+        let ns = File::open(netns_path).map_err(io("cannot open network namespace", netns_path))?;
+        // The container side is called eth0, eth1, ... in order of connection.
+        let ifname = netns::in_netns(netns_path, || -> Result<String, NetError> {
+            let mut nl = Netlink::new()?;
+            for i in 0.. {
+                let n = format!("eth{i}");
+                if nl.link_index(&n)?.is_none() {
+                    return Ok(n);
+                }
+            }
+            unreachable!()
+        })??;
+        let _ = nl.del_link(&host_ifname);
+        nl.add_veth(&host_ifname, bridge, &ifname, ns.as_raw_fd(), mac_bytes)?;
+        nl.set_hairpin(&host_ifname)?;
+        let (gw, prefix, ifn) = (net.gateway, net.subnet.prefix, ifname.clone());
+        netns::in_netns(netns_path, move || -> Result<(), NetError> {
+            let mut nl = Netlink::new()?;
+            if let Some(lo) = nl.link_index("lo")? {
+                nl.set_up(lo)?;
+            }
+            let idx = nl.link_index(&ifn)?.ok_or_else(|| NetError::Invalid {
+                what: "interface",
+                value: ifn.clone(),
+                why: "vanished from the container's namespace".into(),
+            })?;
+            nl.add_addr(idx, ip, prefix)?;
+            nl.set_up(idx)?;
+            if !nl.has_default_route()? {
+                nl.add_default_route(idx, gw)?;
+            }
+            Ok(())
+        })??;
+        Ok(ifname)
+    })();
+    let ifname = match res {
+        Ok(i) => i,
+        Err(e) => {
+            if let Ok(mut nl) = Netlink::new() {
+                let _ = nl.del_link(&host_ifname);
+            }
+            leases.retain(|l| l.container_id != container_id);
+            let _ = store.save_leases(&net.name, &leases);
+            return Err(e);
+        }
+    };
+    lease.ifname = ifname.clone();
+    if let Some(l) = leases.iter_mut().find(|l| l.container_id == container_id) {
+        *l = lease.clone();
+    }
+    let finish = (|| -> Result<(), NetError> {
+        store.save_leases(&net.name, &leases)?;
+        store.write_hosts(&net, &leases)?;
+        store.sync_rules()?;
+        store.ensure_dns(&net)
+    })();
+    if let Err(e) = finish {
+        drop(_l);
+        let _ = disconnect(store, &net.name, container_id);
+        return Err(e);
+    }
+    Ok(Attachment {
+        network: net.name.clone(),
+        network_id: net.id.clone(),
+        ip,
+        prefix: net.subnet.prefix,
+        gateway: net.gateway,
+        mac,
+        ifname,
+        host_ifname,
+        dns_server: net.dns.then_some(IpAddr::V4(net.gateway)),
+        aliases: opts.aliases.clone(),
+        ports,
+    })
+}
+
+fn release(gone: &[Lease]) -> Result<(), NetError> {
+    let mut nl = Netlink::new()?;
+    for l in gone {
+        // Deleting the host end removes the pair, whether or not the namespace still exists.
+        nl.del_link(&l.host_ifname)?;
+    }
+    Ok(())
+}
+
+/// Disconnects a container from a network. Idempotent: removes whatever is left of its veth,
+/// lease, published ports and DNS name, even if its namespace is gone.
+pub fn disconnect(store: &NetStore, network: &str, container_id: &str) -> Result<(), NetError> {
+    let _l = store.lock()?;
+    let net = match store.inspect(network) {
+        Ok(n) => n,
+        Err(NetError::NotFound(_)) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut leases = store.leases(&net.name)?;
+    let (gone, keep): (Vec<Lease>, Vec<Lease>) = leases
+        .drain(..)
+        .partition(|l| l.container_id == container_id);
+    release(&gone)?;
+    store.save_leases(&net.name, &keep)?;
+    store.write_hosts(&net, &keep)?;
+    store.sync_rules()?;
+    if keep.is_empty() {
+        store.stop_dns(&net.name);
+    }
+    Ok(())
+}
+
+/// Reclaims the leases, veths, rules and DNS names of containers not in `live_container_ids`
+/// (containers killed with -9, or whose berth died before disconnecting). Returns how many.
+pub fn gc(store: &NetStore, live_container_ids: &[String]) -> Result<usize, NetError> {
+    let _l = store.lock()?;
+    let mut n = 0;
+    for net in store.list()? {
+        let leases = store.leases(&net.name)?;
+        let (keep, gone): (Vec<Lease>, Vec<Lease>) = leases
+            .into_iter()
+            .partition(|l| live_container_ids.contains(&l.container_id));
+        if gone.is_empty() {
+            continue;
+        }
+        n += gone.len();
+        release(&gone)?;
+        store.save_leases(&net.name, &keep)?;
+        store.write_hosts(&net, &keep)?;
+        if keep.is_empty() {
+            store.stop_dns(&net.name);
+        }
+    }
+    if n > 0 {
+        store.sync_rules()?;
+    }
+    Ok(n)
+}

@@ -1,0 +1,317 @@
+//! Bridge networks end to end, each test inside its own private test host (see common/).
+
+mod common;
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use berth_net::{connect, disconnect, gc, parse_publish, ConnectOptions, NetworkOptions};
+use common::*;
+
+/// Not a test: the entry point of the DNS responders the tests start.
+#[test]
+fn dns_child() {
+    dns_child_entry();
+}
+
+fn publish(specs: &[&str]) -> ConnectOptions {
+    ConnectOptions {
+        ports: specs
+            .iter()
+            .flat_map(|s| parse_publish(s).unwrap())
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn user_net(h: &TestHost, name: &str, internal: bool) -> berth_net::Network {
+    h.store
+        .create(
+            name,
+            &NetworkOptions {
+                internal,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+}
+
+#[test]
+fn containers_ping_each_other_and_resolve_names() {
+    in_test_host("containers_ping_each_other_and_resolve_names", |h| {
+        let net = user_net(h, "app", false);
+        let (c1, c2) = (h.netns("c1"), h.netns("c2"));
+        let a1 = connect(
+            &h.store,
+            "app",
+            "id1aaaaaaaaaaaa",
+            "web",
+            &c1,
+            &Default::default(),
+        )
+        .unwrap();
+        let opts = ConnectOptions {
+            aliases: vec!["db-alias".into()],
+            ..Default::default()
+        };
+        let a2 = connect(&h.store, "app", "id2bbbbbbbbbbbb", "db", &c2, &opts).unwrap();
+        assert_ne!(a1.ip, a2.ip);
+        assert!(net.subnet.contains(a1.ip) && net.subnet.contains(a2.ip));
+        assert_eq!(a1.dns_server, Some(IpAddr::V4(net.gateway)));
+        assert_eq!(a1.ifname, "eth0");
+
+        // Inside: eth0 with the address, lo up, a default route via the gateway.
+        let addr = ok_in(
+            &c1,
+            "ip -4 addr show eth0; ip route; ip link show lo; ip link show eth0",
+        );
+        assert!(addr.contains(&format!("{}/{}", a1.ip, a1.prefix)), "{addr}");
+        assert!(
+            addr.contains(&format!("default via {}", net.gateway)),
+            "{addr}"
+        );
+        assert!(addr.contains("LOOPBACK,UP"), "{addr}");
+        assert!(addr.contains(&a1.mac), "{addr}");
+
+        ok_in(&c1, &format!("busybox ping -c 1 -W 2 {}", a2.ip));
+        ok_in(&c2, &format!("busybox ping -c 1 -W 2 {}", a1.ip));
+
+        // Names and aliases through the network's DNS responder on the gateway.
+        let gw = net.gateway;
+        for (ns, name, want) in [
+            (&c1, "db", a2.ip),
+            (&c1, "db-alias", a2.ip),
+            (&c2, "web", a1.ip),
+            (&c2, "WEB", a1.ip),
+        ] {
+            let out = ok_in(ns, &format!("busybox nslookup -type=a {name} {gw}"));
+            assert!(out.contains(&format!("Address: {want}")), "{name}: {out}");
+        }
+        // Ping by name, with the resolv.conf berth writes for the container.
+        let resolv = berth_net::resolv_conf_for(
+            std::slice::from_ref(&a1),
+            "nameserver 127.0.0.53\n",
+            &[],
+            &[],
+            &[],
+        );
+        assert_eq!(resolv, format!("nameserver {gw}\n"));
+
+        // A name nobody has: not answered with an address.
+        let o = run_in(&c1, &format!("busybox nslookup -type=a nosuch {gw}"));
+        assert!(
+            !String::from_utf8_lossy(&o.stdout).contains("Address: 10."),
+            "{o:?}"
+        );
+
+        // After disconnect the name is gone, and the last disconnect stops the responder.
+        disconnect(&h.store, "app", "id2bbbbbbbbbbbb").unwrap();
+        let o = run_in(&c1, &format!("busybox nslookup -type=a db {gw}"));
+        assert!(!String::from_utf8_lossy(&o.stdout).contains(&a2.ip.to_string()));
+        assert!(h.store.dns_pid("app").is_some());
+        disconnect(&h.store, "app", "id1aaaaaaaaaaaa").unwrap();
+        assert!(h.store.dns_pid("app").is_none());
+        h.store.remove("app").unwrap();
+    });
+}
+
+#[test]
+fn egress_goes_through_masquerade() {
+    in_test_host("egress_goes_through_masquerade", |h| {
+        let _inet = h.internet();
+        let c1 = h.netns("c1");
+        let a = connect(&h.store, "bridge", "id1", "c1", &c1, &Default::default()).unwrap();
+        assert_eq!(a.gateway.to_string(), "10.88.0.1");
+        assert!(ok("ip -d link show berth0").contains("bridge"));
+        assert_eq!(ok("cat /proc/sys/net/ipv4/ip_forward").trim(), "1");
+        let seen = ok_in(
+            &c1,
+            &format!("timeout 5 busybox wget -q -O - http://{INTERNET}/cgi-bin/ip"),
+        );
+        assert_eq!(
+            seen.trim(),
+            UPLINK_HOST,
+            "the server must see the host's address"
+        );
+        let page = ok_in(
+            &c1,
+            &format!("timeout 5 busybox wget -q -O - http://{INTERNET}/"),
+        );
+        assert_eq!(page, "hello from the internet\n");
+        disconnect(&h.store, "bridge", "id1").unwrap();
+    });
+}
+
+#[test]
+fn internal_network_has_no_egress() {
+    in_test_host("internal_network_has_no_egress", |h| {
+        let _inet = h.internet();
+        user_net(h, "priv", true);
+        let (c1, c2) = (h.netns("c1"), h.netns("c2"));
+        let a1 = connect(&h.store, "priv", "id1", "c1", &c1, &Default::default()).unwrap();
+        connect(&h.store, "priv", "id2", "c2", &c2, &Default::default()).unwrap();
+        ok_in(&c2, &format!("busybox ping -c 1 -W 2 {}", a1.ip));
+        let o = run_in(
+            &c1,
+            &format!("timeout 3 busybox wget -q -O - http://{INTERNET}/"),
+        );
+        assert!(
+            !o.status.success(),
+            "an internal network reached the internet"
+        );
+        // Publishing on an internal network is refused.
+        let opts = publish(&["8080:80"]);
+        let c3 = h.netns("c3");
+        assert!(connect(&h.store, "priv", "id3", "c3", &c3, &opts).is_err());
+    });
+}
+
+#[test]
+fn published_ports_from_localhost_outside_and_containers() {
+    in_test_host(
+        "published_ports_from_localhost_outside_and_containers",
+        |h| {
+            let inet = h.internet();
+            user_net(h, "app", false);
+            let (srv, cli) = (h.netns("srv"), h.netns("cli"));
+            let www = h.root.path().join("site");
+            std::fs::create_dir_all(&www).unwrap();
+            std::fs::write(www.join("index.html"), "container page\n").unwrap();
+            let opts = publish(&["8080:80", "127.0.0.1::80"]);
+            let a = connect(&h.store, "app", "srvid", "srv", &srv, &opts).unwrap();
+            let random = a.ports[1].host_port;
+            assert_ne!(random, 0);
+            assert_eq!(a.ports[0].to_string(), "80/tcp -> 0.0.0.0:8080");
+            spawn_in(
+                &srv,
+                &format!("busybox httpd -f -p 80 -h {}", www.display()),
+            );
+            wait_port(&srv, "127.0.0.1", 80);
+            let get = |ns: Option<&std::path::Path>, url: String| -> String {
+                let cmd = format!("timeout 5 busybox wget -q -O - {url}");
+                match ns {
+                    Some(ns) => ok_in(ns, &cmd),
+                    None => ok(&cmd),
+                }
+            };
+            // From the host itself: loopback and its own external address.
+            assert_eq!(
+                get(None, "http://127.0.0.1:8080/".into()),
+                "container page\n"
+            );
+            assert_eq!(
+                get(None, format!("http://127.0.0.1:{random}/")),
+                "container page\n"
+            );
+            assert_eq!(
+                get(None, format!("http://{UPLINK_HOST}:8080/")),
+                "container page\n"
+            );
+            // From outside the host.
+            assert_eq!(
+                get(Some(&inet), format!("http://{UPLINK_HOST}:8080/")),
+                "container page\n"
+            );
+            // From another container (hairpin through the host's address and the gateway).
+            connect(&h.store, "app", "cliid", "cli", &cli, &Default::default()).unwrap();
+            assert_eq!(
+                get(Some(&cli), format!("http://{UPLINK_HOST}:8080/")),
+                "container page\n"
+            );
+            assert!(ok(&format!("ip -d link show {}", a.host_ifname)).contains("hairpin on"));
+            assert_eq!(
+                get(Some(&srv), format!("http://{UPLINK_HOST}:8080/")),
+                "container page\n"
+            );
+
+            // A port already in use on the host is refused before anything is set up.
+            let _busy = std::net::TcpListener::bind("0.0.0.0:9090").unwrap();
+            let c3 = h.netns("c3");
+            let mut opts = publish(&["9090:80"]);
+            let e = connect(&h.store, "app", "id3", "c3", &c3, &opts).unwrap_err();
+            assert_eq!(e.to_string(), "port 9090 is already in use on 0.0.0.0");
+            // ... and so is one another container publishes already.
+            opts = publish(&["8080:80"]);
+            let e = connect(&h.store, "app", "id3", "c3", &c3, &opts).unwrap_err();
+            assert_eq!(e.to_string(), "port 8080 is already in use on 0.0.0.0");
+            assert_eq!(h.store.leases("app").unwrap().len(), 2);
+
+            // After disconnect the port answers no more.
+            disconnect(&h.store, "app", "srvid").unwrap();
+            assert!(!sh("timeout 3 busybox wget -q -O - http://127.0.0.1:8080/")
+                .status
+                .success());
+            assert!(!ok("nft list ruleset").contains("dport 8080"));
+        },
+    );
+}
+
+#[test]
+fn parallel_connects_get_distinct_addresses() {
+    in_test_host("parallel_connects_get_distinct_addresses", |h| {
+        user_net(h, "many", false);
+        let nss: Vec<_> = (0..20).map(|i| h.netns(&format!("p{i}"))).collect();
+        let atts: Vec<_> = std::thread::scope(|s| {
+            let hs: Vec<_> = nss
+                .iter()
+                .enumerate()
+                .map(|(i, ns)| {
+                    let store = h.store.clone();
+                    s.spawn(move || {
+                        connect(
+                            &store,
+                            "many",
+                            &format!("id{i}"),
+                            &format!("c{i}"),
+                            ns,
+                            &Default::default(),
+                        )
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap().unwrap()).collect()
+        });
+        let ips: HashSet<_> = atts.iter().map(|a| a.ip).collect();
+        assert_eq!(ips.len(), 20, "{ips:?}");
+        assert_eq!(h.store.leases("many").unwrap().len(), 20);
+        // Every one of them really has its address.
+        for (a, ns) in atts.iter().zip(&nss) {
+            assert!(ok_in(ns, "ip -4 addr show eth0").contains(&a.ip.to_string()));
+        }
+        // Released on disconnect: the next container gets the lowest free one again.
+        disconnect(&h.store, "many", "id0").unwrap();
+        let again = connect(&h.store, "many", "idx", "cx", &nss[0], &Default::default()).unwrap();
+        assert_eq!(
+            again.ip,
+            atts[0].ip.min(*ips.iter().min().unwrap()).max(again.ip)
+        );
+        assert!(!atts[1..].iter().any(|a| a.ip == again.ip));
+    });
+}
+
+#[test]
+fn teardown_restores_the_host() {
+    in_test_host("teardown_restores_the_host", |h| {
+        let _inet = h.internet();
+        let before = snapshot();
+        user_net(h, "tmp", false);
+        let (c1, c2) = (h.netns("c1"), h.netns("c2"));
+        let opts = publish(&["8081:80"]);
+        connect(&h.store, "tmp", "id1", "c1", &c1, &opts).unwrap();
+        connect(&h.store, "tmp", "id2", "c2", &c2, &Default::default()).unwrap();
+        assert_ne!(snapshot(), before);
+        disconnect(&h.store, "tmp", "id1").unwrap();
+        disconnect(&h.store, "tmp", "id1").unwrap(); // idempotent
+                                                     // c2 is killed -9 with its namespace: gc reclaims what it held.
+        berth_net::remove_netns(&c2).unwrap();
+        assert_eq!(gc(&h.store, &["id1".to_string()]).unwrap(), 1);
+        assert!(h.store.leases("tmp").unwrap().is_empty());
+        assert!(h.store.dns_pid("tmp").is_none());
+        h.store.remove("tmp").unwrap();
+        berth_net::remove_netns(&c1).unwrap();
+        let after = snapshot();
+        assert_eq!(before, after);
+        // Disconnecting from a removed network is fine too.
+        disconnect(&h.store, "tmp", "id1").unwrap();
+    });
+}
