@@ -41,6 +41,20 @@ pub struct FaultConfig {
     /// Answer blob GETs with `307` to the proxy's blob-store port, which
     /// serves the blob without needing the client's `Authorization`.
     pub redirect_blobs: bool,
+    /// Fixed responses, checked in order after `fail_next`, every time.
+    pub canned: Vec<Canned>,
+}
+
+/// A fixed response for every request whose path contains `path_contains`
+/// (e.g. a schema 1 manifest or an unknown media type).
+#[derive(Clone, Debug)]
+pub struct Canned {
+    pub path_contains: String,
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
+    /// Extra response headers.
+    pub headers: Vec<(String, String)>,
 }
 
 /// Builds a [`FaultProxy`].
@@ -88,6 +102,24 @@ impl FaultProxyBuilder {
     pub fn stall_blobs_after(mut self, bytes: u64, times: u32) -> Self {
         self.cfg.stall_blob_after = Some(bytes);
         self.cfg.stall_times = times;
+        self
+    }
+    /// Answer every request whose path contains `path_contains` with
+    /// `status`, `Content-Type: content_type` and `body`.
+    pub fn respond(
+        mut self,
+        path_contains: &str,
+        status: u16,
+        content_type: &str,
+        body: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.cfg.canned.push(Canned {
+            path_contains: path_contains.into(),
+            status,
+            content_type: content_type.into(),
+            body: body.into(),
+            headers: Vec::new(),
+        });
         self
     }
     /// Redirect blob GETs (307) to the blob-store port.
@@ -328,6 +360,7 @@ impl Shared {
 
 enum Action {
     Fail(u16, u32),
+    Canned(Canned),
     Redirect,
     Forward {
         cut: Option<u64>,
@@ -365,6 +398,9 @@ fn decide(sh: &Shared, req: &Request, store: bool) -> Action {
             cfg.fail_status
         };
         return Action::Fail(status, cfg.retry_after.max(1));
+    }
+    if let Some(c) = cfg.canned.iter().find(|c| path.contains(&c.path_contains)) {
+        return Action::Canned(c.clone());
     }
     if !blob_get {
         return Action::Forward {
@@ -493,20 +529,17 @@ fn write_head(w: &mut impl Write, first: &str, headers: &[(String, String)]) -> 
     w.write_all(h.as_bytes())
 }
 
-/// Writes a small JSON response made up by the proxy.
+/// Writes a response made up by the proxy.
 fn write_own_response(
     w: &mut impl Write,
     method: &str,
     status: u16,
+    content_type: &str,
+    body: &[u8],
     extra: Vec<(String, String)>,
 ) -> io::Result<()> {
-    let body = if status >= 400 {
-        format!("{{\"errors\":[{{\"code\":\"UNKNOWN\",\"message\":\"injected fault {status}\"}}]}}")
-    } else {
-        String::new()
-    };
     let mut headers = vec![
-        ("Content-Type".to_string(), "application/json".to_string()),
+        ("Content-Type".to_string(), content_type.to_string()),
         ("Content-Length".to_string(), body.len().to_string()),
     ];
     headers.extend(extra);
@@ -516,7 +549,7 @@ fn write_own_response(
         &headers,
     )?;
     if method != "HEAD" {
-        w.write_all(body.as_bytes())?;
+        w.write_all(body)?;
     }
     w.flush()
 }
@@ -576,6 +609,7 @@ fn handle(
         let action = action.unwrap_or_else(|| decide(sh, &req, store));
         let own_status = match action {
             Action::Fail(status, _) => Some(status),
+            Action::Canned(ref c) => Some(c.status),
             Action::Redirect => Some(307),
             Action::Forward { .. } => None,
         };
@@ -599,12 +633,18 @@ fn handle(
                 let loc = format!("http://{}/blobstore{path}?key={key}", sh.store_addr);
                 extra.push(("Location".to_string(), loc));
             }
-            write_own_response(&mut client_w, &req.method, status, extra)?;
-            let what = if status == 307 {
-                "redirect"
-            } else {
-                "injected"
+            let fault_body = format!(
+                "{{\"errors\":[{{\"code\":\"UNKNOWN\",\"message\":\"injected fault {status}\"}}]}}"
+            );
+            let (what, ctype, body) = match &action {
+                Action::Canned(c) => {
+                    extra.extend(c.headers.iter().cloned());
+                    ("canned", c.content_type.as_str(), c.body.as_slice())
+                }
+                Action::Redirect => ("redirect", "application/json", &b""[..]),
+                _ => ("injected", "application/json", fault_body.as_bytes()),
             };
+            write_own_response(&mut client_w, &req.method, status, ctype, body, extra)?;
             sh.log
                 .lock()
                 .unwrap()
@@ -825,7 +865,9 @@ mod tests {
     #[test]
     fn failures_can_target_blobs_only() {
         let (reg, layer) = registry_with_busybox();
+        let schema1 = "application/vnd.docker.distribution.manifest.v1+prettyjws";
         let p = FaultProxy::builder(&reg.addr())
+            .respond("/manifests/old", 200, schema1, r#"{"schemaVersion":1}"#)
             .fail_next(1)
             .fail_only_paths_containing("/blobs/")
             .start()
@@ -834,7 +876,10 @@ mod tests {
         let path = format!("/v2/library/busybox/blobs/{layer}");
         assert_eq!(http_get(&p.addr(), &path, &[]).unwrap().status, 500);
         assert_eq!(http_get(&p.addr(), &path, &[]).unwrap().status, 200);
-        assert_eq!(p.log().len(), 3);
+        let r = http_get(&p.addr(), "/v2/library/busybox/manifests/old", &[]).unwrap();
+        assert_eq!((r.status, r.header("content-type")), (200, Some(schema1)));
+        assert_eq!(r.text(), r#"{"schemaVersion":1}"#);
+        assert_eq!(p.log().len(), 4);
     }
 
     #[test]
