@@ -97,6 +97,16 @@ fn containers_ping_each_other_and_resolve_names() {
         );
         assert_eq!(resolv, format!("nameserver {gw}\n"));
 
+        // Containers use the responder through the resolv.conf berth writes: ping by name.
+        let rc = h.root.path().join("resolv.conf");
+        std::fs::write(&rc, &resolv).unwrap();
+        let by_name = format!(
+            "unshare -m sh -c \"mount --bind {} /etc/resolv.conf && busybox ping -c 1 -W 2 db\"",
+            rc.display()
+        );
+        let out = ok_in(&c1, &by_name);
+        assert!(out.contains(&a2.ip.to_string()), "{out}");
+
         // A name nobody has: not answered with an address.
         let o = run_in(&c1, &format!("busybox nslookup -type=a nosuch {gw}"));
         assert!(
@@ -139,6 +149,26 @@ fn egress_goes_through_masquerade() {
         );
         assert_eq!(page, "hello from the internet\n");
         disconnect(&h.store, "bridge", "id1").unwrap();
+    });
+}
+
+#[test]
+fn dns_forwards_other_names_upstream() {
+    in_test_host("dns_forwards_other_names_upstream", |h| {
+        let inet = h.internet();
+        h.internet_dns(&inet, &[("www.example.test", "198.18.0.2")]);
+        let net = user_net(h, "app", false);
+        let c1 = h.netns("c1");
+        connect(&h.store, "app", "id1", "web", &c1, &Default::default()).unwrap();
+        let gw = net.gateway;
+        let out = ok_in(
+            &c1,
+            &format!("busybox nslookup -type=a www.example.test {gw}"),
+        );
+        assert!(out.contains("Address: 198.18.0.2"), "{out}");
+        // Its own names still come from the network.
+        let out = ok_in(&c1, &format!("busybox nslookup -type=a web {gw}"));
+        assert!(out.contains("Address: 10.89.0.2"), "{out}");
     });
 }
 
@@ -313,5 +343,107 @@ fn teardown_restores_the_host() {
         assert_eq!(before, after);
         // Disconnecting from a removed network is fine too.
         disconnect(&h.store, "tmp", "id1").unwrap();
+    });
+}
+
+#[test]
+fn static_address_mac_second_network_and_cli() {
+    in_test_host("static_address_mac_second_network_and_cli", |h| {
+        let out = berth_net::cli::create(
+            &h.store,
+            "front",
+            &NetworkOptions {
+                subnet: Some("172.30.0.0/24".into()),
+                gateway: Some("172.30.0.254".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(out.trim().len(), 64);
+        let e = h
+            .store
+            .create(
+                "clash",
+                &NetworkOptions {
+                    subnet: Some("172.30.0.128/25".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("overlaps with network front"), "{e}");
+        assert!(h.store.create("front", &Default::default()).is_err());
+        assert!(h.store.create("bad name", &Default::default()).is_err());
+        user_net(h, "back", false);
+
+        let (c1, c2) = (h.netns("c1"), h.netns("c2"));
+        let opts = ConnectOptions {
+            ip: Some("172.30.0.10".parse().unwrap()),
+            mac: Some("02:aa:bb:cc:dd:ee".into()),
+            ..Default::default()
+        };
+        let a = connect(&h.store, "front", "id1", "one", &c1, &opts).unwrap();
+        assert_eq!(a.ip.to_string(), "172.30.0.10");
+        assert_eq!(a.gateway.to_string(), "172.30.0.254");
+        let link = ok_in(&c1, "ip link show eth0; ip route");
+        assert!(link.contains("02:aa:bb:cc:dd:ee"), "{link}");
+        assert!(link.contains("default via 172.30.0.254"), "{link}");
+        // The same address again, or one outside the subnet, is refused.
+        let e = connect(&h.store, "front", "id2", "two", &c2, &opts).unwrap_err();
+        assert!(e.to_string().contains("already in use"), "{e}");
+        let bad = ConnectOptions {
+            ip: Some("10.1.1.1".parse().unwrap()),
+            ..Default::default()
+        };
+        assert!(connect(&h.store, "front", "id2", "two", &c2, &bad).is_err());
+        assert!(connect(&h.store, "front", "id1", "one", &c1, &Default::default()).is_err());
+
+        // A second network: eth1, and the default route stays on the first.
+        let b = connect(&h.store, "back", "id1", "one", &c1, &Default::default()).unwrap();
+        assert_eq!(b.ifname, "eth1");
+        let routes = ok_in(&c1, "ip route");
+        assert_eq!(routes.matches("default").count(), 1, "{routes}");
+        // Networks are isolated from each other.
+        let c = connect(&h.store, "back", "id2", "two", &c2, &Default::default()).unwrap();
+        ok_in(&c1, &format!("busybox ping -c 1 -W 2 {}", c.ip));
+        let d = h.netns("c3");
+        connect(&h.store, "front", "id3", "three", &d, &Default::default()).unwrap();
+        ok_in(&d, &format!("busybox ping -c 1 -W 2 {}", a.ip));
+        assert!(!run_in(&d, &format!("busybox ping -c 1 -W 1 {}", c.ip))
+            .status
+            .success());
+
+        // The command bodies.
+        let ls = berth_net::cli::ls(&h.store, false, false).unwrap();
+        for n in ["NETWORK ID", "bridge", "front", "back"] {
+            assert!(ls.contains(n), "{ls}");
+        }
+        assert_eq!(
+            berth_net::cli::ls(&h.store, true, false)
+                .unwrap()
+                .lines()
+                .count(),
+            3
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&berth_net::cli::inspect(&h.store, &["front".into()]).unwrap())
+                .unwrap();
+        assert_eq!(v[0]["IPAM"]["Config"][0]["Subnet"], "172.30.0.0/24");
+        assert_eq!(v[0]["Containers"]["id1"]["IPv4Address"], "172.30.0.10/24");
+        let e = berth_net::cli::rm(&h.store, &["front".into()]).unwrap_err();
+        assert!(e.to_string().contains("active endpoints"), "{e}");
+        assert!(h.store.remove("bridge").is_err());
+        for (n, id) in [
+            ("front", "id1"),
+            ("front", "id3"),
+            ("back", "id1"),
+            ("back", "id2"),
+        ] {
+            disconnect(&h.store, n, id).unwrap();
+        }
+        assert_eq!(
+            berth_net::cli::prune(&h.store).unwrap(),
+            "Deleted Networks:\nback\nfront\n"
+        );
+        assert!(h.store.inspect("front").is_err());
     });
 }

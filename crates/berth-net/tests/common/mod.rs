@@ -206,3 +206,38 @@ pub fn wait_port(ns: &Path, ip: &str, port: u16) {
 pub fn snapshot() -> String {
     ok("ip -d link; ip addr; ip route; nft list ruleset")
 }
+
+impl TestHost {
+    /// Runs a berth DNS responder inside the "internet" namespace on 198.18.0.2:53, answering
+    /// `NAME -> IP` pairs, as the upstream resolver the network responders forward to.
+    pub fn internet_dns(&self, inet: &Path, records: &[(&str, &str)]) {
+        let dir = self.root.path().join("upstream");
+        std::fs::create_dir_all(dir.join("dns")).unwrap();
+        let net = serde_json::json!({"name": "up", "id": "0".repeat(64), "driver": "bridge",
+            "bridge": "none", "subnet": "198.18.0.0/24", "gateway": INTERNET, "internal": false,
+            "ipv6": false, "dns": true, "created": 0});
+        std::fs::write(dir.join("up.json"), net.to_string()).unwrap();
+        let hosts: String = records
+            .iter()
+            .map(|(n, ip)| format!("{ip} {n}\n"))
+            .collect();
+        std::fs::write(dir.join("dns/up.hosts"), hosts).unwrap();
+        let exe = std::env::current_exe().unwrap();
+        spawn_in(
+            inet,
+            &format!(
+                "{DNS_CHILD}=1 BERTH_DNS_UPSTREAMS= exec {} --exact dns_child --nocapture {} up",
+                exe.display(),
+                dir.display()
+            ),
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !dir.join("dns/up.ready").exists() {
+            assert!(
+                Instant::now() < deadline,
+                "the upstream DNS responder did not start"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
