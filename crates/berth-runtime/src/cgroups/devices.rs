@@ -192,9 +192,15 @@ pub fn program(devs: &[LinuxDeviceCgroup]) -> Result<Vec<u64>, CgroupError> {
         block.push((BPF_ALU64_MOV_K, 0, 0, i32::from(r.allow), false));
         block.push((BPF_JMP_EXIT, 0, 0, 0, false));
         let len = block.len();
+        let matches_all = block.iter().all(|b| !b.4);
         for (i, (code, dst, src, imm, skip)) in block.into_iter().enumerate() {
             let off = if skip { (len - i - 1) as i16 } else { 0 };
             prog.push(insn(code, dst, src, off, imm));
+        }
+        // Nothing after a rule that matches every access is reachable (and the verifier
+        // refuses unreachable instructions).
+        if matches_all {
+            return Ok(prog);
         }
     }
     prog.push(insn(BPF_ALU64_MOV_K, 0, 0, 0, 0));
