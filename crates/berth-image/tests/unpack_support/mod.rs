@@ -135,18 +135,7 @@ fn fnv(data: &[u8]) -> u64 {
 
 /// All xattrs (name -> value) of `p`, not following a symlink.
 pub fn list_xattrs(p: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut names = vec![0u8; 64 * 1024];
-    let n = rustix::fs::llistxattr(p, &mut names).unwrap_or(0);
-    let mut out = BTreeMap::new();
-    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let mut v = vec![0u8; 64 * 1024];
-        let name = std::str::from_utf8(name).unwrap().to_string();
-        if let Ok(len) = rustix::fs::lgetxattr(p, name.as_str(), &mut v) {
-            v.truncate(len);
-            out.insert(name, v);
-        }
-    }
-    out
+    berth_testutil::tree::read_xattrs(p).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// Asserts `r` failed and its message names `entry`.
