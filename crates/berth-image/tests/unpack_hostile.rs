@@ -448,3 +448,51 @@ fn huge_extension_header_is_refused_without_buffering_it() {
     assert_err_names(r, "PaxHeaders");
     assert!(grown < 2 << 20, "the heap grew by {grown} bytes");
 }
+
+#[test]
+fn symlink_out_in_one_layer_then_entries_beneath_it_in_the_next() {
+    // Each layer unpacks into its own directory: the second layer's `evil/...` makes a real
+    // directory there (overlayfs then shows it over the first layer's symlink).
+    let sb = Sandbox::new();
+    let lower = sb.outer.path().join("mid/lower");
+    fs::create_dir(&lower).unwrap();
+    // The first layer's directory is inside the snapshot: leave it out of the comparison.
+    let outside = || {
+        let mut m = sb.snapshot();
+        m.retain(|k, _| !k.starts_with("mid/lower"));
+        m
+    };
+    let before = outside();
+    let l1 = tar(&[
+        Entry::symlink("evil", "../../host"),
+        Entry::symlink("root", "/"),
+    ]);
+    unpack_layer(&l1[..], &lower, &opts()).expect("layer 1");
+    let l2 = tar(&[
+        Entry::file("evil/file", 0o666, b"clobbered\n".to_vec()),
+        Entry::dir("root/etc", 0o777),
+        Entry::file("root/etc/passwd", 0o644, b"pwned\n".to_vec()),
+    ]);
+    sb.unpack(&l2).expect("layer 2");
+    assert_eq!(before, outside(), "a layer wrote outside its directory");
+    assert!(fs::symlink_metadata(sb.layer.join("evil"))
+        .unwrap()
+        .is_dir());
+    assert_eq!(
+        fs::read(sb.layer.join("root/etc/passwd")).unwrap(),
+        b"pwned\n"
+    );
+}
+
+#[test]
+fn truncated_stream_names_the_entry() {
+    let sb = Sandbox::new();
+    let t = tar(&[
+        Entry::file("whole", 0o644, b"x".to_vec()),
+        Entry::file("cut-short", 0o644, vec![7u8; 4096]),
+    ]);
+    // Cut in the middle of the second file's data.
+    let cut = 512 + 512 + 512 + 1000;
+    let e = assert_err_names(sb.unpack_checked(&t[..cut]), "cut-short");
+    assert!(matches!(e, UnpackError::Read { .. }), "{e:?}");
+}
