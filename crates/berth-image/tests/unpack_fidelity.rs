@@ -51,11 +51,13 @@ fn every_entry_type_and_attribute_is_kept() {
         Entry::symlink("d/link", "f")
             .owner(1004, 1005)
             .mtime(1_200_000_000),
-        Entry::symlink("abs", "/etc/passwd"),
+        Entry::symlink("abs", "/etc/passwd").xattr("trusted.berth", b"on-a-symlink"),
         Entry::symlink("longlink", &long_target),
         Entry::hardlink("d/hard", "d/f"),
         Entry::hardlink("./hard-dotslash", "./d/f"),
-        Entry::fifo("fifo", 0o620).owner(7, 8),
+        Entry::fifo("fifo", 0o620)
+            .owner(7, 8)
+            .xattr("trusted.berth", b"on-a-fifo"),
         Entry::char_dev("null", 0o666, 1, 3),
         Entry::block_dev("loop", 0o660, 7, 0).owner(0, 6),
         Entry::whiteout("d/gone"),
