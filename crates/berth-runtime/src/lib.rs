@@ -16,3 +16,4 @@ pub mod secc;
 pub mod state;
 pub mod sys;
 pub mod terminal;
+pub mod seccomp;
