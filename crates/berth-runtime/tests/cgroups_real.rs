@@ -591,3 +591,88 @@ fn cgroups_unified_map_writes_cgroup2_files_only() {
     let e = g.apply_err(serde_json::json!({"unified": {"cgroup.procs": "1"}}));
     assert!(e.contains("cgroup core file"), "{e}");
 }
+
+/// major:minor of some block device on this host.
+fn a_block_device() -> Option<(u64, u64)> {
+    let mut names: Vec<_> = std::fs::read_dir("/sys/block")
+        .ok()?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort_by_key(|n| n.starts_with("loop"));
+    let dev = read(&Path::new("/sys/block").join(names.first()?).join("dev"));
+    let (a, b) = dev.split_once(':')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+#[test]
+fn cgroups_block_io_throttles_are_written() {
+    let Some((maj, min)) = a_block_device() else {
+        eprintln!("no block device: skipped");
+        return;
+    };
+    let g = Guard::new(&format!("/{}", unique("blkio")));
+    g.apply(serde_json::json!({"blockIO": {
+        "throttleReadBpsDevice": [{"major": maj, "minor": min, "rate": 1048576}],
+        "throttleWriteIOPSDevice": [{"major": maj, "minor": min, "rate": 100}]
+    }}));
+    if layout() == Layout::V2 {
+        let io = read(&g.mgr.unified_path().unwrap().join("io.max"));
+        assert!(io.contains(&format!("{maj}:{min} rbps=1048576")), "{io}");
+        assert!(io.contains("wiops=100"), "{io}");
+    } else {
+        let d = g.mgr.v1_path("blkio").unwrap();
+        assert_eq!(
+            read(&d.join("blkio.throttle.read_bps_device")),
+            format!("{maj}:{min} 1048576")
+        );
+        assert_eq!(
+            read(&d.join("blkio.throttle.write_iops_device")),
+            format!("{maj}:{min} 100")
+        );
+    }
+}
+
+#[test]
+fn cgroups_swap_and_realtime_limits() {
+    let g = Guard::new(&format!("/{}", unique("swap")));
+    g.apply(serde_json::json!({"memory": {"limit": 67108864, "swap": 134217728}}));
+    match layout() {
+        Layout::V2 => {
+            let d = g.mgr.unified_path().unwrap();
+            if d.join("memory.swap.max").exists() {
+                assert_eq!(read(&d.join("memory.swap.max")), "67108864");
+            }
+        }
+        _ => {
+            let d = g.mgr.v1_path("memory").unwrap();
+            if d.join("memory.memsw.limit_in_bytes").exists() {
+                // OCI swap is memory+swap, which is what memsw means.
+                assert_eq!(read(&d.join("memory.memsw.limit_in_bytes")), "134217728");
+            }
+            assert_eq!(read(&d.join("memory.limit_in_bytes")), "67108864");
+            // Raising both: memsw has to grow first, or the kernel refuses.
+            g.apply(serde_json::json!({"memory": {"limit": 201326592, "swap": 268435456}}));
+            assert_eq!(read(&d.join("memory.limit_in_bytes")), "201326592");
+            // Unlimited memory takes unlimited swap along.
+            g.apply(serde_json::json!({"memory": {"limit": -1}}));
+            assert!(
+                read(&d.join("memory.limit_in_bytes"))
+                    .parse::<u64>()
+                    .unwrap()
+                    > 1 << 60
+            );
+        }
+    }
+    let e = g.apply_err(serde_json::json!({"memory": {"limit": 67108864, "swap": 33554432}}));
+    assert!(e.contains("must be at least the memory limit"), "{e}");
+    if let Some(d) = g.mgr.v1_path("cpu") {
+        if d.join("cpu.rt_runtime_us").exists() {
+            g.apply(
+                serde_json::json!({"cpu": {"realtimePeriod": 1000000, "realtimeRuntime": 10000}}),
+            );
+            assert_eq!(read(&d.join("cpu.rt_period_us")), "1000000");
+            assert_eq!(read(&d.join("cpu.rt_runtime_us")), "10000");
+        }
+    }
+}
