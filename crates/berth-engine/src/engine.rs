@@ -155,6 +155,11 @@ impl Engine {
         let id = random_id();
         // Check what can be checked now: the command, flags that parse alone.
         let argv = spec::command(&image.config, opts)?;
+        if opts.init {
+            return Err(EngineError::Other(
+                "--init is not available yet: berth's init must be a static binary to run in any image; run without --init".into(),
+            ));
+        }
         spec::capabilities(opts)?;
         spec::security_opts(opts)?;
         let image_volumes: Vec<String> = image

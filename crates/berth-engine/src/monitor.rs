@@ -241,7 +241,9 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
     let _ = std::fs::remove_file(&pid_file);
     let bundle = dir.join("bundle");
     let mut cmd = cfg.runtime.command();
-    cmd.arg("create")
+    // `run --detach` creates and starts in one runtime invocation.
+    cmd.arg("run")
+        .arg("--detach")
         .arg("--bundle")
         .arg(&bundle)
         .arg("--pid-file")
@@ -357,11 +359,6 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
         c.state.pid = pid;
         c.state.monitor_pid = my_pid;
     });
-    if let Err(e) = cfg.runtime.start(&cfg.id) {
-        let msg = e.to_string();
-        fail(&cfg, &mut clients, start_failure_code(&msg), &msg);
-        return Ok(());
-    }
     let _ = cfg.records.update(&cfg.id, |c| {
         c.state.status = "running".into();
         c.state.started_at = Some(now_rfc3339());

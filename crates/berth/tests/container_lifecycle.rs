@@ -292,3 +292,69 @@ fn monitor_killed_then_state_recovered() {
     assert!(!env.container_dir(&id).exists());
     assert!(mounts_under(&env.root).is_empty());
 }
+
+#[test]
+fn attach_volumes_and_disk_usage() {
+    let env = Env::new();
+    // attach to a detached container: its output streams, and its exit status comes back.
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "talker",
+        &env.image,
+        "sh",
+        "-c",
+        "sleep 1; echo late line; exit 5",
+    ]);
+    let out = env.berth(&["attach", "talker"]);
+    assert_eq!(text(&out.stdout), "late line\n");
+    assert_eq!(out.status.code(), Some(5));
+
+    // Anonymous volumes from -v /path go away with rm -v; named ones stay.
+    let id = env
+        .ok(&[
+            "create",
+            "-v",
+            "/anon",
+            "-v",
+            "keep:/keep",
+            &env.image,
+            "true",
+        ])
+        .trim()
+        .to_string();
+    let mounts = env.inspect(&id)["Mounts"].clone();
+    let anon = mounts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["Destination"] == "/anon")
+        .unwrap()["Name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(anon.len(), 64);
+    let vols = env.ok(&["volume", "ls", "-q"]);
+    assert!(vols.contains(&anon) && vols.contains("keep"), "{vols}");
+    let busy = env.berth(&["volume", "rm", "keep"]);
+    assert!(
+        text(&busy.stderr).contains("volume is in use"),
+        "{}",
+        text(&busy.stderr)
+    );
+    let df = env.ok(&["system", "df"]);
+    assert!(
+        df.contains("Images") && df.contains("Containers") && df.contains("Local Volumes"),
+        "{df}"
+    );
+    env.ok(&["rm", "-v", &id]);
+    let vols = env.ok(&["volume", "ls", "-q"]);
+    assert!(!vols.contains(&anon) && vols.contains("keep"), "{vols}");
+    env.ok(&["volume", "create", "extra"]);
+    env.ok(&["volume", "prune", "-a", "-f"]);
+    assert_eq!(env.ok(&["volume", "ls", "-q"]), "");
+    let out = env.berth(&["run", "--rm", "--init", &env.image, "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(text(&out.stderr).contains("--init"));
+}
