@@ -108,3 +108,54 @@ pub fn unmount(target: &Path) -> Result<(), OverlayError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// More layers than fit in one page of mount options: the new mount API's
+    /// `lowerdir+` takes them one by one. The upper layer wins; lowers stay untouched.
+    #[test]
+    fn many_long_layers_mount() {
+        let t = tempfile::tempdir().unwrap();
+        let mut lower = Vec::new();
+        for i in 0..120 {
+            let d = t.path().join(format!("layer-{i:03}-{}", "x".repeat(60)));
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join(format!("f{i}")), i.to_string()).unwrap();
+            std::fs::write(d.join("top"), i.to_string()).unwrap();
+            lower.push(d);
+        }
+        let opts_len: usize = lower.iter().map(|p| p.as_os_str().len() + 1).sum();
+        assert!(opts_len > 4096);
+        let (up, work, target) = (t.path().join("u"), t.path().join("w"), t.path().join("m"));
+        for d in [&up, &work, &target] {
+            std::fs::create_dir(d).unwrap();
+        }
+        struct Unmount(PathBuf);
+        impl Drop for Unmount {
+            fn drop(&mut self) {
+                let _ = unmount(&self.0);
+            }
+        }
+        mount(&lower, &up, &work, &target).unwrap();
+        let guard = Unmount(target.clone());
+        {
+            assert!(is_mounted(&target));
+            assert_eq!(std::fs::read_to_string(target.join("f0")).unwrap(), "0");
+            assert_eq!(std::fs::read_to_string(target.join("f119")).unwrap(), "119");
+            // The last image layer is the top one.
+            assert_eq!(std::fs::read_to_string(target.join("top")).unwrap(), "119");
+            std::fs::remove_file(target.join("f5")).unwrap();
+            std::fs::write(target.join("top"), "changed").unwrap();
+        }
+        drop(guard);
+        assert!(!is_mounted(&target));
+        assert_eq!(std::fs::read_to_string(lower[5].join("f5")).unwrap(), "5");
+        assert_eq!(
+            std::fs::read_to_string(lower[119].join("top")).unwrap(),
+            "119"
+        );
+        assert_eq!(std::fs::read_to_string(up.join("top")).unwrap(), "changed");
+    }
+}

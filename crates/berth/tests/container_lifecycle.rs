@@ -185,6 +185,15 @@ fn detached_logs_exec_stop_restart_rm() {
         "the overlay is unmounted after exit"
     );
 
+    // The image is held while the container exists.
+    let rmi = env.berth(&["rmi", &env.image]);
+    assert_ne!(rmi.status.code(), Some(0));
+    assert!(
+        text(&rmi.stderr).contains("in use"),
+        "{}",
+        text(&rmi.stderr)
+    );
+
     env.ok(&["restart", "web"]);
     assert_eq!(env.inspect("web")["State"]["Status"], "running");
     assert_eq!(env.inspect("web")["RestartCount"], 1);
@@ -192,6 +201,20 @@ fn detached_logs_exec_stop_restart_rm() {
     assert_eq!(env.ok(&["ps", "-aq"]), "");
     assert!(!env.container_dir(&id).exists());
     assert!(mounts_under(&env.root).is_empty());
+
+    // logs -f follows until the container exits.
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "counter",
+        &env.image,
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo $i; sleep 0.3; done",
+    ]);
+    assert_eq!(env.ok(&["logs", "-f", "counter"]), "1\n2\n3\n");
+    env.ok(&["rm", "counter"]);
 
     // create + start + wait + container prune.
     let id = env

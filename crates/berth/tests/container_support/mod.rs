@@ -10,9 +10,14 @@ use std::time::{Duration, Instant};
 
 pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 
-/// The OCI runtime the tests drive: `$BERTH_RUNTIME` if set, else runc.
+/// The OCI runtime the tests drive: `$BERTH_RUNTIME` if set (`berth` or an
+/// empty value mean berth's own `berth-runtime`), else runc.
 pub fn runtime() -> String {
-    std::env::var("BERTH_RUNTIME").unwrap_or_else(|_| "runc".into())
+    match std::env::var("BERTH_RUNTIME") {
+        Ok(r) if r.is_empty() || r == "berth" => env!("CARGO_BIN_EXE_berth-runtime").into(),
+        Ok(r) => r,
+        Err(_) => "runc".into(),
+    }
 }
 
 pub struct Env {
