@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 pub use netns::{create_netns, in_netns, remove_netns, NetnsError};
 pub use publish::{parse_publish, PublishError};
 pub use store::{
-    connect, disconnect, gc, DnsCommand, NetStore, DEFAULT_BRIDGE, DEFAULT_BRIDGE_IFNAME,
+    connect, disconnect, gc, release, DnsCommand, NetStore, DEFAULT_BRIDGE, DEFAULT_BRIDGE_IFNAME,
     DEFAULT_NETWORK,
 };
 
