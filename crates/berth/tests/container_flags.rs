@@ -355,3 +355,53 @@ fn etc_files_and_network_modes() {
     let bad = env.berth(&["run", "--rm", "--network", "bridge", &env.image, "true"]);
     assert_eq!(bad.status.code(), Some(125));
 }
+
+#[test]
+fn entrypoint_labels_devices_sysctls_cpuset_stop_signal() {
+    let env = Env::new();
+    assert_eq!(
+        env.run(&["--entrypoint", "echo"], &["hello", "world"]),
+        "hello world\n"
+    );
+    let out = env.run(
+        &["--device", "/dev/null:/dev/mynull", "--sysctl", "net.ipv4.ip_forward=1", "--cpuset-cpus", "0", "--cpu-shares", "512"],
+        &[
+            "sh",
+            "-c",
+            "ls -l /dev/mynull; echo x > /dev/mynull && echo wrote; cat /proc/sys/net/ipv4/ip_forward; \
+             cat /sys/fs/cgroup/cpuset.cpus 2>/dev/null || cat /sys/fs/cgroup/cpuset/cpuset.cpus; \
+             cat /sys/fs/cgroup/cpu/cpu.shares 2>/dev/null || cat /sys/fs/cgroup/cpu.weight",
+        ],
+    );
+    let l: Vec<&str> = out.lines().collect();
+    assert!(
+        l[0].starts_with("crw") && l[0].contains("1,") && l[0].ends_with("/dev/mynull"),
+        "{out}"
+    );
+    assert_eq!(&l[1..4], ["wrote", "1", "0"], "{out}");
+    assert!(l[4] == "512" || l[4] == "20", "{out}");
+
+    // --label shows in inspect; --stop-signal is what stop sends.
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "sig",
+        "--label",
+        "app=web",
+        "--stop-signal",
+        "USR1",
+        &env.image,
+        "sh",
+        "-c",
+        "trap 'exit 7' USR1; while true; do sleep 0.1; done",
+    ]);
+    let i = env.inspect("sig");
+    assert_eq!(i["Config"]["Labels"]["app"], "web");
+    assert_eq!(i["Config"]["StopSignal"], "USR1");
+    let start = std::time::Instant::now();
+    env.ok(&["stop", "sig"]);
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(env.inspect("sig")["State"]["ExitCode"], 7);
+    env.ok(&["rm", "sig"]);
+}
