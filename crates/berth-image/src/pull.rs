@@ -744,12 +744,15 @@ impl Read for ChunkReader {
     }
 }
 
-/// Reads the decompressed tar chunks for the unpacker.
+/// Reads the decompressed tar chunks for the unpacker, hashing them for the
+/// diff_id on the way (on the unpacker's thread, which waits on the kernel
+/// more than it computes; the decompressor's thread is the busier one).
 struct TarReader {
     rx: std::sync::mpsc::Receiver<Option<Vec<u8>>>,
     cur: Vec<u8>,
     pos: usize,
     ended: bool,
+    hasher: Sha256,
 }
 
 impl Read for TarReader {
@@ -760,6 +763,7 @@ impl Read for TarReader {
             }
             match self.rx.recv() {
                 Ok(Some(v)) => {
+                    self.hasher.update(&v);
                     self.cur = v;
                     self.pos = 0;
                 }
@@ -779,15 +783,14 @@ impl Read for TarReader {
     }
 }
 
-/// Stage 2: blob file, decompression, diff_id. Returns the diff_id.
+/// Stage 2: blob file and decompression.
 fn decompress_stage(
     src: ChunkReader,
     compression: Compression,
     tx: std::sync::mpsc::SyncSender<Option<Vec<u8>>>,
     unpack_failed: &AtomicBool,
-) -> std::io::Result<String> {
+) -> std::io::Result<()> {
     let mut src = src;
-    let mut hasher = Sha256::new();
     let mut consumer_alive = true;
     {
         let mut buffered = std::io::BufReader::with_capacity(64 * 1024, &mut src);
@@ -816,7 +819,6 @@ fn decompress_stage(
                 break;
             }
             chunk.truncate(filled);
-            hasher.update(&chunk);
             if consumer_alive && tx.send(Some(chunk)).is_err() {
                 if unpack_failed.load(Ordering::SeqCst) {
                     return Err(std::io::Error::new(
@@ -831,7 +833,14 @@ fn decompress_stage(
     // Anything after the compressed stream still goes to the blob file.
     std::io::copy(&mut src, &mut std::io::sink())?;
     let _ = tx.send(None);
-    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+    if !consumer_alive {
+        // The unpacker stopped reading before the end: the diff_id cannot be known.
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::BrokenPipe,
+            "the unpacker stopped before the end of the tar",
+        ));
+    }
+    Ok(())
 }
 
 /// Downloads, verifies and unpacks one layer into the store; returns its unpacked size.
@@ -903,13 +912,23 @@ async fn stream_layer_into(
             cur: Vec::new(),
             pos: 0,
             ended: false,
+            hasher: Sha256::new(),
         };
         let res = unpack_layer(&mut reader, &dest, &UnpackOptions::default());
         if res.is_err() {
             failed.store(true, Ordering::SeqCst);
         }
+        // Whatever follows the tar's end still counts for the diff_id.
+        let drained = res
+            .as_ref()
+            .is_ok()
+            .then(|| std::io::copy(&mut reader, &mut std::io::sink()));
+        let diff_id = format!(
+            "sha256:{}",
+            hex::encode(std::mem::take(&mut reader.hasher).finalize())
+        );
         drop(reader);
-        res
+        res.map(|stats| (stats, diff_id, drained))
     });
     let failed = unpack_failed.clone();
     let decompressor = tokio::task::spawn_blocking(move || {
@@ -1001,16 +1020,18 @@ async fn stream_layer_into(
             });
         }
     }
-    let stats = unpacked.map_err(|source| PullError::Unpack {
+    let (stats, actual_diff, drained) = unpacked.map_err(|source| PullError::Unpack {
         image: ctx.image.clone(),
         digest: l.digest.clone(),
         source,
     })?;
-    let actual_diff = decompressed.map_err(|source| PullError::Decompress {
-        image: ctx.image.clone(),
-        digest: l.digest.clone(),
-        source,
-    })?;
+    decompressed
+        .and(drained.unwrap_or(Ok(0)).map(|_| ()))
+        .map_err(|source| PullError::Decompress {
+            image: ctx.image.clone(),
+            digest: l.digest.clone(),
+            source,
+        })?;
     if actual_diff != diff_id {
         return Err(PullError::DiffId {
             image: ctx.image.clone(),
