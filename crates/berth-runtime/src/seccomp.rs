@@ -252,15 +252,7 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, SeccompErro
     f.rewind()
         .and_then(|_| f.read_to_end(&mut bytes))
         .map_err(SeccompError::Export)?;
-    let prog = bytes
-        .chunks_exact(8)
-        .map(|c| libc::sock_filter {
-            code: u16::from_ne_bytes([c[0], c[1]]),
-            jt: c[2],
-            jf: c[3],
-            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
-        })
-        .collect::<Vec<_>>();
+    let prog = insns_from_bytes(&bytes);
     if prog.is_empty() || prog.len() > u16::MAX as usize {
         return Err(SeccompError::Invalid(format!(
             "the compiled filter has {} instructions (the kernel takes 1 to 4096)",
@@ -268,6 +260,19 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, SeccompErro
         )));
     }
     Ok(prog)
+}
+
+/// `struct sock_filter`s from their in-memory bytes (8 each, native byte order).
+fn insns_from_bytes(bytes: &[u8]) -> Vec<libc::sock_filter> {
+    bytes
+        .chunks_exact(8)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect()
 }
 
 impl Filter {
@@ -329,6 +334,87 @@ impl Filter {
         } else {
             Ok(None)
         }
+    }
+}
+
+/// The cache key of a profile: the profile itself plus what else shapes the program
+/// (libseccomp's version and the kernel, whose features libseccomp probes).
+fn cache_key(s: &LinuxSeccomp) -> Vec<u8> {
+    let lib = libseccomp::ScmpVersion::current()
+        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
+        .unwrap_or_default();
+    let kernel = rustix::system::uname();
+    let mut key = format!(
+        "berth-seccomp-1\0{lib}\0{}\0",
+        kernel.release().to_string_lossy()
+    )
+    .into_bytes();
+    key.extend(serde_json::to_vec(s).unwrap_or_default());
+    key
+}
+
+/// [`compile`] with a cache of compiled programs in `cache_dir` (compiling Docker's default
+/// profile takes milliseconds, loading it from the cache microseconds). A cache entry holds
+/// its full key and is used only when that matches exactly; entries are written atomically.
+/// The directory must be private to the runtime (it is trusted like the runtime's state).
+pub fn compile_cached(s: &LinuxSeccomp, cache_dir: &Path) -> Result<Filter, SeccompError> {
+    use std::hash::{Hash, Hasher};
+    let key = cache_key(s);
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    let file = cache_dir.join(format!("seccomp-{:016x}.bpf", h.finish()));
+    if let Ok(bytes) = std::fs::read(&file) {
+        if let Some(f) = Filter::from_cache_bytes(&key, &bytes) {
+            return Ok(f);
+        }
+    }
+    let f = compile(s)?;
+    let tmp = cache_dir.join(format!(".seccomp-{}.tmp", std::process::id()));
+    let written = std::fs::create_dir_all(cache_dir)
+        .and_then(|_| std::fs::write(&tmp, f.to_cache_bytes(&key)))
+        .and_then(|_| std::fs::rename(&tmp, &file));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        tracing::debug!("seccomp cache {}: {e}", file.display());
+    }
+    Ok(f)
+}
+
+impl Filter {
+    /// Serialises the filter behind `key`: key length, key, flags, notify, instructions.
+    fn to_cache_bytes(&self, key: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(key.len() + 9 + self.prog.len() * 8);
+        out.extend((key.len() as u32).to_le_bytes());
+        out.extend(key);
+        out.extend(self.flags.to_le_bytes());
+        out.push(u8::from(self.notify));
+        for i in &self.prog {
+            out.extend(i.code.to_ne_bytes());
+            out.push(i.jt);
+            out.push(i.jf);
+            out.extend(i.k.to_ne_bytes());
+        }
+        out
+    }
+
+    fn from_cache_bytes(key: &[u8], b: &[u8]) -> Option<Filter> {
+        let klen = u32::from_le_bytes(b.get(..4)?.try_into().ok()?) as usize;
+        if b.get(4..4 + klen)? != key {
+            return None;
+        }
+        let rest = &b[4 + klen..];
+        let flags = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?);
+        let notify = *rest.get(4)? != 0;
+        let insns = &rest[5..];
+        if insns.is_empty() || insns.len() & 7 != 0 {
+            return None;
+        }
+        let prog = insns_from_bytes(insns);
+        Some(Filter {
+            prog,
+            flags,
+            notify,
+        })
     }
 }
 
@@ -516,6 +602,33 @@ mod tests {
         // Every program starts by loading seccomp_data.arch (offset 4).
         let first = multi.instructions()[0];
         assert_eq!((first.code, first.k), (0x20, 4));
+    }
+
+    #[test]
+    fn cache_returns_the_same_program_and_ignores_other_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = profile(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+            "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO", "errnoRet": 7}]}));
+        let fresh = compile(&p).unwrap();
+        let first = compile_cached(&p, dir.path()).unwrap();
+        let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(entries.len(), 1);
+        let cached = compile_cached(&p, dir.path()).unwrap();
+        for f in [&first, &cached] {
+            assert_eq!(f.flags(), fresh.flags());
+            assert_eq!(f.len(), fresh.len());
+            for (a, b) in f.instructions().iter().zip(fresh.instructions()) {
+                assert_eq!((a.code, a.jt, a.jf, a.k), (b.code, b.jt, b.jf, b.k));
+            }
+        }
+        // A different profile whose entry would land in the same file is not confused with it.
+        let other = profile(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO", "errnoRet": 8}]}));
+        let path = entries[0].path();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(Filter::from_cache_bytes(&cache_key(&other), &bytes).is_none());
+        assert!(Filter::from_cache_bytes(&cache_key(&p), &bytes[..bytes.len() - 3]).is_none());
     }
 
     #[test]

@@ -408,3 +408,68 @@ fn in_child_raw(
         .collect();
     (end, vals)
 }
+
+/// Docker's default profile (kept by the engine), reduced to the rules every container gets
+/// (no capability or architecture conditions).
+fn dockers_base_profile() -> Option<LinuxSeccomp> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../berth-engine/src/seccomp_default.json"
+    );
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    let empty = |x: &serde_json::Value| x.as_object().is_none_or(|o| o.is_empty());
+    let syscalls: Vec<serde_json::Value> = v["syscalls"]
+        .as_array()?
+        .iter()
+        .filter(|r| empty(&r["includes"]) && empty(&r["excludes"]))
+        .map(|r| {
+            let mut r = r.clone();
+            let o = r.as_object_mut().unwrap();
+            o.remove("includes");
+            o.remove("excludes");
+            o.remove("comment");
+            r
+        })
+        .collect();
+    Some(profile(serde_json::json!({
+        "defaultAction": v["defaultAction"],
+        "defaultErrnoRet": v["defaultErrnoRet"],
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": syscalls,
+    })))
+}
+
+#[test]
+fn seccomp_dockers_default_profile_compiles_and_loads() {
+    let Some(p) = dockers_base_profile() else {
+        eprintln!("Docker's default profile is not in the tree: skipped");
+        return;
+    };
+    let t = std::time::Instant::now();
+    let f = seccomp::compile(&p).unwrap();
+    eprintln!(
+        "compiled Docker's default profile: {} instructions in {:?}",
+        f.len(),
+        t.elapsed()
+    );
+    // From the cache: the same program, much faster; the cached copy is what gets loaded.
+    let dir = tempfile::tempdir().unwrap();
+    seccomp::compile_cached(&p, dir.path()).unwrap();
+    let t = std::time::Instant::now();
+    let cached = seccomp::compile_cached(&p, dir.path()).unwrap();
+    eprintln!("from the cache in {:?}", t.elapsed());
+    assert_eq!(cached.len(), f.len());
+    let (end, v) = in_child(cached, |o| {
+        o[0] = getpid_probe();
+        // SAFETY: SYSLOG_ACTION_SIZE_BUFFER takes no buffer.
+        o[1] = sys(unsafe { libc::syscall(libc::SYS_syslog, 10, 0, 0) });
+        o[2] = getcwd_probe();
+    });
+    assert_eq!(end, End::Exit(0));
+    assert!(v[0] > 0 && v[2] > 0, "{v:?}");
+    assert_eq!(
+        v[1],
+        -i64::from(libc::EPERM),
+        "syslog needs CAP_SYSLOG in the profile"
+    );
+}
