@@ -155,11 +155,6 @@ impl Engine {
         let id = random_id();
         // Check what can be checked now: the command, flags that parse alone.
         let argv = spec::command(&image.config, opts)?;
-        if opts.init {
-            return Err(EngineError::Other(
-                "--init is not available yet: berth's init must be a static binary to run in any image; run without --init".into(),
-            ));
-        }
         spec::capabilities(opts)?;
         spec::security_opts(opts)?;
         let image_volumes: Vec<String> = image
@@ -283,7 +278,6 @@ impl Engine {
             arch: host_arch().into(),
             host_env: std::env::vars().collect(),
             env_files,
-            init_binary: std::env::current_exe().ok(),
             cgroup_parent: "/berth".into(),
             bounding: caller_bounding(),
         };
@@ -296,6 +290,19 @@ impl Engine {
             None => None,
         };
         let mut s = spec::generate_value(&image_cfg, o, &ctx, seccomp_text.as_deref())?;
+        if o.init {
+            let b = crate::init::prepare_bundle(&self.root)
+                .map_err(|e| EngineError::Other(e.to_string()))?;
+            let mut args = b.args_prefix.clone();
+            if let Some(a) = s["process"]["args"].as_array() {
+                args.extend(a.iter().filter_map(|v| v.as_str().map(String::from)));
+            }
+            s["process"]["args"] = json!(args);
+            if let Some(m) = s["mounts"].as_array_mut() {
+                m.push(json!({"destination": crate::init::INIT_DIR, "type": "bind",
+                    "source": b.host_dir, "options": ["rbind", "ro", "nosuid", "nodev"]}));
+            }
+        }
         s["hostname"] = json!(hostname);
         let p = dir.join("bundle/config.json");
         fs::write(&p, serde_json::to_vec_pretty(&s).unwrap()).map_err(io(&p))?;

@@ -9,6 +9,7 @@
 
 pub mod attach;
 pub mod engine;
+pub mod init;
 pub mod monitor;
 pub mod options;
 pub mod overlay;

@@ -186,8 +186,6 @@ pub struct SpecContext {
     pub host_env: BTreeMap<String, String>,
     /// Contents of `--env-file`s, in order.
     pub env_files: Vec<String>,
-    /// Path of berth's init binary on the host, for `--init`.
-    pub init_binary: Option<PathBuf>,
     /// The runtime cgroup parent (`/berth`).
     pub cgroup_parent: String,
     /// The caller's bounding set (bit per capability); 0 = unknown, no filter.
@@ -605,7 +603,7 @@ pub fn generate_value(
     seccomp_file: Option<&str>,
 ) -> Result<Value, SpecError> {
     let hostname = hostname(opts, &ctx.id);
-    let mut args = command(image, opts)?;
+    let args = command(image, opts)?;
     let env = environment(image, opts, ctx, &hostname);
     let cfg = image.config().as_ref();
     let cwd = opts
@@ -637,11 +635,6 @@ pub fn generate_value(
     }
     let sec = security_opts(opts)?;
     let rlimits = rlimits(opts, ctx)?;
-    if opts.init {
-        let mut a = vec!["/dev/init".to_string(), "init".into(), "--".into()];
-        a.extend(args);
-        args = a;
-    }
 
     let mut process = json!({
         "terminal": opts.tty,
@@ -748,14 +741,6 @@ pub fn generate_value(
             o.push(if m.read_only { "ro" } else { "rw" });
             mounts.push(mount(&m.destination, "bind", &m.source, &o));
         }
-    }
-    if let (true, Some(init)) = (opts.init, &ctx.init_binary) {
-        mounts.push(mount(
-            "/dev/init",
-            "bind",
-            &init.to_string_lossy(),
-            &["bind", "ro", "nosuid", "nodev"],
-        ));
     }
 
     let mut namespaces = vec![

@@ -377,7 +377,44 @@ fn attach_volumes_and_disk_usage() {
     env.ok(&["volume", "create", "extra"]);
     env.ok(&["volume", "prune", "-a", "-f"]);
     assert_eq!(env.ok(&["volume", "ls", "-q"]), "");
-    let out = env.berth(&["run", "--rm", "--init", &env.image, "true"]);
-    assert_eq!(out.status.code(), Some(125));
-    assert!(text(&out.stderr).contains("--init"));
+}
+
+#[test]
+fn init_forwards_signals_and_reaps() {
+    let env = Env::new();
+    // PID 1 is berth's init; the command is its child.
+    let out = env.run(&["--init"], &["ps", "-o", "pid,args"]);
+    let pid1 = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("1 "))
+        .unwrap();
+    assert!(pid1.contains("berth init -- ps"), "{out}");
+    // Orphans are reaped: no zombie left behind.
+    let out = env.run(
+        &["--init"],
+        &[
+            "sh",
+            "-c",
+            "sh -c 'sleep 0.1 &'; sleep 0.6; ps -o stat,comm",
+        ],
+    );
+    assert!(
+        !out.lines().any(|l| l.trim_start().starts_with('Z')),
+        "{out}"
+    );
+    // SIGTERM reaches a command that is not PID 1 and so dies of it: 128+15.
+    env.ok(&[
+        "run", "-d", "--init", "--name", "sleeper", &env.image, "sleep", "100",
+    ]);
+    let start = Instant::now();
+    env.ok(&["stop", "sleeper"]);
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert_eq!(env.inspect("sleeper")["State"]["ExitCode"], 143);
+    env.ok(&["rm", "sleeper"]);
+    assert_eq!(
+        env.berth(&["run", "--rm", "--init", &env.image, "sh", "-c", "exit 9"])
+            .status
+            .code(),
+        Some(9)
+    );
 }

@@ -356,6 +356,12 @@ pub enum ContainerCommand {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// berth's init inside a container (`--init`): forwards signals, reaps zombies
+    #[command(hide = true)]
+    Init {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerSub),
@@ -438,6 +444,13 @@ pub fn run(cmd: ContainerCommand, g: &Globals) -> Result<i32> {
 }
 
 fn run_inner(cmd: ContainerCommand, g: &Globals) -> Result<i32> {
+    if let ContainerCommand::Init { command } = &cmd {
+        let c: Vec<String> = match command.first().map(String::as_str) {
+            Some("--") => command[1..].to_vec(),
+            _ => command.clone(),
+        };
+        return Ok(berth_engine::init::run(&c));
+    }
     let engine = Engine::open(&g.root)?;
     match cmd {
         ContainerCommand::Run { detach, rm, flags } => cmd_run(&engine, g, flags, detach, rm, true),
@@ -580,6 +593,7 @@ fn run_inner(cmd: ContainerCommand, g: &Globals) -> Result<i32> {
             Ok(0)
         }
         ContainerCommand::Volume(v) => cmd_volume(&engine, v),
+        ContainerCommand::Init { .. } => unreachable!("handled above"),
         ContainerCommand::System(SystemSub::Df) => cmd_df(&engine),
     }
 }
