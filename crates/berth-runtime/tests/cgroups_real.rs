@@ -676,3 +676,131 @@ fn cgroups_swap_and_realtime_limits() {
         }
     }
 }
+
+/// clone3(CLONE_INTO_CGROUP) with the runtime's own wrapper: the child is born in the
+/// cgroup `cg_fd` and execs `sleep`.
+fn clone_into_cgroup(cg_fd: &std::os::fd::OwnedFd) -> i32 {
+    use std::os::fd::AsRawFd;
+    let prog = c"/bin/busybox";
+    let argv = [c"sleep".as_ptr(), c"1000".as_ptr(), std::ptr::null()];
+    let pid = berth_runtime::sys::clone3(0, Some(cg_fd.as_raw_fd())).expect("clone3");
+    if pid == 0 {
+        // SAFETY: the child only execs, or _exits if that fails.
+        unsafe {
+            libc::execv(prog.as_ptr(), argv.as_ptr());
+            libc::_exit(127);
+        }
+    }
+    pid
+}
+
+/// The v2 code paths on a hybrid host: in a private mount namespace the cgroup2 hierarchy
+/// (the one normally at /sys/fs/cgroup/unified) is mounted on /sys/fs/cgroup, which makes
+/// it a pure-v2 layout with only the controllers cgroup2 has here (hugetlb) plus the core
+/// features: freezing, cgroup.kill, eBPF devices, CLONE_INTO_CGROUP.
+#[test]
+fn cgroups_v2_paths_on_the_cgroup2_hierarchy() {
+    if std::env::var_os("BERTH_CGROUPS_V2_SIM").is_some() {
+        v2_sim_inside();
+        return;
+    }
+    if layout() != Layout::Hybrid {
+        eprintln!("not a hybrid host: the other tests cover this layout");
+        return;
+    }
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private"])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "cgroups_v2_paths_on_the_cgroup2_hierarchy",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("BERTH_CGROUPS_V2_SIM", "1")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "{text}");
+}
+
+fn v2_sim_inside() {
+    let none: Option<&str> = None;
+    nix::mount::mount(
+        Some("cgroup2"),
+        "/sys/fs/cgroup",
+        Some("cgroup2"),
+        nix::mount::MsFlags::empty(),
+        none,
+    )
+    .expect("mounting cgroup2 on /sys/fs/cgroup");
+    assert_eq!(layout(), Layout::V2);
+    let name = unique("v2sim");
+    let mut g = Guard::new(&format!("/{name}"));
+    let dir = g.mgr.unified_path().unwrap().to_path_buf();
+    assert_eq!(dir, Path::new("/sys/fs/cgroup").join(&name));
+    assert!(g.mgr.v1_path("memory").is_none());
+    assert!(read(Path::new("/sys/fs/cgroup/cgroup.subtree_control")).contains("hugetlb"));
+
+    // Born in the cgroup.
+    let fd = g.mgr.v2_dir_fd().expect("an O_PATH fd on v2");
+    let born = clone_into_cgroup(&fd);
+    let cg = read(Path::new(&format!("/proc/{born}/cgroup")));
+    assert!(cg.lines().any(|l| l == format!("0::/{name}")), "{cg}");
+
+    let (pid, mut stdin, mut out) = g.spawn(SERVE);
+    assert_eq!(g.mgr.pids().unwrap(), {
+        let mut v = vec![born, pid];
+        v.sort();
+        v
+    });
+
+    // Limits: hugetlb is here, memory is not (the error names the file).
+    g.apply(serde_json::json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 2097152}]}));
+    assert_eq!(read(&dir.join("hugetlb.2MB.max")), "2097152");
+    let e = g.apply_err(serde_json::json!({"memory": {"limit": 67108864}}));
+    assert!(e.contains("memory.max"), "{e}");
+    let e = g.apply_err(serde_json::json!({"unified": {"memory.high": "1"}}));
+    assert!(e.contains("memory controller is not enabled"), "{e}");
+
+    // Devices through the eBPF program, via apply as the runtime does it.
+    let probe = "if (echo x > /dev/null) 2>&-; then echo yes; else echo no; fi";
+    assert_eq!(ask(&mut stdin, &mut out, probe), "yes");
+    let mut rules = vec![serde_json::json!({"allow": false, "access": "rwm"})];
+    rules.extend(
+        cgroups::devices::default_allowed()
+            .iter()
+            .map(|r| serde_json::to_value(r).unwrap()),
+    );
+    rules.push(
+        serde_json::json!({"allow": false, "type": "c", "major": 1, "minor": 3, "access": "rwm"}),
+    );
+    g.apply(serde_json::json!({ "devices": rules }));
+    assert_eq!(ask(&mut stdin, &mut out, probe), "no");
+    g.apply(serde_json::json!({"devices": [{"allow": true, "access": "rwm"}]}));
+    assert_eq!(ask(&mut stdin, &mut out, probe), "yes");
+
+    // cgroup.freeze.
+    g.mgr.freeze().unwrap();
+    assert!(g.mgr.is_frozen().unwrap());
+    assert!(read(&dir.join("cgroup.events")).contains("frozen 1"));
+    g.mgr.thaw().unwrap();
+    assert!(!g.mgr.is_frozen().unwrap());
+    assert_eq!(ask(&mut stdin, &mut out, "echo alive"), "alive");
+
+    // Stats from cpu.stat, present without the cpu controller.
+    assert!(g.mgr.stats().unwrap().cpu.usage.total > 0);
+
+    // cgroup.kill reaches both processes.
+    g.mgr.kill_all(libc::SIGKILL).unwrap();
+    let mut status = 0;
+    // SAFETY: reaping our own clone3 child.
+    unsafe { libc::waitpid(born, &mut status, 0) };
+    assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL);
+    g.wait_last();
+    wait_empty(&g.mgr);
+    drop(g);
+    assert!(!dir.exists());
+}
