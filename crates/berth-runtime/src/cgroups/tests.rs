@@ -264,6 +264,27 @@ fn fake_v2_tree_gets_controllers_enabled_and_limits_written() {
         ))
         .unwrap_err();
     assert!(e.to_string().contains("memory limit too low"), "{e}");
+    // memory.checkBeforeUpdate (set through the type: oci-spec 0.10 spells its JSON name
+    // check_before_update).
+    write(&dir.join("memory.current"), "50000000");
+    let mut r = resources(serde_json::json!({"memory": {"limit": 40000000}}));
+    r.memory_mut()
+        .as_mut()
+        .unwrap()
+        .set_check_before_update(Some(true));
+    let e = m.apply(&r).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("below the container's current usage 50000000"),
+        "{e}"
+    );
+    // (Plain files keep old bytes past a shorter write; cgroup files do not.)
+    write(&dir.join("memory.max"), "");
+    m.apply(&resources(
+        serde_json::json!({"memory": {"limit": 40000000}}),
+    ))
+    .unwrap();
+    assert_eq!(read(&dir.join("memory.max")), "40000000");
     let e = m
         .apply(&resources(
             serde_json::json!({"unified": {"cgroup.procs": "1"}}),

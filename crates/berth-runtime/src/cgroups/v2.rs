@@ -221,6 +221,15 @@ fn memory(d: &Path, mem: &LinuxMemory) -> Result<(), CgroupError> {
             tracing::warn!("memory.swap ignored: this kernel has no memory.swap.max");
         }
     }
+    if let (Some(l), Some(true)) = (limit, mem.check_before_update()) {
+        let current = fs::read_u64(&d.join("memory.current"))?;
+        if l > 0 && (l as u64) < current {
+            return Err(CgroupError::Invalid(format!(
+                "memory limit {l} is below the container's current usage {current} \
+                 (memory.checkBeforeUpdate is set): raise the limit"
+            )));
+        }
+    }
     if let Some(v) = limit.and_then(num) {
         let file = d.join("memory.max");
         fs::write(&file, &v)?;
