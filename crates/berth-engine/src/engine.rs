@@ -99,7 +99,10 @@ pub fn remove_files(
     volumes: bool,
 ) -> Result<(), EngineError> {
     let rt = Runtime::new(root);
-    rt.delete_force(id);
+    // The monitor normally deleted the runtime's container already.
+    if rt.state_root.join(id).exists() {
+        rt.delete_force(id);
+    }
     let c = records.load(id).ok();
     teardown(records, id)?;
     let dir = records.container_dir(id);
