@@ -85,7 +85,15 @@ fn main() {
             store.remove("cost").unwrap();
         }
         "setup" => {
-            store.create(&arg(3), &NetworkOptions::default()).unwrap();
+            let mtu = std::env::var("MTU")
+                .ok()
+                .filter(|m| !m.is_empty())
+                .map(|m| m.parse().unwrap());
+            let opts = NetworkOptions {
+                mtu,
+                ..Default::default()
+            };
+            store.create(&arg(3), &opts).unwrap();
             let (c1, c2) = (ns(&arg(4)), ns(&arg(5)));
             create_netns(&c1).unwrap();
             create_netns(&c2).unwrap();

@@ -64,6 +64,10 @@ pub fn inspect_json(store: &NetStore, n: &Network) -> Result<serde_json::Value, 
         .map(|(k, v)| (k.clone(), json!(v)))
         .collect();
     let created = chrono_like(n.created);
+    let mut options = json!({"com.docker.network.bridge.name": n.bridge});
+    if let Some(m) = n.mtu {
+        options["com.docker.network.driver.mtu"] = json!(m.to_string());
+    }
     Ok(json!({
         "Name": n.name, "Id": n.id, "Created": created, "Scope": "local", "Driver": n.driver,
         "EnableIPv6": n.ipv6,
@@ -71,7 +75,7 @@ pub fn inspect_json(store: &NetStore, n: &Network) -> Result<serde_json::Value, 
                  "Config": [{"Subnet": n.subnet.to_string(), "Gateway": n.gateway.to_string()}]},
         "Internal": n.internal, "Attachable": false, "Ingress": false,
         "Containers": containers,
-        "Options": {"com.docker.network.bridge.name": n.bridge},
+        "Options": options,
         "Labels": labels,
     }))
 }

@@ -195,6 +195,10 @@ pub struct NetworkOptions {
     /// Only "bridge" (the default when empty).
     pub driver: String,
     pub labels: Vec<(String, String)>,
+    /// The MTU of the bridge and veth pairs (`-o mtu=N`; default 1500). A large MTU nears
+    /// loopback throughput between containers and through published ports, at the price of
+    /// fragmentation or path-MTU discovery for traffic leaving the host.
+    pub mtu: Option<u32>,
 }
 
 /// A network's configuration, as stored in `<name>.json`.
@@ -215,6 +219,8 @@ pub struct Network {
     pub created: u64,
     #[serde(default)]
     pub labels: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -134,8 +134,9 @@ impl Netlink {
     }
 
     /// Creates a bridge, up.
-    pub fn add_bridge(&mut self, name: &str) -> Result<u32, NlError> {
+    pub fn add_bridge(&mut self, name: &str, mtu: Option<u32>) -> Result<u32, NlError> {
         let mut msg = LinkMessage::default();
+        msg.attributes.extend(mtu.map(LinkAttribute::Mtu));
         msg.header.flags = LinkFlags::Up;
         msg.header.change_mask = LinkFlags::Up;
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
@@ -163,8 +164,10 @@ impl Netlink {
         peer: &str,
         netns_fd: RawFd,
         mac: [u8; 6],
+        mtu: Option<u32>,
     ) -> Result<(), NlError> {
         let mut peer_msg = LinkMessage::default();
+        peer_msg.attributes.extend(mtu.map(LinkAttribute::Mtu));
         peer_msg
             .attributes
             .push(LinkAttribute::IfName(peer.to_string()));
@@ -176,6 +179,7 @@ impl Netlink {
         msg.header.flags = LinkFlags::Up;
         msg.header.change_mask = LinkFlags::Up;
         msg.attributes.push(LinkAttribute::IfName(host.to_string()));
+        msg.attributes.extend(mtu.map(LinkAttribute::Mtu));
         msg.attributes.push(LinkAttribute::Controller(controller));
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),

@@ -260,6 +260,15 @@ impl NetStore {
         if opts.ipv6 {
             return Err(NetError::Ipv6Unsupported(name.to_string()));
         }
+        if let Some(m) = opts.mtu {
+            if !(68..=65535).contains(&m) {
+                return Err(NetError::Invalid {
+                    what: "MTU",
+                    value: m.to_string(),
+                    why: "must be between 68 and 65535".into(),
+                });
+            }
+        }
         let _l = self.lock()?;
         if self.net_path(name).exists() || name == DEFAULT_NETWORK {
             return Err(NetError::Exists(name.to_string()));
@@ -321,6 +330,7 @@ impl NetStore {
             dns: true,
             created: now(),
             labels: opts.labels.clone(),
+            mtu: opts.mtu,
         };
         self.save_net(&net)?;
         Ok(net)
@@ -354,6 +364,7 @@ impl NetStore {
             dns: false,
             created: now(),
             labels: Vec::new(),
+            mtu: None,
         };
         self.save_net(&net)?;
         Ok(net)
@@ -440,7 +451,7 @@ impl NetStore {
         if let Some(i) = nl.link_index(&net.bridge)? {
             return Ok(i);
         }
-        let idx = match nl.add_bridge(&net.bridge) {
+        let idx = match nl.add_bridge(&net.bridge, net.mtu) {
             Ok(i) => i,
             Err(e) if e.errno() == Some(libc::EEXIST) => {
                 nl.link_index(&net.bridge)?.unwrap_or_default()
@@ -740,7 +751,14 @@ pub fn connect(
         let mut ifname = String::new();
         for i in 0..64 {
             let name = format!("eth{i}");
-            match nl.add_veth(&host_ifname, bridge, &name, ns.as_raw_fd(), mac_bytes) {
+            match nl.add_veth(
+                &host_ifname,
+                bridge,
+                &name,
+                ns.as_raw_fd(),
+                mac_bytes,
+                net.mtu,
+            ) {
                 Ok(()) => {
                     ifname = name;
                     break;

@@ -392,7 +392,11 @@ fn static_address_mac_second_network_and_cli() {
         assert!(e.to_string().contains("overlaps with network front"), "{e}");
         assert!(h.store.create("front", &Default::default()).is_err());
         assert!(h.store.create("bad name", &Default::default()).is_err());
-        user_net(h, "back", false);
+        let back = NetworkOptions {
+            mtu: Some(9000),
+            ..Default::default()
+        };
+        h.store.create("back", &back).unwrap();
 
         let (c1, c2) = (h.netns("c1"), h.netns("c2"));
         let opts = ConnectOptions {
@@ -419,6 +423,8 @@ fn static_address_mac_second_network_and_cli() {
         // A second network: eth1, and the default route stays on the first.
         let b = connect(&h.store, "back", "id1", "one", &c1, &Default::default()).unwrap();
         assert_eq!(b.ifname, "eth1");
+        assert!(ok_in(&c1, "ip link show eth1").contains("mtu 9000"));
+        assert!(ok_in(&c1, "ip link show eth0").contains("mtu 1500"));
         let routes = ok_in(&c1, "ip route");
         assert_eq!(routes.matches("default").count(), 1, "{routes}");
         // Networks are isolated from each other.
