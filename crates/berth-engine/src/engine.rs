@@ -109,6 +109,9 @@ pub fn remove_files(
     if dir.exists() {
         fs::remove_dir_all(&dir).map_err(io(&dir))?;
     }
+    if let Some(c) = &c {
+        records.release_name(&c.name, id);
+    }
     if let Ok(store) = Store::open(root) {
         if let Err(e) = store.remove_hold(id) {
             tracing::debug!("releasing the image hold of {id}: {e}");
@@ -200,6 +203,7 @@ impl Engine {
                 },
             };
             self.records.save(&c)?;
+            self.records.reserve_name(&c.name, &c.id)?;
             Ok::<_, EngineError>(c)
         })();
         match result {

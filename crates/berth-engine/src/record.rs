@@ -179,17 +179,59 @@ impl Records {
         Ok(out)
     }
 
+    fn name_link(&self, name: &str) -> PathBuf {
+        self.dir.join(".names").join(name)
+    }
+
+    /// The id holding `name`, if any (stale links of removed containers are dropped).
+    pub fn name_owner(&self, name: &str) -> Option<String> {
+        let link = self.name_link(name);
+        let id = fs::read_link(&link).ok()?.to_string_lossy().into_owned();
+        if self.dir.join(&id).join("config.json").exists() {
+            Some(id)
+        } else {
+            let _ = fs::remove_file(&link);
+            None
+        }
+    }
+
+    /// Records `name` as taken by `id` (under [`Records::lock_names`]).
+    pub fn reserve_name(&self, name: &str, id: &str) -> Result<(), RecordError> {
+        let link = self.name_link(name);
+        let parent = link.parent().unwrap().to_path_buf();
+        fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+        std::os::unix::fs::symlink(id, &link).map_err(io_err(&link))
+    }
+
+    pub fn release_name(&self, name: &str, id: &str) {
+        let link = self.name_link(name);
+        if fs::read_link(&link).is_ok_and(|t| t.as_os_str() == id) {
+            let _ = fs::remove_file(&link);
+        }
+    }
+
     /// Full id from a name, full id, or unique id prefix.
     pub fn find(&self, key: &str) -> Result<String, RecordError> {
         let key = key.trim_start_matches('/');
-        let all = self.list()?;
-        if let Some(c) = all.iter().find(|c| c.id == key || c.name == key) {
-            return Ok(c.id.clone());
+        if key.is_empty() || key.contains('/') || key.starts_with('.') {
+            return Err(RecordError::NotFound(key.to_string()));
         }
-        let m: Vec<&Container> = all.iter().filter(|c| c.id.starts_with(key)).collect();
+        if key.len() == 64 && self.dir.join(key).join("config.json").exists() {
+            return Ok(key.to_string());
+        }
+        if let Some(id) = self.name_owner(key) {
+            return Ok(id);
+        }
+        let rd = fs::read_dir(&self.dir).map_err(io_err(&self.dir))?;
+        let m: Vec<String> = rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.') && n.starts_with(key))
+            .filter(|n| self.dir.join(n).join("config.json").exists())
+            .collect();
         match m.len() {
             0 => Err(RecordError::NotFound(key.to_string())),
-            1 => Ok(m[0].id.clone()),
+            1 => Ok(m[0].clone()),
             _ => Err(RecordError::Ambiguous(key.to_string())),
         }
     }
@@ -204,10 +246,10 @@ impl Records {
         if !ok {
             return Err(RecordError::BadName(name.to_string()));
         }
-        if let Some(c) = self.list()?.into_iter().find(|c| c.name == name) {
+        if let Some(id) = self.name_owner(name) {
             return Err(RecordError::NameInUse {
                 name: name.to_string(),
-                id: c.id,
+                id,
             });
         }
         Ok(())
@@ -215,7 +257,6 @@ impl Records {
 
     /// A Docker-like `adjective_noun` name not in use.
     pub fn random_name(&self) -> Result<String, RecordError> {
-        let used: Vec<String> = self.list()?.into_iter().map(|c| c.name).collect();
         for attempt in 0..1000u32 {
             let r = random_u64();
             let mut n = format!(
@@ -226,7 +267,7 @@ impl Records {
             if attempt > 10 {
                 n.push_str(&((r >> 40) % 10).to_string());
             }
-            if !used.contains(&n) {
+            if self.name_owner(&n).is_none() {
                 return Ok(n);
             }
         }
