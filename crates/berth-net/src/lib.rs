@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use netns::{create_netns, in_netns, remove_netns, NetnsError};
-pub use publish::{parse_publish, PublishError};
+pub use publish::{parse_publish, publish_all, PublishError};
 pub use store::{
     connect, disconnect, gc, release, DnsCommand, NetStore, DEFAULT_BRIDGE, DEFAULT_BRIDGE_IFNAME,
     DEFAULT_NETWORK,
@@ -305,6 +305,46 @@ pub struct Attachment {
     pub ports: Vec<PortMapping>,
 }
 
+/// A container's `--network` value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetworkMode {
+    /// Only `lo`, in a namespace of its own.
+    None,
+    /// The host's namespace.
+    Host,
+    /// Another container's namespace (`container:NAME|ID`).
+    Container(String),
+    /// A bridge network: `bridge` (the default) or a user-defined one.
+    Bridge(String),
+}
+
+impl NetworkMode {
+    /// Parses `--network`; an empty value is the default bridge.
+    pub fn parse(s: &str) -> Result<NetworkMode, NetError> {
+        Ok(match s {
+            "" | "default" | DEFAULT_NETWORK => NetworkMode::Bridge(DEFAULT_NETWORK.into()),
+            "none" => NetworkMode::None,
+            "host" => NetworkMode::Host,
+            _ => match s.strip_prefix("container:") {
+                Some("") => {
+                    return Err(NetError::Invalid {
+                        what: "network mode",
+                        value: s.into(),
+                        why: "container: needs a container name or ID".into(),
+                    })
+                }
+                Some(c) => NetworkMode::Container(c.into()),
+                None => NetworkMode::Bridge(s.into()),
+            },
+        })
+    }
+
+    /// Whether the container gets a namespace of its own that berth must create.
+    pub fn needs_own_netns(&self) -> bool {
+        matches!(self, NetworkMode::None | NetworkMode::Bridge(_))
+    }
+}
+
 /// `/etc/resolv.conf` for a container. `dns`, `search` and `options` are `--dns`,
 /// `--dns-search` and `--dns-option`; a resolver on loopback in the host's file is replaced by
 /// Docker's public fallbacks (the container cannot reach the host's loopback), and on user-defined
@@ -389,4 +429,107 @@ pub fn hosts_file(
         out.push_str(&format!("{}\t{hostname}\n", a.ip));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn att(dns: Option<&str>) -> Attachment {
+        Attachment {
+            network: "n".into(),
+            network_id: "0".repeat(64),
+            ip: Ipv4Addr::new(10, 89, 0, 2),
+            prefix: 24,
+            gateway: Ipv4Addr::new(10, 89, 0, 1),
+            mac: "02:42:0a:59:00:02".into(),
+            ifname: "eth0".into(),
+            host_ifname: "vb0".into(),
+            dns_server: dns.map(|d| d.parse().unwrap()),
+            aliases: vec![],
+            ports: vec![],
+        }
+    }
+
+    #[test]
+    fn network_modes() {
+        assert_eq!(
+            NetworkMode::parse("").unwrap(),
+            NetworkMode::Bridge("bridge".into())
+        );
+        assert_eq!(NetworkMode::parse("none").unwrap(), NetworkMode::None);
+        assert_eq!(NetworkMode::parse("host").unwrap(), NetworkMode::Host);
+        assert_eq!(
+            NetworkMode::parse("container:web").unwrap(),
+            NetworkMode::Container("web".into())
+        );
+        assert_eq!(
+            NetworkMode::parse("app").unwrap(),
+            NetworkMode::Bridge("app".into())
+        );
+        assert!(NetworkMode::parse("container:").is_err());
+        assert!(!NetworkMode::Host.needs_own_netns());
+    }
+
+    #[test]
+    fn resolv_conf() {
+        let host = "# comment\nnameserver 127.0.0.53\nnameserver 192.0.2.53\nsearch corp.example\noptions edns0\n";
+        // Default bridge: the host's resolvers minus loopback ones.
+        assert_eq!(
+            resolv_conf_for(&[att(None)], host, &[], &[], &[]),
+            "search corp.example\nnameserver 192.0.2.53\noptions edns0\n"
+        );
+        // Only a loopback resolver: Docker's public fallbacks.
+        assert_eq!(
+            resolv_conf_for(&[], "nameserver 127.0.0.53\n", &[], &[], &[]),
+            "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
+        );
+        // --dns, --dns-search, --dns-option win.
+        let dns = ["192.0.2.1".parse().unwrap()];
+        assert_eq!(
+            resolv_conf_for(&[], host, &dns, &["a.test".into()], &["ndots:2".into()]),
+            "search a.test\nnameserver 192.0.2.1\noptions ndots:2\n"
+        );
+        // User-defined network: its responder.
+        assert!(
+            resolv_conf_for(&[att(Some("10.89.0.1"))], host, &[], &[], &[])
+                .contains("nameserver 10.89.0.1\n")
+        );
+    }
+
+    #[test]
+    fn hosts() {
+        let h = hosts_file(
+            "web",
+            &[att(None)],
+            &[("db.test".into(), "192.0.2.9".parse().unwrap())],
+        );
+        assert!(h.starts_with("127.0.0.1\tlocalhost\n"));
+        assert!(h.contains("192.0.2.9\tdb.test\n"));
+        assert!(h.ends_with("10.89.0.2\tweb\n"));
+    }
+
+    #[test]
+    fn subnets() {
+        let s: Subnet = "10.88.0.0/16".parse().unwrap();
+        assert!(s.contains(Ipv4Addr::new(10, 88, 255, 1)));
+        assert!(!s.contains(Ipv4Addr::new(10, 89, 0, 1)));
+        assert!(s.overlaps(&"10.88.5.0/24".parse().unwrap()));
+        assert_eq!(
+            s.hosts(),
+            (
+                u32::from(Ipv4Addr::new(10, 88, 0, 1)),
+                u32::from(Ipv4Addr::new(10, 88, 255, 254))
+            )
+        );
+        for bad in [
+            "10.88.0.1/16",
+            "10.88.0.0",
+            "fd00::/64",
+            "10.0.0.0/4",
+            "x/8",
+        ] {
+            assert!(bad.parse::<Subnet>().is_err(), "{bad}");
+        }
+    }
 }

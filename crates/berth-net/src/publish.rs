@@ -96,6 +96,26 @@ pub fn parse_publish(spec: &str) -> Result<Vec<PortMapping>, PublishError> {
         .collect())
 }
 
+/// `-P`: every port of the image's `ExposedPorts` ("80/tcp", "53/udp", "8080") on a random
+/// host port.
+pub fn publish_all<S: AsRef<str>>(exposed: &[S]) -> Result<Vec<PortMapping>, PublishError> {
+    let mut out = Vec::new();
+    for e in exposed {
+        let e = e.as_ref();
+        for mut m in parse_publish(e)? {
+            if m.host_ip.is_some() || m.host_port != 0 {
+                return Err(PublishError {
+                    spec: e.to_string(),
+                    why: "an exposed port is PORT[/PROTO]".into(),
+                });
+            }
+            m.host_port = 0;
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +143,15 @@ mod tests {
         let v = parse_publish("8000-8002:9000-9002").unwrap();
         assert_eq!(v.len(), 3);
         assert_eq!((v[2].host_port, v[2].container_port), (8002, 9002));
+    }
+
+    #[test]
+    fn exposed_ports() {
+        let v = publish_all(&["80/tcp", "53/udp", "8080"]).unwrap();
+        assert_eq!(v.len(), 3);
+        assert!(v.iter().all(|m| m.host_port == 0));
+        assert_eq!(v[1].protocol, Protocol::Udp);
+        assert!(publish_all(&["1:2"]).is_err());
     }
 
     #[test]

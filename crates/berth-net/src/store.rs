@@ -806,14 +806,25 @@ pub fn connect(
     let finish = (|| -> Result<(), NetError> {
         store.save_leases(&net.name, &leases)?;
         store.write_hosts(&net, &leases)?;
-        store.sync_rules(false)?;
-        store.ensure_dns(&net)
+        store.sync_rules(false)
     })();
     if let Err(e) = finish {
         drop(_l);
         let _ = disconnect(store, &net.name, container_id);
         return Err(e);
     }
+    // Without its responder (port 53 taken on the gateway address by another server, say) the
+    // container still runs, resolving through the host's resolvers as on the default bridge.
+    let dns_ok = match store.ensure_dns(&net) {
+        Ok(()) => net.dns,
+        Err(e) => {
+            tracing::warn!(
+                "network {}: no name resolution between containers: {e}",
+                net.name
+            );
+            false
+        }
+    };
     Ok(Attachment {
         network: net.name.clone(),
         network_id: net.id.clone(),
@@ -823,7 +834,7 @@ pub fn connect(
         mac,
         ifname,
         host_ifname,
-        dns_server: net.dns.then_some(IpAddr::V4(net.gateway)),
+        dns_server: dns_ok.then_some(IpAddr::V4(net.gateway)),
         aliases: opts.aliases.clone(),
         ports,
     })
