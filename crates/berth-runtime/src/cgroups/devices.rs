@@ -68,10 +68,16 @@ pub fn normalize(d: &LinuxDeviceCgroup) -> Result<Option<Rule>, CgroupError> {
 }
 
 impl Rule {
-    /// The text cgroup v1 takes: `c 1:3 rwm`, `a`.
-    pub fn v1_string(&self) -> String {
-        if self.kind == 'a' && self.major.is_none() && self.minor.is_none() {
-            return "a".into();
+    /// The lines cgroup v1 takes: `c 1:3 rwm`, `a`. The kernel reads a leading `a` as
+    /// "every device, every access" and ignores the rest, so an `a` rule with a major, a
+    /// minor or less than `rwm` becomes one `c` and one `b` line.
+    pub fn v1_strings(&self) -> Vec<String> {
+        if self.kind == 'a'
+            && self.major.is_none()
+            && self.minor.is_none()
+            && self.access == ACC_ALL
+        {
+            return vec!["a".into()];
         }
         let n = |v: Option<u32>| v.map_or("*".to_string(), |v| v.to_string());
         let mut acc = String::new();
@@ -80,7 +86,15 @@ impl Rule {
                 acc.push(c);
             }
         }
-        format!("{} {}:{} {}", self.kind, n(self.major), n(self.minor), acc)
+        let kinds: &[char] = if self.kind == 'a' {
+            &['c', 'b']
+        } else {
+            &[self.kind]
+        };
+        kinds
+            .iter()
+            .map(|k| format!("{k} {}:{} {acc}", n(self.major), n(self.minor)))
+            .collect()
     }
 }
 
@@ -123,7 +137,9 @@ pub fn apply_v1(dir: &Path, devs: &[LinuxDeviceCgroup]) -> Result<(), CgroupErro
             } else {
                 "devices.deny"
             };
-            fs::write(&dir.join(file), &rule.v1_string())?;
+            for line in rule.v1_strings() {
+                fs::write(&dir.join(file), &line)?;
+            }
         }
     }
     Ok(())

@@ -327,7 +327,9 @@ fn v1_device_rule_strings() {
         d.set_major(maj);
         d.set_minor(min);
         d.set_access(Some(acc.to_string()));
-        devices::normalize(&d).unwrap().map(|r| r.v1_string())
+        devices::normalize(&d)
+            .unwrap()
+            .map(|r| r.v1_strings().join("\n"))
     };
     assert_eq!(rule(false, None, None, None, "rwm").as_deref(), Some("a"));
     assert_eq!(
