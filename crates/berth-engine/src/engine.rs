@@ -566,6 +566,9 @@ impl Engine {
                 envv.push(format!("{k}={v}"));
             }
         }
+        if tty && !envv.iter().any(|e| e.starts_with("TERM=")) {
+            envv.push("TERM=xterm".into());
+        }
         p["env"] = json!(envv);
         if let Some(u) = user {
             let r = rootfs(&self.records, &c.id);
@@ -580,8 +583,15 @@ impl Engine {
         }
         let pf = dir.join(format!("exec-{}.json", random_id()[..12].to_owned()));
         fs::write(&pf, serde_json::to_vec(&p).unwrap()).map_err(io(&pf))?;
+        let log = pf.with_extension("log");
         let mut cmdl = self.runtime.command();
-        cmdl.arg("exec").arg("--process").arg(&pf);
+        cmdl.arg("--log")
+            .arg(&log)
+            .arg("--log-format")
+            .arg("json")
+            .arg("exec")
+            .arg("--process")
+            .arg(&pf);
         if tty {
             cmdl.arg("--tty");
         }
@@ -599,9 +609,20 @@ impl Engine {
             source,
         });
         let _ = fs::remove_file(&pf);
+        let runtime_log = fs::read(&log).unwrap_or_default();
+        let _ = fs::remove_file(&log);
         let st = st?;
         use std::os::unix::process::ExitStatusExt;
-        Ok(st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)))
+        let code = st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0));
+        // The runtime failed to start the process: Docker's 126/127.
+        let msg = crate::runtime::clean_message(&runtime_log);
+        if code == 255 && msg.contains("exec") {
+            return Ok(match crate::runtime::start_failure_code(&msg) {
+                125 => 126,
+                c => c,
+            });
+        }
+        Ok(code)
     }
 
     /// Pids in the container (`top`).

@@ -141,6 +141,14 @@ fn detached_logs_exec_stop_restart_rm() {
             .code(),
         Some(3)
     );
+    assert_eq!(
+        env.berth(&["exec", "web", "nosuch"]).status.code(),
+        Some(127)
+    );
+    assert_eq!(
+        env.berth(&["exec", "web", "/etc/passwd"]).status.code(),
+        Some(126)
+    );
     let top = env.ok(&["top", "web"]);
     assert!(top.contains("sh -c trap"), "{top}");
     let stats = env.ok(&["stats", "--no-stream", "web"]);
