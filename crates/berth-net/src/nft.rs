@@ -88,6 +88,19 @@ pub fn render(nets: &[(Network, Vec<Lease>)]) -> String {
     }
     s.push_str("  }\n");
 
+    // route_localnet (needed to DNAT 127.0.0.1 into containers) would also let containers
+    // reach the host's loopback services through the gateway: drop that.
+    let set = bridges
+        .iter()
+        .map(|b| format!("\"{b}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let _ = writeln!(
+        s,
+        "  chain input {{\n    type filter hook input priority filter; policy accept;\n    \
+         iifname {{ {set} }} ip daddr 127.0.0.0/8 ct state != {{ established, related }} drop\n  }}"
+    );
+
     // Forwarding: internal networks stay inside their bridge; networks are isolated from each
     // other except for published ports.
     s.push_str("  chain forward {\n    type filter hook forward priority filter; policy accept;\n");
@@ -100,11 +113,6 @@ pub fn render(nets: &[(Network, Vec<Lease>)]) -> String {
     }
     s.push_str("    ct status dnat accept\n");
     if bridges.len() > 1 {
-        let set = bridges
-            .iter()
-            .map(|b| format!("\"{b}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
         for b in &bridges {
             let _ = writeln!(
                 s,

@@ -254,6 +254,30 @@ fn published_ports_from_localhost_outside_and_containers() {
                 "container page\n"
             );
 
+            // route_localnet does not open the host's loopback services to containers: a
+            // container routing 127.0.0.1 through its gateway reaches nothing (a UDP probe, since
+            // TCP could not complete its handshake anyway).
+            let probe = std::net::UdpSocket::bind("127.0.0.1:53").unwrap();
+            probe
+                .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                .unwrap();
+            let gw = h.store.inspect("app").unwrap().gateway;
+            ok_in(
+                &cli,
+                &format!(
+                    "ip route del local 127.0.0.0/8 dev lo table local && \
+                 ip route del local 127.0.0.1 dev lo table local && \
+                 ip route add 127.0.0.1/32 via {gw} dev eth0"
+                ),
+            );
+            let _ = run_in(&cli, "timeout 2 busybox nslookup probe 127.0.0.1");
+            let mut buf = [0u8; 512];
+            let got = probe.recv_from(&mut buf);
+            assert!(
+                got.is_err(),
+                "a container reached the host's loopback: {got:?}"
+            );
+
             // A port already in use on the host is refused before anything is set up.
             let _busy = std::net::TcpListener::bind("0.0.0.0:9090").unwrap();
             let c3 = h.netns("c3");
