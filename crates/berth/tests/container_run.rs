@@ -70,3 +70,41 @@ fn seed_scenario_uname_hostname_pid1_mounts_root() {
         .all(|e| e.file_name().to_string_lossy().starts_with('.')));
     assert!(mounts_under(&env.root).is_empty());
 }
+
+#[test]
+fn run_pulls_a_missing_image_and_keeps_stdout_clean() {
+    let env = Env::new();
+    let other = env.root.with_file_name("fresh-root");
+    let out = std::process::Command::new(BERTH)
+        .arg("--root")
+        .arg(&other)
+        .env("BERTH_RUNTIME", runtime())
+        .args(["run", "--rm", &env.image, "echo", "hi"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let leftover = mounts_under(&other);
+    assert!(leftover.is_empty(), "{leftover:?}");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hi\n");
+    assert!(text(&out.stderr).contains("Unable to find image"));
+    let never = std::process::Command::new(BERTH)
+        .arg("--root")
+        .arg(&other)
+        .args([
+            "run",
+            "--rm",
+            "--pull",
+            "never",
+            "127.0.0.1:1/nothing:here",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(never.status.code(), Some(125));
+    assert!(
+        text(&never.stderr).contains("No such image"),
+        "{}",
+        text(&never.stderr)
+    );
+}

@@ -620,7 +620,17 @@ fn pull_image(
     let local = || -> Result<Option<berth_image::Image>> { Ok(store.resolve(image)?) };
     let pull = || -> Result<berth_image::Image> {
         eprintln!("Unable to find image '{image}' locally");
-        let opts = berth_image::PullOptions::default();
+        // Progress goes to stdout: only show it on a terminal, so that the
+        // output of `run` (and the id printed by `run -d`) stays clean in scripts.
+        use std::io::IsTerminal;
+        let opts = berth_image::PullOptions {
+            progress: if std::io::stdout().is_terminal() {
+                berth_image::Progress::Auto
+            } else {
+                berth_image::Progress::Quiet
+            },
+            ..Default::default()
+        };
         berth_image::pull_blocking(&store, image, &opts).with_context(|| format!("pulling {image}"))
     };
     let _ = g;
