@@ -426,3 +426,57 @@ fn init_forwards_signals_and_reaps() {
         Some(9)
     );
 }
+
+#[test]
+fn concurrent_commands_are_safe() {
+    let env = Env::new();
+    // Eight creates at once with the same name: exactly one wins.
+    let kids: Vec<_> = (0..8)
+        .map(|_| {
+            env.cmd()
+                .args(["create", "--name", "dup", &env.image, "true"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<_> = kids
+        .into_iter()
+        .map(|k| k.wait_with_output().unwrap())
+        .collect();
+    assert_eq!(outs.iter().filter(|o| o.status.success()).count(), 1);
+    assert!(outs
+        .iter()
+        .filter(|o| !o.status.success())
+        .all(|o| text(&o.stderr).contains("is already in use")));
+    // Six detached runs at once: all start, with distinct names.
+    let kids: Vec<_> = (0..6)
+        .map(|_| {
+            env.cmd()
+                .args(["run", "-d", &env.image, "sleep", "30"])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for k in kids {
+        assert!(k.wait_with_output().unwrap().status.success());
+    }
+    let names: std::collections::BTreeSet<String> = env
+        .ok(&["ps", "--format", "json"])
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["Names"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(names.len(), 6);
+    let ids = env.ok(&["ps", "-aq"]);
+    let mut args = vec!["rm", "-f"];
+    args.extend(ids.split_whitespace());
+    env.ok(&args);
+    assert!(mounts_under(&env.root).is_empty());
+}
