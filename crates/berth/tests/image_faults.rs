@@ -33,6 +33,19 @@ fn small_small_big(out: &Path) -> anyhow::Result<()> {
     w.finish()
 }
 
+/// A layer whose config lists the wrong diff_id.
+fn wrong_diff_id(out: &Path) -> anyhow::Result<()> {
+    let mut w = LayoutWriter::create(out)?;
+    let mut a = w.write_layer_entries(
+        fixtures::Compression::Gzip,
+        &[Entry::file("a", 0o644, b"a\n".to_vec())],
+    )?;
+    a.diff_id = format!("sha256:{}", "1".repeat(64));
+    let m = w.write_image(&Platform::host(), serde_json::json!({"Cmd": ["sh"]}), &[a])?;
+    w.tag("latest", &m);
+    w.finish()
+}
+
 /// Layer digests of a layout's tag, in manifest order.
 fn layer_digests(layout: &Path, tag: &str) -> Vec<String> {
     let index: serde_json::Value =
@@ -323,4 +336,20 @@ fn concurrent_pulls_of_same_and_overlapping_images_all_succeed() {
     assert_eq!(b.entries("images").len(), 2);
     assert!(b.entries("tmp").is_empty());
     assert_same_as_umoci(&b, &names[2], &layout_path(&l), "arm64");
+}
+
+#[test]
+fn a_layer_that_does_not_match_its_diff_id_is_refused() {
+    let reg = Registry::start().unwrap();
+    let l = tempfile::tempdir().unwrap();
+    wrong_diff_id(l.path()).unwrap();
+    reg.push(l.path(), "latest", "bad:latest", None).unwrap();
+    let layer = layer_digests(l.path(), "latest")[0].clone();
+    let b = Berth::new();
+    let err = b.fails(&["pull", &format!("{}/bad:latest", reg.addr())]);
+    assert!(
+        err.contains(&layer) && err.contains("the image config says"),
+        "{err}"
+    );
+    assert_store_empty(&b);
 }
