@@ -159,6 +159,7 @@ impl Engine {
             None => self.records.random_name()?,
         };
         let id = random_id();
+        tracing::debug!(%name, %id, image = %image.id, "creating container");
         // Check what can be checked now: the command, flags that parse alone.
         let argv = spec::command(&image.config, opts)?;
         spec::capabilities(opts)?;
@@ -224,10 +225,16 @@ impl Engine {
 
     /// Mounts the root, writes /etc files and the runtime spec.
     fn prepare(&self, c: &mut Container) -> Result<(), EngineError> {
+        let _span = tracing::debug_span!("prepare", id = %&c.id[..12]).entered();
         let dir = self.records.container_dir(&c.id);
         let rootfs = dir.join("bundle/rootfs");
         if !overlay::is_mounted(&rootfs) {
             overlay::mount(&c.layers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
+            tracing::debug!(
+                layers = c.layers.len(),
+                "overlay mounted at {}",
+                rootfs.display()
+            );
         }
         let o = &c.options;
         let net_host = o.network == "host";
@@ -313,6 +320,7 @@ impl Engine {
         s["hostname"] = json!(hostname);
         let p = dir.join("bundle/config.json");
         fs::write(&p, serde_json::to_vec_pretty(&s).unwrap()).map_err(io(&p))?;
+        tracing::debug!("runtime spec written to {}", p.display());
         Ok(())
     }
 
@@ -351,6 +359,7 @@ impl Engine {
             auto_remove: c.options.rm,
             berth_root: self.root.clone(),
         };
+        tracing::debug!(runtime = %self.runtime.name(), "starting the monitor of {}", c.id);
         monitor::spawn(cfg).map_err(|e| EngineError::Other(format!("starting the monitor: {e}")))
     }
 
@@ -362,6 +371,10 @@ impl Engine {
         if !active || pid_alive(c.state.monitor_pid) || pid_alive(c.state.pid) {
             return false;
         }
+        tracing::info!(
+            "container {} lost its monitor and its process: marking it exited",
+            c.id
+        );
         self.runtime.delete_force(&c.id);
         let _ = teardown(&self.records, &c.id);
         c.state.status = "exited".into();
