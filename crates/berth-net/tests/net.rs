@@ -496,3 +496,19 @@ fn static_address_mac_second_network_and_cli() {
         assert!(h.store.inspect("front").is_err());
     });
 }
+
+#[test]
+fn network_none_has_only_loopback() {
+    in_test_host("network_none_has_only_loopback", |_h| {
+        let p = std::path::PathBuf::from("/run/netns/none");
+        berth_net::create_netns(&p).unwrap();
+        let links = ok_in(&p, "ip -o link");
+        assert_eq!(links.lines().count(), 1, "{links}");
+        assert!(links.contains("lo: <LOOPBACK,UP"), "{links}");
+        ok_in(&p, "busybox ping -c 1 -W 1 127.0.0.1");
+        assert!(ok_in(&p, "ip route").trim().is_empty());
+        berth_net::remove_netns(&p).unwrap();
+        assert!(!p.exists());
+        berth_net::remove_netns(&p).unwrap(); // idempotent
+    });
+}
