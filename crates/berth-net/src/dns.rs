@@ -1,14 +1,16 @@
 //! The DNS responder of a user-defined network: answers A queries for container names and
 //! aliases from `dns/<network>.hosts` (re-read when it changes) on the bridge's gateway
-//! address, port 53/udp, and forwards every other query to the host's resolvers.
+//! address, port 53 (UDP and TCP), and forwards every other query to the host's resolvers.
 //!
 //! It runs as its own detached process (`berth __dns NETWORKS_DIR NETWORK`), started by the
 //! first connect and killed by the last disconnect or `network rm`; it also exits by itself
 //! once its network's record is gone.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crate::Network;
@@ -149,31 +151,78 @@ fn upstreams(own: Ipv4Addr) -> Vec<SocketAddr> {
         .collect()
 }
 
-fn forward(sock: UdpSocket, client: SocketAddr, query: Vec<u8>, ups: Vec<SocketAddr>) {
-    std::thread::spawn(move || {
-        for up in &ups {
-            let bind: SocketAddr = if up.is_ipv4() {
-                "0.0.0.0:0".parse().unwrap()
-            } else {
-                "[::]:0".parse().unwrap()
-            };
-            let Ok(s) = UdpSocket::bind(bind) else {
-                continue;
-            };
-            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            if s.connect(up).is_err() || s.send(&query).is_err() {
-                continue;
-            }
-            let mut buf = [0u8; 4096];
-            if let Ok(n) = s.recv(&mut buf) {
-                let _ = sock.send_to(&buf[..n], client);
-                return;
-            }
+/// Asks the upstream resolvers in turn (UDP, 2 s each); their reply, or SERVFAIL.
+fn ask_upstream(query: &[u8], ups: &[SocketAddr]) -> Option<Vec<u8>> {
+    for up in ups {
+        let bind: SocketAddr = if up.is_ipv4() {
+            (Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let Ok(s) = UdpSocket::bind(bind) else {
+            continue;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        if s.connect(up).is_err() || s.send(query).is_err() {
+            continue;
         }
-        if let Some(q) = parse_query(&query) {
-            let _ = sock.send_to(&response(&query, &q, &[], 2), client);
+        let mut buf = [0u8; 4096];
+        if let Ok(n) = s.recv(&mut buf) {
+            return Some(buf[..n].to_vec());
         }
-    });
+    }
+    let q = parse_query(query)?;
+    Some(response(query, &q, &[], 2))
+}
+
+/// The answer from the network's own names, or None when the name is not one of them.
+fn local_answer(records: &Mutex<Records>, p: &[u8], q: &Query) -> Option<Vec<u8>> {
+    let mut r = records.lock().unwrap_or_else(|e| e.into_inner());
+    r.refresh();
+    let ips = r.map.get(q.name.trim_end_matches('.'))?;
+    // A (1) and ANY (255) get the addresses; other types of a known name: no data.
+    let ans: &[Ipv4Addr] = if q.qtype == 1 || q.qtype == 255 {
+        ips
+    } else {
+        &[]
+    };
+    Some(response(p, q, ans, 0))
+}
+
+/// Full answer to one query: local names first, then the upstreams.
+fn answer(records: &Mutex<Records>, p: &[u8], ups: &[SocketAddr]) -> Option<Vec<u8>> {
+    let q = parse_query(p)?;
+    local_answer(records, p, &q).or_else(|| ask_upstream(p, ups))
+}
+
+/// DNS over TCP (RFC 7766 framing: a 2-byte length before each message), one thread per
+/// connection, closed after 10 s idle.
+fn serve_tcp(listener: TcpListener, records: Arc<Mutex<Records>>, ups: Arc<Vec<SocketAddr>>) {
+    for conn in listener.incoming().flatten() {
+        let (records, ups) = (records.clone(), ups.clone());
+        std::thread::spawn(move || {
+            let mut c = conn;
+            let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+            loop {
+                let mut len = [0u8; 2];
+                if c.read_exact(&mut len).is_err() {
+                    return;
+                }
+                let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+                if c.read_exact(&mut q).is_err() {
+                    return;
+                }
+                let Some(r) = answer(&records, &q, &ups) else {
+                    return;
+                };
+                let mut out = (r.len() as u16).to_be_bytes().to_vec();
+                out.extend_from_slice(&r);
+                if c.write_all(&out).is_err() {
+                    return;
+                }
+            }
+        });
+    }
 }
 
 /// Runs the responder until its network is removed. Never returns.
@@ -203,12 +252,16 @@ fn serve(dir: &Path, network: &str) -> Result<(), DnsError> {
         dir.join("dns").join(format!("{network}.ready")),
         std::process::id().to_string(),
     );
-    let ups = upstreams(net.gateway);
-    let mut records = Records {
+    let ups = Arc::new(upstreams(net.gateway));
+    let records = Arc::new(Mutex::new(Records {
         path: dir.join("dns").join(format!("{network}.hosts")),
         stamp: None,
         map: HashMap::new(),
-    };
+    }));
+    if let Ok(l) = TcpListener::bind(addr) {
+        let (r, u) = (records.clone(), ups.clone());
+        std::thread::spawn(move || serve_tcp(l, r, u));
+    }
     let mut buf = [0u8; 4096];
     loop {
         let (n, client) = match sock.recv_from(&mut buf) {
@@ -230,20 +283,16 @@ fn serve(dir: &Path, network: &str) -> Result<(), DnsError> {
         let Some(q) = parse_query(p) else {
             continue;
         };
-        records.refresh();
-        let name = q.name.trim_end_matches('.');
-        if let Some(ips) = records.map.get(name) {
-            // A (1) and ANY (255) get the addresses; other types of a known name: no data.
-            let ans: &[Ipv4Addr] = if q.qtype == 1 || q.qtype == 255 {
-                ips
-            } else {
-                &[]
-            };
-            let _ = sock.send_to(&response(p, &q, ans, 0), client);
-        } else if ups.is_empty() {
-            let _ = sock.send_to(&response(p, &q, &[], 2), client);
+        if let Some(r) = local_answer(&records, p, &q) {
+            let _ = sock.send_to(&r, client);
         } else if let Ok(s) = sock.try_clone() {
-            forward(s, client, p.to_vec(), ups.clone());
+            // Upstream answers may take a while: one thread each, the loop keeps serving.
+            let (p, ups) = (p.to_vec(), ups.clone());
+            std::thread::spawn(move || {
+                if let Some(r) = ask_upstream(&p, &ups) {
+                    let _ = s.send_to(&r, client);
+                }
+            });
         }
     }
 }

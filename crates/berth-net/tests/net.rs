@@ -97,6 +97,28 @@ fn containers_ping_each_other_and_resolve_names() {
         );
         assert_eq!(resolv, format!("nameserver {gw}\n"));
 
+        // Over TCP too.
+        let want = a2.ip;
+        let got = berth_net::in_netns(&c1, move || -> std::io::Result<Vec<u8>> {
+            use std::io::{Read, Write};
+            let mut q = vec![
+                0xab, 0xcd, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 2, b'd', b'b', 0, 0, 1, 0, 1,
+            ];
+            let mut msg = (q.len() as u16).to_be_bytes().to_vec();
+            msg.append(&mut q);
+            let mut c = std::net::TcpStream::connect((gw, 53))?;
+            c.write_all(&msg)?;
+            let mut len = [0u8; 2];
+            c.read_exact(&mut len)?;
+            let mut r = vec![0u8; u16::from_be_bytes(len) as usize];
+            c.read_exact(&mut r)?;
+            Ok(r)
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(&got[..2], &[0xab, 0xcd]);
+        assert_eq!(&got[got.len() - 4..], &want.octets());
+
         // Containers use the responder through the resolv.conf berth writes: ping by name.
         let rc = h.root.path().join("resolv.conf");
         std::fs::write(&rc, &resolv).unwrap();
