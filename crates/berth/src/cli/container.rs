@@ -491,11 +491,42 @@ fn run_inner(cmd: ContainerCommand, g: &Globals) -> Result<i32> {
             force,
             volumes,
             containers,
-        } => each(&containers, |k| {
-            engine.remove(k, force, volumes)?;
-            println!("{k}");
-            Ok(())
-        }),
+        } => {
+            // Removals are independent (each takes its container's lock):
+            // run them a few at a time, report in the order given.
+            let mut results: Vec<Option<Result<(), String>>> = vec![None; containers.len()];
+            for (chunk, slots) in containers.chunks(8).zip(results.chunks_mut(8)) {
+                std::thread::scope(|s| {
+                    let handles: Vec<_> = chunk
+                        .iter()
+                        .map(|k| {
+                            let engine = &engine;
+                            s.spawn(move || {
+                                engine
+                                    .remove(k, force, volumes)
+                                    .map(|_| ())
+                                    .map_err(|e| super::format_error(&e.into()))
+                            })
+                        })
+                        .collect();
+                    for (h, slot) in handles.into_iter().zip(slots.iter_mut()) {
+                        *slot = Some(h.join().unwrap_or_else(|_| Err("panicked".into())));
+                    }
+                });
+            }
+            let mut code = 0;
+            for (k, r) in containers.iter().zip(results) {
+                match r {
+                    Some(Ok(())) => println!("{k}"),
+                    Some(Err(e)) => {
+                        eprintln!("Error response from daemon: {e}");
+                        code = 1;
+                    }
+                    None => {}
+                }
+            }
+            Ok(code)
+        }
         ContainerCommand::Logs {
             follow,
             timestamps,
