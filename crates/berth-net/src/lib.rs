@@ -12,6 +12,17 @@
 //! ```
 //! Nothing here starts a thread that outlives a call or an async runtime, so the engine can fork
 //! right after any of these functions return.
+//!
+//! How the engine uses it, per `--network` ([`NetworkMode::parse`]):
+//! - `none` / bridge networks: [`create_netns`] at `/run/berth/netns/<id>`, put that path in the
+//!   OCI spec's network namespace, then for a bridge network [`connect`] (with `--ip`,
+//!   `--mac-address`, `--network-alias`, `-p` from [`parse_publish`], `-P` from [`publish_all`]),
+//!   and keep the [`Attachment`] in the container's record. Write `/etc/resolv.conf` with
+//!   [`resolv_conf_for`] and `/etc/hosts` with [`hosts_file`].
+//! - on `rm` (and `--rm`): [`release`], then [`remove_netns`].
+//! - `host` and `container:NAME`: no namespace of its own; the host's or that container's.
+//! - at the start of commands that list containers: [`gc`] with the live container IDs, which
+//!   reclaims what containers killed with -9 held (and rewrites the nftables rules if so).
 
 pub mod cli;
 pub mod dns;

@@ -638,6 +638,13 @@ pub fn connect(
         }
     }
     for p in &mut ports {
+        if let Some(ip @ IpAddr::V6(_)) = p.host_ip {
+            return Err(NetError::Invalid {
+                what: "publish host address",
+                value: ip.to_string(),
+                why: "publishing on IPv6 addresses is not supported yet".into(),
+            });
+        }
         if p.host_port == 0 {
             let mut port = 0;
             for _ in 0..64 {
@@ -883,6 +890,10 @@ pub fn gc(store: &NetStore, live_container_ids: &[String]) -> Result<usize, NetE
             .into_iter()
             .partition(|l| live_container_ids.contains(&l.container_id));
         if gone.is_empty() {
+            if keep.is_empty() {
+                // A responder left running by a berth killed between its steps.
+                store.stop_dns(&net.name);
+            }
             continue;
         }
         n += gone.len();
