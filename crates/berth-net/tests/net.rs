@@ -14,6 +14,28 @@ fn dns_child() {
     dns_child_entry();
 }
 
+/// Not a test: a separate process connecting one container (as concurrent `berth run`s do).
+#[test]
+fn connect_child() {
+    let Ok(spec) = std::env::var("BERTH_NET_CONNECT_CHILD") else {
+        return;
+    };
+    let v: Vec<&str> = spec.split(',').collect();
+    let store = berth_net::NetStore::open(std::path::Path::new(v[0]))
+        .unwrap()
+        .with_dns_command(dns_command());
+    let a = connect(
+        &store,
+        v[1],
+        v[2],
+        v[2],
+        std::path::Path::new(v[3]),
+        &Default::default(),
+    )
+    .unwrap();
+    println!("IP={}", a.ip);
+}
+
 fn publish(specs: &[&str]) -> ConnectOptions {
     ConnectOptions {
         ports: specs
@@ -327,8 +349,28 @@ fn parallel_connects_get_distinct_addresses() {
     in_test_host("parallel_connects_get_distinct_addresses", |h| {
         user_net(h, "many", false);
         let nss: Vec<_> = (0..20).map(|i| h.netns(&format!("p{i}"))).collect();
-        let atts: Vec<_> = std::thread::scope(|s| {
-            let hs: Vec<_> = nss
+        // Ten connects from threads and ten from separate processes, all at once.
+        let exe = std::env::current_exe().unwrap();
+        let children: Vec<_> = (10..20)
+            .map(|i| {
+                std::process::Command::new(&exe)
+                    .args(["--exact", "connect_child", "--nocapture"])
+                    .env_remove("BERTH_NET_TEST_HOST")
+                    .env(
+                        "BERTH_NET_CONNECT_CHILD",
+                        format!(
+                            "{},many,id{i},{}",
+                            h.root.path().display(),
+                            nss[i].display()
+                        ),
+                    )
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut atts: Vec<_> = std::thread::scope(|s| {
+            let hs: Vec<_> = nss[..10]
                 .iter()
                 .enumerate()
                 .map(|(i, ns)| {
@@ -347,6 +389,38 @@ fn parallel_connects_get_distinct_addresses() {
                 .collect();
             hs.into_iter().map(|h| h.join().unwrap().unwrap()).collect()
         });
+        let mut child_ips = Vec::new();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success());
+            let text = String::from_utf8_lossy(&out.stdout);
+            let ip = text
+                .lines()
+                .find_map(|l| l.strip_prefix("IP="))
+                .unwrap_or_else(|| panic!("no address from a child: {text}"));
+            child_ips.push(ip.parse::<std::net::Ipv4Addr>().unwrap());
+        }
+        let leases = h.store.leases("many").unwrap();
+        for i in 10..20 {
+            let l = leases
+                .iter()
+                .find(|l| l.container_id == format!("id{i}"))
+                .unwrap();
+            assert!(child_ips.contains(&l.ip));
+            atts.push(berth_net::Attachment {
+                network: "many".into(),
+                network_id: String::new(),
+                ip: l.ip,
+                prefix: 24,
+                gateway: l.ip,
+                mac: l.mac.clone(),
+                ifname: l.ifname.clone(),
+                host_ifname: l.host_ifname.clone(),
+                dns_server: None,
+                aliases: vec![],
+                ports: vec![],
+            });
+        }
         let ips: HashSet<_> = atts.iter().map(|a| a.ip).collect();
         assert_eq!(ips.len(), 20, "{ips:?}");
         assert_eq!(h.store.leases("many").unwrap().len(), 20);

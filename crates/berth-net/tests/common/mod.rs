@@ -66,6 +66,19 @@ pub fn dns_child_entry() {
     berth_net::dns::dns_server_main(Path::new(&args[n - 2]), &args[n - 1]);
 }
 
+/// DNS responders run as this test binary (`dns_child`), forwarding to the "internet"
+/// namespace only, never to the machine's resolvers.
+pub fn dns_command() -> DnsCommand {
+    DnsCommand {
+        program: std::env::current_exe().unwrap(),
+        args: vec!["--exact".into(), "dns_child".into(), "--nocapture".into()],
+        env: vec![
+            (DNS_CHILD.into(), "1".into()),
+            ("BERTH_DNS_UPSTREAMS".into(), INTERNET.into()),
+        ],
+    }
+}
+
 pub struct TestHost {
     pub root: tempfile::TempDir,
     pub store: NetStore,
@@ -106,15 +119,7 @@ impl TestHost {
             .unwrap();
         let store = NetStore::open(root.path())
             .unwrap()
-            .with_dns_command(DnsCommand {
-                program: std::env::current_exe().unwrap(),
-                args: vec!["--exact".into(), "dns_child".into(), "--nocapture".into()],
-                // Forward to the "internet" namespace only, never to the machine's resolvers.
-                env: vec![
-                    (DNS_CHILD.into(), "1".into()),
-                    ("BERTH_DNS_UPSTREAMS".into(), INTERNET.into()),
-                ],
-            });
+            .with_dns_command(dns_command());
         TestHost { root, store }
     }
 
