@@ -274,6 +274,21 @@ impl std::fmt::Display for PortMapping {
     }
 }
 
+/// The PORTS column of `ps`: `0.0.0.0:8080->80/tcp, 127.0.0.1:49153->53/udp`.
+pub fn ports_summary(ports: &[PortMapping]) -> String {
+    ports
+        .iter()
+        .map(|p| {
+            let ip = p
+                .host_ip
+                .map(|i| i.to_string())
+                .unwrap_or_else(|| "0.0.0.0".into());
+            format!("{ip}:{}->{}/{}", p.host_port, p.container_port, p.protocol)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// How a container joins a network.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectOptions {
@@ -460,6 +475,17 @@ mod tests {
             aliases: vec![],
             ports: vec![],
         }
+    }
+
+    #[test]
+    fn port_listings() {
+        let mut v = publish::parse_publish("8080:80").unwrap();
+        v.extend(publish::parse_publish("127.0.0.1:5353:53/udp").unwrap());
+        assert_eq!(
+            ports_summary(&v),
+            "0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp"
+        );
+        assert_eq!(v[1].to_string(), "53/udp -> 127.0.0.1:5353");
     }
 
     #[test]
