@@ -11,19 +11,19 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("reading credentials from {path}: {source}")]
+    #[error("reading credentials from {path}")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("credentials file {path} is not valid JSON: {source}")]
+    #[error("credentials file {path} is not valid JSON")]
     Parse {
         path: PathBuf,
         #[source]
         source: serde_json::Error,
     },
-    #[error("writing credentials to {path}: {source}")]
+    #[error("writing credentials to {path}")]
     Write {
         path: PathBuf,
         #[source]

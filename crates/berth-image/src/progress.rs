@@ -15,6 +15,8 @@ pub(crate) enum Mode {
 pub(crate) struct Reporter {
     mode: Mode,
     bars: Mutex<HashMap<String, ProgressBar>>,
+    /// Set once the bars are final: later lines print below them.
+    ended: std::sync::atomic::AtomicBool,
 }
 
 /// `sha256:0123456789abcdef...` -> `0123456789ab`.
@@ -37,16 +39,18 @@ impl Reporter {
         Reporter {
             mode,
             bars: Mutex::new(HashMap::new()),
+            ended: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     /// A status line ("latest: Pulling from library/busybox").
     pub(crate) fn line(&self, msg: &str) {
+        let ended = self.ended.load(std::sync::atomic::Ordering::SeqCst);
         match &self.mode {
-            Mode::Bars(m) => {
+            Mode::Bars(m) if !ended => {
                 let _ = m.println(msg);
             }
-            Mode::Plain => {
+            Mode::Bars(_) | Mode::Plain => {
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "{msg}");
             }
@@ -123,11 +127,24 @@ impl Reporter {
         }
     }
 
-    /// Leaves the bars on screen as they are.
+    /// Leaves the bars on screen as they are; later lines go below them.
     pub(crate) fn finish_all(&self) {
+        if self.ended.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         let bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
         for b in bars.values() {
             b.abandon();
+        }
+        if let Mode::Bars(m) = &self.mode {
+            let _ = m.clear();
+            // Print the final state once, plainly.
+            let mut out = std::io::stdout().lock();
+            let mut done: Vec<(&String, &ProgressBar)> = bars.iter().collect();
+            done.sort_by_key(|(_, b)| b.elapsed());
+            for (d, b) in done.into_iter().rev() {
+                let _ = writeln!(out, "{}: {}", short(d), b.message());
+            }
         }
     }
 }

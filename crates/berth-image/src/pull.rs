@@ -67,7 +67,7 @@ pub struct PullOptions {
 pub enum PullError {
     #[error(transparent)]
     Reference(#[from] ReferenceError),
-    #[error("pulling {image}: {source}")]
+    #[error("pulling {image}")]
     Registry {
         image: String,
         #[source]
@@ -93,14 +93,14 @@ pub enum PullError {
         expected: String,
         actual: String,
     },
-    #[error("pulling {image}: layer {digest}: {source}")]
+    #[error("pulling {image}: layer {digest}")]
     Unpack {
         image: String,
         digest: String,
         #[source]
         source: UnpackError,
     },
-    #[error("pulling {image}: layer {digest}: decompressing: {source}")]
+    #[error("pulling {image}: decompressing layer {digest}")]
     Decompress {
         image: String,
         digest: String,
@@ -113,7 +113,7 @@ pub enum PullError {
         digest: String,
         detail: String,
     },
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         path: PathBuf,
         #[source]
@@ -126,7 +126,7 @@ pub enum PullError {
         detail: String,
         attempts: u32,
     },
-    #[error("starting the pull's async runtime: {0}")]
+    #[error("starting the pull's async runtime")]
     Runtime(#[source] std::io::Error),
     #[error("reading {path}: {detail}")]
     Settings { path: PathBuf, detail: String },
@@ -141,6 +141,18 @@ impl PullError {
             _ => false,
         }
     }
+}
+
+/// An error and its causes on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> PullError + '_ {
@@ -477,6 +489,7 @@ async fn pull(
         }
         let rec = store.record(&id)?.expect("checked above");
         store.commit_image(&rec, tag_ref.as_deref(), Some(&digest_ref))?;
+        reporter.finish_all();
         reporter.line(&format!("Digest: {top_digest}"));
         reporter.line(&format!(
             "Status: Image is up to date for {}",
@@ -624,6 +637,7 @@ async fn pull(
     // Layers must be durable before a record points at them.
     store.sync()?;
     store.commit_image(&rec, tag_ref.as_deref(), Some(&digest_ref))?;
+    reporter.finish_all();
     reporter.line(&format!("Digest: {top_digest}"));
     reporter.line(&format!(
         "Status: Downloaded newer image for {}",
@@ -675,7 +689,7 @@ async fn fetch_layer(
                 tracing::debug!(layer = %l.digest, attempt, error = %e, "layer download failed, restarting it");
                 ctx.reporter.layer(
                     &l.digest,
-                    &format!("Retrying in {:.1}s ({e})", wait.as_secs_f32()),
+                    &format!("Retrying in {:.1}s ({})", wait.as_secs_f32(), chain(&e)),
                 );
                 tokio::time::sleep(wait).await;
             }
@@ -950,12 +964,7 @@ async fn stream_layer_into(
                 Ok(Some(c)) => c,
                 Ok(None) => break,
                 Err(e) => {
-                    let mut detail = e.to_string();
-                    let mut src = std::error::Error::source(&e);
-                    while let Some(c) = src {
-                        detail = format!("{detail}: {c}");
-                        src = c.source();
-                    }
+                    let detail = chain(&e);
                     return Err(PullError::Interrupted {
                         image: ctx.image.clone(),
                         digest: l.digest.clone(),

@@ -53,7 +53,7 @@ pub enum RegistryError {
         status: u16,
         body: String,
     },
-    #[error("cannot reach registry {host} for {what} after {attempts} attempts: {source}{hint}")]
+    #[error("cannot reach registry {host}{hint} for {what} after {attempts} attempts")]
     Transport {
         what: String,
         host: String,
@@ -62,7 +62,7 @@ pub enum RegistryError {
         #[source]
         source: reqwest::Error,
     },
-    #[error("setting up an HTTP client: {0}")]
+    #[error("setting up an HTTP client")]
     Client(#[source] reqwest::Error),
 }
 

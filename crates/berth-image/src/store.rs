@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         path: PathBuf,
         #[source]
@@ -53,7 +53,7 @@ pub enum StoreError {
     BadHolder(String),
     #[error("refusing to tag with a digest: {0} (tags name a repository and a tag)")]
     TagWithDigest(String),
-    #[error("mounting {image} at {}: {source}", path.display())]
+    #[error("mounting {image} at {}", path.display())]
     Mount {
         image: String,
         path: PathBuf,

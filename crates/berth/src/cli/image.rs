@@ -394,7 +394,7 @@ fn rmi(a: RmiArgs, g: &Globals) -> anyhow::Result<i32> {
             }
             Err(e) => {
                 failed = true;
-                eprintln!("berth: rmi {name}: {e}");
+                eprintln!("berth: rmi {name}: {}", super::format_error(&e.into()));
             }
         }
     }
