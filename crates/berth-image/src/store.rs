@@ -766,14 +766,34 @@ impl Store {
         if lowers.len() < 2 {
             lowers.push(empty.clone());
         }
-        let data = format!(
-            "lowerdir={}",
-            lowers
+        let lowerdir = |paths: &[PathBuf]| {
+            format!(
+                "lowerdir={}",
+                paths
+                    .iter()
+                    .map(|p| escape_overlay_path(p))
+                    .collect::<Vec<_>>()
+                    .join(":")
+            )
+        };
+        let mut data = lowerdir(&lowers);
+        // Mount options must fit in a page. With many layers, name them
+        // relative to the store root and mount from there (this process is
+        // single-threaded here, so changing directory is safe).
+        let mut old_cwd = None;
+        if data.len() > 4000 {
+            let rel: Vec<PathBuf> = lowers
                 .iter()
-                .map(|p| escape_overlay_path(p))
-                .collect::<Vec<_>>()
-                .join(":")
-        );
+                .map(|p| {
+                    p.strip_prefix(&self.root)
+                        .map(Path::to_path_buf)
+                        .unwrap_or_else(|_| p.clone())
+                })
+                .collect();
+            data = lowerdir(&rel);
+            old_cwd = std::env::current_dir().ok();
+            std::env::set_current_dir(&self.root).map_err(io_err(&self.root))?;
+        }
         let res = rustix::mount::mount(
             "overlay",
             &merged,
@@ -781,6 +801,9 @@ impl Store {
             rustix::mount::MountFlags::RDONLY | rustix::mount::MountFlags::NODEV,
             Some(std::ffi::CString::new(data).expect("no NUL").as_c_str()),
         );
+        if let Some(cwd) = old_cwd {
+            let _ = std::env::set_current_dir(cwd);
+        }
         if let Err(e) = res {
             let _ = self.remove_hold(&holder);
             let _ = std::fs::remove_dir_all(&base);

@@ -208,3 +208,41 @@ fn image_mount_is_idempotent_and_unmount_cleans_up() {
     // No hold left: the image can be removed.
     b.ok(&["rmi", &name]);
 }
+
+/// 50 one-file layers: too many for absolute lowerdir paths in one page.
+fn fifty_layers(out: &std::path::Path) -> anyhow::Result<()> {
+    use berth_testutil::fixtures::{Compression, LayoutWriter, Platform};
+    use berth_testutil::tarw::Entry;
+    let mut w = LayoutWriter::create(out)?;
+    let mut layers = vec![];
+    for i in 0..50 {
+        layers.push(w.write_layer_entries(
+            Compression::Gzip,
+            &[Entry::file(
+                format!("f{i:02}"),
+                0o644,
+                format!("{i}\n").into_bytes(),
+            )],
+        )?);
+    }
+    let m = w.write_image(
+        &Platform::host(),
+        serde_json::json!({"Cmd": ["sh"]}),
+        &layers,
+    )?;
+    w.tag("latest", &m);
+    w.finish()
+}
+
+#[test]
+fn image_mount_with_many_layers() {
+    let reg = Registry::start().unwrap();
+    let l = layout(fifty_layers);
+    reg.push(&layout_path(&l), "latest", "many:latest", None)
+        .unwrap();
+    let b = Berth::new();
+    let name = format!("{}/many:latest", reg.addr());
+    b.ok(&["pull", &name]);
+    assert_eq!(b.entries("layers").len(), 50);
+    assert_same_as_umoci(&b, &name, &layout_path(&l), "latest");
+}
