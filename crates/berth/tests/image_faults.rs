@@ -33,6 +33,35 @@ fn small_small_big(out: &Path) -> anyhow::Result<()> {
     w.finish()
 }
 
+/// Tag `x`: layers [a, b]; tag `y`: the same [a, b] plus a 6 MiB layer.
+fn x_and_y(out: &Path) -> anyhow::Result<()> {
+    let mut w = LayoutWriter::create(out)?;
+    let gz = fixtures::Compression::Gzip;
+    let a = w.write_layer_entries(gz, &[Entry::file("a", 0o644, b"a\n".to_vec())])?;
+    let b = w.write_layer_entries(gz, &[Entry::file("b", 0o644, b"b\n".to_vec())])?;
+    let big = w.write_layer_entries(
+        gz,
+        &[Entry::file(
+            "big",
+            0o644,
+            fixtures::pseudo_random(9, 6 << 20),
+        )],
+    )?;
+    let x = w.write_image(
+        &Platform::host(),
+        serde_json::json!({"Cmd": ["x"]}),
+        &[a.clone(), b.clone()],
+    )?;
+    let y = w.write_image(
+        &Platform::host(),
+        serde_json::json!({"Cmd": ["y"]}),
+        &[a, b, big],
+    )?;
+    w.tag("x", &x);
+    w.tag("y", &y);
+    w.finish()
+}
+
 /// A layer whose config lists the wrong diff_id.
 fn wrong_diff_id(out: &Path) -> anyhow::Result<()> {
     let mut w = LayoutWriter::create(out)?;
@@ -352,4 +381,61 @@ fn a_layer_that_does_not_match_its_diff_id_is_refused() {
         "{err}"
     );
     assert_store_empty(&b);
+}
+
+#[test]
+fn rmi_during_a_pull_cannot_delete_the_layers_it_reuses() {
+    let reg = Registry::start().unwrap();
+    let l = tempfile::tempdir().unwrap();
+    x_and_y(l.path()).unwrap();
+    reg.push(l.path(), "x", "x:latest", None).unwrap();
+    reg.push(l.path(), "y", "y:latest", None).unwrap();
+    let b = Berth::new();
+    let x = format!("{}/x:latest", reg.addr());
+    b.ok(&["pull", &x]);
+    assert_eq!(b.entries("layers").len(), 2);
+
+    // y's big layer breaks off twice (the config's GET uses up one cut), so
+    // the pull stays busy for a while after it has found a and b in the store.
+    let proxy = FaultProxy::builder(&reg.addr())
+        .cut_blobs_after(64 * 1024, 3)
+        .start()
+        .unwrap();
+    let y = format!("{}/y:latest", proxy.addr());
+    let child = b
+        .cmd(&["pull", &y])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let guard = ChildGuard::new(child);
+    let lock_count = |b: &Berth| {
+        b.entries("locks")
+            .iter()
+            .filter(|n| n.starts_with("layer-"))
+            .count()
+    };
+    wait_for(
+        "the pull to reach the big layer",
+        Duration::from_secs(30),
+        || lock_count(&b) >= 3,
+    );
+    let out = b.ok(&["rmi", &x]);
+    assert!(out.contains("Deleted: sha256:"), "{out}");
+    assert_eq!(
+        b.entries("layers").len(),
+        2,
+        "a and b are kept while the pull runs"
+    );
+
+    let out = guard.into_inner().wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches("Already exists").count(), 2, "{stdout}");
+    assert_same_as_umoci(&b, &y, l.path(), "y");
+    assert_eq!(b.ok(&["images", "-q"]).lines().count(), 1);
 }
