@@ -54,7 +54,8 @@ pub fn inspect_json(store: &NetStore, n: &Network) -> Result<serde_json::Value, 
         containers.insert(
             l.container_id.clone(),
             json!({"Name": l.container_name, "MacAddress": l.mac,
-                "IPv4Address": format!("{}/{}", l.ip, n.subnet.prefix), "IPv6Address": "",
+                "IPv4Address": format!("{}/{}", l.ip, n.subnet.prefix),
+                "IPv6Address": l.ip6.zip(n.subnet6).map(|(a, s)| format!("{a}/{}", s.prefix)).unwrap_or_default(),
                 "Aliases": l.aliases}),
         );
     }
@@ -64,6 +65,11 @@ pub fn inspect_json(store: &NetStore, n: &Network) -> Result<serde_json::Value, 
         .map(|(k, v)| (k.clone(), json!(v)))
         .collect();
     let created = chrono_like(n.created);
+    let mut config =
+        vec![json!({"Subnet": n.subnet.to_string(), "Gateway": n.gateway.to_string()})];
+    if let (Some(s6), Some(g6)) = (n.subnet6, n.gateway6) {
+        config.push(json!({"Subnet": s6.to_string(), "Gateway": g6.to_string()}));
+    }
     let mut options = json!({"com.docker.network.bridge.name": n.bridge});
     if let Some(m) = n.mtu {
         options["com.docker.network.driver.mtu"] = json!(m.to_string());
@@ -72,7 +78,7 @@ pub fn inspect_json(store: &NetStore, n: &Network) -> Result<serde_json::Value, 
         "Name": n.name, "Id": n.id, "Created": created, "Scope": "local", "Driver": n.driver,
         "EnableIPv6": n.ipv6,
         "IPAM": {"Driver": "default", "Options": {},
-                 "Config": [{"Subnet": n.subnet.to_string(), "Gateway": n.gateway.to_string()}]},
+                 "Config": config},
         "Internal": n.internal, "Attachable": false, "Ingress": false,
         "Containers": containers,
         "Options": options,

@@ -77,8 +77,8 @@ pub fn parse_query(p: &[u8]) -> Option<Query> {
     })
 }
 
-/// The response to `q` (whose bytes are `p`) with these A records and rcode.
-pub fn response(p: &[u8], q: &Query, answers: &[Ipv4Addr], rcode: u16) -> Vec<u8> {
+/// The response to `q` (whose bytes are `p`) with these A or AAAA records and rcode.
+pub fn response(p: &[u8], q: &Query, answers: &[IpAddr], rcode: u16) -> Vec<u8> {
     let mut r = Vec::with_capacity(q.question_end + 16 * answers.len());
     r.extend_from_slice(&q.id.to_be_bytes());
     // QR, opcode copied, AA, RD copied, RA.
@@ -89,10 +89,16 @@ pub fn response(p: &[u8], q: &Query, answers: &[Ipv4Addr], rcode: u16) -> Vec<u8
     r.extend_from_slice(&[0, 0, 0, 0]);
     r.extend_from_slice(&p[12..q.question_end]);
     for a in answers {
-        r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1]);
+        let (rtype, data) = match a {
+            IpAddr::V4(a) => (1u16, a.octets().to_vec()),
+            IpAddr::V6(a) => (28u16, a.octets().to_vec()),
+        };
+        r.extend_from_slice(&[0xc0, 0x0c]);
+        r.extend_from_slice(&rtype.to_be_bytes());
+        r.extend_from_slice(&1u16.to_be_bytes());
         r.extend_from_slice(&TTL.to_be_bytes());
-        r.extend_from_slice(&4u16.to_be_bytes());
-        r.extend_from_slice(&a.octets());
+        r.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        r.extend_from_slice(&data);
     }
     r
 }
@@ -100,7 +106,7 @@ pub fn response(p: &[u8], q: &Query, answers: &[Ipv4Addr], rcode: u16) -> Vec<u8
 struct Records {
     path: PathBuf,
     stamp: Option<(SystemTime, u64)>,
-    map: HashMap<String, Vec<Ipv4Addr>>,
+    map: HashMap<String, Vec<IpAddr>>,
 }
 
 impl Records {
@@ -116,7 +122,7 @@ impl Records {
         let text = std::fs::read_to_string(&self.path).unwrap_or_default();
         for line in text.lines() {
             let mut w = line.split_whitespace();
-            let Some(ip) = w.next().and_then(|s| s.parse::<Ipv4Addr>().ok()) else {
+            let Some(ip) = w.next().and_then(|s| s.parse::<IpAddr>().ok()) else {
                 continue;
             };
             for name in w {
@@ -180,13 +186,18 @@ fn local_answer(records: &Mutex<Records>, p: &[u8], q: &Query) -> Option<Vec<u8>
     let mut r = records.lock().unwrap_or_else(|e| e.into_inner());
     r.refresh();
     let ips = r.map.get(q.name.trim_end_matches('.'))?;
-    // A (1) and ANY (255) get the addresses; other types of a known name: no data.
-    let ans: &[Ipv4Addr] = if q.qtype == 1 || q.qtype == 255 {
-        ips
-    } else {
-        &[]
-    };
-    Some(response(p, q, ans, 0))
+    // A (1), AAAA (28) and ANY (255) get the addresses; other types of a known name: no data.
+    let ans: Vec<IpAddr> = ips
+        .iter()
+        .filter(|ip| match q.qtype {
+            1 => ip.is_ipv4(),
+            28 => ip.is_ipv6(),
+            255 => true,
+            _ => false,
+        })
+        .copied()
+        .collect();
+    Some(response(p, q, &ans, 0))
 }
 
 /// Full answer to one query: local names first, then the upstreams.
@@ -318,7 +329,7 @@ mod tests {
         let p = query("Web.1", 1);
         let q = parse_query(&p).unwrap();
         assert_eq!((q.id, q.name.as_str(), q.qtype), (0x1234, "web.1", 1));
-        let r = response(&p, &q, &[Ipv4Addr::new(10, 89, 0, 2)], 0);
+        let r = response(&p, &q, &[Ipv4Addr::new(10, 89, 0, 2).into()], 0);
         assert_eq!(&r[0..2], &[0x12, 0x34]);
         assert_eq!(u16::from_be_bytes([r[2], r[3]]) & 0x8000, 0x8000);
         assert_eq!(u16::from_be_bytes([r[6], r[7]]), 1);

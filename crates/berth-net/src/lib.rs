@@ -32,7 +32,7 @@ pub mod nl;
 mod publish;
 mod store;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -89,8 +89,6 @@ pub enum NetError {
     InUse { network: String, containers: String },
     #[error("{0} is a pre-defined network and cannot be removed")]
     Predefined(String),
-    #[error("IPv6 networks are not supported yet (network {0})")]
-    Ipv6Unsupported(String),
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -196,6 +194,67 @@ impl<'de> Deserialize<'de> for Subnet {
     }
 }
 
+/// An IPv6 subnet, written `ADDR/N` (N from 48 to 120).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subnet6 {
+    pub addr: Ipv6Addr,
+    pub prefix: u8,
+}
+
+impl Subnet6 {
+    fn mask(&self) -> u128 {
+        u128::MAX << (128 - self.prefix)
+    }
+    pub fn contains(&self, ip: Ipv6Addr) -> bool {
+        u128::from(ip) & self.mask() == u128::from(self.addr)
+    }
+    /// The address at `offset` inside the subnet.
+    pub fn nth(&self, offset: u128) -> Ipv6Addr {
+        Ipv6Addr::from(u128::from(self.addr) | (offset & !self.mask()))
+    }
+}
+
+impl std::str::FromStr for Subnet6 {
+    type Err = NetError;
+    fn from_str(s: &str) -> Result<Subnet6, NetError> {
+        let bad = |why: &str| NetError::Invalid {
+            what: "IPv6 subnet",
+            value: s.to_string(),
+            why: why.to_string(),
+        };
+        let (a, p) = s.split_once('/').ok_or_else(|| bad("expected ADDR/N"))?;
+        let addr: Ipv6Addr = a.parse().map_err(|_| bad("not an IPv6 address"))?;
+        let prefix: u8 = p.parse().map_err(|_| bad("bad prefix length"))?;
+        if !(48..=120).contains(&prefix) {
+            return Err(bad("the prefix length must be between 48 and 120"));
+        }
+        let sub = Subnet6 { addr, prefix };
+        if u128::from(addr) & !sub.mask() != 0 {
+            return Err(bad("host bits set"));
+        }
+        Ok(sub)
+    }
+}
+
+impl std::fmt::Display for Subnet6 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl Serialize for Subnet6 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Subnet6 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Subnet6, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// What `berth network create` accepts.
 #[derive(Debug, Clone, Default)]
 pub struct NetworkOptions {
@@ -203,6 +262,10 @@ pub struct NetworkOptions {
     pub gateway: Option<String>,
     pub internal: bool,
     pub ipv6: bool,
+    /// With `ipv6`: the IPv6 subnet (default: a /64 from fd00::/8 derived from the network ID)
+    /// and its gateway (default: the subnet's first address).
+    pub subnet6: Option<String>,
+    pub gateway6: Option<String>,
     /// Only "bridge" (the default when empty).
     pub driver: String,
     pub labels: Vec<(String, String)>,
@@ -224,6 +287,10 @@ pub struct Network {
     pub gateway: Ipv4Addr,
     pub internal: bool,
     pub ipv6: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<Subnet6>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<Ipv6Addr>,
     /// Whether containers resolve each other by name (user-defined networks).
     pub dns: bool,
     /// Seconds since the epoch.
@@ -302,6 +369,8 @@ pub struct ConnectOptions {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Lease {
     pub ip: Ipv4Addr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Addr>,
     pub container_id: String,
     pub container_name: String,
     pub aliases: Vec<String>,
@@ -321,6 +390,13 @@ pub struct Attachment {
     pub ip: Ipv4Addr,
     pub prefix: u8,
     pub gateway: Ipv4Addr,
+    /// On `--ipv6` networks.
+    #[serde(default)]
+    pub ip6: Option<Ipv6Addr>,
+    #[serde(default)]
+    pub prefix6: Option<u8>,
+    #[serde(default)]
+    pub gateway6: Option<Ipv6Addr>,
     pub mac: String,
     pub ifname: String,
     pub host_ifname: String,
@@ -453,6 +529,9 @@ pub fn hosts_file(
     }
     for a in attachments {
         out.push_str(&format!("{}\t{hostname}\n", a.ip));
+        if let Some(ip6) = a.ip6 {
+            out.push_str(&format!("{ip6}\t{hostname}\n"));
+        }
     }
     out
 }
@@ -468,6 +547,9 @@ mod tests {
             ip: Ipv4Addr::new(10, 89, 0, 2),
             prefix: 24,
             gateway: Ipv4Addr::new(10, 89, 0, 1),
+            ip6: None,
+            prefix6: None,
+            gateway6: None,
             mac: "02:42:0a:59:00:02".into(),
             ifname: "eth0".into(),
             host_ifname: "vb0".into(),

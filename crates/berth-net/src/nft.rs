@@ -1,4 +1,4 @@
-//! berth's nftables rules: one `ip berth` table, rebuilt from the network and lease records and
+//! berth's nftables rules: one `inet berth` table, rebuilt from the network and lease records and
 //! swapped in as one atomic transaction (`nft -f -`), so the kernel's rules always match the
 //! records and nothing is ever left half-applied or orphaned.
 
@@ -18,16 +18,16 @@ pub enum NftError {
     Refused { stderr: String },
 }
 
-/// The `ip berth` table for these networks and their leases (empty: no table at all).
+/// The `inet berth` table for these networks and their leases (empty: no table at all).
 pub fn render(nets: &[(Network, Vec<Lease>)]) -> String {
     let mut s = String::new();
     // Make sure the table exists so that the delete below cannot fail, then replace it.
-    let _ = writeln!(s, "table ip {TABLE} {{}}\ndelete table ip {TABLE}");
+    let _ = writeln!(s, "table inet {TABLE} {{}}\ndelete table inet {TABLE}");
     if nets.is_empty() {
         return s;
     }
     let bridges: Vec<&str> = nets.iter().map(|(n, _)| n.bridge.as_str()).collect();
-    let _ = writeln!(s, "table ip {TABLE} {{");
+    let _ = writeln!(s, "table inet {TABLE} {{");
 
     // Published ports.
     s.push_str("  chain ports {\n");
@@ -41,7 +41,7 @@ pub fn render(nets: &[(Network, Vec<Lease>)]) -> String {
                     Some(std::net::IpAddr::V4(ip)) if !ip.is_unspecified() => {
                         format!("ip daddr {ip} ")
                     }
-                    _ => String::new(),
+                    _ => "meta nfproto ipv4 ".to_string(),
                 };
                 let proto = match p.protocol {
                     Protocol::Tcp => "tcp",
@@ -49,7 +49,7 @@ pub fn render(nets: &[(Network, Vec<Lease>)]) -> String {
                 };
                 let _ = writeln!(
                     s,
-                    "    {daddr}{proto} dport {} dnat to {}:{}",
+                    "    {daddr}{proto} dport {} dnat ip to {}:{}",
                     p.host_port, l.ip, p.container_port
                 );
             }
@@ -84,6 +84,12 @@ pub fn render(nets: &[(Network, Vec<Lease>)]) -> String {
                 s,
                 "    ip saddr {sub} ip daddr != {sub} oifname != \"{b}\" masquerade"
             );
+            if let Some(s6) = net.subnet6 {
+                let _ = writeln!(
+                    s,
+                    "    ip6 saddr {s6} ip6 daddr != {s6} oifname != \"{b}\" masquerade"
+                );
+            }
         }
     }
     s.push_str("  }\n");

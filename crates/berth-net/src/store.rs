@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::Write as _;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ use nix::fcntl::{Flock, FlockArg};
 use crate::nl::Netlink;
 use crate::{
     netns, nft, Attachment, ConnectOptions, Lease, NetError, Network, NetworkOptions, Protocol,
-    Subnet,
+    Subnet, Subnet6,
 };
 
 /// The network containers join when nothing else is asked for.
@@ -257,8 +257,12 @@ impl NetStore {
                 why: "only the bridge driver is supported".into(),
             });
         }
-        if opts.ipv6 {
-            return Err(NetError::Ipv6Unsupported(name.to_string()));
+        if !opts.ipv6 && (opts.subnet6.is_some() || opts.gateway6.is_some()) {
+            return Err(NetError::Invalid {
+                what: "IPv6 subnet",
+                value: opts.subnet6.clone().unwrap_or_default(),
+                why: "an IPv6 subnet needs --ipv6".into(),
+            });
         }
         if let Some(m) = opts.mtu {
             if !(68..=65535).contains(&m) {
@@ -318,6 +322,51 @@ impl NetStore {
             None => Ipv4Addr::from(first),
         };
         let id = random_id();
+        let (subnet6, gateway6) = if opts.ipv6 {
+            let s6: Subnet6 = match &opts.subnet6 {
+                Some(s) => s.parse()?,
+                // A unique local /64 from the network ID, as RFC 4193 suggests.
+                None => format!("fd{}:{}:{}::/64", &id[0..2], &id[2..6], &id[6..10]).parse()?,
+            };
+            if s6.prefix > 96 {
+                return Err(NetError::Invalid {
+                    what: "IPv6 subnet",
+                    value: s6.to_string(),
+                    why: "the prefix length must be at most 96".into(),
+                });
+            }
+            if let Some(o) = existing.iter().find(|n| {
+                n.subnet6
+                    .is_some_and(|o| o.contains(s6.addr) || s6.contains(o.addr))
+            }) {
+                return Err(NetError::Overlap {
+                    subnet: s6.to_string(),
+                    other: o.name.clone(),
+                    other_subnet: o.subnet6.map(|x| x.to_string()).unwrap_or_default(),
+                });
+            }
+            let gw6 = match &opts.gateway6 {
+                Some(g) => {
+                    let ip: Ipv6Addr = g.parse().map_err(|_| NetError::Invalid {
+                        what: "IPv6 gateway",
+                        value: g.clone(),
+                        why: "not an IPv6 address".into(),
+                    })?;
+                    if !s6.contains(ip) {
+                        return Err(NetError::AddressOutside {
+                            ip: ip.into(),
+                            network: name.to_string(),
+                            subnet: s6.to_string(),
+                        });
+                    }
+                    ip
+                }
+                None => s6.nth(1),
+            };
+            (Some(s6), Some(gw6))
+        } else {
+            (None, None)
+        };
         let net = Network {
             name: name.to_string(),
             bridge: format!("br-{}", &id[..12]),
@@ -326,7 +375,9 @@ impl NetStore {
             subnet,
             gateway,
             internal: opts.internal,
-            ipv6: false,
+            ipv6: opts.ipv6,
+            subnet6,
+            gateway6,
             dns: true,
             created: now(),
             labels: opts.labels.clone(),
@@ -361,6 +412,8 @@ impl NetStore {
             gateway: Ipv4Addr::new(10, 88, 0, 1),
             internal: false,
             ipv6: false,
+            subnet6: None,
+            gateway6: None,
             dns: false,
             created: now(),
             labels: Vec::new(),
@@ -459,6 +512,12 @@ impl NetStore {
             Err(e) => return Err(e.into()),
         };
         nl.add_addr(idx, net.gateway, net.subnet.prefix)?;
+        if let (Some(s6), Some(gw6)) = (net.subnet6, net.gateway6) {
+            nl.add_addr6(idx, gw6, s6.prefix)?;
+            if !net.internal {
+                write_sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1")?;
+            }
+        }
         // A missing bridge means the host lost berth's state (a reboot): rules too.
         let _ = std::fs::remove_file(self.dir.join("nft.applied"));
         // DNAT of 127.0.0.1 to a container needs loopback sources routable out of the bridge.
@@ -486,6 +545,11 @@ impl NetStore {
                 s.push_str(&format!(" {a}"));
             }
             s.push('\n');
+            if let Some(ip6) = l.ip6 {
+                let line = s.lines().last().unwrap_or_default().to_string();
+                let names = line.split_once(' ').map(|x| x.1).unwrap_or_default();
+                s.push_str(&format!("{ip6} {names}\n"));
+            }
         }
         write_atomic(&self.hosts_path(&net.name), s.as_bytes())
     }
@@ -719,6 +783,16 @@ pub fn connect(
             subnet: net.subnet.to_string(),
         })?,
     };
+    // The IPv6 address has the IPv4 address's offset in its subnet (unique as that is).
+    let ip6 = net.subnet6.map(|s6| {
+        let off = u128::from(u32::from(ip) - u32::from(net.subnet.addr));
+        let a = s6.nth(off);
+        if Some(a) == net.gateway6 {
+            s6.nth(off | 1 << 32)
+        } else {
+            a
+        }
+    });
     let mac = match &opts.mac {
         Some(m) => {
             parse_mac(m)?;
@@ -735,6 +809,7 @@ pub fn connect(
     // Record the lease first: a crash from here on leaves something gc() can reclaim.
     let mut lease = Lease {
         ip,
+        ip6,
         container_id: container_id.to_string(),
         container_name: container_name.to_string(),
         aliases: opts.aliases.clone(),
@@ -776,6 +851,7 @@ pub fn connect(
         }
         nl.set_hairpin(&host_ifname)?;
         let (gw, prefix, ifn) = (net.gateway, net.subnet.prefix, ifname.clone());
+        let v6 = ip6.zip(net.gateway6).zip(net.subnet6.map(|s| s.prefix));
         netns::in_netns(netns_path, move || -> Result<(), NetError> {
             let mut nl = Netlink::new()?;
             if let Some(lo) = nl.link_index("lo")? {
@@ -790,6 +866,10 @@ pub fn connect(
             nl.set_up(idx)?;
             if !nl.has_default_route()? {
                 nl.add_default_route(idx, gw)?;
+            }
+            if let Some(((ip6, gw6), p6)) = v6 {
+                nl.add_addr6(idx, ip6, p6)?;
+                nl.add_default_route6(idx, gw6)?;
             }
             Ok(())
         })??;
@@ -838,6 +918,9 @@ pub fn connect(
         ip,
         prefix: net.subnet.prefix,
         gateway: net.gateway,
+        ip6,
+        prefix6: net.subnet6.map(|s| s.prefix),
+        gateway6: net.gateway6,
         mac,
         ifname,
         host_ifname,

@@ -413,6 +413,9 @@ fn parallel_connects_get_distinct_addresses() {
                 ip: l.ip,
                 prefix: 24,
                 gateway: l.ip,
+                ip6: None,
+                prefix6: None,
+                gateway6: None,
                 mac: l.mac.clone(),
                 ifname: l.ifname.clone(),
                 host_ifname: l.host_ifname.clone(),
@@ -441,7 +444,11 @@ fn teardown_restores_the_host() {
     in_test_host("teardown_restores_the_host", |h| {
         let _inet = h.internet();
         let before = snapshot();
-        user_net(h, "tmp", false);
+        let v6 = NetworkOptions {
+            ipv6: true,
+            ..Default::default()
+        };
+        h.store.create("tmp", &v6).unwrap();
         let (c1, c2) = (h.netns("c1"), h.netns("c2"));
         let opts = publish(&["8081:80"]);
         connect(&h.store, "tmp", "id1", "c1", &c1, &opts).unwrap();
@@ -606,5 +613,72 @@ fn network_none_has_only_loopback() {
         berth_net::remove_netns(&p).unwrap();
         assert!(!p.exists());
         berth_net::remove_netns(&p).unwrap(); // idempotent
+    });
+}
+
+#[test]
+fn ipv6_network() {
+    in_test_host("ipv6_network", |h| {
+        let inet = h.internet();
+        ok("ip addr add 2001:db8:1::1/64 dev uplink nodad && \
+            ip -n internet addr add 2001:db8:1::2/64 dev eth0 nodad");
+        let www = h.root.path().join("www");
+        spawn_in(
+            &inet,
+            &format!("busybox httpd -f -p 8000 -h {}", www.display()),
+        );
+        let net = h
+            .store
+            .create(
+                "v6",
+                &NetworkOptions {
+                    ipv6: true,
+                    subnet6: Some("fd00:be:e7::/64".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(net.gateway6.unwrap().to_string(), "fd00:be:e7::1");
+        let (c1, c2) = (h.netns("c1"), h.netns("c2"));
+        let a1 = connect(&h.store, "v6", "id1", "one", &c1, &Default::default()).unwrap();
+        let a2 = connect(&h.store, "v6", "id2", "two", &c2, &Default::default()).unwrap();
+        assert_eq!(a1.ip6.unwrap().to_string(), "fd00:be:e7::2");
+        assert_eq!(a2.ip6.unwrap().to_string(), "fd00:be:e7::3");
+        let addrs = ok_in(&c1, "ip -6 addr show eth0; ip -6 route");
+        assert!(addrs.contains("fd00:be:e7::2/64"), "{addrs}");
+        assert!(addrs.contains("default via fd00:be:e7::1"), "{addrs}");
+        ok_in(
+            &c1,
+            &format!("busybox ping -6 -c 1 -W 2 {}", a2.ip6.unwrap()),
+        );
+        // Egress over IPv6 is masqueraded too.
+        let seen = ok_in(
+            &c1,
+            "timeout 5 busybox wget -q -O - http://[2001:db8:1::2]:8000/cgi-bin/ip",
+        );
+        // (busybox httpd writes IPv6 clients in brackets)
+        assert_eq!(seen.trim(), "[2001:db8:1::1]");
+        // Names resolve to both families.
+        let out = ok_in(
+            &c2,
+            &format!("busybox nslookup -type=aaaa one {}", net.gateway),
+        );
+        assert!(out.contains("fd00:be:e7::2"), "{out}");
+        let v: serde_json::Value =
+            serde_json::from_str(&berth_net::cli::inspect(&h.store, &["v6".into()]).unwrap())
+                .unwrap();
+        assert_eq!(v[0]["IPAM"]["Config"][1]["Subnet"], "fd00:be:e7::/64");
+        assert_eq!(v[0]["Containers"]["id1"]["IPv6Address"], "fd00:be:e7::2/64");
+        assert!(h
+            .store
+            .create(
+                "v6b",
+                &NetworkOptions {
+                    ipv6: true,
+                    subnet6: Some("fd00:be:e7::/64".into()),
+                    ..Default::default()
+                }
+            )
+            .is_err());
     });
 }

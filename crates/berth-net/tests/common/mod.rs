@@ -209,7 +209,7 @@ pub fn wait_port(ns: &Path, ip: &str, port: u16) {
 
 /// A snapshot of the test host's network state.
 pub fn snapshot() -> String {
-    ok("ip -d link; ip addr; ip route; nft list ruleset")
+    ok("ip -d link; ip addr; ip route; ip -6 route; nft list ruleset")
 }
 
 impl TestHost {
