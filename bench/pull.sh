@@ -92,16 +92,9 @@ printf 'image: %s gzip, %s unpacked, %s entries\n' \
     "$(numfmt --to=iec "$(size "$LAYER")")" "$(numfmt --to=iec "$unpacked")" "$files"
 
 # --- a registry ----------------------------------------------------------------
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$WORK/registry.yml" <<EOF
-version: 0.1
-log: {level: error}
-storage: {filesystem: {rootdirectory: $WORK/registry}}
-http: {addr: 127.0.0.1:$PORT}
-EOF
-docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
-REG_PID=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/v2/" >/dev/null && break; sleep 0.1; done
+# shellcheck source=bench/registry.sh
+. "$REPO/bench/registry.sh"
+start_registry "$WORK"
 REF="127.0.0.1:$PORT/bench/minbase:latest"
 skopeo copy --quiet --dest-tls-verify=false "oci:$OCI:latest" "docker://$REF"
 

@@ -488,9 +488,7 @@ async fn pull(
             }
         }
         let rec = store.record(&id)?.expect("checked above");
-        store.commit_image(&rec, tag_ref.as_deref(), Some(&digest_ref))?;
-        reporter.finish_all();
-        reporter.line(&format!("Digest: {top_digest}"));
+        commit(store, &rec, tag_ref, &digest_ref, reporter)?;
         reporter.line(&format!(
             "Status: Image is up to date for {}",
             shown_name(r)
@@ -636,14 +634,27 @@ async fn pull(
     };
     // Layers must be durable before a record points at them.
     store.sync()?;
-    store.commit_image(&rec, tag_ref.as_deref(), Some(&digest_ref))?;
-    reporter.finish_all();
-    reporter.line(&format!("Digest: {top_digest}"));
+    commit(store, &rec, tag_ref, &digest_ref, reporter)?;
     reporter.line(&format!(
         "Status: Downloaded newer image for {}",
         shown_name(r)
     ));
     Ok(id)
+}
+
+/// Points the tag and digest reference at the image, and says so.
+fn commit(
+    store: &Store,
+    rec: &ImageRecord,
+    tag_ref: Option<String>,
+    digest_ref: &str,
+    reporter: &Reporter,
+) -> Result<(), PullError> {
+    store.commit_image(rec, tag_ref.as_deref(), Some(digest_ref))?;
+    reporter.finish_all();
+    let digest = digest_ref.rsplit_once('@').map_or(digest_ref, |(_, d)| d);
+    reporter.line(&format!("Digest: {digest}"));
+    Ok(())
 }
 
 /// Docker's familiar name with tag or digest: `busybox:latest`.

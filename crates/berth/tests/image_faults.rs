@@ -10,52 +10,42 @@ use image_common::*;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Two tiny layers and a 6 MiB incompressible one.
-fn small_small_big(out: &Path) -> anyhow::Result<()> {
-    let mut w = LayoutWriter::create(out)?;
+/// Two tiny layers ("a", "b") and a 6 MiB incompressible one ("big").
+fn small_small_big_layers(w: &mut LayoutWriter, seed: u64) -> anyhow::Result<[fixtures::Layer; 3]> {
     let gz = fixtures::Compression::Gzip;
     let a = w.write_layer_entries(gz, &[Entry::file("a", 0o644, b"a\n".to_vec())])?;
     let b = w.write_layer_entries(gz, &[Entry::file("b", 0o644, b"b\n".to_vec())])?;
-    let big = w.write_layer_entries(
-        gz,
-        &[Entry::file(
-            "big",
-            0o644,
-            fixtures::pseudo_random(7, 6 << 20),
-        )],
-    )?;
+    let big = fixtures::pseudo_random(seed, 6 << 20);
+    let big = w.write_layer_entries(gz, &[Entry::file("big", 0o644, big)])?;
+    Ok([a, b, big])
+}
+
+/// One image of the three layers, tag `latest`.
+fn small_small_big(out: &Path) -> anyhow::Result<()> {
+    let mut w = LayoutWriter::create(out)?;
+    let layers = small_small_big_layers(&mut w, 7)?;
     let m = w.write_image(
         &Platform::host(),
         serde_json::json!({"Cmd": ["sh"]}),
-        &[a, b, big],
+        &layers,
     )?;
     w.tag("latest", &m);
     w.finish()
 }
 
-/// Tag `x`: layers [a, b]; tag `y`: the same [a, b] plus a 6 MiB layer.
+/// Tag `x`: layers [a, b]; tag `y`: the same [a, b] plus the big one.
 fn x_and_y(out: &Path) -> anyhow::Result<()> {
     let mut w = LayoutWriter::create(out)?;
-    let gz = fixtures::Compression::Gzip;
-    let a = w.write_layer_entries(gz, &[Entry::file("a", 0o644, b"a\n".to_vec())])?;
-    let b = w.write_layer_entries(gz, &[Entry::file("b", 0o644, b"b\n".to_vec())])?;
-    let big = w.write_layer_entries(
-        gz,
-        &[Entry::file(
-            "big",
-            0o644,
-            fixtures::pseudo_random(9, 6 << 20),
-        )],
-    )?;
+    let layers = small_small_big_layers(&mut w, 9)?;
     let x = w.write_image(
         &Platform::host(),
         serde_json::json!({"Cmd": ["x"]}),
-        &[a.clone(), b.clone()],
+        &layers[..2],
     )?;
     let y = w.write_image(
         &Platform::host(),
         serde_json::json!({"Cmd": ["y"]}),
-        &[a, b, big],
+        &layers,
     )?;
     w.tag("x", &x);
     w.tag("y", &y);
@@ -262,12 +252,7 @@ fn registry_killed_mid_pull_then_repull_fetches_only_missing_layers() {
         .unwrap();
     let name = format!("{}/ssb:latest", proxy.addr());
     let b = Berth::new();
-    let child = b
-        .cmd(&["pull", &name])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = b.spawn(&["pull", &name]);
     wait_for("the small layers", Duration::from_secs(30), || {
         b.entries("layers").len() >= 2
     });
@@ -342,15 +327,7 @@ fn concurrent_pulls_of_same_and_overlapping_images_all_succeed() {
         .collect();
     let children: Vec<ChildGuard> = names
         .iter()
-        .map(|n| {
-            ChildGuard::new(
-                b.cmd(&["pull", n])
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap(),
-            )
-        })
+        .map(|n| ChildGuard::new(b.spawn(&["pull", n])))
         .collect();
     for c in children {
         let out = c.into_inner().wait_with_output().unwrap();
@@ -402,12 +379,7 @@ fn rmi_during_a_pull_cannot_delete_the_layers_it_reuses() {
         .start()
         .unwrap();
     let y = format!("{}/y:latest", proxy.addr());
-    let child = b
-        .cmd(&["pull", &y])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = b.spawn(&["pull", &y]);
     let guard = ChildGuard::new(child);
     let lock_count = |b: &Berth| {
         b.entries("locks")

@@ -66,8 +66,7 @@ fn pull_multilayer_matches_umoci() {
     let (l, _) = pushed(&reg, fixtures::multilayer_layout, "latest", "multi:latest");
     let b = Berth::new();
     let name = format!("{}/multi:latest", reg.addr());
-    b.ok(&["pull", &name]);
-    let v = b.inspect(&name);
+    let v = b.pull_inspect(&name);
     assert!(v["Layers"].as_array().unwrap().len() > 1, "{v}");
     assert_same_as_umoci(&b, &name, &layout_path(&l), "latest");
 }
@@ -78,8 +77,7 @@ fn pull_multiarch_picks_host_platform_or_the_one_asked_for() {
     let (l, index_digest) = pushed(&reg, fixtures::multiarch_layout, "latest", "ma:latest");
     let b = Berth::new();
     let name = format!("{}/ma:latest", reg.addr());
-    b.ok(&["pull", &name]);
-    let v = b.inspect(&name);
+    let v = b.pull_inspect(&name);
     assert_eq!(v["Architecture"], fixtures::host_arch());
     // The digest reference is the index's, as with Docker.
     assert_eq!(
@@ -115,8 +113,7 @@ fn pull_zstd_layer() {
     let _z = pushed(&reg, fixtures::zstd_layout, "latest", "zstd:latest");
     let b = Berth::new();
     let name = format!("{}/zstd:latest", reg.addr());
-    b.ok(&["pull", &name]);
-    let v = b.inspect(&name);
+    let v = b.pull_inspect(&name);
     assert_eq!(
         v["LayerBlobs"][0]["MediaType"],
         "application/vnd.oci.image.layer.v1.tar+zstd"
@@ -133,8 +130,7 @@ fn pull_uncompressed_layer_matches_umoci() {
     push_raw(&reg.addr(), &layout_path(&l), "latest", "plain", "latest");
     let b = Berth::new();
     let name = format!("{}/plain:latest", reg.addr());
-    b.ok(&["pull", &name]);
-    let v = b.inspect(&name);
+    let v = b.pull_inspect(&name);
     assert_eq!(
         v["LayerBlobs"][0]["MediaType"],
         "application/vnd.oci.image.layer.v1.tar"
@@ -155,8 +151,7 @@ fn pull_docker_schema2_matches_umoci() {
     .unwrap();
     let b = Berth::new();
     let name = format!("{}/docker/bb:v2", reg.addr());
-    b.ok(&["pull", &name]);
-    let v = b.inspect(&name);
+    let v = b.pull_inspect(&name);
     assert_eq!(
         v["ManifestMediaType"],
         "application/vnd.docker.distribution.manifest.v2+json"

@@ -53,6 +53,21 @@ impl Berth {
         self.cmd(args).output().expect("running berth")
     }
 
+    /// Starts berth with its output piped.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.cmd(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting berth")
+    }
+
+    /// Pulls and returns `image inspect` of what was pulled.
+    pub fn pull_inspect(&self, name: &str) -> serde_json::Value {
+        self.ok(&["pull", name]);
+        self.inspect(name)
+    }
+
     /// Runs berth, expects success, returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
