@@ -16,7 +16,18 @@ fn main() -> ExitCode {
         rt_args.extend(args[pos + 1..].iter().cloned());
         return exit(berth_runtime::cli::main(rt_args));
     }
-    let cli = cli::Cli::parse();
+    // Docker exits 125 on a bad flag; clap's own code is 2. Help and version stay 0.
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() {
+                ExitCode::from(125)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     cli::init_logging(&cli.global);
     match cli::dispatch(cli) {
         Ok(code) => exit(code),

@@ -17,10 +17,10 @@ fn exit_codes_follow_docker() {
         code(&["run", "--rm", &env.image, "sh", "-c", "exit 42"]),
         Some(42)
     );
-    // A flag berth does not know: berth fails, not the container.
-    assert_ne!(
+    // A flag berth does not know: berth fails (125), not the container.
+    assert_eq!(
         code(&["run", "--rm", "--bogus-flag", &env.image, "true"]),
-        Some(0)
+        Some(125)
     );
     assert_eq!(
         code(&["run", "--rm", "--pull", "sometimes", &env.image, "true"]),
