@@ -125,10 +125,7 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn corrupt_blobs_fail_naming_the_blob_and_leave_nothing() {
-    let reg = Registry::start().unwrap();
-    let l = layout(fixtures::busybox_layout);
-    reg.push(&layout_path(&l), "latest", "bb:latest", None)
-        .unwrap();
+    let (reg, l) = registry_with(fixtures::busybox_layout, &[("latest", "bb:latest")]);
     let layer = layer_digests(&layout_path(&l), "latest")[0].clone();
     let b = Berth::new();
 
@@ -167,10 +164,7 @@ fn corrupt_blobs_fail_naming_the_blob_and_leave_nothing() {
 
 #[test]
 fn cut_downloads_are_retried_from_the_start_or_fail_cleanly() {
-    let reg = Registry::start().unwrap();
-    let l = layout(fixtures::busybox_layout);
-    reg.push(&layout_path(&l), "latest", "bb:latest", None)
-        .unwrap();
+    let (reg, l) = registry_with(fixtures::busybox_layout, &[("latest", "bb:latest")]);
     let b = Berth::new();
     // First blob GET is the config (smaller than the cut), the second the layer.
     let proxy = FaultProxy::builder(&reg.addr())
@@ -199,10 +193,7 @@ fn cut_downloads_are_retried_from_the_start_or_fail_cleanly() {
 
 #[test]
 fn server_errors_and_rate_limits_are_retried() {
-    let reg = Registry::start().unwrap();
-    let l = layout(fixtures::busybox_layout);
-    reg.push(&layout_path(&l), "latest", "bb:latest", None)
-        .unwrap();
+    let (reg, _l) = registry_with(fixtures::busybox_layout, &[("latest", "bb:latest")]);
     let proxy = FaultProxy::builder(&reg.addr())
         .fail_next(3)
         .start()
@@ -314,12 +305,10 @@ fn berth_killed_mid_pull_then_pulled_again() {
 
 #[test]
 fn concurrent_pulls_of_same_and_overlapping_images_all_succeed() {
-    let reg = Registry::start().unwrap();
-    let l = layout(fixtures::multiarch_layout);
-    for arch in ["amd64", "arm64"] {
-        reg.push(&layout_path(&l), arch, &format!("ma-{arch}:latest"), None)
-            .unwrap();
-    }
+    let (reg, l) = registry_with(
+        fixtures::multiarch_layout,
+        &[("amd64", "ma-amd64:latest"), ("arm64", "ma-arm64:latest")],
+    );
     let b = Berth::new();
     let names: Vec<String> = ["amd64", "amd64", "arm64", "arm64"]
         .iter()

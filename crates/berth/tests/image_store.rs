@@ -99,12 +99,10 @@ fn images_tag_and_inspect_output() {
 
 #[test]
 fn rmi_removes_unused_layers_but_keeps_shared_ones() {
-    let reg = Registry::start().unwrap();
-    let l = layout(fixtures::multiarch_layout);
-    for arch in ["amd64", "arm64"] {
-        reg.push(&layout_path(&l), arch, &format!("ma-{arch}:latest"), None)
-            .unwrap();
-    }
+    let (reg, l) = registry_with(
+        fixtures::multiarch_layout,
+        &[("amd64", "ma-amd64:latest"), ("arm64", "ma-arm64:latest")],
+    );
     let b = Berth::new();
     let amd = format!("{}/ma-amd64:latest", reg.addr());
     let arm = format!("{}/ma-arm64:latest", reg.addr());
@@ -157,9 +155,7 @@ fn rmi_removes_unused_layers_but_keeps_shared_ones() {
 
 #[test]
 fn prune_removes_dangling_then_all() {
-    let reg = Registry::start().unwrap();
-    let l = layout(fixtures::multiarch_layout);
-    reg.push(&layout_path(&l), "amd64", "x:1", None).unwrap();
+    let (reg, l) = registry_with(fixtures::multiarch_layout, &[("amd64", "x:1")]);
     reg.push(&layout_path(&l), "arm64", "y:1", None).unwrap();
     let b = Berth::new();
     let x = format!("{}/x:1", reg.addr());
@@ -183,10 +179,7 @@ fn prune_removes_dangling_then_all() {
 
 #[test]
 fn image_mount_is_idempotent_and_unmount_cleans_up() {
-    let reg = Registry::start().unwrap();
-    let l = layout(fixtures::multilayer_layout);
-    reg.push(&layout_path(&l), "latest", "ml:latest", None)
-        .unwrap();
+    let (reg, _l) = registry_with(fixtures::multilayer_layout, &[("latest", "ml:latest")]);
     let b = Berth::new();
     let name = format!("{}/ml:latest", reg.addr());
     b.ok(&["pull", &name]);

@@ -138,6 +138,19 @@ impl Drop for Berth {
     }
 }
 
+/// A registry holding tags of a fixture layout: `(layout tag, "repo:tag")`.
+pub fn registry_with(
+    build: fn(&Path) -> anyhow::Result<()>,
+    pushes: &[(&str, &str)],
+) -> (berth_testutil::Registry, tempfile::TempDir) {
+    let reg = berth_testutil::Registry::start().unwrap();
+    let l = layout(build);
+    for (tag, dest) in pushes {
+        reg.push(&layout_path(&l), tag, dest, None).unwrap();
+    }
+    (reg, l)
+}
+
 /// Builds a fixture layout into a temp dir.
 pub fn layout(build: fn(&Path) -> anyhow::Result<()>) -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
