@@ -14,6 +14,7 @@ pub(crate) enum Mode {
 
 pub(crate) struct Reporter {
     mode: Mode,
+    stderr: bool,
     bars: Mutex<HashMap<String, ProgressBar>>,
     /// Set once the bars are final: later lines print below them.
     ended: std::sync::atomic::AtomicBool,
@@ -26,18 +27,26 @@ pub(crate) fn short(digest: &str) -> &str {
 }
 
 impl Reporter {
-    pub(crate) fn new(p: crate::pull::Progress, quiet: bool) -> Reporter {
+    pub(crate) fn new(p: crate::pull::Progress, quiet: bool, stderr: bool) -> Reporter {
         use crate::pull::Progress;
+        let tty = if stderr {
+            std::io::stderr().is_terminal()
+        } else {
+            std::io::stdout().is_terminal()
+        };
         let mode = match (quiet, p) {
             (true, _) | (_, Progress::Quiet) => Mode::Quiet,
             (_, Progress::Plain) => Mode::Plain,
-            (_, Progress::Auto) if std::io::stdout().is_terminal() => {
-                Mode::Bars(MultiProgress::with_draw_target(ProgressDrawTarget::stdout()))
-            }
+            (_, Progress::Auto) if tty => Mode::Bars(MultiProgress::with_draw_target(if stderr {
+                ProgressDrawTarget::stderr()
+            } else {
+                ProgressDrawTarget::stdout()
+            })),
             (_, Progress::Auto) => Mode::Plain,
         };
         Reporter {
             mode,
+            stderr,
             bars: Mutex::new(HashMap::new()),
             ended: std::sync::atomic::AtomicBool::new(false),
         }
@@ -51,10 +60,17 @@ impl Reporter {
                 let _ = m.println(msg);
             }
             Mode::Bars(_) | Mode::Plain => {
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{msg}");
+                let _ = writeln!(self.out(), "{msg}");
             }
             Mode::Quiet => {}
+        }
+    }
+
+    fn out(&self) -> Box<dyn std::io::Write + '_> {
+        if self.stderr {
+            Box::new(std::io::stderr().lock())
+        } else {
+            Box::new(std::io::stdout().lock())
         }
     }
 
@@ -139,7 +155,7 @@ impl Reporter {
         if let Mode::Bars(m) = &self.mode {
             let _ = m.clear();
             // Print the final state once, plainly.
-            let mut out = std::io::stdout().lock();
+            let mut out = self.out();
             let mut done: Vec<(&String, &ProgressBar)> = bars.iter().collect();
             done.sort_by_key(|(_, b)| b.elapsed());
             for (d, b) in done.into_iter().rev() {

@@ -61,6 +61,9 @@ pub struct PullOptions {
     /// Registries (host[:port]) to reach over plain HTTP, on top of the
     /// configured ones and loopback.
     pub insecure: Vec<String>,
+    /// Write progress to stderr (as `docker run` does when it pulls) rather
+    /// than stdout (as `docker pull` does). `Auto` then checks stderr's terminal.
+    pub stderr: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -272,7 +275,7 @@ pub fn pull_blocking(
     store.clean_tmp_if_idle()?;
     // Held for the whole pull: garbage collection waits for it.
     let _pull_lock = store.lock_pull()?;
-    let reporter = Reporter::new(opts.progress, opts.quiet);
+    let reporter = Reporter::new(opts.progress, opts.quiet, opts.stderr);
     let repo = connect(&berth_root, &r, &opts.insecure, &r.to_string())?;
     let rt = runtime()?;
     let res = rt.block_on(pull(store, &repo, &r, &want, &reporter));

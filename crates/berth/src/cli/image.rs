@@ -203,6 +203,7 @@ fn pull(a: PullArgs, g: &Globals) -> anyhow::Result<i32> {
             Progress::Auto
         },
         insecure: a.insecure,
+        stderr: false,
     };
     let r = Reference::parse(&a.reference)?;
     if r.tag.as_deref() == Some("latest")
