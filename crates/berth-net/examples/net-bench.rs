@@ -38,47 +38,52 @@ fn main() {
             create_netns(&keep).unwrap();
             connect(&store, "cost", "keep", "keep", &keep, &Default::default()).unwrap();
             let p = ns("bench");
-            let t = Instant::now();
-            for _ in 0..n {
+            let ms = |t: Instant| t.elapsed().as_secs_f64() * 1000.0;
+            let median = |mut v: Vec<f64>| {
+                v.sort_by(|a, b| a.total_cmp(b));
+                v[v.len() / 2]
+            };
+            let (mut base, mut rel, mut conn, mut disc) = (vec![], vec![], vec![], vec![]);
+            for i in 0..n {
+                // A container without network (--network none): namespace made and removed.
+                let t = Instant::now();
                 create_netns(&p).unwrap();
                 remove_netns(&p).unwrap();
-            }
-            let base = t.elapsed().as_secs_f64() * 1000.0 / n as f64;
-            let t = Instant::now();
-            let mut conn = 0.0;
-            let mut disc = 0.0;
-            for i in 0..n {
-                create_netns(&p).unwrap();
-                let id = format!("c{i}");
-                let t1 = Instant::now();
-                connect(&store, "cost", &id, &id, &p, &Default::default()).unwrap();
-                let t2 = Instant::now();
-                disconnect(&store, "cost", &id).unwrap();
-                disc += t2.elapsed().as_secs_f64() * 1000.0;
-                conn += (t2 - t1).as_secs_f64() * 1000.0;
-                remove_netns(&p).unwrap();
-            }
-            let full = t.elapsed().as_secs_f64() * 1000.0 / n as f64;
-            let (conn, disc) = (conn / n as f64, disc / n as f64);
-            // The container-removal path: release, then the namespace takes the veth with it.
-            let t = Instant::now();
-            for i in 0..n {
-                create_netns(&p).unwrap();
+                base.push(ms(t));
+                // The same on the bridge, removed as `berth rm` does (release, then the
+                // namespace takes the veth pair with it).
                 let id = format!("r{i}");
+                let t = Instant::now();
+                create_netns(&p).unwrap();
                 connect(&store, "cost", &id, &id, &p, &Default::default()).unwrap();
                 berth_net::release(&store, &id).unwrap();
                 remove_netns(&p).unwrap();
+                rel.push(ms(t));
+                // connect and an explicit disconnect (`berth network disconnect`).
+                let id = format!("c{i}");
+                create_netns(&p).unwrap();
+                let t = Instant::now();
+                connect(&store, "cost", &id, &id, &p, &Default::default()).unwrap();
+                conn.push(ms(t));
+                let t = Instant::now();
+                disconnect(&store, "cost", &id).unwrap();
+                disc.push(ms(t));
+                remove_netns(&p).unwrap();
             }
-            let rel = t.elapsed().as_secs_f64() * 1000.0 / n as f64;
-            println!("netns only:                 {base:.2} ms/container");
+            let (b, r) = (median(base), median(rel));
+            println!("medians over {n} containers:");
+            println!("  netns only (--network none):          {b:.2} ms");
             println!(
-                "netns + connect + release:  {rel:.2} ms/container (network cost {:.2} ms)",
-                rel - base
+                "  netns + connect + release (bridge):   {r:.2} ms  -> network cost {:.2} ms",
+                r - b
             );
-            println!("netns + connect/disconnect: {full:.2} ms/container");
             println!(
-                "  connect {conn:.2} ms, disconnect {disc:.2} ms; network cost {:.2} ms",
-                full - base
+                "  connect alone:                        {:.2} ms",
+                median(conn)
+            );
+            println!(
+                "  disconnect alone (deletes the veth):  {:.2} ms",
+                median(disc)
             );
             disconnect(&store, "cost", "keep").unwrap();
             remove_netns(&keep).unwrap();

@@ -564,6 +564,22 @@ fn static_address_mac_second_network_and_cli() {
             .status
             .success());
 
+        // A full subnet says so (a /30 holds the gateway and one container).
+        let tiny = NetworkOptions {
+            subnet: Some("172.31.0.0/30".into()),
+            ..Default::default()
+        };
+        h.store.create("tiny", &tiny).unwrap();
+        let (t1, t2) = (h.netns("t1"), h.netns("t2"));
+        connect(&h.store, "tiny", "t1", "t1", &t1, &Default::default()).unwrap();
+        let e = connect(&h.store, "tiny", "t2", "t2", &t2, &Default::default()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "no free address left in network tiny (172.31.0.0/30)"
+        );
+        disconnect(&h.store, "tiny", "t1").unwrap();
+        h.store.remove("tiny").unwrap();
+
         // The command bodies.
         let ls = berth_net::cli::ls(&h.store, false, false).unwrap();
         for n in ["NETWORK ID", "bridge", "front", "back"] {
