@@ -192,3 +192,71 @@ fn pull_by_digest_and_clear_errors() {
     assert!(err.contains("cannot reach registry 127.0.0.1:1"), "{err}");
     assert!(b.entries("tmp").is_empty());
 }
+
+/// Answers every request with a 307 to the same path on `target`, the way
+/// registries send blob downloads to their storage. Stops when dropped.
+struct Redirector {
+    addr: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Redirector {
+    fn start(target: String) -> Redirector {
+        use std::io::{BufRead, BufReader, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+                let Ok((s, _)) = l.accept() else {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    continue;
+                };
+                s.set_nonblocking(false).unwrap();
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                let path = line.split(' ').nth(1).unwrap_or("/").to_string();
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let mut s = s;
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{target}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        });
+        Redirector {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Redirector {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn pull_follows_redirects() {
+    let (reg, l) = registry_with(fixtures::busybox_layout, &[("latest", "bb:latest")]);
+    // Another host name for the same registry, as blob storage would be.
+    let redirect = Redirector::start(format!("localhost:{}", reg.port()));
+    let b = Berth::new();
+    let name = format!("{}/bb:latest", redirect.addr);
+    b.ok(&["pull", &name]);
+    assert_same_as_umoci(&b, &name, &layout_path(&l), "latest");
+}
