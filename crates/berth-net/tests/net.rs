@@ -698,3 +698,35 @@ fn ipv6_network() {
             .is_err());
     });
 }
+
+#[test]
+fn published_udp_port() {
+    in_test_host("published_udp_port", |h| {
+        user_net(h, "app", false);
+        let c1 = h.netns("c1");
+        let opts = publish(&["5353:53/udp"]);
+        let a = connect(&h.store, "app", "id1", "dns", &c1, &opts).unwrap();
+        // A DNS server in the container, asked through the published UDP port.
+        h.dns_server_in(
+            &c1,
+            "ctr-dns",
+            &a.ip.to_string(),
+            &[("svc.test", "192.0.2.7")],
+        );
+        let q = [
+            0x77, 0x01, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3, b's', b'v', b'c', 4, b't', b'e', b's',
+            b't', 0, 0, 1, 0, 1,
+        ];
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+            .unwrap();
+        s.send_to(&q, "127.0.0.1:5353").unwrap();
+        let mut buf = [0u8; 512];
+        let (n, from) = s.recv_from(&mut buf).unwrap();
+        assert_eq!(from.to_string(), "127.0.0.1:5353");
+        assert_eq!(&buf[..2], &[0x77, 0x01]);
+        assert_eq!(&buf[n - 4..n], &[192, 0, 2, 7]);
+        // TCP on the same port number was not published.
+        assert!(std::net::TcpStream::connect("127.0.0.1:5353").is_err());
+    });
+}

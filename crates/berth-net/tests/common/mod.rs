@@ -216,11 +216,18 @@ impl TestHost {
     /// Runs a berth DNS responder inside the "internet" namespace on 198.18.0.2:53, answering
     /// `NAME -> IP` pairs, as the upstream resolver the network responders forward to.
     pub fn internet_dns(&self, inet: &Path, records: &[(&str, &str)]) {
-        let dir = self.root.path().join("upstream");
+        self.dns_server_in(inet, "upstream", INTERNET, records);
+    }
+
+    /// A berth DNS responder on `ip`:53 inside namespace `ns` answering `records`.
+    pub fn dns_server_in(&self, ns: &Path, tag: &str, ip: &str, records: &[(&str, &str)]) {
+        let dir = self.root.path().join(tag);
         std::fs::create_dir_all(dir.join("dns")).unwrap();
         let net = serde_json::json!({"name": "up", "id": "0".repeat(64), "driver": "bridge",
             "bridge": "none", "subnet": "198.18.0.0/24", "gateway": INTERNET, "internal": false,
             "ipv6": false, "dns": true, "created": 0});
+        let mut net = net;
+        net["gateway"] = serde_json::json!(ip);
         std::fs::write(dir.join("up.json"), net.to_string()).unwrap();
         let hosts: String = records
             .iter()
@@ -229,7 +236,7 @@ impl TestHost {
         std::fs::write(dir.join("dns/up.hosts"), hosts).unwrap();
         let exe = std::env::current_exe().unwrap();
         spawn_in(
-            inet,
+            ns,
             &format!(
                 "{DNS_CHILD}=1 BERTH_DNS_UPSTREAMS= exec {} --exact dns_child --nocapture {} up",
                 exe.display(),
