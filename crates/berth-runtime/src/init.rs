@@ -218,15 +218,31 @@ pub fn setup_terminal(console: Option<RawFd>, console_dev: bool) -> Result<()> {
     };
     let (master, slave, name) = crate::terminal::open_pty()?;
     if console_dev {
-        let null = rootfs::open_in_root(
-            &sys::open("/", libc::O_PATH | libc::O_DIRECTORY, 0).ctx(|| "opening /")?,
-            "dev/console",
-        )
-        .ctx(|| "opening /dev/console")?;
+        // Never follow a symlink planted at /dev/console (CVE-2025-52565).
+        let root = sys::open("/", libc::O_PATH | libc::O_DIRECTORY, 0).ctx(|| "opening /")?;
+        let open = || {
+            sys::openat2(
+                root.as_raw_fd(),
+                "dev/console",
+                libc::O_PATH | libc::O_NOFOLLOW,
+                0,
+                sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_SYMLINKS,
+            )
+        };
+        let null = match open() {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                rootfs::ensure_target(&root, "dev/console", false)?;
+                open()
+            }
+            r => r,
+        }
+        .ctx(|| "opening /dev/console in the container (it must not be a symlink)")?;
         let st = sys::fstat(null.as_raw_fd()).ctx(|| "fstat /dev/console")?;
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG && st.st_mode & libc::S_IFMT != libc::S_IFCHR
-        {
-            crate::bail!("/dev/console in the container is not a file the runtime created");
+        let fmt = st.st_mode & libc::S_IFMT;
+        if fmt != libc::S_IFREG && fmt != libc::S_IFCHR {
+            crate::bail!(
+                "/dev/console in the container is not a regular file or a character device"
+            );
         }
         sys::mount(
             Some(&sys::fd_path(&slave)),

@@ -59,26 +59,61 @@ pub fn open_in_root(rootfd: &OwnedFd, rel: &str) -> std::io::Result<OwnedFd> {
     )
 }
 
-/// Creates every missing directory of `rel` inside the root, resolving inside it.
+/// Creates every missing directory of `rel` inside the root, resolving inside it. A dangling
+/// symlink on the way is followed inside the root (its target is created there), never out.
 pub fn mkdir_all_in_root(rootfd: &OwnedFd, rel: &str) -> Result<OwnedFd> {
-    let mut prefix = String::new();
+    mkdir_all_depth(rootfd, rel, 0)
+}
+
+fn mkdir_all_depth(rootfd: &OwnedFd, rel: &str, depth: u32) -> Result<OwnedFd> {
+    if depth > 40 {
+        bail!("too many levels of symbolic links creating /{rel} in the rootfs");
+    }
+    let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
     let mut cur = open_in_root(rootfd, "").ctx(|| "opening the rootfs")?;
-    for part in rel.split('/').filter(|p| !p.is_empty()) {
-        if !prefix.is_empty() {
-            prefix.push('/');
-        }
-        prefix.push_str(part);
+    for (i, part) in parts.iter().enumerate() {
+        let prefix = parts[..=i].join("/");
         match open_in_root(rootfd, &prefix) {
             Ok(fd) => cur = fd,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                 let name = sys::cstr(part).ctx(|| "bad path")?;
                 // SAFETY: O_PATH dir fd and a valid C string.
                 let r = unsafe { libc::mkdirat(cur.as_raw_fd(), name.as_ptr(), 0o755) };
-                if r != 0 && sys::last().raw_os_error() != Some(libc::EEXIST) {
+                let exists = r != 0 && sys::last().raw_os_error() == Some(libc::EEXIST);
+                if r != 0 && !exists {
                     return Err(sys::last()).ctx(|| format!("creating /{prefix} in the rootfs"));
                 }
-                cur = open_in_root(rootfd, &prefix)
-                    .ctx(|| format!("opening /{prefix} in the rootfs"))?;
+                match open_in_root(rootfd, &prefix) {
+                    Ok(fd) => cur = fd,
+                    Err(e) if exists && e.raw_os_error() == Some(libc::ENOENT) => {
+                        // A dangling symlink: create its target inside the root.
+                        let mut buf = vec![0u8; 4096];
+                        // SAFETY: valid fd, C string and buffer.
+                        let n = unsafe {
+                            libc::readlinkat(
+                                cur.as_raw_fd(),
+                                name.as_ptr(),
+                                buf.as_mut_ptr().cast(),
+                                buf.len(),
+                            )
+                        };
+                        if n < 0 {
+                            return Err(sys::last())
+                                .ctx(|| format!("reading the symlink /{prefix} in the rootfs"));
+                        }
+                        buf.truncate(n as usize);
+                        let target = String::from_utf8_lossy(&buf).into_owned();
+                        let base = if target.starts_with('/') {
+                            target
+                        } else {
+                            format!("/{}/{target}", parts[..i].join("/"))
+                        };
+                        let rest = parts[i + 1..].join("/");
+                        let next = clean_rel(Path::new(&format!("{base}/{rest}")));
+                        return mkdir_all_depth(rootfd, &next, depth + 1);
+                    }
+                    Err(e) => return Err(e).ctx(|| format!("opening /{prefix} in the rootfs")),
+                }
             }
             Err(e) => return Err(e).ctx(|| format!("opening /{prefix} in the rootfs")),
         }

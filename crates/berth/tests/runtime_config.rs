@@ -1,0 +1,401 @@
+//! What config.json asks for is applied: namespaces, mounts and options, root.readonly, masked
+//! and read-only paths, devices, capabilities, rlimits, user/groups/umask, noNewPrivileges,
+//! oomScoreAdj, sysctl, hostname, hooks.
+
+mod runtime_common;
+use runtime_common::*;
+use serde_json::json;
+
+#[test]
+fn each_namespace_is_isolated() {
+    let mut rt = Rt::new();
+    rt.args(&[
+        "sh",
+        "-c",
+        "for n in pid net ipc uts mnt cgroup; do readlink /proc/self/ns/$n; done; hostname; echo $$; ls /sys/class/net",
+    ]);
+    rt.config["hostname"] = json!("isolated");
+    let out = rt.run_ok("ns");
+    let lines: Vec<&str> = out.lines().collect();
+    for (i, n) in ["pid", "net", "ipc", "uts", "mnt", "cgroup"]
+        .iter()
+        .enumerate()
+    {
+        assert!(lines[i].starts_with(n), "{n}: {}", lines[i]);
+        assert_ne!(lines[i], host_ns(n), "{n} namespace is the host's");
+    }
+    assert_eq!(lines[6], "isolated");
+    assert_eq!(
+        lines[7], "1",
+        "the process is not pid 1 of its pid namespace"
+    );
+    assert_eq!(
+        lines[8..].to_vec(),
+        vec!["lo"],
+        "network namespace has more than lo"
+    );
+}
+
+#[test]
+fn joins_a_namespace_by_path() {
+    let mut rt = Rt::new();
+    // Join the host's uts namespace by path; everything else new.
+    let ns = rt.config["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.retain(|n| n["type"] != "uts");
+    ns.push(json!({"type": "uts", "path": "/proc/self/ns/uts"}));
+    rt.config["hostname"] = json!(null);
+    rt.args(&[
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/uts; readlink /proc/self/ns/net; echo $$",
+    ]);
+    let out = rt.run_ok("join");
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(l[0], host_ns("uts"));
+    assert_ne!(l[1], host_ns("net"));
+    assert_eq!(l[2], "1");
+}
+
+#[test]
+fn user_namespace_maps_ids() {
+    let mut rt = Rt::new();
+    let ns = rt.config["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.push(json!({"type": "user"}));
+    rt.config["linux"]["uidMappings"] =
+        json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    rt.config["linux"]["gidMappings"] =
+        json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    // cgroup v1 cannot be mounted from a user namespace: drop that mount.
+    rt.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|m| m["type"] != "cgroup");
+    rt.args(&["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u; readlink /proc/self/ns/user; cat /dev/null && echo null-ok"]);
+    let out = rt.run_ok("userns");
+    let l: Vec<&str> = out.lines().collect();
+    let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert_eq!(norm(l[0]), "0 100000 65536");
+    assert_eq!(norm(l[1]), "0 100000 65536");
+    assert_eq!(l[2], "0");
+    assert_ne!(l[3], host_ns("user"));
+    assert_eq!(l[4], "null-ok");
+}
+
+#[test]
+fn mounts_and_options_are_applied() {
+    let mut rt = Rt::new();
+    let host_ro = rt.path("ro-src");
+    let host_rw = rt.path("rw-src");
+    std::fs::create_dir_all(&host_ro).unwrap();
+    std::fs::create_dir_all(&host_rw).unwrap();
+    std::fs::write(host_ro.join("f"), "hello").unwrap();
+    rt.mount(json!({"destination": "/mnt/ro", "type": "bind", "source": host_ro, "options": ["rbind", "ro"]}));
+    rt.mount(json!({"destination": "/mnt/rw", "type": "bind", "source": host_rw, "options": ["bind", "rw"]}));
+    rt.mount(json!({"destination": "/mnt/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "size=1m", "mode=700"]}));
+    rt.args(&[
+        "sh",
+        "-c",
+        "cat /mnt/ro/f; echo; touch /mnt/ro/x 2>/dev/null && echo ro-writable; echo w > /mnt/rw/out; \
+         stat -c %a /mnt/tmp; grep ' /mnt/tmp ' /proc/mounts; grep ' /mnt/ro ' /proc/mounts; \
+         grep ' /proc ' /proc/mounts | cut -d' ' -f3; grep ' /sys ' /proc/mounts | cut -d' ' -f3,4; \
+         grep ' /dev/pts ' /proc/mounts | cut -d' ' -f3; grep ' /dev/mqueue ' /proc/mounts | cut -d' ' -f3; \
+         grep ' /sys/fs/cgroup' /proc/mounts | head -1 | cut -d' ' -f2",
+    ]);
+    let out = rt.run_ok("mounts");
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(l[0], "hello");
+    assert!(!out.contains("ro-writable"), "ro bind was writable");
+    assert_eq!(std::fs::read_to_string(host_rw.join("out")).unwrap(), "w\n");
+    assert_eq!(l[1], "700");
+    assert!(
+        l[2].contains("tmpfs") && l[2].contains("nosuid") && l[2].contains("nodev"),
+        "{}",
+        l[2]
+    );
+    assert!(l[2].contains("size=1024k"), "{}", l[2]);
+    assert!(
+        l[3].split_whitespace().nth(3).unwrap().starts_with("ro"),
+        "{}",
+        l[3]
+    );
+    assert_eq!(l[4], "proc");
+    assert!(l[5].starts_with("sysfs ro"), "{}", l[5]);
+    assert_eq!(l[6], "devpts");
+    assert_eq!(l[7], "mqueue");
+    assert!(l[8].starts_with("/sys/fs/cgroup"), "{}", l[8]);
+}
+
+#[test]
+fn masked_and_readonly_paths_and_readonly_root() {
+    let mut rt = Rt::new();
+    assert_eq!(rt.config["root"]["readonly"], true);
+    rt.config["linux"]["maskedPaths"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("/proc/meminfo"));
+    rt.args(&[
+        "sh",
+        "-c",
+        "wc -c < /proc/meminfo; ls -A /sys/firmware | wc -l; \
+         echo 1 > /proc/sys/vm/drop_caches 2>/dev/null && echo sys-writable; \
+         grep ' /proc/sys ' /proc/mounts | cut -d' ' -f4 | cut -c1-2; \
+         touch /newfile 2>/dev/null && echo root-writable; echo done",
+    ]);
+    let out = rt.run_ok("masked");
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(l[0].trim(), "0", "/proc/meminfo is not masked");
+    assert_eq!(l[1].trim(), "0", "/sys/firmware is not masked");
+    assert!(!out.contains("sys-writable"));
+    assert_eq!(l[2], "ro");
+    assert!(!out.contains("root-writable"));
+    assert!(!rt.rootfs().join("newfile").exists());
+    // With readonly false the root is writable.
+    rt.config["root"]["readonly"] = json!(false);
+    rt.args(&["sh", "-c", "touch /newfile && echo ok"]);
+    assert_eq!(rt.run_ok("rw"), "ok\n");
+    assert!(rt.rootfs().join("newfile").exists());
+}
+
+#[test]
+fn devices_exist_with_the_right_numbers() {
+    let mut rt = Rt::new();
+    rt.config["linux"]["devices"] = json!([
+        {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o640, "uid": 0, "gid": 0}
+    ]);
+    rt.config["linux"]["resources"]["devices"] = json!([
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rwm"}
+    ]);
+    rt.args(&[
+        "sh",
+        "-c",
+        "for d in null zero full random urandom tty fuse; do stat -c '%n %F %t:%T %a' /dev/$d; done; \
+         for l in fd stdin stdout stderr ptmx; do readlink /dev/$l; done; head -c 4 /dev/zero | wc -c",
+    ]);
+    let out = rt.run_ok("devs");
+    let l: Vec<&str> = out.lines().collect();
+    let want = [
+        ("null", "1:3"),
+        ("zero", "1:5"),
+        ("full", "1:7"),
+        ("random", "1:8"),
+        ("urandom", "1:9"),
+        ("tty", "5:0"),
+        ("fuse", "a:e5"),
+    ];
+    for (i, (n, mm)) in want.iter().enumerate() {
+        let f: Vec<&str> = l[i].split(' ').collect();
+        assert_eq!(f[0], format!("/dev/{n}"));
+        assert_eq!(f[1..4].join(" "), "character special file", "{}", l[i]);
+        assert_eq!(f[4], *mm, "{}", l[i]);
+    }
+    assert!(l[0].ends_with(" 666"));
+    assert!(l[6].ends_with(" 640"));
+    assert_eq!(
+        &l[7..12],
+        &[
+            "/proc/self/fd",
+            "/proc/self/fd/0",
+            "/proc/self/fd/1",
+            "/proc/self/fd/2",
+            "pts/ptmx"
+        ]
+    );
+    assert_eq!(l[12].trim(), "4");
+}
+
+fn status_field(out: &str, key: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn capabilities_are_the_configured_sets() {
+    let mut rt = Rt::new();
+    rt.args(&["cat", "/proc/self/status"]);
+    let out = rt.run_ok("caps");
+    // CAP_KILL(5), CAP_NET_BIND_SERVICE(10), CAP_AUDIT_WRITE(29)
+    let want = format!("{:016x}", (1u64 << 5) | (1 << 10) | (1 << 29));
+    assert_eq!(status_field(&out, "CapEff"), want);
+    assert_eq!(status_field(&out, "CapPrm"), want);
+    assert_eq!(status_field(&out, "CapBnd"), want);
+    assert_eq!(status_field(&out, "CapInh"), "0000000000000000");
+    // With inheritable set, ambient capabilities are raised.
+    let caps = json!(["CAP_CHOWN", "CAP_SYS_ADMIN"]);
+    for set in [
+        "bounding",
+        "effective",
+        "permitted",
+        "inheritable",
+        "ambient",
+    ] {
+        rt.config["process"]["capabilities"][set] = caps.clone();
+    }
+    rt.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    let out = rt.run_ok("caps2");
+    let want = format!("{:016x}", (1u64 << 0) | (1 << 21));
+    for k in ["CapEff", "CapPrm", "CapBnd", "CapInh", "CapAmb"] {
+        assert_eq!(status_field(&out, k), want, "{k}");
+    }
+    assert!(status_field(&out, "Uid").starts_with("1000"));
+}
+
+#[test]
+fn rlimits_user_groups_umask_nnp_oom_score() {
+    let mut rt = Rt::new();
+    rt.config["process"]["rlimits"] = json!([
+        {"type": "RLIMIT_NOFILE", "soft": 512, "hard": 2048},
+        {"type": "RLIMIT_NPROC", "soft": 300, "hard": 400}
+    ]);
+    rt.config["process"]["user"] =
+        json!({"uid": 1000, "gid": 1000, "umask": 63, "additionalGids": [10, 20]});
+    rt.config["process"]["noNewPrivileges"] = json!(true);
+    rt.config["process"]["oomScoreAdj"] = json!(500);
+    rt.config["process"]["cwd"] = json!("/home/berth");
+    rt.args(&[
+        "sh",
+        "-c",
+        "ulimit -Sn; ulimit -Hn; ulimit -Su; id -u; id -g; id -G; umask; pwd; cat /proc/self/oom_score_adj; grep NoNewPrivs /proc/self/status",
+    ]);
+    let out = rt.run_ok("attrs");
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(l[0], "512");
+    assert_eq!(l[1], "2048");
+    assert_eq!(l[2], "300");
+    assert_eq!(l[3], "1000");
+    assert_eq!(l[4], "1000");
+    let groups: Vec<&str> = l[5].split_whitespace().collect();
+    assert!(groups.contains(&"10") && groups.contains(&"20"), "{}", l[5]);
+    assert_eq!(l[6], "0077");
+    assert_eq!(l[7], "/home/berth");
+    assert_eq!(l[8], "500");
+    assert_eq!(l[9].split_whitespace().last(), Some("1"));
+    rt.config["process"]["noNewPrivileges"] = json!(false);
+    rt.args(&["grep", "NoNewPrivs", "/proc/self/status"]);
+    assert!(rt.run_ok("nnp0").trim().ends_with('0'));
+}
+
+#[test]
+fn rlimit_above_the_hard_limit_is_a_clear_error() {
+    let mut rt = Rt::new();
+    rt.config["process"]["rlimits"] =
+        json!([{"type": "RLIMIT_NOFILE", "soft": 1048576, "hard": 1048576}]);
+    rt.args(&["true"]);
+    let (code, _, err) = rt.run("rlimit");
+    // Root here lacks CAP_SYS_RESOURCE; where it has it the limit is simply set.
+    if code != 0 {
+        assert!(err.contains("RLIMIT_NOFILE"), "{err}");
+    }
+}
+
+#[test]
+fn sysctl_and_hostname_domainname() {
+    let mut rt = Rt::new();
+    rt.config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1", "kernel.shmmni": "2048"});
+    rt.config["hostname"] = json!("box");
+    rt.config["domainname"] = json!("example.org");
+    rt.args(&["sh", "-c", "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmni; hostname; cat /proc/sys/kernel/domainname"]);
+    let out = rt.run_ok("sysctl");
+    assert_eq!(out, "1\n2048\nbox\nexample.org\n");
+    // A sysctl outside any namespace of the container is refused.
+    rt.config["linux"]["sysctl"] = json!({"vm.swappiness": "10"});
+    let (code, _, err) = rt.run("sysctl-bad");
+    assert_eq!(code, 1);
+    assert!(err.contains("vm.swappiness"), "{err}");
+}
+
+#[test]
+fn hooks_run_in_order_with_the_state_on_stdin() {
+    let mut rt = Rt::new();
+    rt.config["root"]["readonly"] = json!(false);
+    let log = rt.path("hooks.log");
+    let hook = |name: &str, log: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("read s; echo \"{name} $s\" >> {log}")]});
+    let l = log.display().to_string();
+    rt.config["hooks"] = json!({
+        "prestart": [hook("prestart", &l)],
+        "createRuntime": [hook("createRuntime", &l)],
+        "createContainer": [hook("createContainer", &l)],
+        "startContainer": [hook("startContainer", "/tmp/hooks.log")],
+        "poststart": [hook("poststart", &l)],
+        "poststop": [hook("poststop", &l)],
+    });
+    rt.args(&["sh", "-c", "echo main >> /tmp/hooks.log"]);
+    let id_prefix = "hooks";
+    rt.run_ok(id_prefix);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let names: Vec<&str> = text.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "poststart",
+            "poststop"
+        ]
+    );
+    for line in text.lines() {
+        let (_, state) = line.split_once(' ').unwrap();
+        let v: serde_json::Value = serde_json::from_str(state).unwrap();
+        assert!(v["id"].as_str().unwrap().starts_with(id_prefix));
+        assert_eq!(v["bundle"], rt.bundle.display().to_string());
+        assert!(v["pid"].as_i64().unwrap() > 0);
+    }
+    let statuses: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l.split_once(' ').unwrap().1).unwrap()
+                ["status"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        ["creating", "creating", "created", "running", "stopped"]
+    );
+    let inside = std::fs::read_to_string(rt.rootfs().join("tmp/hooks.log")).unwrap();
+    let inside: Vec<&str> = inside
+        .lines()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(inside, ["startContainer", "main"]);
+}
+
+#[test]
+fn failing_hooks_follow_the_spec() {
+    let mut rt = Rt::new();
+    let marker = rt.path("after");
+    rt.config["hooks"] = json!({
+        "createRuntime": [{"path": "/bin/false"}],
+        "poststop": [{"path": "/bin/touch", "args": ["touch", marker]}]
+    });
+    rt.args(&["true"]);
+    let (code, _, err) = rt.run("hookfail");
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("createRuntime hook /bin/false failed"),
+        "{err}"
+    );
+    assert_eq!(String::from_utf8_lossy(&rt.rt(&["list", "-q"]).stdout), "");
+    // poststart failure only warns; timeouts kill the hook.
+    rt.config["hooks"] = json!({
+        "poststart": [{"path": "/bin/false"}],
+        "poststop": [{"path": "/bin/touch", "args": ["touch", marker]}]
+    });
+    let (code, _, err) = rt.run("poststartfail");
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("warning"), "{err}");
+    assert!(marker.exists(), "poststop did not run");
+    rt.config["hooks"] =
+        json!({"prestart": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]});
+    let t = std::time::Instant::now();
+    let (code, _, err) = rt.run("hooktimeout");
+    assert_eq!(code, 1);
+    assert!(err.contains("timed out"), "{err}");
+    assert!(t.elapsed().as_secs() < 10);
+}

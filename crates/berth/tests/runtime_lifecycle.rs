@@ -1,0 +1,326 @@
+//! Runtime lifecycle: create blocks until start, state transitions, errors for unknown ids and
+//! wrong states, run exit codes, pid file, list, kill --all, pause/resume, exec, preserve-fds.
+
+mod runtime_common;
+use runtime_common::*;
+use serde_json::json;
+
+fn cmdline(pid: i64) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+#[test]
+fn create_blocks_until_start_and_states_follow_the_lifecycle() {
+    let mut rt = Rt::new();
+    rt.config["root"]["readonly"] = json!(false);
+    rt.args(&["sh", "-c", "echo started > /tmp/started; exec sleep 1000"]);
+    let id = rt.create("life");
+    let st = rt.state(&id);
+    assert_eq!(st["status"], "created");
+    assert_eq!(st["id"], id.as_str());
+    assert_eq!(
+        st["ociVersion"].as_str().unwrap().split('.').next(),
+        Some("1")
+    );
+    let pid = st["pid"].as_i64().unwrap();
+    assert!(pid > 0);
+    // The init has not exec'd the user program: it is still the runtime, blocked on the fifo.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(
+        cmdline(pid).contains("berth-runtime"),
+        "cmdline {}",
+        cmdline(pid)
+    );
+    assert!(!rt.rootfs().join("tmp/started").exists());
+    // Wrong state: a created container cannot be paused; a second create with the id fails.
+    assert!(!rt.rt(&["pause", &id]).status.success());
+    let (ok, err) = rt.bg(&["create", "--bundle", &rt.b(), &id]);
+    assert!(!ok);
+    assert!(err.contains("already exists"), "{err}");
+
+    let out = rt.rt(&["start", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(rt.state(&id)["status"], "running");
+    for _ in 0..200 {
+        if rt.rootfs().join("tmp/started").exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(rt.rootfs().join("tmp/started").exists());
+    assert!(
+        cmdline(pid).starts_with("sleep"),
+        "cmdline {}",
+        cmdline(pid)
+    );
+    // start again: wrong state.
+    let again = rt.rt(&["start", &id]);
+    assert!(!again.status.success());
+    // delete of a running container needs --force.
+    let del = rt.rt(&["delete", &id]);
+    assert!(!del.status.success());
+    assert!(String::from_utf8_lossy(&del.stderr).contains("not stopped"));
+
+    assert!(rt.rt(&["kill", &id, "KILL"]).status.success());
+    rt.wait_status(&id, "stopped");
+    assert_eq!(rt.state(&id)["pid"], 0);
+    // kill of a stopped container fails; delete works and the state is gone.
+    assert!(!rt.rt(&["kill", &id, "9"]).status.success());
+    assert!(rt.rt(&["delete", &id]).status.success());
+    let gone = rt.rt(&["state", &id]);
+    assert!(!gone.status.success());
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("does not exist"));
+    assert!(!rt.root.join(&id).exists());
+}
+
+#[test]
+fn unknown_ids_are_errors() {
+    let rt = Rt::new();
+    for cmd in [
+        vec!["state", "nope"],
+        vec!["start", "nope"],
+        vec!["kill", "nope", "KILL"],
+        vec!["delete", "nope"],
+        vec!["pause", "nope"],
+        vec!["exec", "nope", "true"],
+    ] {
+        let out = rt.rt(&cmd);
+        assert_eq!(out.status.code(), Some(1), "{cmd:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("does not exist"),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(!rt.rt(&["state", "../etc"]).status.success());
+    // delete --force of a missing container is fine (runc).
+    assert!(rt.rt(&["delete", "--force", "nope"]).status.success());
+}
+
+#[test]
+fn run_exits_with_the_container_status_and_cleans_up() {
+    let mut rt = Rt::new();
+    rt.args(&["sh", "-c", "echo out; echo err >&2; exit 7"]);
+    let (code, out, err) = rt.run("exit");
+    assert_eq!(code, 7);
+    assert_eq!(out, "out\n");
+    assert!(err.contains("err"));
+    let list = rt.rt(&["list", "-q"]);
+    assert_eq!(String::from_utf8_lossy(&list.stdout), "");
+}
+
+#[test]
+fn pid_file_and_list() {
+    let mut rt = Rt::new();
+    rt.args(&["sleep", "1000"]);
+    rt.write();
+    let id = rt.id("pidf");
+    let pidfile = rt.path("init.pid");
+    let (ok, err) = rt.bg(&[
+        "create",
+        "--bundle",
+        &rt.b(),
+        "--pid-file",
+        pidfile.to_str().unwrap(),
+        &id,
+    ]);
+    assert!(ok, "{err}");
+    let pid: i64 = std::fs::read_to_string(&pidfile).unwrap().parse().unwrap();
+    assert_eq!(rt.state(&id)["pid"], pid);
+    let q = rt.rt(&["list", "-q"]);
+    assert_eq!(String::from_utf8_lossy(&q.stdout).trim(), id);
+    let table = String::from_utf8_lossy(&rt.rt(&["list"]).stdout).into_owned();
+    assert!(table.starts_with("ID"));
+    assert!(table.contains(&id) && table.contains("created"));
+    let js: serde_json::Value =
+        serde_json::from_slice(&rt.rt(&["list", "--format", "json"]).stdout).unwrap();
+    assert_eq!(js[0]["id"], id.as_str());
+    assert_eq!(js[0]["pid"], pid);
+    // delete of a created container kills its init.
+    assert!(rt.rt(&["delete", &id]).status.success());
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}/cmdline")).exists()
+            || cmdline(pid).is_empty()
+            || !cmdline(pid).contains("berth-runtime")
+    );
+}
+
+#[test]
+fn kill_all_reaches_every_process() {
+    let mut rt = Rt::new();
+    rt.args(&["sh", "-c", "sleep 1000 & sleep 1000 & sleep 1000"]);
+    let id = rt.run_detached("killall");
+    let mut pids: Vec<i64> = vec![];
+    for _ in 0..100 {
+        pids = serde_json::from_slice(&rt.rt(&["ps", "--format", "json", &id]).stdout).unwrap();
+        if pids.len() >= 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(pids.len() >= 3, "pids {pids:?}");
+    let table = String::from_utf8_lossy(&rt.rt(&["ps", &id]).stdout).into_owned();
+    assert!(table.contains("sleep 1000"), "{table}");
+    assert!(rt.rt(&["kill", "--all", &id, "SIGKILL"]).status.success());
+    rt.wait_status(&id, "stopped");
+    for _ in 0..200 {
+        if pids.iter().all(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .map(|s| s.contains(") Z "))
+                .unwrap_or(true)
+        }) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    for p in &pids {
+        let alive = std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false);
+        assert!(!alive, "pid {p} survived kill --all");
+    }
+}
+
+#[test]
+fn pause_and_resume_freeze_the_container() {
+    let mut rt = Rt::new();
+    rt.config["root"]["readonly"] = json!(false);
+    rt.args(&[
+        "sh",
+        "-c",
+        "i=0; while true; do i=$((i+1)); echo $i > /tmp/tick; sleep 0.02; done",
+    ]);
+    let id = rt.run_detached("pause");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let out = rt.rt(&["pause", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(rt.state(&id)["status"], "paused");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let a = std::fs::read_to_string(rt.rootfs().join("tmp/tick")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let b = std::fs::read_to_string(rt.rootfs().join("tmp/tick")).unwrap();
+    assert_eq!(a, b, "the counter moved while paused");
+    let (code, _, err) = rt.exec(&id, &["true"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("paused"));
+    assert!(rt.rt(&["resume", &id]).status.success());
+    assert_eq!(rt.state(&id)["status"], "running");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let c = std::fs::read_to_string(rt.rootfs().join("tmp/tick")).unwrap();
+    assert_ne!(b, c, "the counter did not move after resume");
+    assert!(!rt.rt(&["resume", &id]).status.success());
+    assert!(rt.rt(&["delete", "--force", &id]).status.success());
+}
+
+#[test]
+fn exec_joins_namespaces_and_cgroup() {
+    let mut rt = Rt::new();
+    rt.args(&["sleep", "1000"]);
+    let id = rt.run_detached("exec");
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    let (code, out, err) = rt.exec(
+        &id,
+        &["sh", "-c", "for n in pid net ipc uts mnt cgroup; do readlink /proc/self/ns/$n; done; cat /proc/self/cgroup; echo $$"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    for (i, n) in ["pid", "net", "ipc", "uts", "mnt", "cgroup"]
+        .iter()
+        .enumerate()
+    {
+        let init = std::fs::read_link(format!("/proc/{pid}/ns/{n}")).unwrap();
+        assert_eq!(lines[i], init.display().to_string(), "{n} namespace");
+        assert_ne!(lines[i], host_ns(n), "{n} is the host's");
+    }
+    let exec_pid: i64 = lines.last().unwrap().parse().unwrap();
+    assert!(exec_pid > 1, "exec'd process is not the init");
+    let ps: Vec<i64> =
+        serde_json::from_slice(&rt.rt(&["ps", "--format", "json", &id]).stdout).unwrap();
+    assert!(ps.contains(&pid));
+    // Exit code, user, cwd and env of exec.
+    let (code, out, _) = rt.exec(
+        &id,
+        &[
+            "--user",
+            "1000:1000",
+            "--cwd",
+            "/tmp",
+            "--env",
+            "FOO=bar",
+            "sh",
+            "-c",
+            "id -u; id -g; pwd; echo $FOO; exit 5",
+        ],
+    );
+    assert_eq!(code, 5);
+    assert_eq!(out, "1000\n1000\n/tmp\nbar\n");
+    // Detached exec writes a pid file of a process in the container's cgroup.
+    let pf = rt.path("exec.pid");
+    let (ok, err) = rt.bg(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        pf.to_str().unwrap(),
+        &id,
+        "sleep",
+        "1000",
+    ]);
+    assert!(ok, "{err}");
+    let epid: i64 = std::fs::read_to_string(&pf).unwrap().parse().unwrap();
+    let ps: Vec<i64> =
+        serde_json::from_slice(&rt.rt(&["ps", "--format", "json", &id]).stdout).unwrap();
+    assert!(ps.contains(&epid), "{ps:?} lacks {epid}");
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{epid}/cgroup")).unwrap(),
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap(),
+        "exec'd process is not in the container's cgroups"
+    );
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{epid}/ns/pid")).unwrap(),
+        std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap()
+    );
+    assert!(rt.rt(&["delete", "--force", &id]).status.success());
+}
+
+#[test]
+fn preserve_fds_passes_only_the_listed_fds() {
+    let mut rt = Rt::new();
+    rt.args(&["sh", "-c", "echo through-fd3 >&3; ls /proc/self/fd"]);
+    rt.write();
+    let id = rt.id("fds");
+    let out3 = rt.path("fd3.txt");
+    let out4 = rt.path("fd4.txt");
+    let out = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(r#""$0" --root "$1" run --preserve-fds 1 --bundle "$2" "$3" 3>"$4" 9>"$5""#)
+        .arg(BIN)
+        .arg(&rt.root)
+        .arg(&rt.bundle)
+        .arg(&id)
+        .arg(&out3)
+        .arg(&out4)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&out3).unwrap(), "through-fd3\n");
+    let fds: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert!(fds.contains(&"3".to_string()), "{fds:?}");
+    assert!(!fds.contains(&"9".to_string()), "fd 9 leaked: {fds:?}");
+}
