@@ -40,8 +40,8 @@ use serde::{Deserialize, Serialize};
 pub use netns::{create_netns, in_netns, remove_netns, NetnsError};
 pub use publish::{parse_publish, publish_all, PublishError};
 pub use store::{
-    connect, disconnect, gc, release, DnsCommand, NetStore, DEFAULT_BRIDGE, DEFAULT_BRIDGE_IFNAME,
-    DEFAULT_NETWORK,
+    connect, disconnect, gc, gc_where, release, DnsCommand, NetStore, DEFAULT_BRIDGE,
+    DEFAULT_BRIDGE_IFNAME, DEFAULT_NETWORK,
 };
 
 /// Every error of this crate's public API.

@@ -965,13 +965,18 @@ pub fn disconnect(store: &NetStore, network: &str, container_id: &str) -> Result
 /// Reclaims the leases, veths, rules and DNS names of containers not in `live_container_ids`
 /// (containers killed with -9, or whose berth died before disconnecting). Returns how many.
 pub fn gc(store: &NetStore, live_container_ids: &[String]) -> Result<usize, NetError> {
+    gc_where(store, |id| !live_container_ids.iter().any(|l| l == id))
+}
+
+/// [`gc`] for the containers `is_gone` says are gone, asked under the store's lock, so a
+/// container connecting concurrently (and thus not yet known to a list made earlier) is safe.
+pub fn gc_where(store: &NetStore, is_gone: impl Fn(&str) -> bool) -> Result<usize, NetError> {
     let _l = store.lock()?;
     let mut n = 0;
     for net in store.list()? {
         let leases = store.leases(&net.name)?;
-        let (keep, gone): (Vec<Lease>, Vec<Lease>) = leases
-            .into_iter()
-            .partition(|l| live_container_ids.contains(&l.container_id));
+        let (keep, gone): (Vec<Lease>, Vec<Lease>) =
+            leases.into_iter().partition(|l| !is_gone(&l.container_id));
         if gone.is_empty() {
             if keep.is_empty() {
                 // A responder left running by a berth killed between its steps.
