@@ -293,3 +293,22 @@ const DEFAULT_SPEC: &str = r#"{
     "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
   }
 }"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_specs_parse_as_oci_specs() {
+        for rootless in [false, true] {
+            let v = default_spec(rootless);
+            let s: Spec = serde_json::from_value(v).unwrap();
+            assert_eq!(
+                s.process().as_ref().unwrap().args().as_ref().unwrap()[0],
+                "sh"
+            );
+            assert_eq!(has_ns(&s, LinuxNamespaceType::User), rootless);
+            assert_eq!(has_ns(&s, LinuxNamespaceType::Network), !rootless);
+        }
+    }
+}

@@ -220,6 +220,7 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
         no_pivot: o.no_pivot,
         no_new_keyring: o.no_new_keyring,
         preserve_fds: o.preserve_fds,
+        seccomp: crate::secc::compile(&spec, &o.root)?,
     };
     let pid = if joins.is_empty() && !new_time {
         let pid = sys::clone3(flags, cgfd.as_ref().map(|f| f.as_raw_fd()))
@@ -596,7 +597,10 @@ fn decode_status(status: i32) -> i32 {
 /// Removes everything of a stopped container: remaining processes, cgroup, poststop hooks, state.
 pub fn destroy(c: &Container, mgr: Option<&Manager>, spec: Option<&Spec>) {
     if let Some(m) = mgr {
-        let _ = m.kill_all(libc::SIGKILL);
+        // Usually the init was the last process: skip the (freezing) kill when nothing is left.
+        if m.pids().map(|p| !p.is_empty()).unwrap_or(true) {
+            let _ = m.kill_all(libc::SIGKILL);
+        }
         if let Err(e) = m.destroy() {
             crate::cli::warn(&format!("removing the cgroup of {}: {e}", c.saved.id));
         }
@@ -809,4 +813,26 @@ pub fn list(root: &Path) -> Vec<Container> {
 /// Raw fd helper for callers that need the channel fd.
 pub fn raw(fd: &OwnedFd) -> RawFd {
     fd.as_raw_fd()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_by_name_and_number() {
+        assert_eq!(parse_signal("KILL").unwrap(), libc::SIGKILL);
+        assert_eq!(parse_signal("SIGTERM").unwrap(), libc::SIGTERM);
+        assert_eq!(parse_signal("sigusr1").unwrap(), libc::SIGUSR1);
+        assert_eq!(parse_signal("9").unwrap(), 9);
+        assert_eq!(parse_signal("RTMIN+1").unwrap(), libc::SIGRTMIN() + 1);
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("0").is_err());
+    }
+
+    #[test]
+    fn exit_status_decoding() {
+        assert_eq!(decode_status(7 << 8), 7);
+        assert_eq!(decode_status(libc::SIGKILL), 128 + 9);
+    }
 }

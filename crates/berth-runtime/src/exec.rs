@@ -198,6 +198,7 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
         Some(block_signals())
     };
     let (pchan, cchan) = Channel::pair()?;
+    let filter = crate::secc::compile(&spec, root)?;
     let personality = spec
         .linux()
         .as_ref()
@@ -223,6 +224,8 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
                     console.as_ref().map(|f| f.as_raw_fd()),
                     o.preserve_fds,
                     personality.as_deref(),
+                    filter.clone(),
+                    (&o.id, &c.saved.bundle),
                 ) {
                     Ok(e) => e,
                     Err(e) => e,
@@ -288,6 +291,7 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn exec_child(
     spec: &oci_spec::runtime::Spec,
     process: &Process,
@@ -295,6 +299,8 @@ fn exec_child(
     console: Option<RawFd>,
     preserve_fds: u32,
     personality: Option<&str>,
+    filter: Option<crate::seccomp::Filter>,
+    ids: (&str, &Path),
 ) -> Result<Error> {
     // SAFETY: resetting our signal mask (inherited blocked from the runtime).
     unsafe {
@@ -317,17 +323,17 @@ fn exec_child(
     let mut keep: Vec<RawFd> = (3..3 + preserve_fds as RawFd).collect();
     keep.push(chan.0.as_raw_fd());
     let nnp = process.no_new_privileges().unwrap_or(false);
-    let id = spec.hostname().clone().unwrap_or_default();
-    let bundle = PathBuf::new();
+    let (id, bundle) = ids;
+    let mut filter = filter;
     let exec = prepare_process(process, &keep, personality, || {
         if nnp {
             Ok(())
         } else {
-            crate::secc::load(spec, &id, host_pid, &bundle)
+            crate::secc::load(filter.take(), spec, id, host_pid, bundle)
         }
     })?;
     if nnp {
-        crate::secc::load(spec, &id, host_pid, &bundle)?;
+        crate::secc::load(filter.take(), spec, id, host_pid, bundle)?;
     }
     Ok(exec.exec())
 }

@@ -39,11 +39,13 @@ pub struct InitArgs<'a> {
     pub no_new_keyring: bool,
     /// `--preserve-fds`.
     pub preserve_fds: u32,
+    /// The compiled `linux.seccomp` filter.
+    pub seccomp: Option<crate::seccomp::Filter>,
 }
 
 /// Runs the init; never returns (execs the user program or exits 1 after reporting the error).
-pub fn run(a: InitArgs) -> ! {
-    let err = match stage(&a) {
+pub fn run(mut a: InitArgs) -> ! {
+    let err = match stage(&mut a) {
         Ok(e) => e,
         Err(e) => e,
     };
@@ -85,8 +87,9 @@ fn unblock_signals() {
     }
 }
 
-fn stage(a: &InitArgs) -> Result<crate::error::Error> {
+fn stage(a: &mut InitArgs) -> Result<crate::error::Error> {
     let spec = a.spec;
+    let mut filter = a.seccomp.take();
     unblock_signals();
     sys::prctl(libc::PR_SET_DUMPABLE, 0, 0).ctx(|| "PR_SET_DUMPABLE")?;
     sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0)
@@ -178,7 +181,7 @@ fn stage(a: &InitArgs) -> Result<crate::error::Error> {
             Ok(())
         } else {
             // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it before dropping caps.
-            crate::secc::load(spec, a.id, host_pid, a.bundle)
+            crate::secc::load(filter.take(), spec, a.id, host_pid, a.bundle)
         }
     })?;
     sys::prctl(libc::PR_SET_PDEATHSIG, 0, 0).ctx(|| "PR_SET_PDEATHSIG")?;
@@ -205,7 +208,7 @@ fn stage(a: &InitArgs) -> Result<crate::error::Error> {
         hooks::run_all("startContainer", Some(sc), &st)?;
     }
     if nnp {
-        crate::secc::load(spec, a.id, host_pid, a.bundle)?;
+        crate::secc::load(filter.take(), spec, a.id, host_pid, a.bundle)?;
     }
     Ok(exec.exec())
 }

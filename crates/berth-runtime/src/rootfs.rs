@@ -816,3 +816,32 @@ fn readonly_path(rootfd: &OwnedFd, p: &str) -> Result<()> {
     )
     .map_err(|e| Error::Msg(format!("making {p} read-only: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_split_into_flags_propagation_and_data() {
+        let o = parse_options(
+            &[
+                "rbind", "ro", "nosuid", "rslave", "size=1m", "mode=700", "rw", "rro",
+            ]
+            .map(String::from),
+        );
+        assert!(o.bind);
+        assert_eq!(o.flags & libc::MS_RDONLY, 0, "rw after ro clears it");
+        assert_ne!(o.flags & libc::MS_NOSUID, 0);
+        assert_ne!(o.flags & libc::MS_REC, 0);
+        assert_eq!(o.propagation, vec![libc::MS_SLAVE | libc::MS_REC]);
+        assert_eq!(o.data, vec!["size=1m", "mode=700"]);
+        assert_eq!(o.rec_attr_set, 1);
+    }
+
+    #[test]
+    fn paths_are_cleaned_lexically_inside_the_root() {
+        assert_eq!(clean_rel(Path::new("/a/../../b/./c")), "b/c");
+        assert_eq!(clean_rel(Path::new("/")), "");
+        assert_eq!(clean_rel(Path::new("../../etc")), "etc");
+    }
+}

@@ -1,41 +1,46 @@
-//! Glue to the seccomp module: compile and load `linux.seccomp`, then hand the notify listener
-//! (if the filter has one) to the agent at `linux.seccomp.listenerPath` as runtime-spec says:
-//! a unix socket, the container process state as JSON, the listener fd by SCM_RIGHTS.
+//! Glue to [`crate::seccomp`]: the runtime compiles `linux.seccomp` before cloning (cached
+//! under `<root>/.seccomp-cache`, so errors surface at create and the child only loads), and
+//! the child loads it and hands the notify listener, if any, to the agent at
+//! `linux.seccomp.listenerPath` with the container process state (runtime-spec).
 
-use crate::error::{Ctx, Error, Result};
+use crate::error::{Error, Result};
+use crate::seccomp::{self, Filter};
 use oci_spec::runtime::Spec;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsFd;
+use std::path::Path;
 
-/// Loads the spec's seccomp filter into the calling process (no-op without one).
-pub fn load(spec: &Spec, id: &str, host_pid: i32, bundle: &std::path::Path) -> Result<()> {
+/// Compiles the spec's filter (None without `linux.seccomp`).
+pub fn compile(spec: &Spec, root: &Path) -> Result<Option<Filter>> {
     let Some(sc) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
-        return Ok(());
+        return Ok(None);
     };
-    let listener = load_filter(sc)?;
-    if let (Some(fd), Some(path)) = (listener, sc.listener_path()) {
-        let state = serde_json::json!({
-            "ociVersion": crate::state::OCI_VERSION,
-            "fds": ["seccompFd"],
-            "pid": host_pid,
-            "metadata": sc.listener_metadata().clone().unwrap_or_default(),
-            "state": serde_json::from_str::<serde_json::Value>(
-                &crate::init::hook_state(id, "creating", host_pid, bundle, spec)).unwrap_or_default(),
-        });
-        let sock = std::os::unix::net::UnixStream::connect(path)
-            .ctx(|| format!("connecting to the seccomp agent at {}", path.display()))?;
-        crate::channel::send_fd(
-            sock.as_raw_fd(),
-            fd.as_raw_fd(),
-            state.to_string().as_bytes(),
-        )
-        .ctx(|| "sending the seccomp listener to the agent")?;
-    }
-    Ok(())
+    seccomp::compile_cached(sc, &root.join(".seccomp-cache"))
+        .map(Some)
+        .map_err(|e| Error::Msg(e.to_string()))
 }
 
-fn load_filter(sc: &oci_spec::runtime::LinuxSeccomp) -> Result<Option<OwnedFd>> {
-    let _ = sc;
-    Err(Error::Msg(
-        "linux.seccomp is set but this build has no seccomp support yet".into(),
-    ))
+/// Loads `filter` into the calling process and sends the notify listener to the agent.
+pub fn load(
+    filter: Option<Filter>,
+    spec: &Spec,
+    id: &str,
+    host_pid: i32,
+    bundle: &Path,
+) -> Result<()> {
+    let Some(filter) = filter else {
+        return Ok(());
+    };
+    let listener = filter.load().map_err(|e| Error::Msg(e.to_string()))?;
+    let sc = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    if let (Some(fd), Some(path)) = (listener, sc.and_then(|s| s.listener_path().as_ref())) {
+        let state: serde_json::Value = serde_json::from_str(&crate::init::hook_state(
+            id, "creating", host_pid, bundle, spec,
+        ))
+        .unwrap_or_default();
+        let meta = sc.and_then(|s| s.listener_metadata().as_deref());
+        let msg = seccomp::process_state(host_pid, meta, state).to_string();
+        seccomp::send_to_listener(path, fd.as_fd(), msg.as_bytes())
+            .map_err(|e| Error::Msg(e.to_string()))?;
+    }
+    Ok(())
 }

@@ -216,3 +216,29 @@ fn owner_name(uid: u32) -> String {
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_follow_runcs_rules() {
+        assert!(check_id("abc-1_2+3.4").is_ok());
+        for bad in ["", ".", "..", "a/b", "a b", "../x"] {
+            assert!(check_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_dead_pid_is_not_alive() {
+        // SAFETY: getpid cannot fail.
+        let me = unsafe { libc::getpid() };
+        let (start, _) = sys::proc_stat(me).unwrap();
+        assert!(alive(me, start));
+        assert!(
+            !alive(me, start + 1),
+            "a different start time means a recycled pid"
+        );
+        assert!(!alive(i32::MAX - 1, 0));
+    }
+}

@@ -314,3 +314,18 @@ pub fn parse_cpuset(list: &str) -> Option<libc::cpu_set_t> {
     }
     Some(set)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists() {
+        let s = parse_cpuset("0-2,5").unwrap();
+        for (c, want) in [(0, true), (1, true), (2, true), (3, false), (5, true)] {
+            assert_eq!(unsafe { libc::CPU_ISSET(c, &s) }, want, "cpu {c}");
+        }
+        assert!(parse_cpuset("3-1").is_none());
+        assert!(parse_cpuset("x").is_none());
+    }
+}

@@ -399,3 +399,46 @@ fn failing_hooks_follow_the_spec() {
     assert!(err.contains("timed out"), "{err}");
     assert!(t.elapsed().as_secs() < 10);
 }
+
+#[test]
+fn seccomp_profile_is_loaded_with_and_without_no_new_privs() {
+    for nnp in [true, false] {
+        let mut rt = Rt::new();
+        rt.config["root"]["readonly"] = json!(false);
+        rt.config["process"]["noNewPrivileges"] = json!(nnp);
+        rt.config["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_AARCH64"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        });
+        rt.args(&[
+            "sh",
+            "-c",
+            "mkdir /tmp/d 2>&1; grep Seccomp: /proc/self/status",
+        ]);
+        let out = rt.run_ok("seccomp");
+        assert!(out.contains("Operation not permitted"), "nnp={nnp}: {out}");
+        assert!(out.contains("Seccomp:\t2"), "nnp={nnp}: {out}");
+        assert!(!rt.rootfs().join("tmp/d").exists());
+    }
+}
+
+#[test]
+fn time_namespace_offsets() {
+    let mut rt = Rt::new();
+    rt.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "time"}));
+    rt.config["linux"]["timeOffsets"] = json!({"monotonic": {"secs": 86400, "nanosecs": 0}});
+    rt.args(&[
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/time; cat /proc/self/timens_offsets",
+    ]);
+    let out = rt.run_ok("timens");
+    let l: Vec<&str> = out.lines().collect();
+    assert_ne!(l[0], host_ns("time"));
+    let mono = l.iter().find(|l| l.starts_with("monotonic")).unwrap();
+    assert_eq!(mono.split_whitespace().nth(1), Some("86400"), "{out}");
+}

@@ -324,3 +324,76 @@ fn preserve_fds_passes_only_the_listed_fds() {
     assert!(fds.contains(&"3".to_string()), "{fds:?}");
     assert!(!fds.contains(&"9".to_string()), "fd 9 leaked: {fds:?}");
 }
+
+#[test]
+fn update_and_events_stats() {
+    let mut rt = Rt::new();
+    rt.args(&["sleep", "1000"]);
+    let id = rt.run_detached("update");
+    let out = rt.rt(&["update", "--pids-limit", "77", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, out, err) = rt.exec(
+        &id,
+        &[
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "77");
+    let ev = rt.rt(&["events", "--stats", &id]);
+    assert!(
+        ev.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ev.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&ev.stdout).unwrap();
+    assert_eq!(v["type"], "stats");
+    assert_eq!(v["id"], id.as_str());
+    assert!(v["data"].is_object());
+    assert!(rt.rt(&["delete", "--force", &id]).status.success());
+}
+
+#[test]
+fn features_and_spec() {
+    let rt = Rt::new();
+    let f: serde_json::Value = serde_json::from_slice(&rt.rt(&["features"]).stdout).unwrap();
+    assert!(f["ociVersionMax"].as_str().unwrap().starts_with("1."));
+    assert!(f["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("user")));
+    assert!(f["hooks"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("createContainer")));
+    // spec refuses to overwrite, and --rootless adds a user namespace with mappings.
+    let out = rt
+        .cmd()
+        .args(["spec", "--bundle"])
+        .arg(&rt.bundle)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let dir = rt.path("rootless");
+    std::fs::create_dir_all(&dir).unwrap();
+    assert!(rt
+        .cmd()
+        .args(["spec", "--rootless", "--bundle"])
+        .arg(&dir)
+        .status()
+        .unwrap()
+        .success());
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    assert!(v["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .contains(&json!({"type": "user"})));
+    assert_eq!(v["linux"]["uidMappings"][0]["size"], 1);
+}

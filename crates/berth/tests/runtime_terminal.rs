@@ -85,3 +85,32 @@ fn terminal_without_console_socket_cannot_detach() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot allocate tty"));
 }
+
+#[test]
+fn foreground_run_proxies_the_terminal() {
+    let mut rt = Rt::new();
+    rt.config["process"]["terminal"] = json!(true);
+    rt.args(&["sh"]);
+    rt.write();
+    let id = rt.id("fgtty");
+    let mut child = rt
+        .cmd()
+        .args(["run", "--bundle"])
+        .arg(&rt.bundle)
+        .arg(&id)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"echo hi-$((1+2)); tty; exit 4\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    assert!(text.contains("hi-3"), "{text}");
+    assert!(text.contains("/dev/pts/0"), "{text}");
+}
