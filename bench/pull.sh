@@ -22,10 +22,14 @@ WORK=$(mktemp -d /var/tmp/berth-bench-pull.XXXXXX)
 REG_PID=
 
 cleanup() {
-    [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null || true
+    set +e
+    if [ -n "$REG_PID" ]; then
+        kill "$REG_PID" 2>/dev/null
+        wait "$REG_PID" 2>/dev/null
+    fi
     # Anything mounted below the work dir (nothing should be).
     grep -o " $WORK[^ ]*" /proc/self/mountinfo 2>/dev/null | sort -r | while read -r m; do
-        umount -l "$m" 2>/dev/null || true
+        umount -l "$m"
     done
     rm -rf "$WORK"
 }
