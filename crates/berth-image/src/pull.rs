@@ -1069,6 +1069,23 @@ async fn stream_layer_into(
 #[cfg(test)]
 mod tests {
     #[test]
+    fn insecure_registries_from_flag_env_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let flag = vec!["flag.example:5000".to_string()];
+        std::fs::write(
+            dir.path().join("registries.json"),
+            r#"{"insecure": ["file.example"]}"#,
+        )
+        .unwrap();
+        let got = super::insecure_registries(dir.path(), &flag).unwrap();
+        assert!(got.contains(&"flag.example:5000".to_string()), "{got:?}");
+        assert!(got.contains(&"file.example".to_string()), "{got:?}");
+        std::fs::write(dir.path().join("registries.json"), "[1]").unwrap();
+        let err = super::insecure_registries(dir.path(), &flag).unwrap_err();
+        assert!(err.to_string().contains("registries.json"), "{err}");
+    }
+
+    #[test]
     fn short_digests() {
         assert_eq!(
             crate::progress::short(&format!("sha256:{}", "ab".repeat(32))),

@@ -400,3 +400,37 @@ fn rmi_during_a_pull_cannot_delete_the_layers_it_reuses() {
     assert_same_as_umoci(&b, &y, l.path(), "y");
     assert_eq!(b.ok(&["images", "-q"]).lines().count(), 1);
 }
+
+#[test]
+fn refusals_and_rate_limits_end_in_errors_that_say_what_to_do() {
+    let (reg, _l) = registry_with(fixtures::busybox_layout, &[("latest", "bb:latest")]);
+    let proxy = FaultProxy::builder(&reg.addr())
+        .fail_next_with(1000, 403)
+        .start()
+        .unwrap();
+    let name = format!("{}/bb:latest", proxy.addr());
+    let b = Berth::new();
+    let err = b.fails(&["pull", &name]);
+    assert!(
+        err.contains("denied access to") && err.contains(&name),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("berth login {}", proxy.addr())),
+        "{err}"
+    );
+
+    proxy.set(FaultConfig {
+        fail_next: 1000,
+        fail_status: 429,
+        retry_after: 1,
+        ..Default::default()
+    });
+    let err = b.fails(&["pull", &name]);
+    assert!(
+        err.contains("429 Too Many Requests") && err.contains("wait a while"),
+        "{err}"
+    );
+    assert!(err.contains(&name), "{err}");
+    assert_store_empty(&b);
+}
