@@ -115,3 +115,52 @@ fn token_auth_denies_anonymous_and_accepts_credentials() {
     assert!(af.exists() && !b3.root().join("auth.json").exists());
     b3.ok(&["pull", &name]);
 }
+
+#[test]
+fn login_prompts_on_a_terminal_without_echoing_the_password() {
+    let reg = Registry::start_basic_auth("carol", "pw-on-tty").unwrap();
+    let b = Berth::new();
+    // `script` gives berth a terminal and types our input into it.
+    let cmdline = format!("{BERTH} --root {} login {}", b.root().display(), reg.addr());
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &cmdline, "/dev/null"])
+        .env("HOME", b.home.path())
+        .env_remove("DOCKER_CONFIG")
+        .env_remove("REGISTRY_AUTH_FILE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let guard = berth_testutil::ChildGuard::new(child);
+    // Type each answer once its prompt is on the screen (a password typed
+    // before the echo is off would be echoed by the terminal itself).
+    let mut seen = Vec::new();
+    let mut wait_for = |what: &str| {
+        let mut buf = [0u8; 256];
+        while !String::from_utf8_lossy(&seen).contains(what) {
+            let n = std::io::Read::read(&mut stdout, &mut buf).unwrap();
+            assert!(n > 0, "no {what:?} in {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+    };
+    wait_for("Username: ");
+    stdin.write_all(b"carol\n").unwrap();
+    wait_for("Password: ");
+    stdin.write_all(b"pw-on-tty\n").unwrap();
+    wait_for("Login Succeeded");
+    drop(stdin);
+    let status = guard.into_inner().wait().unwrap();
+    let text = String::from_utf8_lossy(&seen).into_owned();
+    assert!(status.success(), "{text}");
+    assert!(
+        text.contains("Username: ") && text.contains("Password: "),
+        "{text}"
+    );
+    assert!(text.contains("Login Succeeded"), "{text}");
+    assert!(!text.contains("pw-on-tty"), "password echoed: {text}");
+    assert!(std::fs::read_to_string(b.root().join("auth.json"))
+        .unwrap()
+        .contains(&reg.addr()));
+}

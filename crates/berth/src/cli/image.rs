@@ -478,9 +478,11 @@ fn registry_host(server: &str) -> anyhow::Result<String> {
 
 fn login(a: LoginArgs, g: &Globals) -> anyhow::Result<i32> {
     let host = registry_host(&a.server)?;
-    let username = a
-        .username
-        .context("give the user name with -u/--username")?;
+    let username = match a.username {
+        Some(u) => u,
+        None => berth_image::auth::prompt("Username: ", false)
+            .context("give the user name with -u/--username")?,
+    };
     let password = match (a.password, a.password_stdin) {
         (Some(_), true) => anyhow::bail!("--password and --password-stdin are mutually exclusive"),
         (Some(p), false) => p,
@@ -489,7 +491,8 @@ fn login(a: LoginArgs, g: &Globals) -> anyhow::Result<i32> {
             std::io::stdin().read_to_string(&mut s)?;
             s.trim_end_matches(['\n', '\r']).to_string()
         }
-        (None, false) => anyhow::bail!("give the password with -p/--password or --password-stdin"),
+        (None, false) => berth_image::auth::prompt("Password: ", true)
+            .context("give the password with -p/--password or --password-stdin")?,
     };
     let creds = berth_image::auth::Credentials { username, password };
     berth_image::pull::login_blocking(&g.root, &host, &creds, &a.insecure)
