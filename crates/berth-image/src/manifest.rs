@@ -238,6 +238,11 @@ fn fit(want: &Platform, have: &Platform) -> Option<u8> {
     }
 }
 
+/// Whether an image of platform `have` serves `want`.
+pub fn platform_matches(want: &Platform, have: &Platform) -> bool {
+    fit(want, have).is_some()
+}
+
 /// Picks the index entry for `want`, or explains which platforms there are.
 pub fn select_platform<'a>(
     image: &str,
@@ -377,6 +382,19 @@ mod tests {
         assert!(parse_platform("linux").is_err());
         assert!(parse_platform("linux//v7").is_err());
         assert_eq!(host_platform().os, "linux");
+        let amd64 = Platform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        };
+        assert!(platform_matches(
+            &parse_platform("linux/amd64").unwrap(),
+            &amd64
+        ));
+        assert!(!platform_matches(
+            &parse_platform("linux/arm64").unwrap(),
+            &amd64
+        ));
     }
 
     #[test]

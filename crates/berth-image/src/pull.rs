@@ -278,7 +278,8 @@ pub fn pull_blocking(
     let reporter = Reporter::new(opts.progress, opts.quiet, opts.stderr);
     let repo = connect(&berth_root, &r, &opts.insecure, &r.to_string())?;
     let rt = runtime()?;
-    let res = rt.block_on(pull(store, &repo, &r, &want, &reporter));
+    let explicit = opts.platform.is_some();
+    let res = rt.block_on(pull(store, &repo, &r, (&want, explicit), &reporter));
     // Dropping the runtime joins its worker and blocking threads.
     drop(rt);
     reporter.finish_all();
@@ -386,7 +387,7 @@ async fn pull(
     store: &Store,
     repo: &Repo,
     r: &Reference,
-    want: &manifest::Platform,
+    (want, explicit): (&manifest::Platform, bool),
     reporter: &Reporter,
 ) -> Result<String, PullError> {
     let ctx = Ctx {
@@ -491,6 +492,14 @@ async fn pull(
             }
         }
         let rec = store.record(&id)?.expect("checked above");
+        if explicit {
+            let got = manifest::Platform {
+                os: rec.os.clone(),
+                architecture: rec.architecture.clone(),
+                variant: rec.variant.clone(),
+            };
+            check_platform(&ctx.image, want, &got)?;
+        }
         commit(store, &rec, tag_ref, &digest_ref, reporter)?;
         reporter.line(&format!(
             "Status: Image is up to date for {}",
@@ -530,6 +539,25 @@ async fn pull(
                 .collect()
         })
         .unwrap_or_default();
+    if explicit {
+        let got = manifest::Platform {
+            os: config_json
+                .pointer("/os")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .into(),
+            architecture: config_json
+                .pointer("/architecture")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .into(),
+            variant: config_json
+                .pointer("/variant")
+                .and_then(|v| v.as_str())
+                .map(Into::into),
+        };
+        check_platform(&ctx.image, want, &got)?;
+    }
     if diff_ids.len() != m.layers.len() {
         return Err(PullError::BadConfig {
             image: ctx.image.clone(),
@@ -643,6 +671,23 @@ async fn pull(
         shown_name(r)
     ));
     Ok(id)
+}
+
+/// A single-platform image asked for with --platform must be that platform.
+fn check_platform(
+    image: &str,
+    want: &manifest::Platform,
+    got: &manifest::Platform,
+) -> Result<(), PullError> {
+    if manifest::platform_matches(want, got) {
+        return Ok(());
+    }
+    Err(manifest::ManifestError::NoMatchingPlatform {
+        image: image.to_string(),
+        wanted: want.to_string(),
+        available: got.to_string(),
+    }
+    .into())
 }
 
 /// Points the tag and digest reference at the image, and says so.

@@ -103,6 +103,16 @@ fn pull_multiarch_picks_host_platform_or_the_one_asked_for() {
         "{err}"
     );
     assert!(err.contains(&name), "{err}");
+    // A single-platform image must be the platform asked for.
+    let arm64_only = format!("{}/ma-arm64-only:1", reg.addr());
+    reg.push(&layout_path(&l), "arm64", "ma-arm64-only:1", None)
+        .unwrap();
+    b.ok(&["pull", "--platform", "linux/arm64", &arm64_only]);
+    let err = b.fails(&["pull", "--platform", "linux/amd64", &arm64_only]);
+    assert!(
+        err.contains("linux/amd64") && err.contains("it has: linux/arm64"),
+        "{err}"
+    );
     let err = b.fails(&["pull", "--platform", "linux", &name]);
     assert!(err.contains("invalid platform"), "{err}");
 }
