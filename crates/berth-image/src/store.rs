@@ -299,6 +299,14 @@ impl Store {
         let tmp = self.tmp_dir();
         for e in std::fs::read_dir(&tmp).map_err(io_err(&tmp))? {
             let e = e.map_err(io_err(&tmp))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            // Metadata writes (tag, rmi, holds) don't take the gc lock: keep
+            // the temp files of processes still alive.
+            if let Some(pid) = name.split('.').nth(1).and_then(|p| p.parse::<u32>().ok()) {
+                if name.starts_with("write.") && Path::new(&format!("/proc/{pid}")).exists() {
+                    continue;
+                }
+            }
             let p = e.path();
             tracing::debug!(path = %p.display(), "removing leftover of an interrupted pull");
             let _ = remove_any(&p);
@@ -920,6 +928,25 @@ mod tests {
             size: layers.len() as u64,
             pulled: String::new(),
         }
+    }
+
+    #[test]
+    fn tmp_cleanup_spares_live_writers_and_running_pulls() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let live = store.tmp_path("write");
+        let dead = store.tmp_dir().join("write.4000000000.0");
+        let partial = store.tmp_dir().join("layer-abc");
+        std::fs::write(&live, b"x").unwrap();
+        std::fs::write(&dead, b"x").unwrap();
+        std::fs::create_dir(&partial).unwrap();
+        let pull = store.lock_pull().unwrap();
+        store.clean_tmp_if_idle().unwrap();
+        assert!(partial.exists(), "a pull is running: nothing is removed");
+        drop(pull);
+        store.clean_tmp_if_idle().unwrap();
+        assert!(live.exists());
+        assert!(!dead.exists() && !partial.exists());
     }
 
     #[test]
