@@ -51,13 +51,14 @@ fn pull_busybox_matches_umoci_and_second_pull_is_up_to_date() {
 }
 
 #[test]
-fn pull_quiet_prints_only_the_reference() {
+fn pull_quiet_prints_only_the_digest() {
     let reg = Registry::start().unwrap();
-    let _l = pushed(&reg, fixtures::busybox_layout, "latest", "bb:1");
+    let (_l, digest) = pushed(&reg, fixtures::busybox_layout, "latest", "bb:1");
+    assert!(digest.starts_with("sha256:"), "{digest}");
     let b = Berth::new();
     let name = format!("{}/bb:1", reg.addr());
     let out = b.ok(&["pull", "-q", &name]);
-    assert_eq!(out, format!("{name}\n"));
+    assert_eq!(out, format!("{digest}\n"));
 }
 
 #[test]

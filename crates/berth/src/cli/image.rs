@@ -213,10 +213,27 @@ fn pull(a: PullArgs, g: &Globals) -> anyhow::Result<i32> {
     {
         println!("Using default tag: latest");
     }
-    berth_image::pull_blocking(&store, &a.reference, &opts)?;
-    // Like Docker, the last line is the full reference.
-    println!("{r}");
+    let image = berth_image::pull_blocking(&store, &a.reference, &opts)?;
+    if a.quiet {
+        // Nothing but the manifest digest, so scripts can pin what they pulled.
+        println!("{}", manifest_digest(&image, &r).unwrap_or(&image.id));
+    } else {
+        // Like Docker, the last line is the full reference.
+        println!("{r}");
+    }
     Ok(0)
+}
+
+/// The digest of the manifest `r` resolved to, from the image's `repo@digest` references.
+fn manifest_digest<'a>(image: &'a berth_image::Image, r: &Reference) -> Option<&'a str> {
+    let repo = format!("{}/{}", r.registry, r.repository);
+    image
+        .repo_digests
+        .iter()
+        .filter_map(|d| d.split_once('@'))
+        .find(|(name, _)| *name == repo)
+        .or_else(|| image.repo_digests.iter().find_map(|d| d.split_once('@')))
+        .map(|(_, digest)| digest)
 }
 
 struct Row {
