@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what berth's build, demo and tests need on Debian 12 (run as root).
 # Idempotent: packages already present are left alone.
+#   --bench  also installs what bench/ compares berth with (podman, iperf3, debootstrap).
 set -euo pipefail
 
 packages=(
@@ -15,6 +16,9 @@ packages=(
   # inspection tools used by tests
   iproute2 nftables jq attr util-linux procps
 )
+if [ "${1:-}" = --bench ]; then
+  packages+=(podman iperf3 debootstrap bc)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
