@@ -2,7 +2,7 @@
 # Side-by-side runtime benchmark on one busybox bundle (args /bin/true, no terminal):
 # berth-runtime vs runc vs crun, each as `run`, as create+start+delete, 100 runs in sequence,
 # and each one's peak RSS. Everything runs in one private mount namespace where the hybrid
-# cgroup2 mount (/sys/fs/cgroup/unified) is covered by an empty tmpfs, because crun refuses
+# cgroup2 mount (/sys/fs/cgroup/unified) is unmounted, because crun refuses
 # hybrid hosts; all three runtimes see the same cgroup layout.
 #
 # Usage: bench/runtime.sh [RUNS]   (needs root, hyperfine, jq, runc, crun, busybox-static)
@@ -36,7 +36,7 @@ jq '.process.terminal=false | .process.args=["/bin/true"]' "$WORK/bundle/config.
     > "$WORK/config.json" && mv "$WORK/config.json" "$WORK/bundle/config.json"
 
 unshare -m --propagation private bash -euo pipefail -c '
-mount -t tmpfs none /sys/fs/cgroup/unified
+umount /sys/fs/cgroup/unified
 B=$WORK/bundle
 cmd() { # runtime -> its command prefix
     case $1 in

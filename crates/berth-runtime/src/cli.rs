@@ -260,20 +260,26 @@ pub fn main(args: Vec<String>) -> i32 {
             a
         })
         .collect();
-    let cli = match Cli::try_parse_from(&args) {
-        Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { 1 } else { 0 };
-            let _ = e.print();
-            return code;
-        }
+    // The lifecycle commands engines call for every container skip clap (which costs about a
+    // megabyte of resident memory to build); anything unusual goes through clap.
+    let cli = match fast_parse(&args) {
+        Some(c) => c,
+        None => match Cli::try_parse_from(&args) {
+            Ok(c) => c,
+            Err(e) => {
+                let code = if e.use_stderr() { 1 } else { 0 };
+                let _ = e.print();
+                return code;
+            }
+        },
     };
     let _ = LOG.set(LogCfg {
         path: cli.log.clone(),
         json: cli.log_format == "json",
         debug: cli.debug,
     });
-    match dispatch(&cli) {
+    let r = dispatch(&cli);
+    match r {
         Ok(code) => code,
         Err(e) => {
             let msg = e.to_string();
@@ -282,6 +288,115 @@ pub fn main(args: Vec<String>) -> i32 {
             1
         }
     }
+}
+
+/// Parses the hot lifecycle commands (create, run, start, state, kill, delete) with their usual
+/// flags; None for anything else, which clap then handles (help, errors, other commands).
+fn fast_parse(args: &[String]) -> Option<Cli> {
+    let mut it = args.iter().skip(1).map(String::as_str).peekable();
+    let mut cli = Cli {
+        root: PathBuf::from(state::DEFAULT_ROOT),
+        log: None,
+        log_format: "text".into(),
+        debug: false,
+        systemd_cgroup: false,
+        rootless: None,
+        criu: None,
+        cmd: Cmd::Features,
+    };
+    fn split(a: &str) -> (&str, Option<&str>) {
+        match a.split_once('=') {
+            Some((n, v)) if a.starts_with("--") => (n, Some(v)),
+            _ => (a, None),
+        }
+    }
+    fn value<'a>(
+        inline: Option<&'a str>,
+        it: &mut impl Iterator<Item = &'a str>,
+    ) -> Option<&'a str> {
+        inline.or_else(|| it.next())
+    }
+    while let Some(a) = it.peek().copied() {
+        if !a.starts_with('-') {
+            break;
+        }
+        it.next();
+        let (name, inline) = split(a);
+        match name {
+            "--root" => cli.root = PathBuf::from(value(inline, &mut it)?),
+            "--log" => cli.log = Some(PathBuf::from(value(inline, &mut it)?)),
+            "--log-format" => cli.log_format = value(inline, &mut it)?.to_string(),
+            "--debug" if inline.is_none() => cli.debug = true,
+            _ => return None,
+        }
+    }
+    let cmd = it.next()?;
+    let mut pos: Vec<&str> = Vec::new();
+    let mut c = CreateArgs {
+        bundle: PathBuf::from("."),
+        pid_file: None,
+        console_socket: None,
+        no_pivot: false,
+        no_new_keyring: false,
+        preserve_fds: 0,
+        id: String::new(),
+    };
+    let (mut detach, mut force, mut all) = (false, false, false);
+    let creating = matches!(cmd, "create" | "run");
+    while let Some(a) = it.next() {
+        if !a.starts_with('-') || a == "-" {
+            pos.push(a);
+            continue;
+        }
+        let (name, inline) = split(a);
+        match (cmd, name) {
+            (_, "-b" | "--bundle") if creating => c.bundle = PathBuf::from(value(inline, &mut it)?),
+            (_, "--pid-file") if creating => {
+                c.pid_file = Some(PathBuf::from(value(inline, &mut it)?))
+            }
+            (_, "--console-socket") if creating => {
+                c.console_socket = Some(value(inline, &mut it)?.to_string())
+            }
+            (_, "--no-pivot") if creating && inline.is_none() => c.no_pivot = true,
+            (_, "--no-new-keyring") if creating && inline.is_none() => c.no_new_keyring = true,
+            (_, "--preserve-fds") if creating => {
+                c.preserve_fds = value(inline, &mut it)?.parse().ok()?
+            }
+            ("run", "-d" | "--detach") if inline.is_none() => detach = true,
+            ("delete", "-f" | "--force") if inline.is_none() => force = true,
+            ("kill", "-a" | "--all") if inline.is_none() => all = true,
+            _ => return None,
+        }
+    }
+    let id =
+        |pos: &[&str], n: usize| -> Option<String> { (pos.len() == n).then(|| pos[0].to_string()) };
+    cli.cmd = match cmd {
+        "create" | "run" => {
+            c.id = id(&pos, 1)?;
+            if cmd == "create" {
+                Cmd::Create(c)
+            } else {
+                Cmd::Run {
+                    detach,
+                    keep: false,
+                    c,
+                }
+            }
+        }
+        "start" => Cmd::Start { id: id(&pos, 1)? },
+        "state" => Cmd::State { id: id(&pos, 1)? },
+        "delete" => Cmd::Delete {
+            force,
+            id: id(&pos, 1)?,
+        },
+        "kill" if pos.len() == 1 || pos.len() == 2 => Cmd::Kill {
+            all,
+            id: pos[0].to_string(),
+            signal: pos.get(1).unwrap_or(&"SIGTERM").to_string(),
+        },
+        _ => return None,
+    };
+    Some(cli)
 }
 
 const LONG_FLAGS: &[&str] = &[

@@ -520,7 +520,10 @@ fn mount_cgroup(c: &RootfsCtx, rootfd: &OwnedFd, rel: &str, o: &Opts) -> Result<
             )
             .ctx(|| format!("mount -t {fstype} -o {data}"))?;
         } else {
-            let rest = own_path.strip_prefix(&m.root).unwrap_or(&own_path);
+            let rest = match own_path.strip_prefix(m.root.trim_end_matches('/')) {
+                Some(r) if r.is_empty() || r.starts_with('/') => r,
+                _ => own_path.as_str(),
+            };
             let src = format!("{}{}", m.mount_point.display(), rest.trim_end_matches('/'));
             sys::mount(
                 Some(&src),

@@ -442,3 +442,22 @@ fn time_namespace_offsets() {
     let mono = l.iter().find(|l| l.starts_with("monotonic")).unwrap();
     assert_eq!(mono.split_whitespace().nth(1), Some("86400"), "{out}");
 }
+
+#[test]
+fn cgroup_mount_without_a_cgroup_namespace_shows_the_containers_cgroup() {
+    let mut rt = Rt::new();
+    rt.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "cgroup");
+    // The container's own cgroup has no child cgroups; the host's root would.
+    rt.args(&[
+        "sh",
+        "-c",
+        "d=/sys/fs/cgroup/pids; [ -d $d ] || d=/sys/fs/cgroup; ls -d $d/*/ 2>/dev/null | wc -l; cat $d/cgroup.procs | wc -l",
+    ]);
+    let out = rt.run_ok("cgnons");
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(l[0].trim(), "0", "the host's cgroup tree is visible: {out}");
+    assert!(l[1].trim().parse::<u32>().unwrap() >= 1);
+}
