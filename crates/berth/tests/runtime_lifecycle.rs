@@ -99,6 +99,27 @@ fn unknown_ids_are_errors() {
         );
     }
     assert!(!rt.rt(&["state", "../etc"]).status.success());
+    // Errors also go to --log, as runc's JSON lines (containerd and podman read them).
+    let log = rt.path("runtime.log");
+    let out = rt
+        .cmd()
+        .arg("--log")
+        .arg(&log)
+        .args(["--log-format", "json", "state", "nope"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let line: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(line["level"], "error");
+    assert!(line["msg"].as_str().unwrap().contains("does not exist"));
+    assert!(line["time"].is_string());
     // delete --force of a missing container is fine (runc).
     assert!(rt.rt(&["delete", "--force", "nope"]).status.success());
 }
@@ -264,6 +285,22 @@ fn exec_joins_namespaces_and_cgroup() {
     );
     assert_eq!(code, 5);
     assert_eq!(out, "1000\n1000\n/tmp\nbar\n");
+    // --process FILE gives the whole process config.
+    let pfile = rt.path("process.json");
+    std::fs::write(
+        &pfile,
+        serde_json::to_vec(&json!({
+            "args": ["sh", "-c", "echo $A-$(id -u)-$(pwd)"],
+            "env": ["A=from-file", "PATH=/bin"],
+            "cwd": "/home",
+            "user": {"uid": 1000, "gid": 1000}
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let (code, out, err) = rt.exec(&id, &["--process", pfile.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "from-file-1000-/home\n");
     // Detached exec writes a pid file of a process in the container's cgroup.
     let pf = rt.path("exec.pid");
     let (ok, err) = rt.bg(&[
