@@ -16,6 +16,9 @@
 //! 4. any time: child [`Channel::send_error`] → parent gets `Err(message)` at the step it waits on.
 //! 5. (intermediate for joining namespaces / exec) child [`Channel::send_pid`] → parent
 //!    [`Channel::recv_pid`]: the host pid of the process it forked.
+//! 6. (seccomp notify) child [`Channel::send_seccomp_fd`] → parent gets
+//!    [`Step::SeccompFd`] (or the `wait_exec` callback) and passes the listener to the agent at
+//!    `linux.seccomp.listenerPath`, which is a path in the runtime's mount namespace.
 
 use crate::error::{Ctx, Error, Result};
 use crate::sys::cvt;
@@ -29,17 +32,23 @@ const READY: u8 = 4;
 const START: u8 = 5;
 const ERROR: u8 = 6;
 const PID: u8 = 7;
+const SECCOMP_FD: u8 = 8;
+
+/// One received message: tag, payload, and the fd that came with it.
+type Packet = (u8, Vec<u8>, Option<OwnedFd>);
 
 /// One end of the parent/child socketpair.
 pub struct Channel(pub OwnedFd);
 
 /// What the parent can receive while waiting for the child to be ready.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Step {
     /// The child asks the parent to run prestart/createRuntime hooks now.
     Hooks,
     /// The child is ready.
     Ready,
+    /// The child loaded a seccomp filter with a notify listener: here it is, for the agent.
+    SeccompFd(OwnedFd),
 }
 
 impl Channel {
@@ -86,11 +95,28 @@ impl Channel {
 
     /// Receives one packet; None on end-of-file (the peer exited or exec'd).
     fn recv(&self) -> io::Result<Option<(u8, Vec<u8>)>> {
+        Ok(self.recv_fd()?.map(|(t, p, _)| (t, p)))
+    }
+
+    /// Receives one packet and the fd sent with it, if any.
+    fn recv_fd(&self) -> io::Result<Option<Packet>> {
         let mut buf = vec![0u8; 8192];
+        // SAFETY: pure computation.
+        let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+        let mut cbuf = vec![0u8; space];
         loop {
-            // SAFETY: buf is valid for its length.
-            let r =
-                unsafe { libc::recv(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            };
+            // SAFETY: a zeroed msghdr is valid; pointers below reference live buffers.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = cbuf.as_mut_ptr().cast();
+            msg.msg_controllen = space as _;
+            // SAFETY: msg points to live buffers for the call.
+            let r = unsafe { libc::recvmsg(self.0.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
             if r < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -101,9 +127,19 @@ impl Channel {
             if r == 0 {
                 return Ok(None);
             }
+            // SAFETY: walking the control buffer the kernel filled.
+            let fd = unsafe {
+                let c = libc::CMSG_FIRSTHDR(&msg);
+                if !c.is_null() && (*c).cmsg_type == libc::SCM_RIGHTS {
+                    let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const RawFd);
+                    Some(OwnedFd::from_raw_fd(fd))
+                } else {
+                    None
+                }
+            };
             buf.truncate(r as usize);
             let tag = buf.remove(0);
-            return Ok(Some((tag, buf)));
+            return Ok(Some((tag, buf, fd)));
         }
     }
 
@@ -154,16 +190,23 @@ impl Channel {
 
     /// Steps 2 and 3, parent: the next thing the child asks for.
     pub fn wait_ready(&self) -> Result<Step> {
-        match self.recv().ctx(|| "waiting for the container process")? {
-            Some((READY, _)) => Ok(Step::Ready),
-            Some((HOOKS, _)) => Ok(Step::Hooks),
-            Some((ERROR, p)) => Err(Error::Msg(String::from_utf8_lossy(&p).into_owned())),
-            Some((t, _)) => Err(Error::Msg(format!(
-                "protocol error: unexpected message {t}"
-            ))),
+        match self.recv_fd().ctx(|| "waiting for the container process")? {
+            Some((READY, _, _)) => Ok(Step::Ready),
+            Some((HOOKS, _, _)) => Ok(Step::Hooks),
+            Some((SECCOMP_FD, _, Some(fd))) => Ok(Step::SeccompFd(fd)),
+            Some((t, p, _)) => Self::unexpected(t, p),
             None => Err(Error::Msg(
                 "the container process exited before it was ready".into(),
             )),
+        }
+    }
+
+    fn unexpected<T>(t: u8, p: Vec<u8>) -> Result<T> {
+        match t {
+            ERROR => Err(Error::Msg(String::from_utf8_lossy(&p).into_owned())),
+            t => Err(Error::Msg(format!(
+                "protocol error: unexpected message {t}"
+            ))),
         }
     }
 
@@ -178,18 +221,25 @@ impl Channel {
         self.expect(START, "start").map(drop)
     }
 
-    /// After start, parent: Ok when the child exec'd (end-of-file), Err with its message otherwise.
-    pub fn wait_exec(&self) -> Result<()> {
-        match self
-            .recv()
-            .ctx(|| "waiting for the container process to exec")?
-        {
-            None => Ok(()),
-            Some((ERROR, p)) => Err(Error::Msg(String::from_utf8_lossy(&p).into_owned())),
-            Some((t, _)) => Err(Error::Msg(format!(
-                "protocol error: unexpected message {t}"
-            ))),
+    /// After start, parent: Ok when the child exec'd (end-of-file), Err with its message
+    /// otherwise; a seccomp listener sent on the way goes to `on_seccomp`.
+    pub fn wait_exec(&self, mut on_seccomp: impl FnMut(OwnedFd) -> Result<()>) -> Result<()> {
+        loop {
+            match self
+                .recv_fd()
+                .ctx(|| "waiting for the container process to exec")?
+            {
+                None => return Ok(()),
+                Some((SECCOMP_FD, _, Some(fd))) => on_seccomp(fd)?,
+                Some((t, p, _)) => return Self::unexpected(t, p),
+            }
         }
+    }
+
+    /// Child: hands the seccomp notify listener to the runtime, which passes it to the agent.
+    pub fn send_seccomp_fd(&self, fd: &OwnedFd) -> Result<()> {
+        send_fd(self.0.as_raw_fd(), fd.as_raw_fd(), &[SECCOMP_FD])
+            .ctx(|| "sending the seccomp listener to the runtime")
     }
 
     /// Step 4, child: report a failure (best effort).

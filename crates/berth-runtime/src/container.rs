@@ -298,6 +298,7 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
     loop {
         match pchan.wait_ready()? {
             Step::Ready => break,
+            Step::SeccompFd(fd) => crate::secc::forward(fd, &spec, &o.id, pid, &bundle)?,
             Step::Hooks => {
                 let st = hook_state(&o.id, "creating", pid, &bundle, &spec);
                 let h = spec.hooks().as_ref();
@@ -500,7 +501,8 @@ pub fn run(o: &CreateOpts, detach: bool) -> Result<i32> {
         None => None,
     };
     chan.send_start()?;
-    if let Err(e) = chan.wait_exec() {
+    let forward = |fd| crate::secc::forward(fd, &spec, &c.saved.id, c.saved.pid, &c.saved.bundle);
+    if let Err(e) = chan.wait_exec(forward) {
         destroy(&c, cgroup.as_ref(), Some(&spec));
         return Err(e);
     }

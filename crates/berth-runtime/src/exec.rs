@@ -218,14 +218,12 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
                 sys::clone3(libc::CLONE_PARENT as u64, None).ctx(|| "cloning the exec process")?;
             if child == 0 {
                 let e = match exec_child(
-                    &spec,
                     &process,
                     &cchan,
                     console.as_ref().map(|f| f.as_raw_fd()),
                     o.preserve_fds,
                     personality.as_deref(),
                     filter.clone(),
-                    (&o.id, &c.saved.bundle),
                 ) {
                     Ok(e) => e,
                     Err(e) => e,
@@ -275,7 +273,9 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
         ),
         None => None,
     };
-    pchan.wait_exec().map_err(fail)?;
+    pchan
+        .wait_exec(|fd| crate::secc::forward(fd, &spec, &o.id, child, &c.saved.bundle))
+        .map_err(fail)?;
     if let Some(p) = &o.pid_file {
         write_pid_file(p, child)?;
     }
@@ -293,14 +293,12 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
 
 #[allow(clippy::too_many_arguments)]
 fn exec_child(
-    spec: &oci_spec::runtime::Spec,
     process: &Process,
     chan: &Channel,
     console: Option<RawFd>,
     preserve_fds: u32,
     personality: Option<&str>,
     filter: Option<crate::seccomp::Filter>,
-    ids: (&str, &Path),
 ) -> Result<Error> {
     // SAFETY: resetting our signal mask (inherited blocked from the runtime).
     unsafe {
@@ -309,7 +307,7 @@ fn exec_child(
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
     sys::prctl(libc::PR_SET_DUMPABLE, 0, 0).ctx(|| "PR_SET_DUMPABLE")?;
-    let host_pid = chan.wait_go()?;
+    chan.wait_go()?;
     if let Some(aff) = process.exec_cpu_affinity() {
         if let Some(init) = aff.initial() {
             crate::process::set_affinity(init)?;
@@ -323,17 +321,16 @@ fn exec_child(
     let mut keep: Vec<RawFd> = (3..3 + preserve_fds as RawFd).collect();
     keep.push(chan.0.as_raw_fd());
     let nnp = process.no_new_privileges().unwrap_or(false);
-    let (id, bundle) = ids;
     let mut filter = filter;
     let exec = prepare_process(process, &keep, personality, || {
         if nnp {
             Ok(())
         } else {
-            crate::secc::load(filter.take(), spec, id, host_pid, bundle)
+            crate::secc::load(filter.take(), chan)
         }
     })?;
     if nnp {
-        crate::secc::load(filter.take(), spec, id, host_pid, bundle)?;
+        crate::secc::load(filter.take(), chan)?;
     }
     Ok(exec.exec())
 }

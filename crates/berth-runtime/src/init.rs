@@ -181,9 +181,13 @@ fn stage(a: &mut InitArgs) -> Result<crate::error::Error> {
             Ok(())
         } else {
             // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it before dropping caps.
-            crate::secc::load(filter.take(), spec, a.id, host_pid, a.bundle)
+            crate::secc::load(filter.take(), a.chan)
         }
     })?;
+    if filter.as_ref().is_some_and(|f| f.uses_notify()) {
+        // The listener must reach the runtime before it exits: load now, not after start.
+        crate::secc::load(filter.take(), a.chan)?;
+    }
     sys::prctl(libc::PR_SET_PDEATHSIG, 0, 0).ctx(|| "PR_SET_PDEATHSIG")?;
     a.chan.send_ready()?;
     match a.fifo {
@@ -208,7 +212,7 @@ fn stage(a: &mut InitArgs) -> Result<crate::error::Error> {
         hooks::run_all("startContainer", Some(sc), &st)?;
     }
     if nnp {
-        crate::secc::load(filter.take(), spec, a.id, host_pid, a.bundle)?;
+        crate::secc::load(filter.take(), a.chan)?;
     }
     Ok(exec.exec())
 }

@@ -19,28 +19,38 @@ pub fn compile(spec: &Spec, root: &Path) -> Result<Option<Filter>> {
         .map_err(|e| Error::Msg(e.to_string()))
 }
 
-/// Loads `filter` into the calling process and sends the notify listener to the agent.
-pub fn load(
-    filter: Option<Filter>,
-    spec: &Spec,
-    id: &str,
-    host_pid: i32,
-    bundle: &Path,
-) -> Result<()> {
+/// Child: loads `filter` into the calling process; a notify listener goes to the runtime over
+/// the channel (the agent's socket path is only reachable from the runtime's mount namespace).
+pub fn load(filter: Option<Filter>, chan: &crate::channel::Channel) -> Result<()> {
     let Some(filter) = filter else {
         return Ok(());
     };
-    let listener = filter.load().map_err(|e| Error::Msg(e.to_string()))?;
-    let sc = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-    if let (Some(fd), Some(path)) = (listener, sc.and_then(|s| s.listener_path().as_ref())) {
-        let state: serde_json::Value = serde_json::from_str(&crate::init::hook_state(
-            id, "creating", host_pid, bundle, spec,
-        ))
-        .unwrap_or_default();
-        let meta = sc.and_then(|s| s.listener_metadata().as_deref());
-        let msg = seccomp::process_state(host_pid, meta, state).to_string();
-        seccomp::send_to_listener(path, fd.as_fd(), msg.as_bytes())
-            .map_err(|e| Error::Msg(e.to_string()))?;
+    if let Some(fd) = filter.load().map_err(|e| Error::Msg(e.to_string()))? {
+        chan.send_seccomp_fd(&fd)?;
     }
     Ok(())
+}
+
+/// Runtime: sends a container's seccomp listener to the agent at `linux.seccomp.listenerPath`
+/// with the container process state, as runtime-spec describes.
+pub fn forward(
+    fd: std::os::fd::OwnedFd,
+    spec: &Spec,
+    id: &str,
+    pid: i32,
+    bundle: &Path,
+) -> Result<()> {
+    let sc = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let Some(path) = sc.and_then(|s| s.listener_path().as_ref()) else {
+        return Err(Error::Msg(
+            "linux.seccomp uses SCMP_ACT_NOTIFY but has no listenerPath for the agent".into(),
+        ));
+    };
+    let state: serde_json::Value =
+        serde_json::from_str(&crate::init::hook_state(id, "creating", pid, bundle, spec))
+            .unwrap_or_default();
+    let meta = sc.and_then(|s| s.listener_metadata().as_deref());
+    let msg = seccomp::process_state(pid, meta, state).to_string();
+    seccomp::send_to_listener(path, fd.as_fd(), msg.as_bytes())
+        .map_err(|e| Error::Msg(e.to_string()))
 }

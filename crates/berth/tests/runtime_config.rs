@@ -461,3 +461,33 @@ fn cgroup_mount_without_a_cgroup_namespace_shows_the_containers_cgroup() {
     assert_eq!(l[0].trim(), "0", "the host's cgroup tree is visible: {out}");
     assert!(l[1].trim().parse::<u32>().unwrap() >= 1);
 }
+
+#[test]
+fn seccomp_notify_listener_is_handed_to_the_agent() {
+    use std::os::fd::AsRawFd;
+    let mut rt = Rt::new();
+    let sock = rt.path("agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    rt.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": sock,
+        "listenerMetadata": "meta-1",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"],
+        "syscalls": [{"names": ["mknodat"], "action": "SCMP_ACT_NOTIFY"}]
+    });
+    rt.args(&["true"]);
+    rt.run_ok("notify");
+    let (conn, _) = listener.accept().unwrap();
+    let (fd, data) = berth_runtime::channel::recv_fd(conn.as_raw_fd()).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&data).unwrap();
+    assert_eq!(v["fds"], json!(["seccompFd"]));
+    assert_eq!(v["metadata"], "meta-1");
+    assert!(v["pid"].as_i64().unwrap() > 0);
+    assert!(v["state"]["id"].as_str().unwrap().starts_with("notify"));
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
+    assert!(
+        link.display().to_string().contains("seccomp"),
+        "{}",
+        link.display()
+    );
+}
