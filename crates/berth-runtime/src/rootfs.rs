@@ -246,16 +246,24 @@ fn propagation_flags(p: &str) -> libc::c_ulong {
     }
 }
 
-/// Steps before pivot_root: propagation, rootfs bind, mounts, /dev.
-pub fn prepare(c: &RootfsCtx) -> Result<()> {
-    let prop = c
-        .spec
-        .linux()
+/// linux.rootfsPropagation as mount flags (default rslave, as runc).
+fn root_propagation(spec: &Spec) -> libc::c_ulong {
+    spec.linux()
         .as_ref()
         .and_then(|l| l.rootfs_propagation().clone())
         .filter(|p| !p.is_empty())
         .map(|p| propagation_flags(&p))
-        .unwrap_or(libc::MS_SLAVE | libc::MS_REC);
+        .unwrap_or(libc::MS_SLAVE | libc::MS_REC)
+}
+
+/// Steps before pivot_root: propagation, rootfs bind, mounts, /dev.
+pub fn prepare(c: &RootfsCtx) -> Result<()> {
+    let mut prop = root_propagation(c.spec);
+    if prop & libc::MS_UNBINDABLE != 0 {
+        // Unbindable is applied to the new root after pivot_root (a bind from an unbindable
+        // mount is refused); set up under the default.
+        prop = libc::MS_SLAVE | libc::MS_REC;
+    }
     sys::mount(None, "/", None, prop, None)
         .ctx(|| "setting the propagation of / in the container's mount namespace")?;
     if prop & libc::MS_SHARED != 0 {
@@ -740,6 +748,16 @@ pub fn finalize(spec: &Spec) -> Result<()> {
                 readonly_path(&rootfd, p)?;
             }
         }
+    }
+    // The requested propagation applies to the container's root mount, after pivot_root.
+    let requested = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_ref())
+        .is_some_and(|p| !p.is_empty());
+    if requested {
+        sys::mount(None, "/", None, root_propagation(spec), None)
+            .ctx(|| "applying linux.rootfsPropagation to the root")?;
     }
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
         remount("/", libc::MS_RDONLY)

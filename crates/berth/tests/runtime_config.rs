@@ -491,3 +491,27 @@ fn seccomp_notify_listener_is_handed_to_the_agent() {
         link.display()
     );
 }
+
+#[test]
+fn rootfs_propagation_applies_to_the_root_mount() {
+    for (prop, want) in [
+        ("rshared", "shared:"),
+        ("unbindable", "unbindable"),
+        ("private", ""),
+    ] {
+        let mut rt = Rt::new();
+        rt.config["linux"]["rootfsPropagation"] = json!(prop);
+        rt.args(&[
+            "awk",
+            "$5 == \"/\" { print \"opt=\" $7 }",
+            "/proc/self/mountinfo",
+        ]);
+        let out = rt.run_ok("prop");
+        let opt = out.trim().strip_prefix("opt=").unwrap();
+        if want.is_empty() {
+            assert_eq!(opt, "-", "{prop}: {out}");
+        } else {
+            assert!(opt.starts_with(want), "{prop}: {out}");
+        }
+    }
+}
