@@ -781,9 +781,9 @@ fn features() -> serde_json::Value {
         "ociVersionMax": state::OCI_VERSION,
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": [
-            "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "lazytime",
+            "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "idmap", "lazytime",
             "loud", "mand", "noatime", "nodev", "nodiratime", "noexec", "nolazytime", "nomand",
-            "norelatime", "nostrictatime", "nosuid", "private", "rbind", "relatime", "remount",
+            "norelatime", "nostrictatime", "nosuid", "private", "rbind", "relatime", "remount", "ridmap",
             "rnodev", "rnoexec", "rnosuid", "ro", "rprivate", "rro", "rshared", "rslave",
             "runbindable", "rw", "shared", "silent", "slave", "strictatime", "suid", "sync",
             "unbindable"
@@ -796,7 +796,7 @@ fn features() -> serde_json::Value {
             "apparmor": {"enabled": true},
             "selinux": {"enabled": true},
             "intelRdt": {"enabled": false},
-            "mountExtensions": {"idmap": {"enabled": false}}
+            "mountExtensions": {"idmap": {"enabled": true}}
         },
         "annotations": {}
     })

@@ -210,6 +210,7 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
         }
     }
     joins.sort_by_key(|(t, _)| join_order(*t));
+    let idmapped = crate::idmap::prepare(&spec)?;
     let args = InitArgs {
         spec: &spec,
         id: &o.id,
@@ -221,6 +222,10 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
         no_new_keyring: o.no_new_keyring,
         preserve_fds: o.preserve_fds,
         seccomp: crate::secc::compile(&spec, &o.root)?,
+        idmapped: idmapped
+            .iter()
+            .map(|(i, fd)| (*i, fd.as_raw_fd()))
+            .collect(),
     };
     let pid = if joins.is_empty() && !new_time {
         let pid = sys::clone3(flags, cgfd.as_ref().map(|f| f.as_raw_fd()))

@@ -39,6 +39,8 @@ pub struct InitArgs<'a> {
     pub no_new_keyring: bool,
     /// `--preserve-fds`.
     pub preserve_fds: u32,
+    /// Idmapped mount trees prepared by the runtime: (mount index, fd).
+    pub idmapped: Vec<(usize, RawFd)>,
     /// The compiled `linux.seccomp` filter.
     pub seccomp: Option<crate::seccomp::Filter>,
 }
@@ -127,6 +129,7 @@ fn stage(a: &mut InitArgs) -> Result<crate::error::Error> {
         userns,
         cgroupns,
         terminal,
+        idmapped: &a.idmapped,
     })?;
     if let Some(h) = spec.hooks() {
         let any = h.prestart().as_ref().is_some_and(|v| !v.is_empty())

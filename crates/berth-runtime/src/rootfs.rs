@@ -30,6 +30,8 @@ pub struct RootfsCtx<'a> {
     pub cgroupns: bool,
     /// process.terminal is set: prepare /dev/console.
     pub terminal: bool,
+    /// Idmapped trees prepared by the runtime: (mount index, fd).
+    pub idmapped: &'a [(usize, std::os::fd::RawFd)],
 }
 
 /// Normalizes a path inside the root lexically ("a/../b" -> "b"); "" is the root itself.
@@ -282,7 +284,7 @@ pub fn prepare(c: &RootfsCtx) -> Result<()> {
     let mounts = c.spec.mounts().clone().unwrap_or_default();
     let mut dev_bound = false;
     let mut devpts = false;
-    for m in &mounts {
+    for (i, m) in mounts.iter().enumerate() {
         let rel = clean_rel(m.destination());
         let o = parse_options(m.options().as_deref().unwrap_or(&[]));
         if rel == "dev" && (o.bind || m.typ().as_deref() == Some("bind")) {
@@ -291,7 +293,8 @@ pub fn prepare(c: &RootfsCtx) -> Result<()> {
         if rel == "dev/pts" {
             devpts = true;
         }
-        mount_one(c, &rootfd, m, &rel, o).map_err(|e| {
+        let tree = c.idmapped.iter().find(|(j, _)| *j == i).map(|(_, fd)| *fd);
+        mount_one(c, &rootfd, m, &rel, o, tree).map_err(|e| {
             Error::Msg(format!(
                 "mounting {} ({}): {e}",
                 m.destination().display(),
@@ -326,7 +329,14 @@ fn is_bind(m: &Mount, o: &Opts) -> bool {
     o.bind || m.typ().as_deref() == Some("bind")
 }
 
-fn mount_one(c: &RootfsCtx, rootfd: &OwnedFd, m: &Mount, rel: &str, o: Opts) -> Result<()> {
+fn mount_one(
+    c: &RootfsCtx,
+    rootfd: &OwnedFd,
+    m: &Mount,
+    rel: &str,
+    o: Opts,
+    idmapped: Option<std::os::fd::RawFd>,
+) -> Result<()> {
     let typ = m.typ().as_deref().unwrap_or("none");
     if is_bind(m, &o) {
         let Some(src) = m.source().as_ref() else {
@@ -336,14 +346,17 @@ fn mount_one(c: &RootfsCtx, rootfd: &OwnedFd, m: &Mount, rel: &str, o: Opts) -> 
         let meta = std::fs::metadata(src).ctx(|| format!("bind source {src}"))?;
         let target = ensure_target(rootfd, rel, meta.is_dir())?;
         let rec = o.flags & libc::MS_REC;
-        sys::mount(
-            Some(src),
-            &fd_path(&target),
-            None,
-            libc::MS_BIND | rec,
-            None,
-        )
-        .ctx(|| format!("bind-mounting {src}"))?;
+        match idmapped {
+            Some(tree) => crate::idmap::attach(tree, &target)?,
+            None => sys::mount(
+                Some(src),
+                &fd_path(&target),
+                None,
+                libc::MS_BIND | rec,
+                None,
+            )
+            .ctx(|| format!("bind-mounting {src}"))?,
+        }
         let target = open_in_root(rootfd, rel).ctx(|| "reopening the target")?;
         let extra = o.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
         if extra != 0 {

@@ -515,3 +515,39 @@ fn rootfs_propagation_applies_to_the_root_mount() {
         }
     }
 }
+
+#[test]
+fn idmapped_bind_mounts() {
+    // Without a user namespace: the mount's own mappings shift on-disk 0 to 1000/2000.
+    let mut rt = Rt::new();
+    let src = rt.path("idmap-src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), "x").unwrap();
+    rt.mount(json!({"destination": "/mnt/idm", "type": "bind", "source": src, "options": ["bind", "idmap"],
+        "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
+        "gidMappings": [{"containerID": 0, "hostID": 2000, "size": 1}]}));
+    rt.args(&["stat", "-c", "%u %g", "/mnt/idm/f"]);
+    assert_eq!(rt.run_ok("idmap"), "1000 2000\n");
+    // In a user namespace, "idmap" alone uses the container's mappings: root's files stay root's.
+    let mut rt = Rt::new();
+    let src = rt.path("idmap-src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), "x").unwrap();
+    rt.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    rt.config["linux"]["uidMappings"] =
+        json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    rt.config["linux"]["gidMappings"] =
+        json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    rt.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|m| m["type"] != "cgroup");
+    // The rootfs belongs to host root, unmapped in the container: create the target up front.
+    std::fs::create_dir_all(rt.rootfs().join("mnt/idm")).unwrap();
+    rt.mount(json!({"destination": "/mnt/idm", "type": "bind", "source": src, "options": ["rbind", "idmap"]}));
+    rt.args(&["sh", "-c", "stat -c '%u %g' /mnt/idm/f /bin/busybox"]);
+    assert_eq!(rt.run_ok("idmap-userns"), "0 0\n65534 65534\n");
+}
