@@ -7,7 +7,7 @@ use crate::options::{parse_signal, RunOptions};
 use crate::record::{now_rfc3339, pid_alive, random_id, Container, RecordError, Records, State};
 use crate::runtime::{Runtime, RuntimeError};
 use crate::spec::{self, HostDevice, SpecContext};
-use crate::{overlay, volume};
+use crate::{network, overlay, volume};
 use berth_image::{Image, Store};
 use serde_json::{json, Value};
 use std::fs;
@@ -28,6 +28,8 @@ pub enum EngineError {
     Overlay(#[from] overlay::OverlayError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Network(Box<crate::network::NetworkError>),
     #[error("image store: {0}")]
     Store(#[from] berth_image::StoreError),
     #[error("{0}")]
@@ -51,6 +53,12 @@ pub enum EngineError {
     /// The container could not start: Docker's exit code and the message.
     #[error("{1}")]
     StartFailed(i32, String),
+}
+
+impl From<crate::network::NetworkError> for EngineError {
+    fn from(e: crate::network::NetworkError) -> EngineError {
+        EngineError::Network(Box::new(e))
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
@@ -105,6 +113,11 @@ pub fn remove_files(
     }
     let c = records.load(id).ok();
     teardown(records, id)?;
+    // Before the record goes: a berth killed in between leaves leases `reconcile` finds.
+    let attached = c.as_ref().is_none_or(|c| !c.networks.is_empty());
+    if let Err(e) = network::detach(root, id, attached) {
+        tracing::warn!("releasing the network of {id}: {e}");
+    }
     let dir = records.container_dir(id);
     if dir.exists() {
         fs::remove_dir_all(&dir).map_err(io(&dir))?;
@@ -164,6 +177,7 @@ impl Engine {
         let argv = spec::command(&image.config, opts)?;
         spec::capabilities(opts)?;
         spec::security_opts(opts)?;
+        network::validate(&self.root, &self.records, opts)?;
         let image_volumes: Vec<String> = image
             .config
             .config()
@@ -197,6 +211,7 @@ impl Engine {
                 mounts,
                 copy_up,
                 hostname: spec::hostname(opts, &id),
+                networks: Vec::new(),
                 restart_count: 0,
                 state: State {
                     status: "created".into(),
@@ -246,14 +261,13 @@ impl Engine {
         } else {
             c.hostname.clone()
         };
-        let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let netns = network::attach(&self.root, &self.records, c)?;
+        let (hosts, resolv) = network::etc_files(&self.records, c, &hostname)?;
+        let o = &c.options;
         for (f, text) in [
             ("hostname", format!("{hostname}\n")),
-            ("hosts", spec::hosts_file(&hostname, &o.add_hosts, net_host)),
-            (
-                "resolv.conf",
-                spec::resolv_conf(&host_resolv, &o.dns, net_host),
-            ),
+            ("hosts", hosts),
+            ("resolv.conf", resolv),
         ] {
             let p = dir.join(f);
             fs::write(&p, text).map_err(io(&p))?;
@@ -318,6 +332,11 @@ impl Engine {
             }
         }
         s["hostname"] = json!(hostname);
+        if let (Some(ns), Some(list)) = (&netns, s["linux"]["namespaces"].as_array_mut()) {
+            for n in list.iter_mut().filter(|n| n["type"] == "network") {
+                n["path"] = json!(ns);
+            }
+        }
         let p = dir.join("bundle/config.json");
         fs::write(&p, serde_json::to_vec_pretty(&s).unwrap()).map_err(io(&p))?;
         tracing::debug!("runtime spec written to {}", p.display());
@@ -402,6 +421,9 @@ impl Engine {
     }
 
     pub fn list(&self) -> Result<Vec<Container>, EngineError> {
+        if let Err(e) = network::reconcile(&self.root, &self.records) {
+            tracing::warn!("reclaiming the networks of removed containers: {e}");
+        }
         let mut out = Vec::new();
         for c in self.records.list()? {
             if matches!(c.state.status.as_str(), "running" | "paused" | "created") {
@@ -813,7 +835,7 @@ impl Engine {
                 "StopSignal": o.stop_signal.clone().or_else(|| icfg.get("StopSignal").and_then(|u| u.as_str()).map(String::from)),
                 "StopTimeout": o.stop_timeout,
             },
-            "NetworkSettings": {"Networks": {o.network.clone(): {}}},
+            "NetworkSettings": network::settings(&self.root, c),
         })
     }
 }

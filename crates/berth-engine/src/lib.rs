@@ -11,6 +11,7 @@ pub mod attach;
 pub mod engine;
 pub mod init;
 pub mod monitor;
+pub mod network;
 pub mod options;
 pub mod overlay;
 pub mod record;

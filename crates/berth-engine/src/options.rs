@@ -41,11 +41,21 @@ pub struct RunOptions {
     pub init: bool,
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<i64>,
-    /// "none" (default for now) or "host".
+    /// `--network`: "bridge" (empty means it too), "none", "host", "container:NAME" or a
+    /// user-defined network's name.
     pub network: String,
     pub labels: Vec<String>,
     pub add_hosts: Vec<String>,
     pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
+    /// `--ip`, `--mac-address`, `--network-alias`.
+    pub ip: Option<String>,
+    pub mac_address: Option<String>,
+    pub network_aliases: Vec<String>,
+    /// `-p` specs as written, and `-P`.
+    pub publish: Vec<String>,
+    pub publish_all: bool,
 }
 
 /// `64m`, `1g`, `512k`, `1024b`, plain bytes.

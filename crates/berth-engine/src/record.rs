@@ -75,6 +75,8 @@ pub struct Container {
     /// Named volumes created for this container, still to be filled from the image.
     pub copy_up: Vec<String>,
     pub hostname: String,
+    /// The networks the container is connected to (bridge modes), in order.
+    pub networks: Vec<berth_net::Attachment>,
     pub restart_count: u32,
     pub state: State,
 }

@@ -345,15 +345,20 @@ fn etc_files_and_network_modes() {
     assert!(out.contains("10.1.2.3\tdb"), "{out}");
     assert!(out.contains("nameserver 9.9.9.9"), "{out}");
     assert!(out.contains("box\n"), "{out}");
-    // --network none (the default for now): loopback only.
+    // --network none (the tests' default, BERTH_DEFAULT_NETWORK=none): loopback only.
     assert!(out.trim_end().ends_with("lo"), "{out}");
     let host_ifaces = std::fs::read_dir("/sys/class/net").unwrap().count();
     let out = env.run(&["--network", "host"], &["ls", "/sys/class/net"]);
     assert_eq!(out.lines().count(), host_ifaces, "{out}");
     let shm = env.run(&["--shm-size", "2m"], &["grep", "/dev/shm", "/proc/mounts"]);
     assert!(shm.contains("size=2048k"), "{shm}");
-    let bad = env.berth(&["run", "--rm", "--network", "bridge", &env.image, "true"]);
+    let bad = env.berth(&["run", "--rm", "--network", "nosuch", &env.image, "true"]);
     assert_eq!(bad.status.code(), Some(125));
+    assert!(
+        text(&bad.stderr).contains("network nosuch not found"),
+        "{}",
+        text(&bad.stderr)
+    );
 }
 
 #[test]

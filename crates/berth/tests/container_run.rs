@@ -79,6 +79,7 @@ fn run_pulls_a_missing_image_and_keeps_stdout_clean() {
         .arg("--root")
         .arg(&other)
         .env("BERTH_RUNTIME", runtime())
+        .env("BERTH_DEFAULT_NETWORK", "none")
         .args(["run", "--rm", &env.image, "echo", "hi"])
         .stdin(std::process::Stdio::null())
         .output()
@@ -91,6 +92,7 @@ fn run_pulls_a_missing_image_and_keeps_stdout_clean() {
     let never = std::process::Command::new(BERTH)
         .arg("--root")
         .arg(&other)
+        .env("BERTH_DEFAULT_NETWORK", "none")
         .args([
             "run",
             "--rm",

@@ -105,9 +105,36 @@ pub struct RunFlags {
     /// Timeout (in seconds) to stop a container
     #[arg(long = "stop-timeout", allow_hyphen_values = true)]
     stop_timeout: Option<i64>,
-    /// Connect a container to a network: none or host (bridge comes later)
-    #[arg(long = "network", alias = "net", default_value = "none")]
+    /// Connect a container to a network: bridge, none, host, container:NAME or a network's name
+    /// (default: $BERTH_DEFAULT_NETWORK, else bridge)
+    #[arg(
+        long = "network",
+        alias = "net",
+        env = "BERTH_DEFAULT_NETWORK",
+        default_value = "bridge"
+    )]
     network: String,
+    /// IPv4 address (e.g., 172.30.100.104)
+    #[arg(long)]
+    ip: Option<String>,
+    /// Container MAC address (e.g., 92:d0:c6:0a:29:33)
+    #[arg(long = "mac-address")]
+    mac_address: Option<String>,
+    /// Add network-scoped alias for the container
+    #[arg(long = "network-alias", alias = "net-alias")]
+    network_alias: Vec<String>,
+    /// Publish a container's port(s) to the host ([hostip:][hostport:]ctrport[/proto])
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
+    /// Publish all exposed ports to random ports
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
+    /// Set custom DNS search domains
+    #[arg(long = "dns-search")]
+    dns_search: Vec<String>,
+    /// Set DNS options
+    #[arg(long = "dns-option", alias = "dns-opt")]
+    dns_option: Vec<String>,
     /// Set meta data on a container
     #[arg(short = 'l', long = "label")]
     label: Vec<String>,
@@ -132,13 +159,11 @@ pub struct RunFlags {
 
 impl RunFlags {
     fn options(&self, detach: bool, rm: bool) -> Result<RunOptions> {
-        match self.network.as_str() {
-            "none" | "host" => {}
-            "bridge" | "default" => bail!(
-                "--network {}: bridge networking is not available yet; use --network none or --network host",
-                self.network
-            ),
-            n => bail!("network {n} not found: berth supports --network none and --network host"),
+        berth_net::NetworkMode::parse(&self.network)?;
+        for d in &self.dns {
+            if d.parse::<std::net::IpAddr>().is_err() {
+                bail!("invalid --dns {d:?}: not an IP address");
+            }
         }
         Ok(RunOptions {
             name: self.name.clone(),
@@ -179,6 +204,13 @@ impl RunFlags {
             labels: self.label.clone(),
             add_hosts: self.add_host.clone(),
             dns: self.dns.clone(),
+            dns_search: self.dns_search.clone(),
+            dns_options: self.dns_option.clone(),
+            ip: self.ip.clone(),
+            mac_address: self.mac_address.clone(),
+            network_aliases: self.network_alias.clone(),
+            publish: self.publish.clone(),
+            publish_all: self.publish_all,
         })
     }
 }
@@ -861,7 +893,7 @@ fn cmd_ps(
                 "RunningFor": format!("{} ago", human_duration(since(&c.created))),
                 "Status": status_text(c),
                 "State": c.state.status,
-                "Ports": "",
+                "Ports": berth_net::ports_summary(&berth_engine::network::ports(c)),
                 "Names": c.name,
                 "Labels": c.options.labels.join(","),
                 "Mounts": c.mounts.iter().map(|m| m.name.clone().unwrap_or_else(|| m.source.clone())).collect::<Vec<_>>().join(","),
@@ -880,7 +912,7 @@ fn cmd_ps(
                 command_text(c, !no_trunc),
                 format!("{} ago", human_duration(since(&c.created))),
                 status_text(c),
-                String::new(),
+                berth_net::ports_summary(&berth_engine::network::ports(c)),
                 c.name.clone(),
             ]
         })

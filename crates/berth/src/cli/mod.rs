@@ -3,6 +3,7 @@
 
 pub mod container;
 pub mod image;
+pub mod network;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -43,6 +44,21 @@ pub enum Command {
     Image(image::ImageCommand),
     #[command(flatten)]
     Container(container::ContainerCommand),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(network::NetworkSub),
+    /// List port mappings or a specific mapping for the container
+    Port {
+        container: String,
+        /// PRIVATE_PORT[/PROTO]
+        private_port: Option<String>,
+    },
+    /// A network's DNS responder, started by berth
+    #[command(name = "__dns", hide = true)]
+    Dns {
+        networks_dir: PathBuf,
+        network: String,
+    },
     /// Run berth's OCI runtime with runc's command line (`berth runtime --help`)
     Runtime {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -65,6 +81,15 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Image(cmd) => image::run(cmd, &cli.global),
         Command::Container(cmd) => container::run(cmd, &cli.global),
+        Command::Network(cmd) => network::run(cmd, &cli.global),
+        Command::Port {
+            container,
+            private_port,
+        } => network::port(&cli.global, &container, private_port.as_deref()),
+        Command::Dns {
+            networks_dir,
+            network,
+        } => network::dns(networks_dir, network),
         Command::Runtime { mut args } => {
             args.insert(0, "berth-runtime".into());
             Ok(berth_runtime::cli::main(args))

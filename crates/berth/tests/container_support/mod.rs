@@ -20,6 +20,10 @@ pub fn runtime() -> String {
     }
 }
 
+/// The default `--network` of every berth these tests start (container_network.rs, whose tests
+/// run inside network namespaces of their own, removes it to get berth's default bridge).
+pub const NETWORK: &str = "none";
+
 pub struct Env {
     pub root: PathBuf,
     pub image: String,
@@ -53,6 +57,9 @@ impl Env {
         let mut c = Command::new(BERTH);
         c.arg("--root").arg(&self.root);
         c.env("BERTH_RUNTIME", runtime());
+        // These tests run in the machine's own network namespace: no bridge, no NAT rules there.
+        // The bridge tests (container_network.rs) run inside private test hosts instead.
+        c.env("BERTH_DEFAULT_NETWORK", NETWORK);
         c.stdin(Stdio::null());
         c
     }

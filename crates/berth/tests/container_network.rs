@@ -1,0 +1,607 @@
+//! Container networking end to end through the CLI: bridge networks, NAT, published ports, name
+//! resolution, teardown.
+//!
+//! Every test runs inside a private "test host": the test re-executes its own binary under
+//! `unshare --net --mount --pid --fork --mount-proc --propagation private`, so berth's bridges,
+//! nftables rules and `ip_forward` live in that namespace and die with it, and the machine's own
+//! network is never touched. Inside it, the registry fixture listens on its 127.0.0.1, and a
+//! second namespace, "internet" (198.18.0.2, over a veth from the test host's 198.18.0.1), serves
+//! HTTP and stands in for the outside world. A shell is the namespace's PID 1, so processes
+//! orphaned by a killed monitor are reaped, and everything left is killed with the namespace.
+
+mod container_support;
+
+use container_support::{text, Env};
+use std::collections::HashSet;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const INNER: &str = "BERTH_CTR_NET_TEST_HOST";
+const UPLINK: &str = "198.18.0.1";
+const INTERNET: &str = "198.18.0.2";
+
+/// Runs `f` inside a fresh test host (network, mount and PID namespaces of its own).
+fn in_test_host(test: &str, f: impl FnOnce(&Env)) {
+    match std::env::var(INNER) {
+        Ok(t) if t == test => {
+            setup_host();
+            let env = Env::new();
+            internet(&env);
+            f(&env);
+            return;
+        }
+        Ok(_) => return,
+        Err(_) => {}
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("unshare")
+        .args([
+            "--net",
+            "--mount",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--propagation",
+            "private",
+            "busybox",
+            "sh",
+            "-c",
+            "\"$0\" \"$@\"; rc=$?; exit $rc",
+        ])
+        .arg(&exe)
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(INNER, test)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run unshare");
+    let stdout = text(&out.stdout);
+    print!("{stdout}");
+    eprint!("{}", text(&out.stderr));
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{test} failed inside its test host ({})",
+        out.status
+    );
+}
+
+fn sh(cmd: &str) -> Output {
+    Command::new("sh")
+        .args(["-c", cmd])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn ok(cmd: &str) -> String {
+    let o = sh(cmd);
+    assert!(
+        o.status.success(),
+        "`{cmd}` failed: {}\n{}{}",
+        o.status,
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    text(&o.stdout)
+}
+
+fn setup_host() {
+    // A private /run (for /run/netns) in this test's mount namespace.
+    ok("mount -t tmpfs berth-test-run /run && mkdir -p /run/netns && ip link set lo up");
+}
+
+/// The "internet": a namespace on a veth pair, serving `/index.html` and `/cgi-bin/ip` (the
+/// client address it sees) on 198.18.0.2:80.
+fn internet(env: &Env) {
+    let www = env.root.with_file_name("www");
+    std::fs::create_dir_all(www.join("cgi-bin")).unwrap();
+    std::fs::write(www.join("index.html"), "hello from the internet\n").unwrap();
+    std::fs::write(
+        www.join("cgi-bin/ip"),
+        "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"$REMOTE_ADDR\"\n",
+    )
+    .unwrap();
+    ok(&format!(
+        "chmod 755 {www}/cgi-bin/ip && ip netns add internet && \
+         ip link add uplink type veth peer name eth0 netns internet && \
+         ip addr add {UPLINK}/24 dev uplink && ip link set uplink up && \
+         ip -n internet link set lo up && \
+         ip -n internet addr add {INTERNET}/24 dev eth0 && ip -n internet link set eth0 up",
+        www = www.display()
+    ));
+    #[allow(clippy::zombie_processes)]
+    Command::new("ip")
+        .args(["netns", "exec", "internet", "busybox", "httpd", "-f", "-p"])
+        .arg(format!("{INTERNET}:80"))
+        .arg("-h")
+        .arg(&www)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_http(&format!("http://{INTERNET}/"), "ip netns exec internet");
+}
+
+/// Waits until `url` answers (fetched with busybox wget, after `prefix`); returns the body.
+fn wait_http(url: &str, prefix: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = sh(&format!("{prefix} timeout 2 busybox wget -q -O - {url}"));
+        if o.status.success() {
+            return text(&o.stdout);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing answers at {url}: {}",
+            text(&o.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The test host's network state, without what changes by itself (carrier, timers, DAD).
+fn snapshot() -> String {
+    let raw = ok("ip -d link; ip addr; ip route; nft list ruleset");
+    let mut out = String::new();
+    for line in raw.lines() {
+        let mut words = line.split_whitespace();
+        let mut kept = Vec::new();
+        while let Some(w) = words.next() {
+            if w.ends_with("_timer") || w == "state" {
+                words.next();
+                continue;
+            }
+            if w == "tentative" || w == "linkdown" {
+                continue;
+            }
+            kept.push(w.replace("NO-CARRIER,", ""));
+        }
+        out.push_str(&kept.join(" "));
+        out.push('\n');
+    }
+    out
+}
+
+/// The state once the veths of containers removed so far are gone (the kernel deletes them with
+/// their namespaces, in the background).
+fn settled_snapshot() -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ok("ip -o link").contains(" master ") {
+        assert!(
+            Instant::now() < deadline,
+            "veths left: {}",
+            ok("ip -o link")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    snapshot()
+}
+
+/// Waits until the test host's state is `want` (veths of removed namespaces go asynchronously).
+fn assert_state(want: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = snapshot();
+        if now == want {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!("{what}: the test host's network differs\n--- want\n{want}\n--- now\n{now}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// berth with its real default network (the shared support sets `none` for the host tests).
+fn berth(env: &Env, args: &[&str]) -> Output {
+    env.cmd()
+        .env_remove("BERTH_DEFAULT_NETWORK")
+        .env("BERTH_DNS_UPSTREAMS", INTERNET)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn bok(env: &Env, args: &[&str]) -> String {
+    let o = berth(env, args);
+    assert!(
+        o.status.success(),
+        "berth {args:?} failed ({}): {}{}",
+        o.status,
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    text(&o.stdout)
+}
+
+/// `berth run --rm FLAGS IMAGE CMD...` (asserting success).
+fn run(env: &Env, flags: &[&str], cmd: &[&str]) -> String {
+    let mut a = vec!["run", "--rm"];
+    a.extend_from_slice(flags);
+    a.push(&env.image);
+    a.extend_from_slice(cmd);
+    bok(env, &a)
+}
+
+fn run_d(env: &Env, flags: &[&str], cmd: &[&str]) -> String {
+    let mut a = vec!["run", "-d"];
+    a.extend_from_slice(flags);
+    a.push(&env.image);
+    a.extend_from_slice(cmd);
+    bok(env, &a).trim().to_string()
+}
+
+fn inspect(env: &Env, c: &str) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(&bok(env, &["inspect", c])).unwrap();
+    v[0].clone()
+}
+
+const HTTPD: &str = "mkdir -p /www && echo hello from $(hostname) > /www/index.html && \
+                     exec httpd -f -p 80 -h /www";
+
+#[test]
+fn user_network_resolves_names_and_aliases_internal_has_no_egress() {
+    in_test_host(
+        "user_network_resolves_names_and_aliases_internal_has_no_egress",
+        |env| {
+            let before = snapshot();
+            bok(
+                env,
+                &["network", "create", "--subnet", "10.89.7.0/24", "app"],
+            );
+            bok(env, &["network", "create", "--internal", "sealed"]);
+            run_d(
+                env,
+                &["--name", "web", "--network", "app", "--network-alias", "db"],
+                &["sleep", "300"],
+            );
+            let n = &inspect(env, "web")["NetworkSettings"]["Networks"]["app"];
+            let ip = n["IPAddress"].as_str().unwrap().to_string();
+            assert!(ip.starts_with("10.89.7."), "{n}");
+            assert_eq!(n["Gateway"], "10.89.7.1");
+            assert_eq!(n["IPPrefixLen"], 24);
+            assert!(
+                n["MacAddress"].as_str().unwrap().starts_with("02:42:"),
+                "{n}"
+            );
+
+            // By address, by name, by alias, from a second container on the network.
+            let out = run(
+                env,
+                &["--network", "app"],
+                &[
+                    "sh",
+                    "-c",
+                    &format!(
+                        "ping -c1 -W2 {ip} && ping -c1 -W2 web && ping -c1 -W2 db && \
+                         nslookup web && cat /etc/resolv.conf"
+                    ),
+                ],
+            );
+            assert!(out.contains(&format!("PING web ({ip})")), "{out}");
+            assert!(out.contains(&format!("PING db ({ip})")), "{out}");
+            assert!(out.contains("nameserver 10.89.7.1"), "{out}");
+            // The network's responder forwards other names (here, to the "internet").
+            // Egress through the NAT from the user network; none from the internal one.
+            let out = run(
+                env,
+                &["--network", "app"],
+                &[
+                    "timeout",
+                    "3",
+                    "wget",
+                    "-q",
+                    "-O",
+                    "-",
+                    &format!("http://{INTERNET}/"),
+                ],
+            );
+            assert_eq!(out, "hello from the internet\n");
+            let sealed = berth(
+                env,
+                &[
+                    "run",
+                    "--rm",
+                    "--network",
+                    "sealed",
+                    &env.image,
+                    "sh",
+                    "-c",
+                    // Not as PID 1, which SIGTERM from `timeout` could not stop.
+                    &format!("timeout 2 wget -q -O - http://{INTERNET}/; rc=$?; exit $rc"),
+                ],
+            );
+            assert!(!sealed.status.success(), "{}", text(&sealed.stdout));
+            // An internal network's containers still reach each other.
+            run_d(
+                env,
+                &["--name", "inner", "--network", "sealed"],
+                &["sleep", "300"],
+            );
+            run(
+                env,
+                &["--network", "sealed"],
+                &["ping", "-c1", "-W2", "inner"],
+            );
+
+            let rm = berth(env, &["network", "rm", "app"]);
+            assert!(!rm.status.success(), "a network in use was removed");
+            assert!(
+                text(&rm.stderr).contains("active endpoints"),
+                "{}",
+                text(&rm.stderr)
+            );
+            bok(env, &["rm", "-f", "web", "inner"]);
+            bok(env, &["network", "rm", "app", "sealed"]);
+            assert_state(&before, "after rm and network rm");
+        },
+    );
+}
+
+#[test]
+fn default_bridge_nat_etc_files_and_modes() {
+    in_test_host("default_bridge_nat_etc_files_and_modes", |env| {
+        // Out through the NAT: the server sees the test host's address.
+        let out = run(
+            env,
+            &[],
+            &[
+                "timeout",
+                "3",
+                "wget",
+                "-q",
+                "-O",
+                "-",
+                &format!("http://{INTERNET}/cgi-bin/ip"),
+            ],
+        );
+        assert_eq!(out.trim(), UPLINK);
+
+        // /etc files on the default bridge: own address with the hostname, the host's
+        // resolvers minus loopback ones (or --dns), --add-host, --dns-search.
+        let out = run(
+            env,
+            &[
+                "-h",
+                "box",
+                "--add-host",
+                "db.test:192.0.2.9",
+                "--dns",
+                INTERNET,
+                "--dns-search",
+                "corp.test",
+            ],
+            &[
+                "sh",
+                "-c",
+                "cat /etc/hosts /etc/resolv.conf; ip -4 -o addr show eth0; ip route",
+            ],
+        );
+        assert!(out.contains("192.0.2.9\tdb.test"), "{out}");
+        assert!(out.contains(&format!("nameserver {INTERNET}")), "{out}");
+        assert!(out.contains("search corp.test"), "{out}");
+        assert!(out.contains("default via 10.88.0.1"), "{out}");
+        let ip = out
+            .lines()
+            .find(|l| l.contains("inet 10.88."))
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|a| a.split('/').next())
+            .unwrap_or_else(|| panic!("no address: {out}"))
+            .to_string();
+        assert!(out.contains(&format!("{ip}\tbox")), "{out}");
+        let out = run(env, &[], &["cat", "/etc/resolv.conf"]);
+        assert!(!out.contains("nameserver 127."), "{out}");
+
+        // --ip and --mac-address.
+        let out = run(
+            env,
+            &["--ip", "10.88.5.5", "--mac-address", "02:42:0a:58:05:55"],
+            &[
+                "sh",
+                "-c",
+                "ip -o addr show eth0; cat /sys/class/net/eth0/address",
+            ],
+        );
+        assert!(out.contains("inet 10.88.5.5/16"), "{out}");
+        assert!(out.contains("02:42:0a:58:05:55"), "{out}");
+
+        // none: only lo, and it is up.
+        let out = run(
+            env,
+            &["--network", "none"],
+            &[
+                "sh",
+                "-c",
+                "ls /sys/class/net; ping -c1 -W1 127.0.0.1 >/dev/null && echo up",
+            ],
+        );
+        assert_eq!(out, "lo\nup\n");
+
+        // host: the host's interfaces and /etc/hosts.
+        let out = run(env, &["--network", "host"], &["ls", "/sys/class/net"]);
+        assert!(out.contains("uplink") && out.contains("berth0"), "{out}");
+        let hosts = run(env, &["--network", "host"], &["cat", "/etc/hosts"]);
+        assert_eq!(hosts, std::fs::read_to_string("/etc/hosts").unwrap());
+
+        // container:NAME shares that container's interfaces.
+        let id = run_d(env, &["--name", "a"], &["sleep", "300"]);
+        let mac = inspect(env, &id)["NetworkSettings"]["Networks"]["bridge"]["MacAddress"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let out = run(
+            env,
+            &["--network", "container:a"],
+            &["cat", "/sys/class/net/eth0/address"],
+        );
+        assert_eq!(out.trim(), mac);
+        bok(env, &["rm", "-f", "a"]);
+    });
+}
+
+#[test]
+fn published_ports_answer_everywhere_and_conflicts_are_refused() {
+    in_test_host(
+        "published_ports_answer_everywhere_and_conflicts_are_refused",
+        |env| {
+            run_d(
+                env,
+                &["--name", "web", "-h", "web", "-p", "8080:80"],
+                &["sh", "-c", HTTPD],
+            );
+            // From the test host's loopback, from outside it, from another container.
+            let body = wait_http("http://127.0.0.1:8080/", "");
+            assert_eq!(body, "hello from web\n");
+            let body = wait_http(&format!("http://{UPLINK}:8080/"), "ip netns exec internet");
+            assert_eq!(body, "hello from web\n");
+            let out = run(
+                env,
+                &[],
+                &[
+                    "timeout",
+                    "3",
+                    "wget",
+                    "-q",
+                    "-O",
+                    "-",
+                    &format!("http://{UPLINK}:8080/"),
+                ],
+            );
+            assert_eq!(out, "hello from web\n");
+            assert_eq!(bok(env, &["port", "web"]), "80/tcp -> 0.0.0.0:8080\n");
+            let ps = bok(env, &["ps"]);
+            assert!(ps.contains("0.0.0.0:8080->80/tcp"), "{ps}");
+            let v = inspect(env, "web");
+            assert_eq!(
+                v["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"],
+                "8080"
+            );
+
+            // -p 80: a random host port, shown by `berth port`.
+            run_d(
+                env,
+                &["--name", "rnd", "-h", "rnd", "-p", "80"],
+                &["sh", "-c", HTTPD],
+            );
+            let hp = bok(env, &["port", "rnd", "80/tcp"]);
+            let port: u16 = hp.trim().rsplit(':').next().unwrap().parse().unwrap();
+            assert!(port > 0 && port != 8080, "{hp}");
+            let body = wait_http(&format!("http://127.0.0.1:{port}/"), "");
+            assert_eq!(body, "hello from rnd\n");
+
+            // A port in use, by a process or by another container: refused before starting.
+            let _l = std::net::TcpListener::bind("0.0.0.0:8181").unwrap();
+            for p in ["8181:80", "8080:80"] {
+                let out = berth(
+                    env,
+                    &[
+                        "run", "-d", "--name", "late", "-p", p, &env.image, "sleep", "300",
+                    ],
+                );
+                assert_eq!(out.status.code(), Some(125), "{}", text(&out.stdout));
+                let port = p.split(':').next().unwrap();
+                let err = text(&out.stderr);
+                assert!(err.contains(&format!("port {port}")), "{err}");
+                let st = inspect(env, "late");
+                assert_eq!(st["State"]["Running"], false, "{st}");
+                bok(env, &["rm", "-f", "late"]);
+            }
+            bok(env, &["rm", "-f", "web", "rnd"]);
+            let gone = sh("timeout 1 busybox wget -q -O - http://127.0.0.1:8080/");
+            assert!(!gone.status.success());
+        },
+    );
+}
+
+#[test]
+fn twenty_parallel_containers_get_distinct_addresses_and_rm_undoes_all() {
+    in_test_host(
+        "twenty_parallel_containers_get_distinct_addresses_and_rm_undoes_all",
+        |env| {
+            // The default bridge and its rules exist from the first container on.
+            run(env, &[], &["true"]);
+            let before = settled_snapshot();
+            let handles: Vec<_> = (0..20)
+                .map(|i| {
+                    let mut c = env.cmd();
+                    c.env_remove("BERTH_DEFAULT_NETWORK")
+                        .args(["run", "-d", "--name", &format!("p{i}"), "-p"])
+                        .arg(format!("{}:80", 9000 + i))
+                        .args([&env.image, "sleep", "300"])
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::piped());
+                    c.spawn().unwrap()
+                })
+                .collect();
+            for h in handles {
+                let o = h.wait_with_output().unwrap();
+                assert!(o.status.success(), "{}", text(&o.stderr));
+            }
+            let mut ips = HashSet::new();
+            for i in 0..20 {
+                let v = inspect(env, &format!("p{i}"));
+                let ip = v["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                assert!(ip.starts_with("10.88."), "{ip}");
+                ips.insert(ip);
+            }
+            assert_eq!(ips.len(), 20, "{ips:?}");
+            let names: Vec<String> = (0..20).map(|i| format!("p{i}")).collect();
+            let mut a = vec!["rm", "-f"];
+            a.extend(names.iter().map(String::as_str));
+            bok(env, &a);
+            assert_state(&before, "after removing 20 containers");
+            let leases =
+                std::fs::read_to_string(env.root.join("networks/ipam/bridge.json")).unwrap();
+            assert!(!leases.contains("container_id"), "{leases}");
+        },
+    );
+}
+
+#[test]
+fn killed_monitor_leaves_nothing_after_rm() {
+    in_test_host("killed_monitor_leaves_nothing_after_rm", |env| {
+        run(env, &[], &["true"]);
+        let before = settled_snapshot();
+        let id = run_d(env, &["--name", "k", "-p", "8090:80"], &["sleep", "300"]);
+        let rec: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(env.container_dir(&id).join("config.json")).unwrap(),
+        )
+        .unwrap();
+        let monitor = rec["state"]["monitor_pid"].as_i64().unwrap() as i32;
+        assert!(monitor > 0);
+        assert_ne!(snapshot(), before);
+        unsafe { libc::kill(monitor, libc::SIGKILL) };
+        bok(env, &["ps", "-a"]);
+        bok(env, &["rm", "-f", "k"]);
+        assert_state(&before, "after kill -9 of the monitor and rm -f");
+        let leases = std::fs::read_to_string(env.root.join("networks/ipam/bridge.json")).unwrap();
+        assert!(!leases.contains(&id), "{leases}");
+        assert!(!env.root.join("netns").join(&id).exists());
+
+        // A container and its monitor killed, and its record lost (berth killed during rm):
+        // the next `ps` reclaims the lease, the rules and the namespace.
+        let id = run_d(env, &["--name", "k2", "-p", "8091:80"], &["sleep", "300"]);
+        let rec: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(env.container_dir(&id).join("config.json")).unwrap(),
+        )
+        .unwrap();
+        for p in ["monitor_pid", "pid"] {
+            let pid = rec["state"][p].as_i64().unwrap() as i32;
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        bok(env, &["ps", "-a"]);
+        // What berth's rm does before it removes the record, minus the network release (the
+        // `ps` above found the container dead and unmounted its root already).
+        let rootfs = env.container_dir(&id).join("bundle/rootfs");
+        assert!(container_support::mounts_under(&rootfs).is_empty());
+        std::fs::remove_dir_all(env.container_dir(&id)).unwrap();
+        bok(env, &["ps", "-a"]);
+        assert_state(&before, "after a lost record");
+        let leases = std::fs::read_to_string(env.root.join("networks/ipam/bridge.json")).unwrap();
+        assert!(!leases.contains(&id), "{leases}");
+        assert!(!env.root.join("netns").join(&id).exists());
+    });
+}
