@@ -96,7 +96,7 @@ impl Drop for Cleanup {
             let _ = m.destroy();
         }
         if let Some(d) = self.dir.take() {
-            let _ = std::fs::remove_dir_all(d);
+            state::remove_dir(&d);
         }
     }
 }
@@ -620,7 +620,7 @@ pub fn destroy(c: &Container, mgr: Option<&Manager>, spec: Option<&Spec>) {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&c.dir);
+    state::remove_dir(&c.dir);
 }
 
 /// Parses a signal given by name (KILL, SIGKILL) or number.
