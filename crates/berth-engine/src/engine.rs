@@ -91,8 +91,15 @@ fn rootfs(records: &Records, id: &str) -> PathBuf {
     records.container_dir(id).join("bundle/rootfs")
 }
 
-/// Unmounts the container's root (and anything left below it).
+/// Releases the container's network (as Docker does when a container stops: its address,
+/// published ports and namespace; `start` connects it again) and unmounts its root (and
+/// anything left below it).
 pub fn teardown(records: &Records, id: &str) -> Result<(), EngineError> {
+    if let Some(root) = records.dir.parent() {
+        if let Err(e) = network::release(root, id) {
+            tracing::warn!("releasing the network of {id}: {e}");
+        }
+    }
     let r = rootfs(records, id);
     overlay::unmount(&r)?;
     Ok(())
@@ -113,11 +120,6 @@ pub fn remove_files(
     }
     let c = records.load(id).ok();
     teardown(records, id)?;
-    // Before the record goes: a berth killed in between leaves leases `reconcile` finds.
-    let attached = c.as_ref().is_none_or(|c| !c.networks.is_empty());
-    if let Err(e) = network::detach(root, id, attached) {
-        tracing::warn!("releasing the network of {id}: {e}");
-    }
     let dir = records.container_dir(id);
     if dir.exists() {
         fs::remove_dir_all(&dir).map_err(io(&dir))?;

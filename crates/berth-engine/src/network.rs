@@ -181,7 +181,8 @@ pub fn attach(
         return Ok(Some(path));
     };
     if !fresh && !c.networks.is_empty() {
-        // Restart: the namespace kept its interfaces and the lease its address.
+        // Its processes stopped (the monitor killed with them) before a teardown: the namespace
+        // kept its interfaces and the lease its address.
         return Ok(Some(path));
     }
     let result = connect_new(root, records, c, &network, &path);
@@ -247,16 +248,22 @@ fn connect_new(
     Ok(())
 }
 
-/// Releases everything the container holds (addresses, ports, DNS names) and its namespace.
-pub fn detach(root: &Path, id: &str, attached: bool) -> Result<(), NetworkError> {
-    if attached {
+/// Releases everything a stopped container held (addresses, ports, DNS names) and its
+/// namespace, whose removal takes its veths with it. Nothing to do without a namespace.
+pub fn release(root: &Path, id: &str) -> Result<(), NetworkError> {
+    let p = netns_path(root, id);
+    if !p.exists() {
+        return Ok(());
+    }
+    if root.join("networks").exists() {
         berth_net::release(&store(root)?, id)?;
     }
-    let p = netns_path(root, id);
-    if p.exists() {
-        berth_net::remove_netns(&p)?;
-    }
+    berth_net::remove_netns(&p)?;
     Ok(())
+}
+
+fn running(c: &Container) -> bool {
+    matches!(c.state.status.as_str(), "running" | "paused")
 }
 
 fn reclaim(st: &NetStore, records: &Records) -> Result<usize, NetError> {
@@ -358,7 +365,13 @@ pub fn etc_files(
 pub fn settings(root: &Path, c: &Container) -> serde_json::Value {
     use serde_json::json;
     let mut networks = serde_json::Map::new();
+    // A stopped container holds no address; its networks are listed empty, as Docker does.
+    let live: &[Attachment] = if running(c) { &c.networks } else { &[] };
     for a in &c.networks {
+        if !running(c) {
+            networks.insert(a.network.clone(), json!({"NetworkID": a.network_id}));
+            continue;
+        }
         networks.insert(
             a.network.clone(),
             json!({
@@ -384,7 +397,7 @@ pub fn settings(root: &Path, c: &Container) -> serde_json::Value {
         networks.insert(name, json!({}));
     }
     let mut ports = serde_json::Map::new();
-    for a in &c.networks {
+    for a in live {
         for p in &a.ports {
             let key = format!("{}/{}", p.container_port, p.protocol);
             let host_ip = p
@@ -400,7 +413,7 @@ pub fn settings(root: &Path, c: &Container) -> serde_json::Value {
             }
         }
     }
-    let first = c.networks.first();
+    let first = live.first();
     let sandbox = netns_path(root, &c.id);
     json!({
         "SandboxKey": if sandbox.exists() { sandbox.to_string_lossy().into_owned() } else { String::new() },
@@ -489,8 +502,11 @@ pub fn disconnect_container(
     Ok(())
 }
 
-/// All published ports of a container.
+/// The published ports of a running container.
 pub fn ports(c: &Container) -> Vec<berth_net::PortMapping> {
+    if !running(c) {
+        return Vec::new();
+    }
     c.networks.iter().flat_map(|a| a.ports.clone()).collect()
 }
 

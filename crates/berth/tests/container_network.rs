@@ -506,6 +506,25 @@ fn published_ports_answer_everywhere_and_conflicts_are_refused() {
                 assert_eq!(st["State"]["Running"], false, "{st}");
                 bok(env, &["rm", "-f", "late"]);
             }
+            // A stopped container holds no port (as with Docker); start connects it again.
+            bok(env, &["stop", "-t", "0", "web"]);
+            assert_eq!(bok(env, &["port", "web"]), "");
+            run_d(
+                env,
+                &["--name", "web2", "-h", "web2", "-p", "8080:80"],
+                &["sh", "-c", HTTPD],
+            );
+            assert_eq!(wait_http("http://127.0.0.1:8080/", ""), "hello from web2\n");
+            let again = berth(env, &["start", "web"]);
+            assert!(!again.status.success(), "started with its port taken");
+            assert!(
+                text(&again.stderr).contains("port 8080"),
+                "{}",
+                text(&again.stderr)
+            );
+            bok(env, &["rm", "-f", "web2"]);
+            bok(env, &["start", "web"]);
+            assert_eq!(wait_http("http://127.0.0.1:8080/", ""), "hello from web\n");
             bok(env, &["rm", "-f", "web", "rnd"]);
             let gone = sh("timeout 1 busybox wget -q -O - http://127.0.0.1:8080/");
             assert!(!gone.status.success());

@@ -67,8 +67,10 @@ pub enum Command {
 }
 
 pub fn init_logging(g: &Globals) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&g.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // The netlink crate warns about attributes newer kernels add; that is no news to users.
+    let quiet = ",netlink_packet_route=error";
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("{}{quiet}", g.log_level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn{quiet}")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
