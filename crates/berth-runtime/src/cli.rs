@@ -239,7 +239,7 @@ pub fn warn(msg: &str) {
     log_line("warning", msg);
 }
 
-/// Runs the runtime CLI with `args` (args[0] is the program name); returns the exit code.
+/// Runs the runtime CLI with `args` (`args[0]` is the program name); returns the exit code.
 pub fn main(args: Vec<String>) -> i32 {
     // runc accepts single-dash long flags (-root); clap wants two dashes.
     let args: Vec<String> = args

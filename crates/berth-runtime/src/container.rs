@@ -24,6 +24,20 @@
 //! (128+signal when killed). `exec` forks a child that `setns`es into the init's namespaces and
 //! clones the exec process into the pid namespace ([`crate::exec`]).
 //!
+//! Work that needs full privilege is done by the runtime before the clone and handed down:
+//! the seccomp filter is compiled (cached in `<root>/.seccomp-cache`) so the child only loads
+//! it, and idmapped bind mounts are cloned and idmapped ([`crate::idmap`]) so the init only
+//! moves them into place. A seccomp notify listener travels back up the channel to the runtime,
+//! which hands it to the agent at `listenerPath`.
+//!
+//! Security: every path inside the rootfs is resolved with `openat2(RESOLVE_IN_ROOT)` and
+//! mounted through `/proc/self/fd` ([`crate::rootfs`]); `/dev/null`, `/dev/console`, proc,
+//! sysfs and devpts are checked with fstat/fstatfs; the init and exec helpers are
+//! non-dumpable and run the runtime binary only until they exec the user program, so
+//! `/proc/<pid>/exe` of a container process never leads to the host binary once it runs;
+//! every fd but 0-2 and `--preserve-fds` is closed before the cwd is entered, and the cwd is
+//! checked to lie inside the root.
+//!
 //! On-disk state: `<root>/<id>/state.json` ([`crate::state::Saved`]: pid, its start time,
 //! bundle, rootfs, created, annotations, saved cgroup manager, paused flag) and
 //! `<root>/<id>/exec.fifo` between create and start.
@@ -683,7 +697,7 @@ pub fn parse_signal(s: &str) -> Result<i32> {
 pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
     let c = Container::load(root, id)?;
     if c.status() == Status::Stopped {
-        bail!("container {id:?} is not running");
+        bail!("container not running: {id:?} has stopped (delete it)");
     }
     if all {
         if let Some(m) = load_mgr(&c) {

@@ -21,7 +21,7 @@ pub struct Exec {
     envp: Vec<CString>,
 }
 
-/// Finds the program (args[0]) in the container with the process env's PATH, as runc does.
+/// Finds the program (`args[0]`) in the container with the process env's PATH, as runc does.
 pub fn lookup(p: &Process) -> Result<Exec> {
     let args = p.args().clone().unwrap_or_default();
     let Some(arg0) = args.first() else {
