@@ -193,23 +193,18 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
     let cg_path = linux
         .and_then(|l| l.cgroups_path().as_ref())
         .map(|p| p.to_string_lossy().into_owned());
-    let mgr =
-        Manager::new(cg_path.as_deref(), &o.id).map_err(|e| Error::Msg(format!("cgroup: {e}")))?;
-    mgr.create()
-        .map_err(|e| Error::Msg(format!("cgroup: {e}")))?;
-    cleanup.cgroup = Some(mgr.clone());
-    {
-        // runc's rule: the config's device rules, then the devices every container may use.
-        let mut r = linux
-            .and_then(|l| l.resources().clone())
-            .unwrap_or_default();
-        let mut devs = r.devices().clone().unwrap_or_default();
-        devs.extend(crate::cgroups::devices::default_allowed());
-        r.set_devices(Some(devs));
-        mgr.apply(&r)
-            .map_err(|e| Error::Msg(format!("applying linux.resources: {e}")))?;
-    }
-    let cgfd = mgr.v2_dir_fd();
+    let mgr = match setup_cgroup(&spec, cg_path.as_deref(), &o.id) {
+        Ok(m) => Some(m),
+        // SAFETY: geteuid cannot fail.
+        Err(e) if unsafe { libc::geteuid() } != 0 => {
+            // Rootless, as runc: without cgroup delegation the container runs without limits.
+            crate::cli::warn(&format!("rootless: running without cgroups: {e}"));
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    cleanup.cgroup = mgr.clone();
+    let cgfd = mgr.as_ref().and_then(|m| m.v2_dir_fd());
     let (pchan, cchan) = Channel::pair()?;
     let nss = config::namespaces(&spec);
     let mut flags: u64 = 0;
@@ -302,8 +297,8 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
     if flags & libc::CLONE_NEWUSER as u64 != 0 {
         write_id_maps(&spec, pid)?;
     }
-    if cgfd.is_none() {
-        mgr.add_pid(pid)
+    if let (None, Some(m)) = (&cgfd, &mgr) {
+        m.add_pid(pid)
             .map_err(|e| Error::Msg(format!("adding the init to its cgroup: {e}")))?;
     }
     if let Some(adj) = process.oom_score_adj() {
@@ -343,7 +338,7 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
             rootfs: spec.root().as_ref().expect("validated").path().clone(),
             created: state::now_rfc3339(),
             annotations: spec.annotations().clone().unwrap_or_default(),
-            cgroup: Some(mgr.to_saved()),
+            cgroup: mgr.as_ref().map(|m| m.to_saved()),
             paused: false,
             no_pivot: o.no_pivot,
             // SAFETY: getuid cannot fail.
@@ -361,9 +356,30 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
         container,
         spec,
         chan: pchan,
-        cgroup: Some(mgr),
+        cgroup: mgr,
         console_peer,
     })
+}
+
+/// Creates the container's cgroups and applies `linux.resources` plus runc's default device
+/// rules.
+fn setup_cgroup(spec: &Spec, cg_path: Option<&str>, id: &str) -> Result<Manager> {
+    let mgr = Manager::new(cg_path, id).map_err(|e| Error::Msg(format!("cgroup: {e}")))?;
+    mgr.create()
+        .map_err(|e| Error::Msg(format!("cgroup: {e}")))?;
+    let mut r = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().clone())
+        .unwrap_or_default();
+    let mut devs = r.devices().clone().unwrap_or_default();
+    devs.extend(crate::cgroups::devices::default_allowed());
+    r.set_devices(Some(devs));
+    if let Err(e) = mgr.apply(&r) {
+        let _ = mgr.destroy();
+        return Err(Error::Msg(format!("applying linux.resources: {e}")));
+    }
+    Ok(mgr)
 }
 
 fn write_time_offsets(spec: &Spec) -> Result<()> {
@@ -404,6 +420,12 @@ fn write_id_maps(spec: &Spec, pid: i32) -> Result<()> {
         fmt(l.uid_mappings()).as_bytes(),
     )
     .ctx(|| "writing uid_map (check linux.uidMappings)")?;
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        // Unprivileged, the kernel accepts a gid map only with setgroups denied.
+        sys::write_file(&format!("/proc/{pid}/setgroups"), b"deny")
+            .ctx(|| "denying setgroups in the user namespace (rootless)")?;
+    }
     sys::write_file(
         &format!("/proc/{pid}/gid_map"),
         fmt(l.gid_mappings()).as_bytes(),

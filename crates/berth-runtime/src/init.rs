@@ -93,10 +93,13 @@ fn stage(a: &mut InitArgs) -> Result<crate::error::Error> {
     let spec = a.spec;
     let mut filter = a.seccomp.take();
     unblock_signals();
-    sys::prctl(libc::PR_SET_DUMPABLE, 0, 0).ctx(|| "PR_SET_DUMPABLE")?;
     sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0)
         .ctx(|| "PR_SET_PDEATHSIG")?;
     let host_pid = a.chan.wait_go()?;
+    // Non-dumpable from here on (its /proc files become root's, so only after the runtime,
+    // possibly unprivileged, has written the id maps): nothing in the container may open
+    // /proc/<init>/exe or ptrace the runtime binary.
+    sys::prctl(libc::PR_SET_DUMPABLE, 0, 0).ctx(|| "PR_SET_DUMPABLE")?;
     if config::new_ns(spec, LinuxNamespaceType::Cgroup) {
         // SAFETY: plain syscall; we are already in the container's cgroup.
         sys::cvt(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) })

@@ -551,3 +551,52 @@ fn idmapped_bind_mounts() {
     rt.args(&["sh", "-c", "stat -c '%u %g' /mnt/idm/f /bin/busybox"]);
     assert_eq!(rt.run_ok("idmap-userns"), "0 0\n65534 65534\n");
 }
+
+#[test]
+fn rootless_run_as_an_unprivileged_user() {
+    use std::os::unix::fs::PermissionsExt;
+    // uid 1000 runs the runtime with `spec --rootless`'s config: a user namespace mapping its own
+    // uid to root, setgroups denied, no cgroups (a warning), devices bind-mounted.
+    let mut rt = Rt::new();
+    std::fs::set_permissions(rt.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = rt.path("rootless");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::chown(&dir, Some(1000), Some(1000)).unwrap();
+    let as_user = |args: &[&str]| {
+        std::process::Command::new("setpriv")
+            .args(["--reuid", "1000", "--regid", "1000", "--clear-groups", BIN])
+            .args(args)
+            .current_dir(&dir)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    assert!(as_user(&["spec", "--rootless"]).status.success());
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    config["process"]["terminal"] = json!(false);
+    config["root"]["path"] = json!(rt.rootfs());
+    config["process"]["args"] = json!([
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map; cat /proc/self/setgroups; echo > /dev/null && echo null-ok"
+    ]);
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let id = rt.id("rootless");
+    let root = dir.join("state");
+    let out = as_user(&["--rootless", "--root", root.to_str().unwrap(), "run", &id]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let l: Vec<&str> = stdout.lines().collect();
+    assert_eq!(l[0], "0");
+    assert_eq!(
+        l[1].split_whitespace().collect::<Vec<_>>(),
+        ["0", "1000", "1"]
+    );
+    assert_eq!(l[2], "deny");
+    assert_eq!(l[3], "null-ok");
+}

@@ -48,7 +48,7 @@ fn create_blocks_until_start_and_states_follow_the_lifecycle() {
     );
     assert_eq!(rt.state(&id)["status"], "running");
     for _ in 0..200 {
-        if rt.rootfs().join("tmp/started").exists() {
+        if rt.rootfs().join("tmp/started").exists() && cmdline(pid).starts_with("sleep") {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
