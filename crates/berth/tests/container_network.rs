@@ -324,6 +324,38 @@ fn user_network_resolves_names_and_aliases_internal_has_no_egress() {
                 &["ping", "-c1", "-W2", "inner"],
             );
 
+            // connect / disconnect a running container.
+            bok(
+                env,
+                &["network", "create", "--subnet", "10.89.8.0/24", "extra"],
+            );
+            bok(
+                env,
+                &["network", "connect", "--alias", "side", "extra", "web"],
+            );
+            let v = inspect(env, "web");
+            let ip2 = v["NetworkSettings"]["Networks"]["extra"]["IPAddress"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert!(ip2.starts_with("10.89.8."), "{v}");
+            let addrs = bok(env, &["exec", "web", "ip", "-4", "-o", "addr"]);
+            assert!(addrs.contains(&format!("inet {ip2}/24")), "{addrs}");
+            let out = run(
+                env,
+                &["--network", "extra"],
+                &["ping", "-c1", "-W2", "side"],
+            );
+            assert!(out.contains(&format!("PING side ({ip2})")), "{out}");
+            let net: serde_json::Value =
+                serde_json::from_str(&bok(env, &["network", "inspect", "extra"])).unwrap();
+            assert_eq!(net[0]["Containers"].as_object().unwrap().len(), 1, "{net}");
+            bok(env, &["network", "disconnect", "extra", "web"]);
+            let addrs = bok(env, &["exec", "web", "ip", "-4", "-o", "addr"]);
+            assert!(!addrs.contains(&ip2), "{addrs}");
+            assert!(inspect(env, "web")["NetworkSettings"]["Networks"]["extra"].is_null());
+            bok(env, &["network", "rm", "extra"]);
+
             let rm = berth(env, &["network", "rm", "app"]);
             assert!(!rm.status.success(), "a network in use was removed");
             assert!(
