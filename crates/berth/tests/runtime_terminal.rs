@@ -114,3 +114,48 @@ fn foreground_run_proxies_the_terminal() {
     assert!(text.contains("hi-3"), "{text}");
     assert!(text.contains("/dev/pts/0"), "{text}");
 }
+
+#[test]
+fn exec_with_a_terminal_over_the_console_socket() {
+    let mut rt = Rt::new();
+    rt.args(&["sleep", "1000"]);
+    let id = rt.run_detached("exectty");
+    let sock = rt.path("exec-console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let (ok, err) = rt.bg(&[
+        "exec",
+        "-t",
+        "-d",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        &id,
+        "sh",
+    ]);
+    assert!(ok, "{err}");
+    let (conn, _) = listener.accept().unwrap();
+    let (master, _) = berth_runtime::channel::recv_fd(conn.as_raw_fd()).unwrap();
+    let mut m = std::fs::File::from(master);
+    let mut reader = m.try_clone().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    m.write_all(b"echo in-$((2*21)); tty; exit\n").unwrap();
+    let mut seen = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline
+        && !(seen.contains("in-42") && seen.contains("/dev/pts/"))
+    {
+        if let Ok(b) = rx.recv_timeout(Duration::from_millis(100)) {
+            seen.push_str(&String::from_utf8_lossy(&b));
+        }
+    }
+    assert!(seen.contains("in-42"), "{seen}");
+    assert!(seen.contains("/dev/pts/"), "{seen}");
+    assert!(rt.rt(&["delete", "--force", &id]).status.success());
+}
