@@ -285,7 +285,12 @@ pub fn main(args: Vec<String>) -> i32 {
             let msg = e.to_string();
             eprintln!("berth-runtime: {msg}");
             log_line("error", &msg);
-            1
+            // runc's code when exec cannot start the process; engines map it to 126/127.
+            if matches!(cli.cmd, Cmd::Exec { .. }) {
+                255
+            } else {
+                1
+            }
         }
     }
 }
