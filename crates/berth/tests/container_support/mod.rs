@@ -10,13 +10,12 @@ use std::time::{Duration, Instant};
 
 pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 
-/// The OCI runtime the tests drive: `$BERTH_RUNTIME` if set (`berth` or an
-/// empty value mean berth's own `berth-runtime`), else runc.
+/// The OCI runtime the tests drive: berth's own `berth-runtime`, unless
+/// `$BERTH_RUNTIME` names another (for instance `runc`, to compare).
 pub fn runtime() -> String {
     match std::env::var("BERTH_RUNTIME") {
-        Ok(r) if r.is_empty() || r == "berth" => env!("CARGO_BIN_EXE_berth-runtime").into(),
-        Ok(r) => r,
-        Err(_) => "runc".into(),
+        Ok(r) if !r.is_empty() && r != "berth" => r,
+        _ => env!("CARGO_BIN_EXE_berth-runtime").into(),
     }
 }
 
