@@ -203,9 +203,13 @@ fn connect_new(
     path: &Path,
 ) -> Result<(), NetworkError> {
     let st = store(root)?;
-    // Whatever containers killed with -9 held (their ports, above all) is free again.
-    if let Err(e) = reclaim(&st, records) {
-        tracing::warn!("reclaiming stale network leases: {e}");
+    let o = &c.options;
+    // Ports and fixed addresses that containers killed with -9 held are free again (for other
+    // addresses, allocation moves on past stale leases; a full subnet reclaims below).
+    if !o.publish.is_empty() || o.publish_all || o.ip.is_some() {
+        if let Err(e) = reclaim(&st, records) {
+            tracing::warn!("reclaiming stale network leases: {e}");
+        }
     }
     c.networks.clear();
     let o = &c.options;
@@ -236,6 +240,8 @@ fn connect_new(
             berth_net::disconnect(&st, network, &c.id)?;
             connect()
         }
+        // Addresses held by containers killed with -9 filled the subnet.
+        Err(NetError::Exhausted { .. }) if reclaim(&st, records).unwrap_or(0) > 0 => connect(),
         r => r,
     }
     .map_err(|source| NetworkError::Connect {
