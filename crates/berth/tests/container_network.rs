@@ -468,6 +468,19 @@ fn default_bridge_nat_etc_files_and_modes() {
         );
         assert_eq!(out.trim(), mac);
         bok(env, &["rm", "-f", "a"]);
+
+        // ls, prune.
+        bok(env, &["network", "create", "idle"]);
+        let ls = bok(env, &["network", "ls"]);
+        assert!(ls.contains(" bridge ") && ls.contains(" idle "), "{ls}");
+        let pruned = bok(env, &["network", "prune", "-f"]);
+        assert!(
+            pruned.contains("idle") && !pruned.contains("bridge"),
+            "{pruned}"
+        );
+        assert!(!bok(env, &["network", "ls"]).contains(" idle "));
+        let rm = berth(env, &["network", "rm", "bridge"]);
+        assert_eq!(rm.status.code(), Some(125));
     });
 }
 
