@@ -33,15 +33,20 @@ if [ "${1:-}" != "--inside" ]; then
         (cd "$REPO" && cargo build --release -q -p berth)
         export BERTH="$REPO/target/release/berth"
     fi
-    exec unshare --net --mount --pid --fork --mount-proc --propagation private "$0" --inside
+    # Made (and removed) out here: mounts made inside (podman's) keep it busy until the
+    # namespace is gone.
+    WORK=$(mktemp -d /tmp/berth-bench-net.XXXXXX)
+    export WORK
+    rc=0
+    unshare --net --mount --pid --fork --mount-proc --propagation private "$0" --inside || rc=$?
+    rm -rf "$WORK"
+    exit $rc
 fi
 
 # ---- inside the private test host ----
 mount -t tmpfs bench-run /run
 mkdir -p /run/netns
 ip link set lo up
-WORK=$(mktemp -d /tmp/berth-bench-net.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
 
 if [[ ",$PARTS," == *,setup,* ]]; then
     echo "== per-container network setup ($N iterations, release build)"
@@ -97,7 +102,7 @@ umoci repack --image "$OCI:latest" "$BUN"
 umoci config --image "$OCI:latest" --config.cmd sh \
     --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 start_registry "$WORK"
-trap 'kill $REG_PID 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'kill $REG_PID 2>/dev/null' EXIT
 REF="127.0.0.1:$PORT/busybox:latest"
 skopeo copy --quiet --dest-tls-verify=false "oci:$OCI:latest" "docker://$REF"
 B="$WORK/berth"
