@@ -72,16 +72,20 @@ fn sh(cmd: &str) -> Output {
         .unwrap()
 }
 
-fn ok(cmd: &str) -> String {
-    let o = sh(cmd);
+/// The stdout of a command that must have succeeded (`what` names it otherwise).
+fn succeeded(what: &str, o: Output) -> String {
     assert!(
         o.status.success(),
-        "`{cmd}` failed: {}\n{}{}",
+        "{what} failed ({}): {}{}",
         o.status,
         text(&o.stdout),
         text(&o.stderr)
     );
     text(&o.stdout)
+}
+
+fn ok(cmd: &str) -> String {
+    succeeded(&format!("`{cmd}`"), sh(cmd))
 }
 
 fn setup_host() {
@@ -203,15 +207,7 @@ fn berth(env: &Env, args: &[&str]) -> Output {
 }
 
 fn bok(env: &Env, args: &[&str]) -> String {
-    let o = berth(env, args);
-    assert!(
-        o.status.success(),
-        "berth {args:?} failed ({}): {}{}",
-        o.status,
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-    text(&o.stdout)
+    succeeded(&format!("berth {args:?}"), berth(env, args))
 }
 
 /// `berth run --rm FLAGS IMAGE CMD...` (asserting success).
@@ -234,6 +230,11 @@ fn run_d(env: &Env, flags: &[&str], cmd: &[&str]) -> String {
 fn inspect(env: &Env, c: &str) -> serde_json::Value {
     let v: serde_json::Value = serde_json::from_str(&bok(env, &["inspect", c])).unwrap();
     v[0].clone()
+}
+
+/// A page fetched with wget from a container run with `flags`.
+fn fetch(env: &Env, flags: &[&str], url: &str) -> String {
+    run(env, flags, &["timeout", "3", "wget", "-q", "-O", "-", url])
 }
 
 const HTTPD: &str = "mkdir -p /www && echo hello from $(hostname) > /www/index.html && \
@@ -283,19 +284,7 @@ fn user_network_resolves_names_and_aliases_internal_has_no_egress() {
             assert!(out.contains("nameserver 10.89.7.1"), "{out}");
             // The network's responder forwards other names (here, to the "internet").
             // Egress through the NAT from the user network; none from the internal one.
-            let out = run(
-                env,
-                &["--network", "app"],
-                &[
-                    "timeout",
-                    "3",
-                    "wget",
-                    "-q",
-                    "-O",
-                    "-",
-                    &format!("http://{INTERNET}/"),
-                ],
-            );
+            let out = fetch(env, &["--network", "app"], &format!("http://{INTERNET}/"));
             assert_eq!(out, "hello from the internet\n");
             let sealed = berth(
                 env,
@@ -374,19 +363,7 @@ fn user_network_resolves_names_and_aliases_internal_has_no_egress() {
 fn default_bridge_nat_etc_files_and_modes() {
     in_test_host("default_bridge_nat_etc_files_and_modes", |env| {
         // Out through the NAT: the server sees the test host's address.
-        let out = run(
-            env,
-            &[],
-            &[
-                "timeout",
-                "3",
-                "wget",
-                "-q",
-                "-O",
-                "-",
-                &format!("http://{INTERNET}/cgi-bin/ip"),
-            ],
-        );
+        let out = fetch(env, &[], &format!("http://{INTERNET}/cgi-bin/ip"));
         assert_eq!(out.trim(), UPLINK);
 
         // /etc files on the default bridge: own address with the hostname, the host's
@@ -499,19 +476,7 @@ fn published_ports_answer_everywhere_and_conflicts_are_refused() {
             assert_eq!(body, "hello from web\n");
             let body = wait_http(&format!("http://{UPLINK}:8080/"), "ip netns exec internet");
             assert_eq!(body, "hello from web\n");
-            let out = run(
-                env,
-                &[],
-                &[
-                    "timeout",
-                    "3",
-                    "wget",
-                    "-q",
-                    "-O",
-                    "-",
-                    &format!("http://{UPLINK}:8080/"),
-                ],
-            );
+            let out = fetch(env, &[], &format!("http://{UPLINK}:8080/"));
             assert_eq!(out, "hello from web\n");
             assert_eq!(bok(env, &["port", "web"]), "80/tcp -> 0.0.0.0:8080\n");
             let ps = bok(env, &["ps"]);
