@@ -446,6 +446,24 @@ fn default_bridge_nat_etc_files_and_modes() {
         assert_eq!(out.trim(), mac);
         bok(env, &["rm", "-f", "a"]);
 
+        // An --ipv6 network: a global IPv6 address and route besides the IPv4 ones.
+        bok(env, &["network", "create", "--ipv6", "six"]);
+        let id = run_d(
+            env,
+            &["--network", "six", "--name", "s6"],
+            &["sleep", "300"],
+        );
+        let n = &inspect(env, &id)["NetworkSettings"]["Networks"]["six"];
+        let ip6 = n["GlobalIPv6Address"].as_str().unwrap().to_string();
+        assert!(ip6.starts_with("fd"), "{n}");
+        let out = bok(
+            env,
+            &["exec", "s6", "ip", "-6", "-o", "addr", "show", "eth0"],
+        );
+        assert!(out.contains(&format!("inet6 {ip6}/")), "{out}");
+        bok(env, &["rm", "-f", "s6"]);
+        bok(env, &["network", "rm", "six"]);
+
         // ls, prune.
         bok(env, &["network", "create", "idle"]);
         let ls = bok(env, &["network", "ls"]);
