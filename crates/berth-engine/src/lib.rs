@@ -5,7 +5,9 @@
 //! `bundle/config.json` + `bundle/rootfs` (the overlay mountpoint), `upper/`,
 //! `work/`, `hosts`, `hostname`, `resolv.conf`, `ctr.log` (JSON lines),
 //! `attach.sock` (the monitor), `lock`. Runtime state lives in `<root>/runtime`,
-//! volumes in `<root>/volumes/<name>/_data`.
+//! volumes in `<root>/volumes/<name>/_data`, networks in `<root>/networks/` (berth-net's store),
+//! and the network namespaces of running containers, bind-mounted, in `<root>/netns/<id>`
+//! (`/run/berth/netns/<id>` for the default root): see [`network`].
 
 pub mod attach;
 pub mod engine;
