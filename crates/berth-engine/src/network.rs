@@ -7,8 +7,9 @@
 //! - `host`: no network namespace; the host's `/etc/hosts` and `/etc/resolv.conf`.
 //! - `container:NAME`: that container's namespace and files.
 //!
-//! Teardown: [`detach`] on `rm` (and `--rm`); [`reconcile`] at the start of commands that list
-//! or remove containers reclaims what containers whose records are gone still held.
+//! Teardown: [`release`] when the container stops (so also on `rm`), as Docker does;
+//! [`reconcile`] at the start of commands that list containers or networks reclaims what
+//! containers whose records are gone still held.
 
 use crate::options::RunOptions;
 use crate::record::{pid_alive, Container, Records};
