@@ -538,6 +538,20 @@ mod tests {
     }
 
     #[test]
+    fn publish_all_takes_the_image_exposed_ports() {
+        let c = Container {
+            image_config: serde_json::json!({"config": {"ExposedPorts": {"80/tcp": {}, "53/udp": {}}}}),
+            ..Default::default()
+        };
+        let mut e = exposed_ports(&c);
+        e.sort();
+        assert_eq!(e, ["53/udp", "80/tcp"]);
+        let p = berth_net::publish_all(&e).unwrap();
+        assert!(p.iter().all(|m| m.host_port == 0));
+        assert!(exposed_ports(&Container::default()).is_empty());
+    }
+
+    #[test]
     fn netns_dirs() {
         assert_eq!(
             netns_dir(Path::new("/var/lib/berth")),
