@@ -278,6 +278,16 @@ pub fn main(args: Vec<String>) -> i32 {
         json: cli.log_format == "json",
         debug: cli.debug,
     });
+    // Commands that start container processes first make sure those processes can never
+    // reach a writable copy of this binary (CVE-2019-5736): this may re-execute the runtime.
+    if matches!(cli.cmd, Cmd::Create(_) | Cmd::Run { .. } | Cmd::Exec { .. }) {
+        if let Err(e) = crate::selfexe::ensure_read_only_exe() {
+            let msg = format!("making the runtime's own binary read-only (CVE-2019-5736): {e}");
+            eprintln!("berth-runtime: {msg}");
+            log_line("error", &msg);
+            return 1;
+        }
+    }
     let r = dispatch(&cli);
     match r {
         Ok(code) => code,

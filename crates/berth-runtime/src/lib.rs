@@ -15,6 +15,7 @@ pub mod process;
 pub mod rootfs;
 pub mod secc;
 pub mod seccomp;
+pub mod selfexe;
 pub mod state;
 pub mod sys;
 pub mod terminal;

@@ -150,10 +150,13 @@ fn host_binary_is_not_reachable_from_the_container() {
     rt.args(&["sleep", "1000"]);
     let id = rt.create("exe");
     let pid = rt.state(&id)["pid"].as_i64().unwrap();
-    // The init is still the runtime binary (blocked on the exec fifo): a process in the
-    // container must not be able to read or open it through /proc/1/exe.
-    let host_exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
-    assert!(host_exe.display().to_string().contains("berth-runtime"));
+    // The init is still the runtime binary (blocked on the exec fifo), run from a read-only
+    // view of it: a process in the container must not be able to read or open it through
+    // /proc/1/exe, and nothing can write it through that link.
+    assert!(
+        berth_runtime::selfexe::exe_is_read_only(&format!("/proc/{pid}/exe")).unwrap(),
+        "the init runs from a writable binary"
+    );
     let (code, out, err) = rt.exec(
         &id,
         &["sh", "-c", "cat /proc/1/exe > /dev/null 2>&1 && echo READ; echo x >> /proc/1/exe 2>/dev/null && echo WROTE; ls -l /proc/1/fd 2>/dev/null | grep -c berth; echo end"],
@@ -163,22 +166,82 @@ fn host_binary_is_not_reachable_from_the_container() {
     assert!(!out.contains("WROTE"), "{out}");
     // After start the init is the user program, not the runtime.
     assert!(rt.rt(&["start", &id]).status.success());
+    let exe = || std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
     for _ in 0..100 {
-        if !std::fs::read_link(format!("/proc/{pid}/exe"))
-            .unwrap()
-            .display()
-            .to_string()
-            .contains("berth")
-        {
+        if exe().display().to_string().contains("busybox") {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
     assert!(
-        !exe.display().to_string().contains("berth"),
+        exe().display().to_string().ends_with("/bin/busybox"),
         "{}",
-        exe.display()
+        exe().display()
+    );
+}
+
+/// CVE-2019-5736 itself: whoever holds a reference to a container process's runtime binary
+/// (as a process in the container can, through /proc/<pid>/exe) cannot write the binary once
+/// it stops running. A copy of the runtime is attacked, so a failure harms nothing else.
+#[test]
+fn runtime_binary_cannot_be_overwritten_through_proc_exe() {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let mut rt = Rt::new();
+    let copy = rt.path("berth-runtime-copy");
+    std::fs::copy(BIN, &copy).unwrap();
+    let before = std::fs::read(&copy).unwrap();
+    rt.args(&["sleep", "1000"]);
+    rt.write();
+    let id = rt.id("cve5736");
+    // The container inherits the runtime's stdio: nothing here may wait for pipes to close.
+    let rt_copy = |args: &[&str]| {
+        std::process::Command::new(&copy)
+            .arg("--root")
+            .arg(&rt.root)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+    };
+    assert!(rt_copy(&["create", "--bundle", &rt.b(), &id]).success());
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    let link = std::ffi::CString::new(format!("/proc/{pid}/exe")).unwrap();
+    // SAFETY: a valid C string; the fd returned is owned below.
+    let held = unsafe { libc::open(link.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    assert!(held >= 0, "{}", std::io::Error::last_os_error());
+    // SAFETY: just opened.
+    let held = unsafe { OwnedFd::from_raw_fd(held) };
+    assert!(rt_copy(&["delete", "--force", &id]).success());
+    let reopen = std::ffi::CString::new(format!("/proc/self/fd/{}", held.as_raw_fd())).unwrap();
+    let mut err = None;
+    for _ in 0..200 {
+        // SAFETY: a valid C string.
+        let w = unsafe { libc::open(reopen.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+        if w >= 0 {
+            // SAFETY: w was just opened; the write goes to the attacked copy only.
+            unsafe {
+                libc::write(w, b"pwned".as_ptr().cast(), 5);
+                libc::close(w);
+            }
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ETXTBSY) {
+            err = Some(e);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(
+        err.and_then(|e| e.raw_os_error()),
+        Some(libc::EROFS),
+        "the runtime's binary was writable through /proc/<pid>/exe"
+    );
+    assert!(
+        std::fs::read(&copy).unwrap() == before,
+        "the runtime binary changed"
     );
 }
 
