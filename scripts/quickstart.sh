@@ -35,4 +35,6 @@ step "$bin/berth" images
 mnt=$("$bin/berth" image mount "$image")
 step ls "$mnt"
 step "$bin/berth" image unmount "$image"
-step "$bin/berth" run --rm "$image" sh -c 'echo "hello from $(hostname)"; uname -a; id; ps'
+# --network none keeps the demo from adding a bridge and NAT rules to this host; drop it to
+# get berth's default bridge network, as with Docker.
+step "$bin/berth" run --rm --network none "$image" sh -c 'echo "hello from $(hostname)"; uname -a; id; ps'
