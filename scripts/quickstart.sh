@@ -14,9 +14,15 @@ work=$(mktemp -d /tmp/berth-quickstart.XXXXXX)
 port=${BERTH_QUICKSTART_PORT:-5000}
 registry_pid=
 cleanup() {
-  "$bin/berth" --root "$work/root" image unmount "$image" >/dev/null 2>&1 || true
-  [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
+  local rc=$?
+  set +e
+  "$bin/berth" --root "$work/root" image unmount "$image" >/dev/null 2>&1
+  if [ -n "$registry_pid" ]; then
+    kill "$registry_pid" 2>/dev/null
+    wait "$registry_pid" 2>/dev/null
+  fi
   rm -rf "$work"
+  exit "$rc"
 }
 trap cleanup EXIT
 image=127.0.0.1:$port/busybox:latest
