@@ -1,6 +1,7 @@
 //! The OCI runtime, driven as a subprocess with runc's command line (as podman
 //! drives runc). `BERTH_RUNTIME` picks the binary (for instance `runc`); the
-//! default is berth's own runtime: the running binary with `runtime` first.
+//! default is berth's own runtime: the `berth-runtime` binary installed beside
+//! berth, else the running binary with `runtime` first.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -36,11 +37,25 @@ impl Runtime {
                 prefix: vec![],
                 state_root,
             },
-            None => Runtime {
-                program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("berth")),
-                prefix: vec!["runtime".into()],
-                state_root,
-            },
+            None => {
+                let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("berth"));
+                // The `berth-runtime` built beside berth is the same runtime in a binary a
+                // third of the size: quicker to load on every start than `berth runtime`.
+                let sibling = exe.with_file_name("berth-runtime");
+                if sibling.is_file() {
+                    Runtime {
+                        program: sibling,
+                        prefix: vec![],
+                        state_root,
+                    }
+                } else {
+                    Runtime {
+                        program: exe,
+                        prefix: vec!["runtime".into()],
+                        state_root,
+                    }
+                }
+            }
         }
     }
 
