@@ -290,15 +290,7 @@ impl Netlink {
 
     /// Adds an IPv6 default route via `gateway` out of link `index` (Ok if there is one).
     pub fn add_default_route6(&mut self, index: u32, gateway: Ipv6Addr) -> Result<(), NlError> {
-        let mut msg = RouteMessage::default();
-        msg.header.address_family = AddressFamily::Inet6;
-        msg.header.table = RouteHeader::RT_TABLE_MAIN;
-        msg.header.protocol = RouteProtocol::Boot;
-        msg.header.scope = RouteScope::Universe;
-        msg.header.kind = RouteType::Unicast;
-        msg.attributes
-            .push(RouteAttribute::Gateway(RouteAddress::Inet6(gateway)));
-        msg.attributes.push(RouteAttribute::Oif(index));
+        let msg = default_route(AddressFamily::Inet6, RouteAddress::Inet6(gateway), index);
         match self.request(
             &format!("add default route via {gateway}"),
             RouteNetlinkMessage::NewRoute(msg),
@@ -312,15 +304,7 @@ impl Netlink {
 
     /// Adds a default route via `gateway` out of link `index`.
     pub fn add_default_route(&mut self, index: u32, gateway: Ipv4Addr) -> Result<(), NlError> {
-        let mut msg = RouteMessage::default();
-        msg.header.address_family = AddressFamily::Inet;
-        msg.header.table = RouteHeader::RT_TABLE_MAIN;
-        msg.header.protocol = RouteProtocol::Boot;
-        msg.header.scope = RouteScope::Universe;
-        msg.header.kind = RouteType::Unicast;
-        msg.attributes
-            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
-        msg.attributes.push(RouteAttribute::Oif(index));
+        let msg = default_route(AddressFamily::Inet, RouteAddress::Inet(gateway), index);
         self.request(
             &format!("add default route via {gateway}"),
             RouteNetlinkMessage::NewRoute(msg),
@@ -346,4 +330,17 @@ impl Netlink {
             _ => false,
         }))
     }
+}
+
+/// A main-table default route via `gateway` out of link `index`.
+fn default_route(family: AddressFamily, gateway: RouteAddress, index: u32) -> RouteMessage {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = family;
+    msg.header.table = RouteHeader::RT_TABLE_MAIN;
+    msg.header.protocol = RouteProtocol::Boot;
+    msg.header.scope = RouteScope::Universe;
+    msg.header.kind = RouteType::Unicast;
+    msg.attributes.push(RouteAttribute::Gateway(gateway));
+    msg.attributes.push(RouteAttribute::Oif(index));
+    msg
 }
