@@ -10,6 +10,21 @@ use std::io::Write;
 use std::time::Duration;
 
 /// The flags of `run` and `create`.
+/// The containers of `stop` and `restart`, and how long they get to stop.
+#[derive(Args, Debug, Clone)]
+pub struct StopArgs {
+    /// Seconds to wait before killing the container
+    #[arg(
+        short = 't',
+        long = "time",
+        alias = "timeout",
+        allow_hyphen_values = true
+    )]
+    time: Option<i64>,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct RunFlags {
     /// Keep STDIN open
@@ -265,31 +280,9 @@ pub enum ContainerCommand {
         format: Option<String>,
     },
     /// Stop one or more running containers
-    Stop {
-        /// Seconds to wait before killing the container
-        #[arg(
-            short = 't',
-            long = "time",
-            alias = "timeout",
-            allow_hyphen_values = true
-        )]
-        time: Option<i64>,
-        #[arg(required = true)]
-        containers: Vec<String>,
-    },
+    Stop(StopArgs),
     /// Restart one or more containers
-    Restart {
-        /// Seconds to wait before killing the container
-        #[arg(
-            short = 't',
-            long = "time",
-            alias = "timeout",
-            allow_hyphen_values = true
-        )]
-        time: Option<i64>,
-        #[arg(required = true)]
-        containers: Vec<String>,
-    },
+    Restart(StopArgs),
     /// Kill one or more running containers
     Kill {
         /// Signal to send to the container
@@ -501,13 +494,12 @@ fn run_inner(cmd: ContainerCommand, g: &Globals) -> Result<i32> {
         ContainerCommand::Container(ContainerSub::Ls { all, quiet }) => {
             cmd_ps(&engine, all, quiet, false, None)
         }
-        ContainerCommand::Stop { time, containers } => each(&containers, |k| {
-            let c = engine.stop(k, time)?;
-            let _ = c;
+        ContainerCommand::Stop(StopArgs { time, containers }) => each(&containers, |k| {
+            engine.stop(k, time)?;
             println!("{k}");
             Ok(())
         }),
-        ContainerCommand::Restart { time, containers } => each(&containers, |k| {
+        ContainerCommand::Restart(StopArgs { time, containers }) => each(&containers, |k| {
             let c = engine.stop(k, time)?;
             let sock = engine.start(&c.id)?;
             wait_started(&sock)?;
