@@ -326,17 +326,28 @@ pub struct PortMapping {
     pub protocol: Protocol,
 }
 
+impl PortMapping {
+    /// The host address as `docker port` shows it: `0.0.0.0` for all IPv4 addresses, IPv6
+    /// addresses in brackets (`[::]`, `[2001:db8::1]`).
+    pub fn host_addr(&self) -> String {
+        match self.host_ip {
+            None => "0.0.0.0".into(),
+            Some(IpAddr::V4(ip)) => ip.to_string(),
+            Some(IpAddr::V6(ip)) => format!("[{ip}]"),
+        }
+    }
+}
+
 impl std::fmt::Display for PortMapping {
     /// `80/tcp -> 0.0.0.0:8080`, as `docker port` prints it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ip = self
-            .host_ip
-            .map(|i| i.to_string())
-            .unwrap_or_else(|| "0.0.0.0".into());
         write!(
             f,
             "{}/{} -> {}:{}",
-            self.container_port, self.protocol, ip, self.host_port
+            self.container_port,
+            self.protocol,
+            self.host_addr(),
+            self.host_port
         )
     }
 }
@@ -346,14 +357,32 @@ pub fn ports_summary(ports: &[PortMapping]) -> String {
     ports
         .iter()
         .map(|p| {
-            let ip = p
-                .host_ip
-                .map(|i| i.to_string())
-                .unwrap_or_else(|| "0.0.0.0".into());
-            format!("{ip}:{}->{}/{}", p.host_port, p.container_port, p.protocol)
+            format!(
+                "{}:{}->{}/{}",
+                p.host_addr(),
+                p.host_port,
+                p.container_port,
+                p.protocol
+            )
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The mappings as `docker port` lists them: one published on all addresses of a container
+/// with an IPv6 address (`ip6`) is listed for `0.0.0.0` and for `[::]`.
+pub fn listed_ports(ports: &[PortMapping], ip6: bool) -> Vec<PortMapping> {
+    let mut out = Vec::new();
+    for p in ports {
+        out.push(p.clone());
+        if ip6 && p.host_ip.is_none() {
+            out.push(PortMapping {
+                host_ip: Some(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+                ..p.clone()
+            });
+        }
+    }
+    out
 }
 
 /// How a container joins a network.
@@ -528,10 +557,24 @@ pub fn hosts_file(
         out.push_str(&format!("{ip}\t{name}\n"));
     }
     for a in attachments {
-        out.push_str(&format!("{}\t{hostname}\n", a.ip));
-        if let Some(ip6) = a.ip6 {
-            out.push_str(&format!("{ip6}\t{hostname}\n"));
+        out.push_str(&hosts_lines(hostname, a));
+    }
+    out
+}
+
+/// The `/etc/hosts` lines of one attachment: its addresses with the hostname and the
+/// attachment's aliases.
+pub fn hosts_lines(hostname: &str, a: &Attachment) -> String {
+    let mut names = hostname.to_string();
+    for al in &a.aliases {
+        if al != hostname {
+            names.push(' ');
+            names.push_str(al);
         }
+    }
+    let mut out = format!("{}\t{names}\n", a.ip);
+    if let Some(ip6) = a.ip6 {
+        out.push_str(&format!("{ip6}\t{names}\n"));
     }
     out
 }

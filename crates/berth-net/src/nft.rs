@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
+use std::net::IpAddr;
+
 use crate::{Lease, Network, Protocol};
 
 pub const TABLE: &str = "berth";
@@ -37,21 +39,30 @@ pub fn render(nets: &[(Network, Vec<Lease>)]) -> String {
         }
         for l in leases {
             for p in &l.ports {
-                let daddr = match p.host_ip {
-                    Some(std::net::IpAddr::V4(ip)) if !ip.is_unspecified() => {
-                        format!("ip daddr {ip} ")
-                    }
-                    _ => "meta nfproto ipv4 ".to_string(),
-                };
                 let proto = match p.protocol {
                     Protocol::Tcp => "tcp",
                     Protocol::Udp => "udp",
                 };
-                let _ = writeln!(
-                    s,
-                    "    {daddr}{proto} dport {} dnat ip to {}:{}",
-                    p.host_port, l.ip, p.container_port
-                );
+                let (hp, cp) = (p.host_port, p.container_port);
+                // IPv4: a given address, or all of them (no address, or 0.0.0.0).
+                let v4 = match p.host_ip {
+                    Some(IpAddr::V4(ip)) if !ip.is_unspecified() => Some(format!("ip daddr {ip}")),
+                    None | Some(IpAddr::V4(_)) => Some("meta nfproto ipv4".to_string()),
+                    Some(IpAddr::V6(_)) => None,
+                };
+                if let Some(m) = v4 {
+                    let _ = writeln!(s, "    {m} {proto} dport {hp} dnat ip to {}:{cp}", l.ip);
+                }
+                // IPv6, for a container with an IPv6 address: a given address, or all of them
+                // (no address, or ::) but loopback, which the kernel does not route out of `lo`.
+                let v6 = match p.host_ip {
+                    Some(IpAddr::V6(ip)) if !ip.is_unspecified() => Some(format!("ip6 daddr {ip}")),
+                    None | Some(IpAddr::V6(_)) => Some("ip6 daddr != ::1".to_string()),
+                    Some(IpAddr::V4(_)) => None,
+                };
+                if let (Some(m), Some(ip6)) = (v6, l.ip6) {
+                    let _ = writeln!(s, "    {m} {proto} dport {hp} dnat ip6 to [{ip6}]:{cp}");
+                }
             }
         }
     }
@@ -79,6 +90,12 @@ pub fn render(nets: &[(Network, Vec<Lease>)]) -> String {
             s,
             "    oifname \"{b}\" ct status dnat ip saddr {sub} masquerade"
         );
+        if let Some(s6) = net.subnet6 {
+            let _ = writeln!(
+                s,
+                "    oifname \"{b}\" ct status dnat ip6 saddr {s6} masquerade"
+            );
+        }
         if !net.internal {
             let _ = writeln!(
                 s,
@@ -151,4 +168,71 @@ pub fn apply(script: &str) -> Result<(), NftError> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PortMapping;
+
+    fn net(ipv6: bool) -> Network {
+        Network {
+            name: "six".into(),
+            id: "0".repeat(64),
+            driver: "bridge".into(),
+            bridge: "br-six".into(),
+            subnet: "10.89.0.0/24".parse().unwrap(),
+            gateway: "10.89.0.1".parse().unwrap(),
+            internal: false,
+            ipv6,
+            subnet6: ipv6.then(|| "fd00:1::/64".parse().unwrap()),
+            gateway6: ipv6.then(|| "fd00:1::1".parse().unwrap()),
+            dns: true,
+            created: 0,
+            labels: vec![],
+            mtu: None,
+        }
+    }
+
+    fn lease(ip6: bool, ports: &[&str]) -> Lease {
+        Lease {
+            ip: "10.89.0.2".parse().unwrap(),
+            ip6: ip6.then(|| "fd00:1::2".parse().unwrap()),
+            container_id: "c".into(),
+            container_name: "c".into(),
+            aliases: vec![],
+            mac: String::new(),
+            host_ifname: "vb0".into(),
+            ifname: "eth0".into(),
+            ports: ports
+                .iter()
+                .flat_map(|p| crate::parse_publish(p).unwrap())
+                .collect::<Vec<PortMapping>>(),
+        }
+    }
+
+    #[test]
+    fn published_ports_per_family() {
+        let s = render(&[(
+            net(true),
+            vec![lease(
+                true,
+                &["8080:80", "[2001:db8::1]:8081:81", "0.0.0.0:8082:82/udp"],
+            )],
+        )]);
+        for want in [
+            "meta nfproto ipv4 tcp dport 8080 dnat ip to 10.89.0.2:80",
+            "ip6 daddr != ::1 tcp dport 8080 dnat ip6 to [fd00:1::2]:80",
+            "ip6 daddr 2001:db8::1 tcp dport 8081 dnat ip6 to [fd00:1::2]:81",
+            "meta nfproto ipv4 udp dport 8082 dnat ip to 10.89.0.2:82",
+            "oifname \"br-six\" ct status dnat ip6 saddr fd00:1::/64 masquerade",
+        ] {
+            assert!(s.contains(want), "{want} missing from\n{s}");
+        }
+        assert!(!s.contains("dport 8081 dnat ip to"), "{s}");
+        assert!(!s.contains("udp dport 8082 dnat ip6"), "{s}");
+        // Without an IPv6 address, IPv4 only.
+        let s = render(&[(net(false), vec![lease(false, &["8080:80"])])]);
+        assert!(!s.contains("ip6"), "{s}");
+    }
 }

@@ -647,6 +647,32 @@ fn proc_start_time(pid: i32) -> Option<String> {
     fields.get(19).map(|s| s.to_string())
 }
 
+const V6_ANY: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+
+/// Whether a port can be published on the IPv6 host address `ip` for a container on `net`:
+/// the kernel forwards it with ip6 DNAT, which needs an IPv6 address in the container, and
+/// cannot forward IPv6 loopback (Linux has no `route_localnet` for IPv6).
+fn check_v6_publish(net: &Network, ip: Ipv6Addr) -> Result<(), NetError> {
+    let why = if net.subnet6.is_none() {
+        format!(
+            "network {} has no IPv6; publish on an IPv6 address from a network made with \
+             `berth network create --ipv6 NAME` (and `--network NAME`), or on an IPv4 address",
+            net.name
+        )
+    } else if ip.is_loopback() {
+        "the kernel cannot forward IPv6 loopback into a container; publish on [::] or one of \
+         the host's IPv6 addresses, or on 127.0.0.1"
+            .into()
+    } else {
+        return Ok(());
+    };
+    Err(NetError::Invalid {
+        what: "publish host address",
+        value: ip.to_string(),
+        why,
+    })
+}
+
 fn check_port_free(ip: Option<IpAddr>, port: u16, proto: Protocol) -> Result<u16, NetError> {
     let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let addr = SocketAddr::new(ip, port);
@@ -702,18 +728,18 @@ pub fn connect(
         }
     }
     for p in &mut ports {
-        if let Some(ip @ IpAddr::V6(_)) = p.host_ip {
-            return Err(NetError::Invalid {
-                what: "publish host address",
-                value: ip.to_string(),
-                why: "publishing on IPv6 addresses is not supported yet".into(),
-            });
+        if let Some(IpAddr::V6(ip)) = p.host_ip {
+            check_v6_publish(&net, ip)?;
         }
+        // Published on all addresses of a container with IPv6: free on both families.
+        let both = p.host_ip.is_none() && net.subnet6.is_some();
         if p.host_port == 0 {
             let mut port = 0;
             for _ in 0..64 {
                 let cand = check_port_free(p.host_ip, 0, p.protocol)?;
-                if !taken.contains(&(cand, p.protocol)) {
+                if !taken.contains(&(cand, p.protocol))
+                    && (!both || check_port_free(Some(V6_ANY), cand, p.protocol).is_ok())
+                {
                     port = cand;
                     break;
                 }
@@ -729,6 +755,9 @@ pub fn connect(
             });
         } else {
             check_port_free(p.host_ip, p.host_port, p.protocol)?;
+            if both {
+                check_port_free(Some(V6_ANY), p.host_port, p.protocol)?;
+            }
         }
         taken.push((p.host_port, p.protocol));
     }
