@@ -521,6 +521,23 @@ pub fn uncompressed_layout(out: &Path) -> Result<()> {
     single_busybox_image(out, Compression::None)
 }
 
+/// The busybox image whose config also has `ExposedPorts` (`ports` as the image declares them:
+/// "80/tcp", "53/udp", "8080"); tag `latest`.
+pub fn exposed_ports_layout(out: &Path, ports: &[&str]) -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let rootfs = tmp.path().join("rootfs");
+    busybox_rootfs(&rootfs)?;
+    let mut w = LayoutWriter::create(out)?;
+    let layer = w.write_layer_from_dir(Compression::Gzip, &rootfs)?;
+    let mut config = busybox_config();
+    let exposed: serde_json::Map<String, Value> =
+        ports.iter().map(|p| (p.to_string(), json!({}))).collect();
+    config["ExposedPorts"] = Value::Object(exposed);
+    let m = w.write_image(&Platform::host(), config, &[layer])?;
+    w.tag("latest", &m);
+    w.finish()
+}
+
 /// Deterministic pseudo-random bytes (xorshift64*).
 pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
