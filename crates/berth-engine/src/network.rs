@@ -110,11 +110,34 @@ pub fn validate(root: &Path, records: &Records, opts: &RunOptions) -> Result<(),
             records
                 .find(other)
                 .map_err(|_| bad("--network", &opts.network, "no such container"))?;
-            if !opts.publish.is_empty() || opts.publish_all {
-                return Err(bad(
+            // The container shares the other's network and its hostname, /etc/hosts and
+            // /etc/resolv.conf, so these are refused, as Docker refuses them.
+            let conflicts: [(&'static str, bool, &str); 5] = [
+                (
                     "--publish",
-                    &opts.publish.join(","),
-                    "conflicting options: port publishing and the container type network mode",
+                    !opts.publish.is_empty() || opts.publish_all,
+                    "port publishing",
+                ),
+                ("--hostname", opts.hostname.is_some(), "hostname"),
+                ("--mac-address", opts.mac_address.is_some(), "mac-address"),
+                (
+                    "--dns",
+                    !opts.dns.is_empty()
+                        || !opts.dns_search.is_empty()
+                        || !opts.dns_options.is_empty(),
+                    "dns",
+                ),
+                (
+                    "--add-host",
+                    !opts.add_hosts.is_empty(),
+                    "custom host-to-IP mapping",
+                ),
+            ];
+            if let Some((flag, _, what)) = conflicts.iter().find(|c| c.1) {
+                return Err(bad(
+                    flag,
+                    &opts.network,
+                    &format!("conflicting options: {what} and the container type network mode"),
                 ));
             }
         }
@@ -157,6 +180,9 @@ pub fn attach(
             let peer = records
                 .load(&id)
                 .map_err(|_| NetworkError::PeerNotRunning(other.clone()))?;
+            // Docker gives the container the other's hostname (with its /etc/hosts and
+            // /etc/resolv.conf, see etc_files).
+            c.hostname = peer.hostname.clone();
             let own = netns_path(root, &peer.id);
             if is_netns(&own) {
                 return Ok(Some(own));
@@ -178,15 +204,15 @@ pub fn attach(
         berth_net::create_netns(&path)?;
         tracing::debug!("network namespace created at {}", path.display());
     }
-    let Some(network) = net else {
+    if net.is_none() {
         return Ok(Some(path));
-    };
+    }
     if !fresh && !c.networks.is_empty() {
         // Its processes stopped (the monitor killed with them) before a teardown: the namespace
         // kept its interfaces and the lease its address.
         return Ok(Some(path));
     }
-    let result = connect_new(root, records, c, &network, &path);
+    let result = connect_all(root, records, c, &path);
     if let Err(e) = result {
         let _ = berth_net::release(&store(root)?, &c.id);
         let _ = berth_net::remove_netns(&path);
@@ -196,43 +222,121 @@ pub fn attach(
     Ok(Some(path))
 }
 
+/// A network a container is to be on while it runs, as `<container dir>/endpoints.json` keeps
+/// them once `berth network connect` or `disconnect` changed the list (before that, the
+/// network of `--network` alone, with `--ip` and `--network-alias`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Endpoint {
+    pub network: String,
+    #[serde(default)]
+    pub ip: Option<IpAddr>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// The endpoint of `--network`: it gets `--ip`, `--mac-address`, `--network-alias` and the
+    /// published ports.
+    #[serde(default)]
+    pub primary: bool,
+}
+
+fn endpoints_path(dir: &Path) -> PathBuf {
+    dir.join("endpoints.json")
+}
+
+/// The networks the container joins when it starts.
+pub fn endpoints(dir: &Path, c: &Container) -> Result<Vec<Endpoint>, NetworkError> {
+    let p = endpoints_path(dir);
+    match std::fs::read(&p) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| NetworkError::Invalid {
+            what: "endpoint record",
+            value: p.display().to_string(),
+            why: e.to_string(),
+        }),
+        Err(_) => Ok(match mode(&c.options)? {
+            NetworkMode::Bridge(n) => vec![Endpoint {
+                network: n,
+                ip: None,
+                aliases: Vec::new(),
+                primary: true,
+            }],
+            _ => Vec::new(),
+        }),
+    }
+}
+
+fn save_endpoints(dir: &Path, eps: &[Endpoint]) -> Result<(), NetworkError> {
+    let p = endpoints_path(dir);
+    let tmp = dir.join(format!(".endpoints.json.{}", std::process::id()));
+    let data = serde_json::to_vec_pretty(eps).expect("endpoints serialise");
+    std::fs::write(&tmp, data)
+        .and_then(|_| std::fs::rename(&tmp, &p))
+        .map_err(|e| NetworkError::Invalid {
+            what: "endpoint record",
+            value: p.display().to_string(),
+            why: e.to_string(),
+        })
+}
+
+/// Connects the container to each of its endpoints, in order (eth0, eth1, ...).
+fn connect_all(
+    root: &Path,
+    records: &Records,
+    c: &mut Container,
+    path: &Path,
+) -> Result<(), NetworkError> {
+    c.networks.clear();
+    let eps = endpoints(&records.container_dir(&c.id), c)?;
+    for ep in &eps {
+        connect_new(root, records, c, ep, path)?;
+    }
+    Ok(())
+}
+
 fn connect_new(
     root: &Path,
     records: &Records,
     c: &mut Container,
-    network: &str,
+    ep: &Endpoint,
     path: &Path,
 ) -> Result<(), NetworkError> {
     let st = store(root)?;
+    let network = ep.network.as_str();
     let o = &c.options;
     // Ports and fixed addresses that containers killed with -9 held are free again (for other
     // addresses, allocation moves on past stale leases; a full subnet reclaims below).
-    if !o.publish.is_empty() || o.publish_all || o.ip.is_some() {
+    if (ep.primary && (!o.publish.is_empty() || o.publish_all || o.ip.is_some())) || ep.ip.is_some()
+    {
         if let Err(e) = reclaim(&st, records) {
             tracing::warn!("reclaiming stale network leases: {e}");
         }
     }
-    c.networks.clear();
-    let o = &c.options;
-    let mut ports = Vec::new();
-    for p in &o.publish {
-        ports.extend(berth_net::parse_publish(p)?);
-    }
-    if o.publish_all {
-        for p in berth_net::publish_all(&exposed_ports(c))? {
-            if !ports
-                .iter()
-                .any(|q| q.container_port == p.container_port && q.protocol == p.protocol)
-            {
-                ports.push(p);
+    let opts = if ep.primary {
+        let o = &c.options;
+        let mut ports = Vec::new();
+        for p in &o.publish {
+            ports.extend(berth_net::parse_publish(p)?);
+        }
+        if o.publish_all {
+            for p in berth_net::publish_all(&exposed_ports(c))? {
+                if !ports
+                    .iter()
+                    .any(|q| q.container_port == p.container_port && q.protocol == p.protocol)
+                {
+                    ports.push(p);
+                }
             }
         }
-    }
-    let opts = ConnectOptions {
-        ip: o.ip.as_deref().and_then(|s| s.parse().ok()),
-        mac: o.mac_address.clone(),
-        aliases: o.network_aliases.clone(),
-        ports,
+        ConnectOptions {
+            ip: o.ip.as_deref().and_then(|s| s.parse().ok()),
+            mac: o.mac_address.clone(),
+            aliases: o.network_aliases.clone(),
+            ports,
+        }
+    } else {
+        ConnectOptions {
+            ip: ep.ip,
+            aliases: ep.aliases.clone(),
+            ..Default::default()
+        }
     };
     let connect = || berth_net::connect(&st, network, &c.id, &c.name, path, &opts);
     let a = match connect() {
@@ -394,7 +498,25 @@ pub fn settings(root: &Path, c: &Container) -> serde_json::Value {
             }),
         );
     }
-    if c.networks.is_empty() {
+    let dir = root.join("containers").join(&c.id);
+    if !running(c) && endpoints_path(&dir).exists() {
+        // Networks connected while it was not running (joined when it starts).
+        for ep in endpoints(&dir, c).unwrap_or_default() {
+            if networks.contains_key(&ep.network) {
+                continue;
+            }
+            let id = store(root)
+                .ok()
+                .and_then(|st| st.inspect(&ep.network).ok())
+                .map(|n| n.id)
+                .unwrap_or_default();
+            networks.insert(
+                ep.network.clone(),
+                json!({"NetworkID": id, "Aliases": ep.aliases}),
+            );
+        }
+    }
+    if networks.is_empty() {
         let name = match mode(&c.options) {
             Ok(NetworkMode::Bridge(n)) => n,
             Ok(NetworkMode::Host) => "host".into(),
@@ -433,8 +555,10 @@ pub fn settings(root: &Path, c: &Container) -> serde_json::Value {
     })
 }
 
-/// `berth network connect`: joins a container (running, or stopped with its namespace kept)
-/// on a bridge network to one more network.
+/// `berth network connect`. A running container joins the network at once (its `/etc/hosts`
+/// gains the new address with its hostname and aliases); a created or stopped one has the
+/// endpoint recorded and joins when it starts, as with Docker. Either way the container is on
+/// the network after each later start too.
 pub fn connect_container(
     root: &Path,
     records: &Records,
@@ -442,7 +566,7 @@ pub fn connect_container(
     network: &str,
     ip: Option<IpAddr>,
     aliases: &[String],
-) -> Result<Attachment, crate::EngineError> {
+) -> Result<Option<Attachment>, crate::EngineError> {
     let id = records.find(key)?;
     let _l = records.lock(&id)?;
     let mut c = records.load(&id)?;
@@ -457,33 +581,66 @@ pub fn connect_container(
         }
         .into());
     }
-    let path = netns_path(root, &c.id);
-    if !is_netns(&path) {
+    let st = store(root)?;
+    let net = if network == berth_net::DEFAULT_NETWORK {
+        berth_net::DEFAULT_NETWORK.to_string()
+    } else {
+        st.inspect(network).map_err(NetworkError::from)?.name
+    };
+    if net == berth_net::DEFAULT_NETWORK && !aliases.is_empty() {
         return Err(NetworkError::Invalid {
-            what: "container",
-            value: c.name,
-            why: "it has no network namespace yet; start it first".into(),
+            what: "--alias",
+            value: aliases.join(","),
+            why: "network-scoped aliases are supported only on user-defined networks".into(),
         }
         .into());
     }
-    let opts = ConnectOptions {
+    let dir = records.container_dir(&c.id);
+    let mut eps = endpoints(&dir, &c)?;
+    if eps.iter().any(|e| e.network == net) {
+        return Err(NetworkError::Connect {
+            container: c.name.clone(),
+            network: net.clone(),
+            source: Box::new(NetError::AlreadyConnected {
+                container: c.name.clone(),
+                network: net,
+            }),
+        }
+        .into());
+    }
+    let path = netns_path(root, &c.id);
+    let live = running(&c) && is_netns(&path);
+    let mut attached = None;
+    if live {
+        let opts = ConnectOptions {
+            ip,
+            aliases: aliases.to_vec(),
+            ..Default::default()
+        };
+        let a = berth_net::connect(&st, &net, &c.id, &c.name, &path, &opts).map_err(|source| {
+            NetworkError::Connect {
+                container: c.name.clone(),
+                network: net.clone(),
+                source: Box::new(source),
+            }
+        })?;
+        update_hosts(&dir, Some(&a), None);
+        c.networks.push(a.clone());
+        attached = Some(a);
+    }
+    eps.push(Endpoint {
+        network: net,
         ip,
         aliases: aliases.to_vec(),
-        ..Default::default()
-    };
-    let a = berth_net::connect(&store(root)?, network, &c.id, &c.name, &path, &opts).map_err(
-        |source| NetworkError::Connect {
-            container: c.name.clone(),
-            network: network.to_string(),
-            source: Box::new(source),
-        },
-    )?;
-    c.networks.push(a.clone());
+        primary: false,
+    });
+    save_endpoints(&dir, &eps)?;
     records.save(&c)?;
-    Ok(a)
+    Ok(attached)
 }
 
-/// `berth network disconnect`.
+/// `berth network disconnect`: the container leaves the network now if it runs (and its
+/// `/etc/hosts` loses that address), and no longer joins it when it starts.
 pub fn disconnect_container(
     root: &Path,
     records: &Records,
@@ -495,7 +652,10 @@ pub fn disconnect_container(
     let mut c = records.load(&id)?;
     let st = store(root)?;
     let net = st.inspect(network).map_err(NetworkError::from)?;
-    if !c.networks.iter().any(|a| a.network == net.name) {
+    let dir = records.container_dir(&c.id);
+    let mut eps = endpoints(&dir, &c)?;
+    let was = c.networks.iter().any(|a| a.network == net.name);
+    if !was && !eps.iter().any(|e| e.network == net.name) {
         return Err(NetworkError::Invalid {
             what: "container",
             value: c.name,
@@ -503,18 +663,60 @@ pub fn disconnect_container(
         }
         .into());
     }
-    berth_net::disconnect(&st, &net.name, &c.id).map_err(NetworkError::from)?;
+    if running(&c) {
+        berth_net::disconnect(&st, &net.name, &c.id).map_err(NetworkError::from)?;
+        if let Some(a) = c.networks.iter().find(|a| a.network == net.name) {
+            update_hosts(&dir, None, Some(a));
+        }
+    }
     c.networks.retain(|a| a.network != net.name);
+    eps.retain(|e| e.network != net.name);
+    save_endpoints(&dir, &eps)?;
     records.save(&c)?;
     Ok(())
 }
 
-/// The published ports of a running container.
+/// Adds the lines of `add` to, or removes those of `remove` from, a running container's
+/// `/etc/hosts` (`<dir>/hosts`, bind-mounted into it: rewritten in place, keeping its inode and
+/// any line the container wrote itself), as Docker does on connect and disconnect.
+fn update_hosts(dir: &Path, add: Option<&Attachment>, remove: Option<&Attachment>) {
+    let p = dir.join("hosts");
+    let Ok(old) = std::fs::read_to_string(&p) else {
+        return;
+    };
+    let hostname = std::fs::read_to_string(dir.join("hostname")).unwrap_or_default();
+    let mut out = String::new();
+    for line in old.lines() {
+        let first = line
+            .split_whitespace()
+            .next()
+            .and_then(|w| w.parse::<IpAddr>().ok());
+        let gone = remove.is_some_and(|a| {
+            first == Some(IpAddr::V4(a.ip)) || (a.ip6.is_some() && first == a.ip6.map(IpAddr::V6))
+        });
+        if !gone {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if let Some(a) = add {
+        out.push_str(&berth_net::hosts_lines(hostname.trim(), a));
+    }
+    if let Err(e) = std::fs::write(&p, out) {
+        tracing::warn!("updating {}: {e}", p.display());
+    }
+}
+
+/// The published ports of a running container (those on all addresses of an IPv6-capable
+/// attachment listed for `0.0.0.0` and `[::]`, as `docker port` lists them).
 pub fn ports(c: &Container) -> Vec<berth_net::PortMapping> {
     if !running(c) {
         return Vec::new();
     }
-    c.networks.iter().flat_map(|a| a.ports.clone()).collect()
+    c.networks
+        .iter()
+        .flat_map(|a| berth_net::listed_ports(&a.ports, a.ip6.is_some()))
+        .collect()
 }
 
 #[cfg(test)]

@@ -652,3 +652,294 @@ fn killed_monitor_leaves_nothing_after_rm() {
         assert!(!env.root.join("netns").join(&id).exists());
     });
 }
+
+/// Pushes the busybox image with `ExposedPorts` to the test registry; returns its reference.
+fn push_exposed(env: &Env, ports: &[&str]) -> String {
+    let layout = env.root.with_file_name("exposed-layout");
+    berth_testutil::fixtures::exposed_ports_layout(&layout, ports).unwrap();
+    let registry = env.image.split('/').next().unwrap();
+    let image = format!("{registry}/exposed:latest");
+    berth_testutil::push(&layout, "latest", &image, &Default::default()).unwrap();
+    bok(env, &["pull", "-q", &image]);
+    image
+}
+
+/// `berth port` lines as (container port/proto, host address, host port).
+fn port_lines(env: &Env, c: &str) -> Vec<(String, String, u16)> {
+    bok(env, &["port", c])
+        .lines()
+        .map(|l| {
+            let (ctr, host) = l.split_once(" -> ").unwrap_or_else(|| panic!("{l}"));
+            let (addr, port) = host.rsplit_once(':').unwrap();
+            (ctr.to_string(), addr.to_string(), port.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn publish_all_and_ipv6_published_ports() {
+    in_test_host("publish_all_and_ipv6_published_ports", |env| {
+        // -P: every ExposedPorts entry of the image on a random host port of its own.
+        let image = push_exposed(env, &["80/tcp", "81/tcp", "53/udp"]);
+        bok(
+            env,
+            &[
+                "run",
+                "-d",
+                "--name",
+                "all",
+                "-P",
+                &image,
+                "sh",
+                "-c",
+                "mkdir -p /www && echo port80 > /www/index.html && httpd -p 80 -h /www && \
+                 mkdir -p /w81 && echo port81 > /w81/index.html && exec httpd -f -p 81 -h /w81",
+            ],
+        );
+        let mut lines = port_lines(env, "all");
+        lines.sort();
+        let ctr: Vec<&str> = lines.iter().map(|l| l.0.as_str()).collect();
+        assert_eq!(ctr, ["53/udp", "80/tcp", "81/tcp"], "{lines:?}");
+        let hosts: HashSet<u16> = lines.iter().map(|l| l.2).collect();
+        assert_eq!(hosts.len(), 3, "{lines:?}");
+        for (c, addr, port) in &lines {
+            assert_eq!(addr, "0.0.0.0");
+            assert!(*port >= 1024, "{lines:?}");
+            if let Some(n) = c.strip_suffix("/tcp") {
+                let body = wait_http(&format!("http://127.0.0.1:{port}/"), "");
+                assert_eq!(body, format!("port{n}\n"));
+                let one = bok(env, &["port", "all", c]);
+                assert_eq!(one, format!("0.0.0.0:{port}\n"));
+            }
+        }
+        bok(env, &["rm", "-f", "all"]);
+
+        // IPv6: the test host and the "internet" get global addresses.
+        ok("ip addr add 2001:db8::1/64 dev uplink nodad && \
+            ip -n internet addr add 2001:db8::2/64 dev eth0 nodad");
+        // Refused with what to do: on a network without IPv6, and on IPv6 loopback.
+        let no6 = berth(
+            env,
+            &[
+                "run",
+                "-d",
+                "-p",
+                "[2001:db8::1]:8091:80",
+                &env.image,
+                "true",
+            ],
+        );
+        assert_eq!(no6.status.code(), Some(125));
+        assert!(
+            text(&no6.stderr).contains("--ipv6"),
+            "{}",
+            text(&no6.stderr)
+        );
+        bok(env, &["network", "create", "--ipv6", "six"]);
+        let lo6 = berth(
+            env,
+            &[
+                "run",
+                "-d",
+                "--network",
+                "six",
+                "-p",
+                "[::1]:8090:80",
+                &env.image,
+                "true",
+            ],
+        );
+        assert_eq!(lo6.status.code(), Some(125));
+        assert!(
+            text(&lo6.stderr).contains("IPv6 loopback"),
+            "{}",
+            text(&lo6.stderr)
+        );
+        for c in berth(env, &["ps", "-aq"]).stdout.split(|b| *b == b'\n') {
+            if !c.is_empty() {
+                bok(env, &["rm", "-f", &text(c)]);
+            }
+        }
+
+        // On all addresses (both families) and on one IPv6 address.
+        run_d(
+            env,
+            &[
+                "--network",
+                "six",
+                "--name",
+                "w6",
+                "-h",
+                "w6",
+                "-p",
+                "8088:80",
+            ],
+            &["sh", "-c", HTTPD],
+        );
+        run_d(
+            env,
+            &[
+                "--network",
+                "six",
+                "--name",
+                "one6",
+                "-h",
+                "one6",
+                "-p",
+                "[2001:db8::1]:8089:80",
+            ],
+            &["sh", "-c", HTTPD],
+        );
+        let mut lines = port_lines(env, "w6");
+        lines.sort();
+        assert_eq!(
+            lines,
+            [
+                ("80/tcp".to_string(), "0.0.0.0".to_string(), 8088),
+                ("80/tcp".to_string(), "[::]".to_string(), 8088)
+            ]
+        );
+        assert_eq!(
+            bok(env, &["port", "one6"]),
+            "80/tcp -> [2001:db8::1]:8089\n"
+        );
+        let ps = bok(env, &["ps"]);
+        assert!(ps.contains("[::]:8088->80/tcp"), "{ps}");
+        // From the test host, from outside it, and from another container (hairpin).
+        for (url, prefix) in [
+            ("http://[2001:db8::1]:8088/", ""),
+            ("http://[2001:db8::1]:8088/", "ip netns exec internet"),
+            ("http://127.0.0.1:8088/", ""),
+        ] {
+            assert_eq!(wait_http(url, prefix), "hello from w6\n", "{prefix} {url}");
+        }
+        assert_eq!(
+            wait_http("http://[2001:db8::1]:8089/", "ip netns exec internet"),
+            "hello from one6\n"
+        );
+        let out = fetch(env, &["--network", "six"], "http://[2001:db8::1]:8088/");
+        assert_eq!(out, "hello from w6\n");
+        // Only that address: not on the host's IPv4 ones.
+        let v4 = sh("timeout 2 busybox wget -q -O - http://127.0.0.1:8089/");
+        assert!(!v4.status.success());
+        bok(env, &["rm", "-f", "w6", "one6"]);
+        let gone = sh("timeout 2 busybox wget -q -O - http://[2001:db8::1]:8088/");
+        assert!(!gone.status.success());
+        bok(env, &["network", "rm", "six"]);
+    });
+}
+
+#[test]
+fn connect_before_start_hosts_follow_and_container_mode_hostname() {
+    in_test_host(
+        "connect_before_start_hosts_follow_and_container_mode_hostname",
+        |env| {
+            bok(
+                env,
+                &["network", "create", "--subnet", "10.89.9.0/24", "one"],
+            );
+            bok(
+                env,
+                &["network", "create", "--subnet", "10.89.10.0/24", "two"],
+            );
+            // A created, never started container: the endpoint is recorded, set up at start.
+            bok(
+                env,
+                &[
+                    "create", "--name", "cc", "-h", "cc", &env.image, "sleep", "300",
+                ],
+            );
+            bok(env, &["network", "connect", "--alias", "ali", "one", "cc"]);
+            let v = inspect(env, "cc");
+            assert!(v["NetworkSettings"]["Networks"]["one"].is_object(), "{v}");
+            let again = berth(env, &["network", "connect", "one", "cc"]);
+            assert!(!again.status.success(), "connected twice");
+            bok(env, &["start", "cc"]);
+            let ip1 = inspect(env, "cc")["NetworkSettings"]["Networks"]["one"]["IPAddress"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert!(ip1.starts_with("10.89.9."), "{ip1}");
+            let addrs = bok(env, &["exec", "cc", "ip", "-4", "-o", "addr"]);
+            assert!(addrs.contains(&format!("inet {ip1}/24")), "{addrs}");
+            assert!(addrs.contains("inet 10.88."), "{addrs}");
+            let hosts = bok(env, &["exec", "cc", "cat", "/etc/hosts"]);
+            assert!(hosts.contains(&format!("{ip1}\tcc ali\n")), "{hosts}");
+            let out = run(env, &["--network", "one"], &["ping", "-c1", "-W2", "ali"]);
+            assert!(out.contains(&format!("PING ali ({ip1})")), "{out}");
+
+            // Running: /etc/hosts gains the new address and aliases, and loses them again.
+            bok(env, &["network", "connect", "--alias", "deux", "two", "cc"]);
+            let ip2 = inspect(env, "cc")["NetworkSettings"]["Networks"]["two"]["IPAddress"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let hosts = bok(env, &["exec", "cc", "cat", "/etc/hosts"]);
+            assert!(hosts.contains(&format!("{ip2}\tcc deux\n")), "{hosts}");
+            bok(env, &["network", "disconnect", "two", "cc"]);
+            let hosts = bok(env, &["exec", "cc", "cat", "/etc/hosts"]);
+            assert!(!hosts.contains(&ip2), "{hosts}");
+            assert!(hosts.contains(&format!("{ip1}\tcc ali\n")), "{hosts}");
+
+            // The connection outlives a restart; the disconnection too.
+            bok(env, &["stop", "-t", "0", "cc"]);
+            bok(env, &["start", "cc"]);
+            let v = inspect(env, "cc");
+            let nets = v["NetworkSettings"]["Networks"].as_object().unwrap();
+            let mut names: Vec<&String> = nets.keys().collect();
+            names.sort();
+            assert_eq!(names, ["bridge", "one"], "{v}");
+            let out = run(env, &["--network", "one"], &["ping", "-c1", "-W2", "ali"]);
+            assert!(out.contains("PING ali (10.89.9."), "{out}");
+
+            // disconnect before the first start: it never joins.
+            bok(env, &["create", "--name", "cd", &env.image, "sleep", "300"]);
+            bok(env, &["network", "connect", "two", "cd"]);
+            bok(env, &["network", "disconnect", "two", "cd"]);
+            let lone = berth(env, &["network", "disconnect", "two", "cd"]);
+            assert!(!lone.status.success());
+            bok(env, &["start", "cd"]);
+            let v = inspect(env, "cd");
+            assert!(v["NetworkSettings"]["Networks"]["two"].is_null(), "{v}");
+            let addrs = bok(env, &["exec", "cd", "ip", "-4", "-o", "addr"]);
+            assert!(!addrs.contains("10.89.10."), "{addrs}");
+
+            // --network container:NAME: that container's network, hostname and /etc files;
+            // flags that would change them are refused, as Docker refuses them.
+            let ip1 = inspect(env, "cc")["NetworkSettings"]["Networks"]["one"]["IPAddress"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let out = run(
+                env,
+                &["--network", "container:cc"],
+                &[
+                    "sh",
+                    "-c",
+                    "hostname; cat /etc/hostname /etc/hosts; ip -4 -o addr",
+                ],
+            );
+            assert!(out.starts_with("cc\ncc\n"), "{out}");
+            assert!(out.contains(&format!("{ip1}\tcc ali")), "{out}");
+            assert!(out.contains(&format!("inet {ip1}/24")), "{out}");
+            for flags in [
+                ["-h", "other"],
+                ["--dns", "192.0.2.1"],
+                ["--add-host", "x:192.0.2.1"],
+            ] {
+                let mut a = vec!["run", "--rm", "--network", "container:cc"];
+                a.extend(flags);
+                a.extend([env.image.as_str(), "true"]);
+                let o = berth(env, &a);
+                assert_eq!(o.status.code(), Some(125), "{flags:?}");
+                assert!(
+                    text(&o.stderr).contains("conflicting options"),
+                    "{}",
+                    text(&o.stderr)
+                );
+            }
+            bok(env, &["rm", "-f", "cc", "cd"]);
+            bok(env, &["network", "rm", "one", "two"]);
+        },
+    );
+}

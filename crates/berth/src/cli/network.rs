@@ -192,11 +192,7 @@ pub fn port(g: &Globals, container: &str, private: Option<&str>) -> Result<i32> 
         match &want {
             Some((n, proto)) => {
                 if p.container_port == *n && p.protocol.to_string() == *proto {
-                    let ip = p
-                        .host_ip
-                        .map(|i| i.to_string())
-                        .unwrap_or_else(|| "0.0.0.0".into());
-                    println!("{ip}:{}", p.host_port);
+                    println!("{}:{}", p.host_addr(), p.host_port);
                     found = true;
                 }
             }
