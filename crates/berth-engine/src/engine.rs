@@ -253,6 +253,8 @@ impl Engine {
                 rootfs.display()
             );
         }
+        // Before the hostname: `--network container:NAME` takes that container's.
+        let netns = network::attach(&self.root, &self.records, c)?;
         let o = &c.options;
         let net_host = o.network == "host";
         let hostname = if net_host && o.hostname.is_none() {
@@ -263,7 +265,6 @@ impl Engine {
         } else {
             c.hostname.clone()
         };
-        let netns = network::attach(&self.root, &self.records, c)?;
         let (hosts, resolv) = network::etc_files(&self.records, c, &hostname)?;
         let o = &c.options;
         for (f, text) in [
