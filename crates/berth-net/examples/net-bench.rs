@@ -44,6 +44,7 @@ fn main() {
                 v[v.len() / 2]
             };
             let (mut base, mut rel, mut conn, mut disc) = (vec![], vec![], vec![], vec![]);
+            let mut publ = vec![];
             for i in 0..n {
                 // A container without network (--network none): namespace made and removed.
                 let t = Instant::now();
@@ -59,6 +60,18 @@ fn main() {
                 berth_net::release(&store, &id).unwrap();
                 remove_netns(&p).unwrap();
                 rel.push(ms(t));
+                // The same with a published port (`-p`): its nftables rule comes and goes.
+                let id = format!("p{i}");
+                let opts = ConnectOptions {
+                    ports: parse_publish(&format!("{}:80", 20000 + i % 20000)).unwrap(),
+                    ..Default::default()
+                };
+                let t = Instant::now();
+                create_netns(&p).unwrap();
+                connect(&store, "cost", &id, &id, &p, &opts).unwrap();
+                berth_net::release(&store, &id).unwrap();
+                remove_netns(&p).unwrap();
+                publ.push(ms(t));
                 // connect and an explicit disconnect (`berth network disconnect`).
                 let id = format!("c{i}");
                 create_netns(&p).unwrap();
@@ -76,6 +89,11 @@ fn main() {
             println!(
                 "  netns + connect + release (bridge):   {r:.2} ms  -> network cost {:.2} ms",
                 r - b
+            );
+            println!(
+                "  the same with -p (a published port):  {:.2} ms  -> network cost {:.2} ms",
+                median(publ.clone()),
+                median(publ) - b
             );
             println!(
                 "  connect alone:                        {:.2} ms",

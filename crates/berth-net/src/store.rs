@@ -48,6 +48,13 @@ struct Ipam {
     leases: Vec<Lease>,
 }
 
+/// `nft.applied`: what berth last wrote to the kernel's `inet berth` table.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Applied {
+    structure: String,
+    ports: Vec<nft::PortElem>,
+}
+
 pub(crate) struct Locked {
     _lock: Flock<File>,
 }
@@ -480,23 +487,58 @@ impl NetStore {
         Ok(out)
     }
 
-    /// Rewrites the nftables table from the records (caller holds the lock). Every nftables
-    /// transaction waits for an RCU grace period (10-30 ms), so it is skipped when the rules
-    /// would not change (containers without published ports), unless `force`.
+    /// Brings the nftables table in line with the records (caller holds the lock). The table's
+    /// structure is rewritten with `nft` only when networks changed (or `force`); published
+    /// ports are added and removed in place over netlink. Every structural transaction makes the
+    /// kernel wait for an RCU grace period (10-30 ms); map elements do not.
     fn sync_rules(&self, force: bool) -> Result<(), NetError> {
         let mut all = Vec::new();
         for n in self.list()? {
             let l = self.leases(&n.name)?;
             all.push((n, l));
         }
-        let script = nft::render(&all);
-        let applied = self.dir.join("nft.applied");
-        if !force && std::fs::read_to_string(&applied).ok().as_deref() == Some(script.as_str()) {
-            return Ok(());
+        let want = Applied {
+            structure: nft::render(&all),
+            ports: nft::port_elems(&all),
+        };
+        let path = self.dir.join("nft.applied");
+        let had: Option<Applied> = if force {
+            None
+        } else {
+            std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+        };
+        if let Some(had) = had.filter(|h| h.structure == want.structure) {
+            let add: Vec<_> = want
+                .ports
+                .iter()
+                .filter(|e| !had.ports.contains(e))
+                .cloned()
+                .collect();
+            let del: Vec<_> = had
+                .ports
+                .iter()
+                .filter(|e| !want.ports.contains(e))
+                .cloned()
+                .collect();
+            if add.is_empty() && del.is_empty() {
+                return Ok(());
+            }
+            let _ = std::fs::remove_file(&path);
+            match nft::update_ports(&add, &del) {
+                Ok(()) => return self.save_applied(&path, &want),
+                // The table changed behind berth's back: rewrite it whole.
+                Err(e) => tracing::debug!("updating published ports in place: {e}"),
+            }
         }
-        let _ = std::fs::remove_file(&applied);
-        nft::apply(&script)?;
-        write_atomic(&applied, script.as_bytes())
+        let _ = std::fs::remove_file(&path);
+        nft::apply(&nft::script(&want.structure, &want.ports))?;
+        self.save_applied(&path, &want)
+    }
+
+    fn save_applied(&self, path: &Path, a: &Applied) -> Result<(), NetError> {
+        write_atomic(path, &serde_json::to_vec(a).expect("rules serialise"))
     }
 
     /// The bridge of `net`, created with its gateway address if missing.

@@ -730,3 +730,49 @@ fn published_udp_port() {
         assert!(std::net::TcpStream::connect("127.0.0.1:5353").is_err());
     });
 }
+
+#[test]
+fn published_ports_change_in_place_over_netlink() {
+    in_test_host("published_ports_change_in_place_over_netlink", |h| {
+        use berth_net::nft::{self, PortElem};
+        let e = |port: u16| PortElem {
+            host_ip: None,
+            protocol: berth_net::Protocol::Tcp,
+            host_port: port,
+            ip: "10.88.0.5".parse().unwrap(),
+            port: 80,
+        };
+        let e6 = PortElem {
+            host_ip: Some("2001:db8::1".parse().unwrap()),
+            protocol: berth_net::Protocol::Udp,
+            host_port: 53,
+            ip: "fd00::5".parse().unwrap(),
+            port: 5353,
+        };
+        // No table yet: refused, nothing made.
+        assert!(nft::update_ports(&[e(8080)], &[]).is_err());
+        assert_eq!(ok("nft list ruleset"), "");
+        // A network's table, then elements added and removed in place.
+        let net = user_net(h, "n", false);
+        nft::apply(&nft::render(&[(net, vec![])])).unwrap();
+        nft::update_ports(&[e(8080), e(8081), e6.clone()], &[]).unwrap();
+        let pub4 = ok("nft list map inet berth pub4");
+        assert!(pub4.contains("tcp . 8080 : 10.88.0.5 . 80"), "{pub4}");
+        assert!(pub4.contains("tcp . 8081 : 10.88.0.5 . 80"), "{pub4}");
+        let pub6a = ok("nft list map inet berth pub6a");
+        assert!(
+            pub6a.contains("2001:db8::1 . udp . 53 : fd00::5 . 5353"),
+            "{pub6a}"
+        );
+        nft::update_ports(&[e(8082)], &[e(8080), e6.clone()]).unwrap();
+        let pub4 = ok("nft list map inet berth pub4");
+        assert!(!pub4.contains("8080") && pub4.contains("8081"), "{pub4}");
+        assert!(pub4.contains("8082"), "{pub4}");
+        assert!(!ok("nft list map inet berth pub6a").contains("fd00::5"));
+        // One failing part (an element that is not there) aborts the whole transaction.
+        let err = nft::update_ports(&[e(8083)], &[e(8080)]).unwrap_err();
+        assert!(err.to_string().contains("No such file"), "{err}");
+        assert!(!ok("nft list map inet berth pub4").contains("8083"));
+        ok("nft delete table inet berth");
+    });
+}
