@@ -1,15 +1,14 @@
 //! runc's command line: global flags, then one of create, start, state, kill, delete, run, exec,
 //! ps, list, pause, resume, update, features, spec, events. Errors go to stderr and, with
-//! `--log`, to the log file in runc's text or JSON format (containerd and podman read it).
+//! `--log`, to the log file in runc's text or JSON format (containerd and podman read it);
+//! `--debug` adds debug lines ([`crate::log`]).
 
 use crate::container::{self, CreateOpts};
 use crate::error::{Error, Result};
 use crate::exec::{self, ExecOpts};
 use crate::state::{self, Container};
 use clap::{Args, Parser, Subcommand};
-use std::io::Write;
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -21,13 +20,13 @@ struct Cli {
     /// Directory for container state.
     #[arg(long, global = true, default_value = state::DEFAULT_ROOT)]
     root: PathBuf,
-    /// Log file (errors and warnings).
+    /// Log file (warnings and errors; debug lines with --debug). Default: stderr.
     #[arg(long, global = true)]
     log: Option<PathBuf>,
     /// Log format: text or json.
     #[arg(long = "log-format", global = true, default_value = "text")]
     log_format: String,
-    /// Debug logging.
+    /// Log what the runtime does (debug level).
     #[arg(long, global = true)]
     debug: bool,
     /// Use systemd for cgroups (not supported).
@@ -204,43 +203,12 @@ struct UpdateArgs {
     id: String,
 }
 
-struct LogCfg {
-    path: Option<PathBuf>,
-    json: bool,
-    debug: bool,
-}
-
-static LOG: OnceLock<LogCfg> = OnceLock::new();
-
-fn log_line(level: &str, msg: &str) {
-    let Some(cfg) = LOG.get() else { return };
-    let Some(path) = &cfg.path else { return };
-    if level == "debug" && !cfg.debug {
-        return;
-    }
-    let time = state::now_rfc3339();
-    let line = if cfg.json {
-        serde_json::json!({"level": level, "msg": msg, "time": time}).to_string()
-    } else {
-        format!("time={time:?} level={level} msg={msg:?}")
-    };
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-    {
-        let _ = writeln!(f, "{line}");
-    }
-}
-
-/// Prints a warning to stderr and the log.
-pub fn warn(msg: &str) {
-    eprintln!("berth-runtime: warning: {msg}");
-    log_line("warning", msg);
-}
-
 /// Runs the runtime CLI with `args` (`args[0]` is the program name); returns the exit code.
 pub fn main(args: Vec<String>) -> i32 {
+    // A hook or console peer that goes away must give EPIPE, not kill the runtime (Rust's
+    // start-up does this too, but the `berth-runtime` binary skips it).
+    // SAFETY: setting a signal disposition; the runtime is single-threaded here.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     // runc accepts single-dash long flags (-root); clap wants two dashes.
     let args: Vec<String> = args
         .into_iter()
@@ -273,18 +241,21 @@ pub fn main(args: Vec<String>) -> i32 {
             }
         },
     };
-    let _ = LOG.set(LogCfg {
-        path: cli.log.clone(),
-        json: cli.log_format == "json",
-        debug: cli.debug,
-    });
+    crate::log::init(cli.log.clone(), cli.log_format == "json", cli.debug);
+    if !matches!(cli.log_format.as_str(), "text" | "json") {
+        crate::log::error(&format!(
+            "unknown --log-format {:?}: use text or json",
+            cli.log_format
+        ));
+        return 1;
+    }
     // Commands that start container processes first make sure those processes can never
     // reach a writable copy of this binary (CVE-2019-5736): this may re-execute the runtime.
     if matches!(cli.cmd, Cmd::Create(_) | Cmd::Run { .. } | Cmd::Exec { .. }) {
         if let Err(e) = crate::selfexe::ensure_read_only_exe() {
-            let msg = format!("making the runtime's own binary read-only (CVE-2019-5736): {e}");
-            eprintln!("berth-runtime: {msg}");
-            log_line("error", &msg);
+            crate::log::error(&format!(
+                "making the runtime's own binary read-only (CVE-2019-5736): {e}"
+            ));
             return 1;
         }
     }
@@ -292,9 +263,7 @@ pub fn main(args: Vec<String>) -> i32 {
     match r {
         Ok(code) => code,
         Err(e) => {
-            let msg = e.to_string();
-            eprintln!("berth-runtime: {msg}");
-            log_line("error", &msg);
+            crate::log::error(&e.to_string());
             // runc's code when exec cannot start the process; engines map it to 126/127.
             if matches!(cli.cmd, Cmd::Exec { .. }) {
                 255

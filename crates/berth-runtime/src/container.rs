@@ -12,12 +12,14 @@
 //!    config joins namespaces by path or asks for a time namespace, a short-lived intermediate
 //!    process does the `setns` calls (user first) / `unshare(CLONE_NEWTIME)` and clones the init
 //!    with `CLONE_PARENT`, so the init is always the runtime's child;
-//! 4. write the uid/gid maps, add the pid to v1 cgroups, set oom_score_adj, then send "go" over
-//!    the socketpair ([`crate::channel`]); run prestart/createRuntime hooks when the init asks
-//!    (mounts done, before pivot_root); wait for "ready" or an error message;
-//! 5. write `state.json` and `--pid-file`, exit. The init ([`crate::init`]) stays blocked opening
-//!    `exec.fifo` for writing until `start` opens it for reading, then execs the user program
-//!    directly, so no runtime code runs in the container after that.
+//! 4. write `state.json` (status `creating`), the uid/gid maps, add the pid to v1 cgroups, set
+//!    oom_score_adj, then send "go" over the socketpair ([`crate::channel`]); run
+//!    prestart/createRuntime hooks when the init asks (mounts done, before pivot_root); wait for
+//!    "ready" or an error message;
+//! 5. rewrite `state.json` without the `creating` flag (status `created`), write `--pid-file`,
+//!    exit. The init ([`crate::init`]) stays blocked opening `exec.fifo` for writing until
+//!    `start` opens it for reading, then execs the user program directly, so no runtime code
+//!    runs in the container after that.
 //!
 //! `run` is create + start in one process without the fifo (a "start" message instead); in the
 //! foreground it forwards signals, waits for the init, cleans up and exits with its status
@@ -149,6 +151,12 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
         .ctx(|| format!("bundle directory {}", o.bundle.display()))?;
     let spec = config::load(&bundle)?;
     let process = spec.process().as_ref().expect("validated");
+    crate::debug!(
+        "{}: config.json loaded (ociVersion {}, process.args {:?})",
+        o.id,
+        spec.version(),
+        process.args().as_deref().unwrap_or_default()
+    );
     let terminal = process.terminal().unwrap_or(false);
     if terminal && o.console_socket.is_none() && !foreground {
         bail!("cannot allocate tty if berth-runtime will detach without setting console socket: pass --console-socket or set process.terminal to false");
@@ -198,11 +206,14 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
         // SAFETY: geteuid cannot fail.
         Err(e) if unsafe { libc::geteuid() } != 0 => {
             // Rootless, as runc: without cgroup delegation the container runs without limits.
-            crate::cli::warn(&format!("rootless: running without cgroups: {e}"));
+            crate::log::warn(&format!("rootless: running without cgroups: {e}"));
             None
         }
         Err(e) => return Err(e),
     };
+    if let Some(m) = &mgr {
+        crate::debug!("{}: cgroup {:?}", o.id, m.dirs());
+    }
     cleanup.cgroup = mgr.clone();
     let cgfd = mgr.as_ref().and_then(|m| m.v2_dir_fd());
     let (pchan, cchan) = Channel::pair()?;
@@ -219,6 +230,16 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
         }
     }
     joins.sort_by_key(|(t, _)| join_order(*t));
+    crate::debug!(
+        "{}: namespaces: new {:?}{}, joining {:?}",
+        o.id,
+        nss.iter()
+            .filter(|(_, p)| p.is_none())
+            .map(|(t, _)| t.to_string())
+            .collect::<Vec<_>>(),
+        if new_time { " (time via a helper)" } else { "" },
+        joins
+    );
     let idmapped = crate::idmap::prepare(&spec)?;
     let args = InitArgs {
         spec: &spec,
@@ -294,6 +315,29 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
     drop(cchan);
     drop(console);
     cleanup.pid = pid;
+    crate::debug!("{}: init cloned, host pid {pid}", o.id);
+    // From here `state` and `list` show the container as `creating` (hooks may ask for it).
+    let (pid_start, _) = sys::proc_stat(pid)
+        .ok_or_else(|| Error::Msg("the container's init exited during create".into()))?;
+    let mut container = Container {
+        dir: dir.clone(),
+        saved: Saved {
+            id: o.id.clone(),
+            pid,
+            pid_start,
+            bundle: bundle.clone(),
+            rootfs: spec.root().as_ref().expect("validated").path().clone(),
+            created: state::now_rfc3339(),
+            annotations: spec.annotations().clone().unwrap_or_default(),
+            cgroup: mgr.as_ref().map(|m| m.to_saved()),
+            paused: false,
+            no_pivot: o.no_pivot,
+            // SAFETY: getuid cannot fail.
+            owner: unsafe { libc::getuid() },
+            creating: true,
+        },
+    };
+    container.save()?;
     if flags & libc::CLONE_NEWUSER as u64 != 0 {
         write_id_maps(&spec, pid)?;
     }
@@ -309,11 +353,13 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
         .ctx(|| format!("setting oom_score_adj {adj} (lowering it needs CAP_SYS_RESOURCE)"))?;
     }
     pchan.send_go(pid)?;
+    crate::debug!("{}: id maps and cgroup set, init released", o.id);
     loop {
         match pchan.wait_ready()? {
             Step::Ready => break,
             Step::SeccompFd(fd) => crate::secc::forward(fd, &spec, &o.id, pid, &bundle)?,
             Step::Hooks => {
+                crate::debug!("{}: running prestart and createRuntime hooks", o.id);
                 let st = hook_state(&o.id, "creating", pid, &bundle, &spec);
                 let h = spec.hooks().as_ref();
                 hooks::run_all("prestart", h.and_then(|h| h.prestart().as_ref()), &st)?;
@@ -326,29 +372,15 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
             }
         }
     }
-    let (pid_start, _) = sys::proc_stat(pid)
-        .ok_or_else(|| Error::Msg("the container's init exited during create".into()))?;
-    let container = Container {
-        dir: dir.clone(),
-        saved: Saved {
-            id: o.id.clone(),
-            pid,
-            pid_start,
-            bundle: bundle.clone(),
-            rootfs: spec.root().as_ref().expect("validated").path().clone(),
-            created: state::now_rfc3339(),
-            annotations: spec.annotations().clone().unwrap_or_default(),
-            cgroup: mgr.as_ref().map(|m| m.to_saved()),
-            paused: false,
-            no_pivot: o.no_pivot,
-            // SAFETY: getuid cannot fail.
-            owner: unsafe { libc::getuid() },
-        },
-    };
+    if !container.alive() {
+        bail!("the container's init exited during create");
+    }
+    container.saved.creating = false;
     container.save()?;
     if let Some(p) = &o.pid_file {
         write_pid_file(p, pid)?;
     }
+    crate::debug!("{}: created (init pid {pid} ready)", o.id);
     cleanup.pid = 0;
     cleanup.cgroup = None;
     cleanup.dir = None;
@@ -507,6 +539,7 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         }
     }
     std::fs::remove_file(&fifo).ctx(|| format!("removing {}", fifo.display()))?;
+    crate::debug!("{id}: started (init pid {})", c.saved.pid);
     if let Some(spec) = load_spec(&c) {
         run_poststart(&c, &spec);
     }
@@ -517,7 +550,7 @@ fn run_poststart(c: &Container, spec: &Spec) {
     if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()) {
         let st = hook_state(&c.saved.id, "running", c.saved.pid, &c.saved.bundle, spec);
         if let Err(e) = hooks::run_all("poststart", Some(h), &st) {
-            crate::cli::warn(&format!("{e}"));
+            crate::log::warn(&format!("{e}"));
         }
     }
 }
@@ -547,6 +580,7 @@ pub fn run(o: &CreateOpts, detach: bool) -> Result<i32> {
         destroy(&c, cgroup.as_ref(), Some(&spec));
         return Err(e);
     }
+    crate::debug!("{}: started (init pid {})", c.saved.id, c.saved.pid);
     run_poststart(&c, &spec);
     if detach {
         return Ok(0);
@@ -560,6 +594,7 @@ pub fn run(o: &CreateOpts, detach: bool) -> Result<i32> {
         }
         None => wait_child(c.saved.pid, Some(&set)),
     };
+    crate::debug!("{}: init exited, code {code}", c.saved.id);
     destroy(&c, cgroup.as_ref(), Some(&spec));
     Ok(code)
 }
@@ -645,14 +680,14 @@ pub fn destroy(c: &Container, mgr: Option<&Manager>, spec: Option<&Spec>) {
             let _ = m.kill_all(libc::SIGKILL);
         }
         if let Err(e) = m.destroy() {
-            crate::cli::warn(&format!("removing the cgroup of {}: {e}", c.saved.id));
+            crate::log::warn(&format!("removing the cgroup of {}: {e}", c.saved.id));
         }
     }
     if let Some(spec) = spec {
         if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()) {
             let st = hook_state(&c.saved.id, "stopped", c.saved.pid, &c.saved.bundle, spec);
             if let Err(e) = hooks::run_all("poststop", Some(h), &st) {
-                crate::cli::warn(&format!("{e}"));
+                crate::log::warn(&format!("{e}"));
             }
         }
     }
@@ -728,6 +763,7 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
                 .map_err(|e| Error::Msg(format!("kill --all: {e}")));
         }
     }
+    crate::debug!("{id}: signal {sig} to init pid {}", c.saved.pid);
     // SAFETY: signalling the container's init (its start time was just checked).
     sys::cvt(unsafe { libc::kill(c.saved.pid, sig) }).ctx(|| format!("signalling {id}"))?;
     Ok(())
@@ -759,6 +795,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         }
     }
     let spec = load_spec(&c);
+    crate::debug!("{id}: deleting (was {})", c.status().as_str());
     destroy(&c, mgr.as_ref(), spec.as_ref());
     Ok(())
 }

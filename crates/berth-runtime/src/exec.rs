@@ -185,6 +185,12 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
         ns_fds.push((flag, fd));
     }
     let _ = join_order;
+    crate::debug!(
+        "{}: exec {:?}: joining {} namespaces of init pid {pid}",
+        o.id,
+        process.args().as_deref().unwrap_or_default(),
+        ns_fds.len()
+    );
     let mgr = c
         .saved
         .cgroup
@@ -263,6 +269,7 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
             )))
         })?;
     }
+    crate::debug!("{}: exec process is pid {child}", o.id);
     pchan.send_go(child).map_err(fail)?;
     let master = match &console_peer {
         Some(peer) => Some(
@@ -300,12 +307,7 @@ fn exec_child(
     personality: Option<&str>,
     filter: Option<crate::seccomp::Filter>,
 ) -> Result<Error> {
-    // SAFETY: resetting our signal mask (inherited blocked from the runtime).
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    }
+    crate::init::unblock_signals();
     sys::prctl(libc::PR_SET_DUMPABLE, 0, 0).ctx(|| "PR_SET_DUMPABLE")?;
     chan.wait_go()?;
     if let Some(aff) = process.exec_cpu_affinity() {

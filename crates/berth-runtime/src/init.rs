@@ -75,15 +75,38 @@ pub fn hook_state(
     .to_string()
 }
 
-fn unblock_signals() {
+/// Empties the signal mask and resets every disposition to the default, so the user's program
+/// starts as a fresh process would (the runtime ignores SIGPIPE and blocks what it forwards).
+pub fn unblock_signals() {
     // SAFETY: manipulating our own signal mask / dispositions.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        for s in 1..32 {
+        // Every signal, real-time ones included (an ignored one survives execve); the raw
+        // syscall also reaches the two that glibc reserves for itself.
+        #[repr(C)]
+        struct KSigaction {
+            handler: libc::sighandler_t,
+            flags: libc::c_ulong,
+            restorer: usize,
+            mask: u64,
+        }
+        let dfl = KSigaction {
+            handler: libc::SIG_DFL,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        for s in 1..=64 {
             if s != libc::SIGKILL && s != libc::SIGSTOP {
-                libc::signal(s, libc::SIG_DFL);
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    s,
+                    &dfl as *const KSigaction,
+                    std::ptr::null_mut::<KSigaction>(),
+                    8usize,
+                );
             }
         }
     }
@@ -96,6 +119,7 @@ fn stage(a: &mut InitArgs) -> Result<crate::error::Error> {
     sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0)
         .ctx(|| "PR_SET_PDEATHSIG")?;
     let host_pid = a.chan.wait_go()?;
+    crate::debug!("{}: init {host_pid}: preparing the container", a.id);
     // Non-dumpable from here on (its /proc files become root's, so only after the runtime,
     // possibly unprivileged, has written the id maps): nothing in the container may open
     // /proc/<init>/exe or ptrace the runtime binary.
@@ -145,6 +169,15 @@ fn stage(a: &mut InitArgs) -> Result<crate::error::Error> {
             hooks::run_all("createContainer", Some(cc), &st)?;
         }
     }
+    crate::debug!(
+        "{}: init {host_pid}: {} into {root}",
+        a.id,
+        if a.no_pivot {
+            "MS_MOVE + chroot"
+        } else {
+            "pivot_root"
+        }
+    );
     rootfs::switch_root(root, a.no_pivot)?;
     if let Some(s) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
         for (k, v) in s {
@@ -195,6 +228,11 @@ fn stage(a: &mut InitArgs) -> Result<crate::error::Error> {
         crate::secc::load(filter.take(), a.chan)?;
     }
     sys::prctl(libc::PR_SET_PDEATHSIG, 0, 0).ctx(|| "PR_SET_PDEATHSIG")?;
+    crate::debug!(
+        "{}: init {host_pid}: ready, waiting for start ({})",
+        a.id,
+        if a.fifo.is_some() { "exec fifo" } else { "run" }
+    );
     a.chan.send_ready()?;
     match a.fifo {
         Some(fd) => {
@@ -286,7 +324,10 @@ pub fn prepare_process(
     process::set_sched(process)?;
     process::set_personality(personality)?;
     process::set_lsm(process)?;
-    sys::close_fds_except(keep);
+    // The debug log (close-on-exec) stays open so that no other file takes its number.
+    let mut keep = keep.to_vec();
+    keep.extend(crate::log::fd());
+    sys::close_fds_except(&keep);
     let caps = process::cap_sets(process)?;
     early_seccomp()?;
     process::set_user_and_caps(process, &caps)?;

@@ -11,6 +11,7 @@ pub mod exec;
 pub mod hooks;
 pub mod idmap;
 pub mod init;
+pub mod log;
 pub mod process;
 pub mod rootfs;
 pub mod secc;

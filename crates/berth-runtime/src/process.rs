@@ -72,6 +72,7 @@ fn check_exec(path: &str) -> std::result::Result<(), String> {
 impl Exec {
     /// execve; returns only on failure.
     pub fn exec(&self) -> Error {
+        crate::debug!("exec {:?} {:?}", self.path, self.argv);
         let mut argv: Vec<*const libc::c_char> = self.argv.iter().map(|a| a.as_ptr()).collect();
         argv.push(std::ptr::null());
         let mut envp: Vec<*const libc::c_char> = self.envp.iter().map(|a| a.as_ptr()).collect();

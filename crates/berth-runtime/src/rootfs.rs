@@ -294,6 +294,13 @@ pub fn prepare(c: &RootfsCtx) -> Result<()> {
             devpts = true;
         }
         let tree = c.idmapped.iter().find(|(j, _)| *j == i).map(|(_, fd)| *fd);
+        crate::debug!(
+            "mount {} on {} (type {}, options {:?})",
+            m.source().as_deref().unwrap_or(Path::new("")).display(),
+            m.destination().display(),
+            m.typ().as_deref().unwrap_or("none"),
+            m.options().as_deref().unwrap_or_default()
+        );
         mount_one(c, &rootfd, m, &rel, o, tree).map_err(|e| {
             Error::Msg(format!(
                 "mounting {} ({}): {e}",
@@ -304,6 +311,7 @@ pub fn prepare(c: &RootfsCtx) -> Result<()> {
     }
     if !dev_bound {
         setup_dev(c, &rootfd, devpts)?;
+        crate::debug!("default devices and /dev symlinks created");
     }
     Ok(())
 }
@@ -748,6 +756,11 @@ pub fn switch_root(root: &str, no_pivot: bool) -> Result<()> {
 pub fn finalize(spec: &Spec) -> Result<()> {
     let rootfd = sys::open("/", libc::O_PATH | libc::O_DIRECTORY, 0).ctx(|| "opening /")?;
     if let Some(l) = spec.linux() {
+        crate::debug!(
+            "masking {} paths, {} read-only paths",
+            l.masked_paths().as_ref().map_or(0, Vec::len),
+            l.readonly_paths().as_ref().map_or(0, Vec::len)
+        );
         if let Some(masked) = l.masked_paths() {
             if !masked.is_empty() {
                 let null = verified_dev_null()?;

@@ -1,10 +1,12 @@
 //! Container state on disk: `<root>/<id>/state.json` (written atomically), `<root>/<id>/exec.fifo`
 //! (present from create until start), and a per-container `flock` on the directory.
 //!
-//! The status is derived, never stored: the init pid plus its start time (field 22 of
+//! The status is derived from what is stored: the init pid plus its start time (field 22 of
 //! `/proc/<pid>/stat`, so a recycled pid is not mistaken for the container) tell whether it is
-//! alive; alive with the exec fifo still present is `created`; alive and frozen by `pause` is
-//! `paused`; alive otherwise is `running`; dead or a zombie is `stopped`.
+//! alive; alive while `create` is still at work (the `creating` flag, written as soon as the
+//! init exists and cleared when it waits for `start`) is `creating`; alive with the exec fifo
+//! still present is `created`; alive and frozen by `pause` is `paused`; alive otherwise is
+//! `running`; dead or a zombie is `stopped`.
 
 use crate::bail;
 use crate::error::{Ctx, Error, Result};
@@ -49,6 +51,10 @@ pub struct Saved {
     /// The uid that created the container.
     #[serde(default)]
     pub owner: u32,
+    /// Set while `create` is still preparing the container (status `creating`); cleared once
+    /// the init waits for `start`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub creating: bool,
 }
 
 /// Container status as the runtime-spec names it.
@@ -161,6 +167,8 @@ impl Container {
     pub fn status(&self) -> Status {
         if !self.alive() {
             Status::Stopped
+        } else if self.saved.creating {
+            Status::Creating
         } else if self.saved.paused {
             Status::Paused
         } else if self.fifo().exists() {

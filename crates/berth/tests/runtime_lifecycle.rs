@@ -83,6 +83,140 @@ fn create_blocks_until_start_and_states_follow_the_lifecycle() {
 }
 
 #[test]
+fn state_and_list_say_creating_while_create_runs() {
+    let mut rt = Rt::new();
+    let id = rt.id("creating");
+    let root = rt.root.display().to_string();
+    let from_runtime = rt.path("state-createRuntime.json");
+    let from_container = rt.path("state-createContainer.json");
+    let list = rt.path("list.json");
+    let sh = |cmd: String| json!({"path": "/bin/sh", "args": ["sh", "-c", cmd]});
+    rt.config["hooks"] = json!({
+        "createRuntime": [sh(format!(
+            "{BIN} --root {root} state {id} > {}; {BIN} --root {root} list -f json > {}",
+            from_runtime.display(),
+            list.display()
+        ))],
+        "createContainer": [sh(format!(
+            "{BIN} --root {root} state {id} > {}",
+            from_container.display()
+        ))],
+    });
+    rt.args(&["sleep", "1000"]);
+    rt.write();
+    let (ok, err) = rt.bg(&["create", "--bundle", &rt.b(), &id]);
+    assert!(ok, "create failed: {err}");
+    for f in [&from_runtime, &from_container] {
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        let st: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}: {text:?}", f.display()));
+        assert_eq!(st["status"], "creating", "{}: {st}", f.display());
+        assert_eq!(st["id"], id.as_str());
+        assert!(st["pid"].as_i64().unwrap() > 0, "{st}");
+    }
+    let all: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&list).unwrap()).expect("list json");
+    let mine = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id.as_str())
+        .expect("the container is listed during create");
+    assert_eq!(mine["status"], "creating");
+    // Once create has returned, the init waits for start.
+    assert_eq!(rt.state(&id)["status"], "created");
+}
+
+#[test]
+fn debug_flag_logs_what_the_runtime_does() {
+    let mut rt = Rt::new();
+    rt.args(&["true"]);
+    rt.write();
+    let run = |global: &[&str], name: &str| {
+        let id = format!("{name}-{}", std::process::id());
+        let out = rt
+            .cmd()
+            .args(global)
+            .args(["run", "--bundle", &rt.b(), &id])
+            .output()
+            .unwrap();
+        succeeded(&out)
+    };
+    let wanted = [
+        "config.json loaded",
+        "cgroup",
+        "namespaces: new",
+        "mount proc on /proc",
+        "pivot_root into",
+        "exec \\\"/bin/true\\\"",
+    ];
+    // Text to the --log file.
+    let text_log = rt.path("debug.log");
+    let stderr = run(
+        &["--debug", "--log", text_log.to_str().unwrap()],
+        "dbg-text",
+    );
+    assert!(!stderr.contains("level=debug"), "{stderr}");
+    let text = std::fs::read_to_string(&text_log).unwrap();
+    for w in wanted {
+        assert!(
+            text.lines()
+                .any(|l| l.contains("level=debug") && l.contains(w)),
+            "no debug line with {w:?} in:\n{text}"
+        );
+    }
+    assert!(text.lines().all(|l| l.starts_with("time=\"")), "{text}");
+    // JSON to the --log file.
+    let json_log = rt.path("debug.json");
+    run(
+        &[
+            "--debug",
+            "--log",
+            json_log.to_str().unwrap(),
+            "--log-format",
+            "json",
+        ],
+        "dbg-json",
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&json_log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON log line"))
+        .collect();
+    assert!(lines
+        .iter()
+        .any(|l| l["level"] == "debug" && l["msg"].as_str().unwrap().contains("pivot_root")));
+    assert!(lines.iter().all(|l| l["time"].is_string()));
+    // No --log: debug lines go to stderr.
+    let stderr = run(&["--debug"], "dbg-stderr");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("level=debug") && l.contains("pivot_root")),
+        "{stderr}"
+    );
+    // Without --debug: nothing at debug level, in the file or on stderr.
+    let quiet_log = rt.path("quiet.log");
+    let stderr = run(&["--log", quiet_log.to_str().unwrap()], "dbg-quiet");
+    let quiet = std::fs::read_to_string(&quiet_log).unwrap_or_default();
+    assert!(!quiet.contains("level=debug"), "{quiet}");
+    assert!(!stderr.contains("level=debug"), "{stderr}");
+}
+
+#[test]
+fn container_processes_start_with_default_signals() {
+    let mut rt = Rt::new();
+    let want = "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n";
+    rt.args(&["grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"]);
+    assert_eq!(rt.run_ok("sigrun"), want);
+    rt.args(&["sleep", "1000"]);
+    let id = rt.run_detached("sigexec");
+    let (code, out, err) = rt.exec(&id, &["grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, want);
+}
+
+#[test]
 fn unknown_ids_are_errors() {
     let rt = Rt::new();
     for cmd in [
@@ -353,11 +487,7 @@ fn preserve_fds_passes_only_the_listed_fds() {
         .arg(&out4)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     assert_eq!(std::fs::read_to_string(&out3).unwrap(), "through-fd3\n");
     let fds: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .split_whitespace()

@@ -220,6 +220,13 @@ impl Drop for Rt {
     }
 }
 
+/// Asserts that a runtime command succeeded (showing its stderr otherwise); returns its stderr.
+pub fn succeeded(out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    err
+}
+
 /// The inode of one of our own namespaces.
 pub fn host_ns(name: &str) -> String {
     std::fs::read_link(format!("/proc/self/ns/{name}"))
