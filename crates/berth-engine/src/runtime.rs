@@ -2,9 +2,20 @@
 //! drives runc). `BERTH_RUNTIME` picks the binary (for instance `runc`); the
 //! default is berth's own runtime: the `berth-runtime` binary installed beside
 //! berth, else the running binary with `runtime` first.
+//!
+//! With berth's own runtime, the commands that never enter a container (`kill`,
+//! `delete`, `pause`, `resume`, `ps`) run in-process through the runtime library:
+//! the same code and state directory, without an exec per call. `create`/`run`
+//! and `exec` always go through the binary, whose start-up guards the host binary
+//! against CVE-2019-5736.
 
+use berth_runtime::container;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+fn lib(r: berth_runtime::error::Result<()>) -> Result<(), RuntimeError> {
+    r.map_err(|e| RuntimeError::Failed(e.to_string()))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -26,6 +37,8 @@ pub struct Runtime {
     pub prefix: Vec<String>,
     /// The runtime's state directory (`--root`).
     pub state_root: PathBuf,
+    /// berth's own runtime: lifecycle calls run in-process.
+    pub builtin: bool,
 }
 
 impl Runtime {
@@ -36,6 +49,7 @@ impl Runtime {
                 program: PathBuf::from(p),
                 prefix: vec![],
                 state_root,
+                builtin: false,
             },
             None => {
                 let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("berth"));
@@ -47,12 +61,14 @@ impl Runtime {
                         program: sibling,
                         prefix: vec![],
                         state_root,
+                        builtin: true,
                     }
                 } else {
                     Runtime {
                         program: exe,
                         prefix: vec!["runtime".into()],
                         state_root,
+                        builtin: true,
                     }
                 }
             }
@@ -97,29 +113,46 @@ impl Runtime {
         }
     }
 
-    pub fn start(&self, id: &str) -> Result<(), RuntimeError> {
-        self.call(&["start", id]).map(|_| ())
-    }
-
     pub fn kill(&self, id: &str, signal: i32) -> Result<(), RuntimeError> {
+        if self.builtin {
+            return lib(container::kill(&self.state_root, id, signal, false));
+        }
         self.call(&["kill", id, &signal.to_string()]).map(|_| ())
     }
 
     /// `delete --force`; a container the runtime does not know is fine.
     pub fn delete_force(&self, id: &str) {
+        if self.builtin {
+            if self.state_root.join(id).exists() {
+                if let Err(e) = container::delete(&self.state_root, id, true) {
+                    tracing::warn!("deleting {id} from the runtime: {e}");
+                }
+            }
+            return;
+        }
         let _ = self.run(&["delete", "--force", id]);
     }
 
     pub fn pause(&self, id: &str) -> Result<(), RuntimeError> {
+        if self.builtin {
+            return lib(container::set_paused(&self.state_root, id, true));
+        }
         self.call(&["pause", id]).map(|_| ())
     }
 
     pub fn resume(&self, id: &str) -> Result<(), RuntimeError> {
+        if self.builtin {
+            return lib(container::set_paused(&self.state_root, id, false));
+        }
         self.call(&["resume", id]).map(|_| ())
     }
 
     /// Pids of every process in the container.
     pub fn ps(&self, id: &str) -> Result<Vec<i32>, RuntimeError> {
+        if self.builtin {
+            return container::pids(&self.state_root, id)
+                .map_err(|e| RuntimeError::Failed(e.to_string()));
+        }
         let out = self.call(&["ps", "--format", "json", id])?;
         serde_json::from_slice(&out)
             .map_err(|e| RuntimeError::Failed(format!("runtime ps output: {e}")))
