@@ -246,7 +246,15 @@ impl Engine {
         let dir = self.records.container_dir(&c.id);
         let rootfs = dir.join("bundle/rootfs");
         if !overlay::is_mounted(&rootfs) {
-            overlay::mount(&c.layers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
+            // A `--rm` container's upper dir is thrown away: no syncs for it. The
+            // marker a volatile mount leaves would refuse a second mount (a start
+            // after a host crash); its contents are disposable, so drop it.
+            let volatile = c.options.rm;
+            if volatile {
+                let _ = fs::remove_dir_all(dir.join("work/work/incompat"));
+            }
+            let work = dir.join("work");
+            overlay::mount(&c.layers, &dir.join("upper"), &work, &rootfs, volatile)?;
             tracing::debug!(
                 layers = c.layers.len(),
                 "overlay mounted at {}",

@@ -22,11 +22,16 @@ pub enum OverlayError {
 /// Mounts `lower` (lowest first, as the image lists them) + `upper`/`work` at
 /// `target`. Long lowerdir lists go through the new mount API (`lowerdir+`,
 /// one layer per call) so the page-size limit on mount options never bites.
+///
+/// `volatile` (for `--rm` containers, as podman does) skips the syncs of the
+/// upper dir: its contents are thrown away when the container exits, and the
+/// unmount no longer waits for them to reach the disk.
 pub fn mount(
     lower: &[PathBuf],
     upper: &Path,
     work: &Path,
     target: &Path,
+    volatile: bool,
 ) -> Result<(), OverlayError> {
     let err = |source: std::io::Error| OverlayError::Mount {
         target: target.to_path_buf(),
@@ -38,10 +43,11 @@ pub fn mount(
         .map(|p| p.to_string_lossy().into_owned())
         .collect();
     let opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
+        "lowerdir={},upperdir={},workdir={}{}",
         top_first.join(":"),
         upper.display(),
-        work.display()
+        work.display(),
+        if volatile { ",volatile" } else { "" }
     );
     if opts.len() < 4000 && !lower.is_empty() {
         let data = std::ffi::CString::new(opts).map_err(|e| err(std::io::Error::other(e)))?;
@@ -62,6 +68,9 @@ pub fn mount(
     }
     fsconfig_set_string(&fs, "upperdir", upper).map_err(|e| err(e.into()))?;
     fsconfig_set_string(&fs, "workdir", work).map_err(|e| err(e.into()))?;
+    if volatile {
+        rustix::mount::fsconfig_set_flag(&fs, "volatile").map_err(|e| err(e.into()))?;
+    }
     fsconfig_create(&fs).map_err(|e| err(e.into()))?;
     let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
         .map_err(|e| err(e.into()))?;
@@ -75,35 +84,43 @@ pub fn mount(
     .map_err(|e| err(e.into()))
 }
 
-/// True when something is mounted exactly at `target`.
+/// True when something is mounted exactly at `target`: its mount differs from
+/// its parent directory's (statx's mount id; no mount table to read and parse).
 pub fn is_mounted(target: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
+    use rustix::fs::{statx, AtFlags, StatxFlags};
+    let parent = target.parent().unwrap_or(Path::new("/"));
+    let id = |p: &Path| {
+        statx(
+            rustix::fs::CWD,
+            p,
+            AtFlags::SYMLINK_NOFOLLOW,
+            StatxFlags::MNT_ID,
+        )
+        .ok()
+        .filter(|s| s.stx_mask & StatxFlags::MNT_ID.bits() != 0)
+        .map(|s| s.stx_mnt_id)
     };
-    let t = target.to_string_lossy();
-    info.lines()
-        .any(|l| l.split(' ').nth(4).is_some_and(|m| unescape(m) == t))
+    match (id(target), id(parent)) {
+        (Some(t), Some(p)) => t != p,
+        _ => false,
+    }
 }
 
-fn unescape(s: &str) -> String {
-    s.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
-}
-
-/// Unmounts `target` if mounted (lazily when busy).
+/// Unmounts `target` and anything stacked on it (lazily when busy).
 pub fn unmount(target: &Path) -> Result<(), OverlayError> {
+    use rustix::io::Errno;
     use rustix::mount::{unmount, UnmountFlags};
-    while is_mounted(target) {
-        if let Err(e) = unmount(target, UnmountFlags::empty()) {
-            if e == rustix::io::Errno::INVAL {
-                break;
-            }
-            unmount(target, UnmountFlags::DETACH).map_err(|e| OverlayError::Unmount {
-                target: target.to_path_buf(),
-                source: e.into(),
-            })?;
+    let err = |e: Errno| OverlayError::Unmount {
+        target: target.to_path_buf(),
+        source: e.into(),
+    };
+    // Each successful call removes the top mount; EINVAL means nothing is left.
+    for _ in 0..64 {
+        match unmount(target, UnmountFlags::empty()) {
+            Ok(()) => {}
+            Err(Errno::INVAL) | Err(Errno::NOENT) => return Ok(()),
+            Err(Errno::BUSY) => unmount(target, UnmountFlags::DETACH).map_err(err)?,
+            Err(e) => return Err(err(e)),
         }
     }
     Ok(())
@@ -138,7 +155,7 @@ mod tests {
                 let _ = unmount(&self.0);
             }
         }
-        mount(&lower, &up, &work, &target).unwrap();
+        mount(&lower, &up, &work, &target, false).unwrap();
         let guard = Unmount(target.clone());
         {
             assert!(is_mounted(&target));
