@@ -27,8 +27,10 @@ pub struct MonitorConfig {
     pub berth_root: PathBuf,
 }
 
-/// Forks the monitor (double fork, new session) and returns the client's end
-/// of a socket connected to it. The caller must be single-threaded.
+/// Forks the monitor (in a new session) and returns the client's end of a
+/// socket connected to it. The caller must be single-threaded. One fork, not
+/// two: berth itself is short-lived, and once it exits the monitor is
+/// reparented (and reaped) like any orphan.
 pub fn spawn(cfg: MonitorConfig) -> std::io::Result<OwnedFd> {
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
     use nix::unistd::{fork, ForkResult};
@@ -40,24 +42,18 @@ pub fn spawn(cfg: MonitorConfig) -> std::io::Result<OwnedFd> {
     )
     .map_err(std::io::Error::from)?;
     match unsafe { fork() }.map_err(std::io::Error::from)? {
-        ForkResult::Parent { child } => {
+        ForkResult::Parent { .. } => {
             drop(mon);
-            let _ = nix::sys::wait::waitpid(child, None);
             Ok(client)
         }
         ForkResult::Child => {
             drop(client);
             let _ = nix::unistd::setsid();
-            match unsafe { fork() } {
-                Ok(ForkResult::Child) => {
-                    let code = match run(cfg, mon) {
-                        Ok(()) => 0,
-                        Err(_) => 1,
-                    };
-                    unsafe { libc::_exit(code) }
-                }
-                _ => unsafe { libc::_exit(0) },
-            }
+            let code = match run(cfg, mon) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            };
+            unsafe { libc::_exit(code) }
         }
     }
 }
@@ -299,26 +295,41 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
         }
     };
     drop(cmd);
-    let status = loop {
-        if let Some(l) = &console_listener {
-            use rustix::event::{poll, PollFd, PollFlags};
-            let mut p = [PollFd::new(l, PollFlags::IN)];
-            let ts = rustix::event::Timespec {
-                tv_sec: 0,
-                tv_nsec: 20_000_000,
+    // With a terminal, the runtime hands the pty over the console socket before it
+    // exits: wait for either (a pidfd wakes the poll when the runtime exits).
+    if let Some(l) = &console_listener {
+        use rustix::event::{poll, PollFd, PollFlags};
+        let pidfd = rustix::process::Pid::from_raw(child.id() as i32).and_then(|p| {
+            rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+        });
+        while master.is_none() {
+            let exited = match &pidfd {
+                Some(fd) => {
+                    let mut p = [
+                        PollFd::new(l, PollFlags::IN),
+                        PollFd::new(fd, PollFlags::IN),
+                    ];
+                    match poll(&mut p, None) {
+                        Ok(_) => !p[1].revents().is_empty(),
+                        Err(rustix::io::Errno::INTR) => false,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                None => child.try_wait()?.is_some(),
             };
-            let _ = poll(&mut p, Some(&ts));
             if let Ok((s, _)) = l.accept() {
                 let _ = s.set_nonblocking(false);
                 master = recv_fd(s.as_fd());
             }
-            if let Some(st) = child.try_wait()? {
-                break st;
+            if exited {
+                break;
             }
-        } else {
-            break child.wait()?;
+            if pidfd.is_none() && master.is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
         }
-    };
+    }
+    let status = child.wait()?;
     if let (Some(l), None) = (&console_listener, &master) {
         if let Ok((s, _)) = l.accept() {
             let _ = s.set_nonblocking(false);
@@ -358,8 +369,6 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
     let _ = cfg.records.update(&cfg.id, |c| {
         c.state.pid = pid;
         c.state.monitor_pid = my_pid;
-    });
-    let _ = cfg.records.update(&cfg.id, |c| {
         c.state.status = "running".into();
         c.state.started_at = Some(now_rfc3339());
         c.state.finished_at = None;
@@ -519,18 +528,20 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
     drop(sources);
     drop(master);
     cfg.runtime.delete_force(&cfg.id);
-    let _ = crate::engine::teardown(&cfg.records, &cfg.id);
-    let _ = cfg.records.update(&cfg.id, |c| {
-        c.state.status = "exited".into();
-        c.state.exit_code = code;
-        c.state.pid = 0;
-        c.state.monitor_pid = 0;
-        c.state.oom_killed = oom;
-        c.state.finished_at = Some(now_rfc3339());
-    });
     let _ = std::fs::remove_file(&sock_path);
-    if cfg.auto_remove {
-        let _ = crate::engine::remove_files(&cfg.berth_root, &cfg.records, &cfg.id, true);
+    // `--rm`: the record goes with the rest; it is only written when that fails.
+    let removed = cfg.auto_remove
+        && crate::engine::remove_files(&cfg.berth_root, &cfg.records, &cfg.id, true).is_ok();
+    if !removed {
+        let _ = crate::engine::teardown(&cfg.records, &cfg.id);
+        let _ = cfg.records.update(&cfg.id, |c| {
+            c.state.status = "exited".into();
+            c.state.exit_code = code;
+            c.state.pid = 0;
+            c.state.monitor_pid = 0;
+            c.state.oom_killed = oom;
+            c.state.finished_at = Some(now_rfc3339());
+        });
     }
     broadcast(&mut clients, attach::EXIT, &code.to_be_bytes());
     drop(clients);

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -126,9 +127,24 @@ impl Records {
         lock_file(&self.dir.join(".names.lock"))
     }
 
-    /// The per-container lock.
+    /// The per-container lock: an flock on the container's directory itself (no
+    /// lock file to create and delete for every container).
     pub fn lock(&self, id: &str) -> Result<Lock, RecordError> {
-        lock_file(&self.dir.join(id).join("lock"))
+        let dir = self.dir.join(id);
+        let f = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(&dir)
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    RecordError::NotFound(id.to_string())
+                } else {
+                    io_err(&dir)(e)
+                }
+            })?;
+        rustix::fs::flock(f.as_fd(), rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| io_err(&dir)(e.into()))?;
+        Ok(Lock(f))
     }
 
     pub fn load(&self, id: &str) -> Result<Container, RecordError> {
