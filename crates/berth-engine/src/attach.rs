@@ -100,6 +100,87 @@ pub enum Outcome {
     Started,
     /// The connection closed without an exit report.
     Closed,
+    /// The user typed the detach keys: the container goes on running.
+    Detached,
+}
+
+/// Docker's default detach sequence: Ctrl-P Ctrl-Q.
+pub const DEFAULT_DETACH_KEYS: &str = "ctrl-p,ctrl-q";
+
+/// Parses Docker's `--detach-keys` syntax: comma-separated keys, each a single
+/// character or `ctrl-X` with X one of `a`-`z`, `@`, `[`, `\`, `]`, `^`, `_`.
+/// An empty string disables detaching.
+pub fn parse_detach_keys(spec: &str) -> Result<Vec<u8>, String> {
+    let bad = |k: &str| {
+        format!(
+            "invalid detach key {k:?} in {spec:?}: use single characters or ctrl-<a-z, @, [, \\, ], ^, _>, comma-separated (e.g. ctrl-p,ctrl-q)"
+        )
+    };
+    let mut out = Vec::new();
+    if spec.is_empty() {
+        return Ok(out);
+    }
+    for k in spec.split(',') {
+        let lower = k.to_ascii_lowercase();
+        if let Some(c) = lower.strip_prefix("ctrl-") {
+            let b = match c.as_bytes() {
+                [b @ b'a'..=b'z'] => b - b'a' + 1,
+                [b'@'] => 0,
+                [b'['] => 27,
+                [b'\\'] => 28,
+                [b']'] => 29,
+                [b'^'] => 30,
+                [b'_'] => 31,
+                _ => return Err(bad(k)),
+            };
+            out.push(b);
+        } else if k.len() == 1 {
+            out.push(k.as_bytes()[0]);
+        } else {
+            return Err(bad(k));
+        }
+    }
+    Ok(out)
+}
+
+/// Watches stdin for the detach sequence, holding back a partial match until it
+/// is either completed (detach) or broken (the held bytes go through).
+#[derive(Default)]
+pub struct DetachMatcher {
+    keys: Vec<u8>,
+    held: usize,
+}
+
+impl DetachMatcher {
+    pub fn new(keys: Vec<u8>) -> DetachMatcher {
+        DetachMatcher { keys, held: 0 }
+    }
+
+    /// The bytes to forward, and whether the sequence was completed.
+    pub fn feed(&mut self, data: &[u8]) -> (Vec<u8>, bool) {
+        if self.keys.is_empty() {
+            return (data.to_vec(), false);
+        }
+        let mut out = Vec::with_capacity(data.len());
+        for &b in data {
+            if b == self.keys[self.held] {
+                self.held += 1;
+                if self.held == self.keys.len() {
+                    self.held = 0;
+                    return (out, true);
+                }
+                continue;
+            }
+            out.extend_from_slice(&self.keys[..self.held]);
+            if b == self.keys[0] {
+                self.held = 1;
+            } else {
+                self.held = 0;
+                out.push(b);
+            }
+        }
+        (out, false)
+    }
 }
 
 pub struct ClientOptions {
@@ -111,6 +192,8 @@ pub struct ClientOptions {
     pub proxy_signals: bool,
     /// Return as soon as the container has started.
     pub until_started: bool,
+    /// The detach sequence (empty: none). Only read with a terminal and stdin.
+    pub detach_keys: Vec<u8>,
 }
 
 /// Restores the terminal's settings when dropped.
@@ -195,6 +278,11 @@ pub fn client_loop(sock: &OwnedFd, opts: &ClientOptions) -> io::Result<Outcome> 
     }
     let stdin = rustix::stdio::stdin();
     let mut stdin_open = opts.stdin;
+    let mut detach = DetachMatcher::new(if opts.tty && opts.stdin {
+        opts.detach_keys.clone()
+    } else {
+        Vec::new()
+    });
     let mut reader = FrameReader::default();
     let mut buf = vec![0u8; 32 * 1024];
     let mut out = io::stdout().lock();
@@ -232,8 +320,12 @@ pub fn client_loop(sock: &OwnedFd, opts: &ClientOptions) -> io::Result<Outcome> 
         if stdin_ready {
             match read_some(stdin, &mut buf) {
                 Ok(Some(n)) => {
-                    if send(sock.as_fd(), STDIN, &buf[..n]).is_err() {
+                    let (data, detached) = detach.feed(&buf[..n]);
+                    if !data.is_empty() && send(sock.as_fd(), STDIN, &data).is_err() {
                         stdin_open = false;
+                    }
+                    if detached {
+                        return Ok(Outcome::Detached);
                     }
                 }
                 Ok(None) | Err(_) => {
@@ -287,4 +379,46 @@ pub fn read_available(fd: &OwnedFd) -> Vec<u8> {
 
 pub fn raw(fd: &impl AsRawFd) -> RawFd {
     fd.as_raw_fd()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detach_keys_parse_like_docker() {
+        assert_eq!(
+            parse_detach_keys(DEFAULT_DETACH_KEYS).unwrap(),
+            vec![16, 17]
+        );
+        assert_eq!(
+            parse_detach_keys("ctrl-@,a,ctrl-[").unwrap(),
+            vec![0, b'a', 27]
+        );
+        assert_eq!(parse_detach_keys("").unwrap(), Vec::<u8>::new());
+        let e = parse_detach_keys("ctrl-pq").unwrap_err();
+        assert!(
+            e.contains("ctrl-pq") && e.contains("comma-separated"),
+            "{e}"
+        );
+        assert!(parse_detach_keys("ctrl-1").is_err());
+        assert!(parse_detach_keys("ab").is_err());
+    }
+
+    #[test]
+    fn detach_matcher_holds_partial_sequences() {
+        let mut m = DetachMatcher::new(vec![16, 17]);
+        // A lone Ctrl-P is held back, then released when the sequence breaks.
+        assert_eq!(m.feed(b"ls\x10"), (b"ls".to_vec(), false));
+        assert_eq!(m.feed(b"x"), (b"\x10x".to_vec(), false));
+        // Ctrl-P Ctrl-P Ctrl-Q: the first is data, the next two detach.
+        assert_eq!(m.feed(b"\x10\x10\x11rest"), (b"\x10".to_vec(), true));
+        // Split across reads.
+        let mut m = DetachMatcher::new(vec![16, 17]);
+        assert_eq!(m.feed(b"\x10"), (vec![], false));
+        assert_eq!(m.feed(b"\x11"), (vec![], true));
+        // No keys: everything passes.
+        let mut m = DetachMatcher::new(vec![]);
+        assert_eq!(m.feed(b"\x10\x11"), (b"\x10\x11".to_vec(), false));
+    }
 }

@@ -154,3 +154,87 @@ fn interactive_without_tty_pipes_stdin_and_eof() {
     assert_eq!(text(&out.stdout), "HELLO\ndone\n");
     assert_eq!(out.status.code(), Some(0));
 }
+
+/// Starts `cmd` in a session of its own on a new pty; returns it and the master.
+fn spawn_on_pty(mut cmd: std::process::Command) -> (std::process::Child, std::fs::File) {
+    let (master, slave) = openpty();
+    cmd.stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave);
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            libc::ioctl(0, libc::TIOCSCTTY, 0);
+            Ok(())
+        });
+    }
+    (cmd.spawn().unwrap(), std::fs::File::from(master))
+}
+
+/// Waits for `child` to exit while draining the master; panics after 15 s.
+fn wait_draining(child: &mut std::process::Child, m: &mut std::fs::File) -> Option<i32> {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code();
+        }
+        if start.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            panic!("berth did not exit after the detach keys");
+        }
+        let mut p = libc::pollfd {
+            fd: m.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        if unsafe { libc::poll(&mut p, 1, 100) } > 0 {
+            let mut buf = [0u8; 4096];
+            let _ = m.read(&mut buf);
+        }
+    }
+}
+
+#[test]
+fn detach_keys_leave_the_container_running() {
+    let env = Env::new();
+    let name = format!("detach{}", std::process::id());
+    let mut cmd = env.cmd();
+    cmd.args(["run", "-it", "--name", &name, &env.image, "sh"]);
+    let (mut child, mut m) = spawn_on_pty(cmd);
+    let mut seen = String::new();
+    m.write_all(b"echo one-$((0+1))\r").unwrap();
+    read_until(&mut m, &mut seen, "one-1");
+    // Docker's default: Ctrl-P Ctrl-Q detaches, berth exits 0, the shell goes on.
+    m.write_all(b"\x10\x11").unwrap();
+    assert_eq!(wait_draining(&mut child, &mut m), Some(0), "{seen}");
+    let running = env.ok(&["ps", "-q", "--no-trunc"]);
+    assert_eq!(running.lines().count(), 1, "{running}");
+
+    // Attach again with other keys; the shell still has its state.
+    let mut cmd = env.cmd();
+    cmd.args(["attach", "--detach-keys", "ctrl-a,x", &name]);
+    let (mut child, mut m) = spawn_on_pty(cmd);
+    let mut seen = String::new();
+    std::thread::sleep(Duration::from_millis(300));
+    m.write_all(b"echo two-$((1+1))\r").unwrap();
+    read_until(&mut m, &mut seen, "two-2");
+    // The default sequence is now plain input; the new one detaches.
+    m.write_all(b"\x01x").unwrap();
+    assert_eq!(wait_draining(&mut child, &mut m), Some(0), "{seen}");
+    assert_eq!(env.ok(&["ps", "-q"]).lines().count(), 1);
+
+    // A bad sequence is refused before anything happens.
+    let out = env
+        .cmd()
+        .args(["attach", "--detach-keys", "ctrl-pp", &name])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("ctrl-pp"),
+        "{}",
+        text(&out.stderr)
+    );
+    env.ok(&["rm", "-f", &name]);
+    assert_eq!(env.ok(&["ps", "-aq"]), "");
+}

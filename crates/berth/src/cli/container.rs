@@ -2,7 +2,7 @@
 
 use super::Globals;
 use anyhow::{anyhow, bail, Context, Result};
-use berth_engine::attach::{ClientOptions, Outcome};
+use berth_engine::attach::{parse_detach_keys, ClientOptions, Outcome, DEFAULT_DETACH_KEYS};
 use berth_engine::record::Container;
 use berth_engine::{Engine, EngineError, RunOptions};
 use clap::{ArgAction, Args, Subcommand};
@@ -30,6 +30,9 @@ pub struct RunFlags {
     /// Keep STDIN open
     #[arg(short = 'i', long)]
     interactive: bool,
+    /// Override the key sequence for detaching a container (default ctrl-p,ctrl-q)
+    #[arg(long = "detach-keys", value_name = "KEYS")]
+    detach_keys: Option<String>,
     /// Allocate a pseudo-TTY
     #[arg(short = 't', long)]
     tty: bool,
@@ -261,6 +264,9 @@ pub enum ContainerCommand {
         /// Attach container's STDIN
         #[arg(short = 'i', long)]
         interactive: bool,
+        /// Override the key sequence for detaching a container (default ctrl-p,ctrl-q)
+        #[arg(long = "detach-keys", value_name = "KEYS")]
+        detach_keys: Option<String>,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -347,6 +353,9 @@ pub enum ContainerCommand {
         /// Do not attach STDIN
         #[arg(long)]
         no_stdin: bool,
+        /// Override the key sequence for detaching a container (default ctrl-p,ctrl-q)
+        #[arg(long = "detach-keys", value_name = "KEYS")]
+        detach_keys: Option<String>,
         container: String,
     },
     /// Block until one or more containers stop, then print their exit codes
@@ -483,8 +492,15 @@ fn run_inner(cmd: ContainerCommand, g: &Globals) -> Result<i32> {
         ContainerCommand::Start {
             attach,
             interactive,
+            detach_keys,
             containers,
-        } => cmd_start(&engine, &containers, attach, interactive),
+        } => cmd_start(
+            &engine,
+            &containers,
+            attach,
+            interactive,
+            detach_keys.as_deref(),
+        ),
         ContainerCommand::Ps {
             all,
             quiet,
@@ -586,14 +602,17 @@ fn run_inner(cmd: ContainerCommand, g: &Globals) -> Result<i32> {
         )?),
         ContainerCommand::Attach {
             no_stdin,
+            detach_keys,
             container,
         } => {
+            let keys = detach_keys_arg(detach_keys.as_deref())?;
             let (c, sock) = engine.connect(&container)?;
             let o = ClientOptions {
                 stdin: !no_stdin && c.options.interactive,
                 tty: c.options.tty,
                 proxy_signals: !c.options.tty,
                 until_started: false,
+                detach_keys: keys,
             };
             finish(&engine, &c.id, Engine::attach(&sock, &o)?)
         }
@@ -708,9 +727,10 @@ fn wait_started(sock: &std::os::fd::OwnedFd) -> Result<()> {
         tty: false,
         proxy_signals: false,
         until_started: true,
+        detach_keys: Vec::new(),
     };
     match Engine::attach(sock, &o)? {
-        Outcome::Started | Outcome::Exited(_) => Ok(()),
+        Outcome::Started | Outcome::Exited(_) | Outcome::Detached => Ok(()),
         Outcome::Failed(code, msg) => Err(EngineError::StartFailed(code, msg).into()),
         Outcome::Closed => bail!("the container's monitor exited before the container started"),
     }
@@ -721,7 +741,7 @@ fn finish(engine: &Engine, id: &str, outcome: Outcome) -> Result<i32> {
     match outcome {
         Outcome::Exited(code) => Ok(code),
         Outcome::Failed(code, msg) => Err(EngineError::StartFailed(code, msg).into()),
-        Outcome::Started => Ok(0),
+        Outcome::Started | Outcome::Detached => Ok(0),
         Outcome::Closed => {
             engine.wait_stopped(id, Some(Duration::from_secs(5)));
             match engine.get(id) {
@@ -743,6 +763,7 @@ fn cmd_run(
     start: bool,
 ) -> Result<i32> {
     let opts = flags.options(detach, rm)?;
+    let detach_keys = detach_keys_arg(flags.detach_keys.as_deref())?;
     let image = pull_image(engine, g, &flags.image, &flags.pull)?;
     let c = engine.create(&flags.image, &image, &opts)?;
     if !start {
@@ -768,16 +789,29 @@ fn cmd_run(
         tty: opts.tty,
         proxy_signals: !opts.tty,
         until_started: false,
+        detach_keys,
     };
     let outcome = Engine::attach(&sock, &o)?;
     finish(engine, &c.id, outcome)
 }
 
-fn cmd_start(engine: &Engine, keys: &[String], attach: bool, interactive: bool) -> Result<i32> {
+/// `--detach-keys`, or Docker's default.
+fn detach_keys_arg(arg: Option<&str>) -> Result<Vec<u8>> {
+    parse_detach_keys(arg.unwrap_or(DEFAULT_DETACH_KEYS)).map_err(|e| anyhow::anyhow!(e))
+}
+
+fn cmd_start(
+    engine: &Engine,
+    keys: &[String],
+    attach: bool,
+    interactive: bool,
+    detach_keys: Option<&str>,
+) -> Result<i32> {
     if attach || interactive {
         if keys.len() != 1 {
             bail!("you cannot start and attach multiple containers at once");
         }
+        let detach_keys = detach_keys_arg(detach_keys)?;
         let c = engine.get(&keys[0])?;
         let sock = engine.start(&c.id)?;
         let o = ClientOptions {
@@ -785,6 +819,7 @@ fn cmd_start(engine: &Engine, keys: &[String], attach: bool, interactive: bool) 
             tty: c.options.tty,
             proxy_signals: !c.options.tty,
             until_started: false,
+            detach_keys,
         };
         return finish(engine, &c.id, Engine::attach(&sock, &o)?);
     }
