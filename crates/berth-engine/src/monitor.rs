@@ -163,6 +163,55 @@ pub fn oom_kills(id: &str) -> u64 {
     0
 }
 
+/// Gives back the memory an idle monitor does not need. The monitor is a fork of
+/// the berth command, so its resident set starts with every page of code and
+/// heap that command touched. Code and read-only data that were never written
+/// (read-only file mappings without anonymous pages) are dropped from the page
+/// tables with MADV_DONTNEED: their contents stay in the page cache and fault
+/// back in if used. Writable or relocated mappings are left alone; free heap
+/// goes back to the kernel with malloc_trim.
+fn shed_memory() {
+    unsafe { libc::malloc_trim(0) };
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
+    let mut candidate: Option<(usize, usize)> = None;
+    let drop_range = |r: Option<(usize, usize)>| {
+        if let Some((start, end)) = r {
+            // SAFETY: a read-only, file-backed private mapping with no anonymous
+            // (written) pages: dropping its page-table entries loses nothing.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+        }
+    };
+    for line in smaps.lines() {
+        let mut f = line.split_ascii_whitespace();
+        let first = f.next().unwrap_or("");
+        if let Some((a, b)) = first.split_once('-') {
+            if let (Ok(start), Ok(end)) =
+                (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+            {
+                let perms = f.next().unwrap_or("");
+                let inode = f.nth(2).unwrap_or("0");
+                let path = f.next().unwrap_or("");
+                candidate = (perms.starts_with('r')
+                    && perms.as_bytes().get(1) == Some(&b'-')
+                    && perms.ends_with('p')
+                    && inode != "0"
+                    && path.starts_with('/'))
+                .then_some((start, end));
+                continue;
+            }
+        }
+        if first == "Anonymous:" {
+            let anon: u64 = f.next().and_then(|v| v.parse().ok()).unwrap_or(1);
+            if anon == 0 {
+                drop_range(candidate.take());
+            }
+            candidate = None;
+        }
+    }
+}
+
 fn broadcast(clients: &mut Vec<Client>, typ: u8, data: &[u8]) {
     let f = attach::frame(typ, data);
     clients.retain(|c| attach::write_all_fd(c.fd.as_fd(), &f).is_ok());
@@ -392,6 +441,7 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
     let mut buf = vec![0u8; 32 * 1024];
     let mut exit: Option<i32> = None;
     let mut drain_deadline: Option<std::time::Instant> = None;
+    let mut shed = false;
     loop {
         use rustix::event::{poll, PollFd, PollFlags};
         if let Some(d) = drain_deadline {
@@ -409,11 +459,27 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
         for c in &clients {
             fds.push(PollFd::new(&c.fd, PollFlags::IN));
         }
-        let ts = rustix::event::Timespec {
+        let drain = rustix::event::Timespec {
             tv_sec: 0,
             tv_nsec: 50_000_000,
         };
-        match poll(&mut fds, drain_deadline.map(|_| &ts)) {
+        let idle = rustix::event::Timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        };
+        let timeout = match (drain_deadline, shed) {
+            (Some(_), _) => Some(&drain),
+            (None, false) => Some(&idle),
+            (None, true) => None,
+        };
+        match poll(&mut fds, timeout) {
+            Ok(0) if drain_deadline.is_none() => {
+                // A second without work: this monitor is going to sit idle.
+                drop(fds);
+                shed_memory();
+                shed = true;
+                continue;
+            }
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
