@@ -106,13 +106,22 @@ pub fn exe_is_read_only(path: &str) -> io::Result<bool> {
 
 /// A detached, read-only bind mount of the running binary, as an `O_PATH` fd.
 fn read_only_bind() -> io::Result<OwnedFd> {
+    read_only_view(std::path::Path::new("/proc/self/exe"))
+}
+
+/// A detached, read-only, nosuid, nodev bind mount of the file at `path`, as an `O_PATH`
+/// fd (close-on-exec). Executing it (`execveat(AT_EMPTY_PATH)` or `/proc/self/fd/N`)
+/// starts the runtime already protected, without the re-exec above. Needs root.
+pub fn read_only_view(path: &std::path::Path) -> io::Result<OwnedFd> {
     const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let c = CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
+        .map_err(io::Error::other)?;
     // SAFETY: plain syscall with a valid C string.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_open_tree,
             libc::AT_FDCWD,
-            c"/proc/self/exe".as_ptr(),
+            c.as_ptr(),
             OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
         )
     };
