@@ -630,7 +630,7 @@ impl Engine {
         let pf = dir.join(format!("exec-{}.json", random_id()[..12].to_owned()));
         fs::write(&pf, serde_json::to_vec(&p).unwrap()).map_err(io(&pf))?;
         let log = pf.with_extension("log");
-        let mut cmdl = self.runtime.command();
+        let (mut cmdl, _program) = self.runtime.container_command();
         cmdl.arg("--log")
             .arg(&log)
             .arg("--log-format")

@@ -12,7 +12,6 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Stdio;
 
@@ -285,7 +284,7 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
     let pid_file = dir.join("pidfile");
     let _ = std::fs::remove_file(&pid_file);
     let bundle = dir.join("bundle");
-    let mut cmd = cfg.runtime.command();
+    let (mut cmd, _program) = cfg.runtime.container_command();
     // `run --detach` creates and starts in one runtime invocation.
     cmd.arg("run")
         .arg("--detach")
@@ -322,15 +321,9 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
         cmd.stdout(Stdio::from(ow)).stderr(Stdio::from(ew));
         drop(rt_err_w);
     }
+    // The runtime starts with an empty signal mask and default dispositions
+    // (std's spawn resets both), not with our blocked SIGCHLD.
     cmd.arg(&cfg.id);
-    // The runtime must not inherit our blocked signal mask.
-    unsafe {
-        cmd.pre_exec(|| {
-            let empty = SigSet::empty();
-            let _ = empty.thread_set_mask();
-            Ok(())
-        });
-    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {

@@ -10,6 +10,8 @@
 //! against CVE-2019-5736.
 
 use berth_runtime::container;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -81,6 +83,26 @@ impl Runtime {
         c.args(&self.prefix);
         c.arg("--root").arg(&self.state_root);
         c
+    }
+
+    /// The command for `run`/`create`/`exec`, which start container processes. berth's
+    /// own runtime must run from a read-only view of its binary (CVE-2019-5736) and
+    /// re-executes itself to get one; handing it that view up front (a detached
+    /// read-only bind mount, executed through `/proc/self/fd/N`) saves the second exec.
+    /// The descriptor is close-on-exec: it must live until the command is spawned, and
+    /// the runtime never inherits it. Without the privilege for the view, the runtime
+    /// protects itself as before.
+    pub fn container_command(&self) -> (Command, Option<OwnedFd>) {
+        if self.builtin {
+            if let Ok(fd) = berth_runtime::selfexe::read_only_view(&self.program) {
+                let mut c = Command::new(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+                c.arg0(&self.program);
+                c.args(&self.prefix);
+                c.arg("--root").arg(&self.state_root);
+                return (c, Some(fd));
+            }
+        }
+        (self.command(), None)
     }
 
     pub fn name(&self) -> String {
