@@ -7,8 +7,10 @@
 //! ([`send_fd`]/[`recv_fd`], also used for runc's `--console-socket` protocol).
 //!
 //! The steps, in order (one function per step):
-//! 1. parent [`Channel::send_go`] → child [`Channel::wait_go`]: uid/gid maps written, cgroup
-//!    joined, oom_score_adj set; the child may proceed.
+//! 1. parent [`Channel::send_go`] → child [`Channel::wait_go`]: uid/gid maps written,
+//!    oom_score_adj set; the child may proceed. Then parent [`Channel::send_joined`] → child [`Channel::wait_joined`]: the init is in its
+//!    cgroups. The parent adds it after "go", so the child prepares its mounts meanwhile and
+//!    waits for this only where the cgroup matters (cgroup namespace and mounts, hooks).
 //! 2. (create only) child [`Channel::request_hooks`] → parent runs prestart + createRuntime hooks →
 //!    parent [`Channel::hooks_done`]: mounts are done, pivot_root has not happened yet.
 //! 3. child [`Channel::send_ready`] → parent [`Channel::wait_ready`]: everything before the user
@@ -33,6 +35,7 @@ const START: u8 = 5;
 const ERROR: u8 = 6;
 const PID: u8 = 7;
 const SECCOMP_FD: u8 = 8;
+const JOINED: u8 = 9;
 
 /// One received message: tag, payload, and the fd that came with it.
 type Packet = (u8, Vec<u8>, Option<OwnedFd>);
@@ -169,6 +172,41 @@ impl Channel {
             .and_then(|b| b.try_into().ok())
             .map(i32::from_ne_bytes)
             .unwrap_or(0))
+    }
+
+    /// Step 1b, parent: the child is in its cgroups.
+    pub fn send_joined(&self) -> Result<()> {
+        self.send(JOINED, &[])
+            .ctx(|| "telling the container process it is in its cgroup")
+    }
+
+    /// Step 1b, child.
+    pub fn wait_joined(&self) -> Result<()> {
+        self.expect(JOINED, "the runtime to add it to its cgroup")
+            .map(drop)
+    }
+
+    /// Parent, after a failure of its own: the error the child already reported, if any (the
+    /// more useful message when the child died first). Does not block.
+    pub fn pending_error(&self) -> Option<String> {
+        loop {
+            let mut buf = [0u8; 4096];
+            // SAFETY: buf is valid for its length.
+            let n = unsafe {
+                libc::recv(
+                    self.0.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n <= 0 {
+                return None;
+            }
+            if buf[0] == ERROR {
+                return Some(String::from_utf8_lossy(&buf[1..n as usize]).into_owned());
+            }
+        }
     }
 
     /// Step 2, child: ask for prestart/createRuntime hooks and wait until they ran.

@@ -8,6 +8,12 @@ use std::path::{Path, PathBuf};
 
 /// Reads `<bundle>/config.json`, makes the root and relative bind sources absolute, and validates it.
 pub fn load(bundle: &Path) -> Result<Spec> {
+    load_with_text(bundle).map(|(spec, _)| spec)
+}
+
+/// [`load`], also returning the file's bytes as read (the runtime keeps a copy: later changes
+/// to the bundle's config.json must not affect the container).
+pub fn load_with_text(bundle: &Path) -> Result<(Spec, Vec<u8>)> {
     let path = bundle.join("config.json");
     let text = std::fs::read(&path).map_err(|e| {
         Error::Msg(format!(
@@ -19,7 +25,7 @@ pub fn load(bundle: &Path) -> Result<Spec> {
         .map_err(|e| Error::Msg(format!("parsing {}: {e}", path.display())))?;
     absolutize(&mut spec, bundle)?;
     validate(&spec)?;
-    Ok(spec)
+    Ok((spec, text))
 }
 
 fn absolutize(spec: &mut Spec, bundle: &Path) -> Result<()> {

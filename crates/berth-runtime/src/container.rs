@@ -96,6 +96,10 @@ struct Cleanup {
     dir: Option<PathBuf>,
     pid: i32,
     cgroup: Option<Manager>,
+    /// poststop hooks and the state they get: a create that fails once the init exists ends
+    /// like a deleted container (runtime.md: a failed prestart, createRuntime or
+    /// createContainer hook continues the lifecycle at the container's destruction).
+    poststop: Option<(Vec<oci_spec::runtime::Hook>, String)>,
 }
 
 impl Drop for Cleanup {
@@ -110,6 +114,9 @@ impl Drop for Cleanup {
         if let Some(m) = self.cgroup.take() {
             let _ = m.kill_all(libc::SIGKILL);
             let _ = m.destroy();
+        }
+        if let Some((hooks, st)) = self.poststop.take() {
+            hooks::run_all_warn("poststop", Some(&hooks), &st);
         }
         if let Some(d) = self.dir.take() {
             state::remove_dir(&d);
@@ -149,7 +156,7 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
     state::check_id(&o.id)?;
     let bundle = std::fs::canonicalize(&o.bundle)
         .ctx(|| format!("bundle directory {}", o.bundle.display()))?;
-    let spec = config::load(&bundle)?;
+    let (spec, config_text) = config::load_with_text(&bundle)?;
     let process = spec.process().as_ref().expect("validated");
     crate::debug!(
         "{}: config.json loaded (ociVersion {}, process.args {:?})",
@@ -180,6 +187,7 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
         dir: Some(dir.clone()),
         pid: 0,
         cgroup: None,
+        poststop: None,
     };
     let _lock = state::lock(&dir)?;
     let fifo_fd = if run_mode {
@@ -338,12 +346,14 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
         },
     };
     container.save()?;
+    let copy = container.config_copy();
+    std::fs::write(&copy, &config_text).ctx(|| format!("writing {}", copy.display()))?;
+    drop(config_text);
+    if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststop().clone()) {
+        cleanup.poststop = Some((h, hook_state(&o.id, "stopped", pid, &bundle, &spec)));
+    }
     if flags & libc::CLONE_NEWUSER as u64 != 0 {
         write_id_maps(&spec, pid)?;
-    }
-    if let (None, Some(m)) = (&cgfd, &mgr) {
-        m.add_pid(pid)
-            .map_err(|e| Error::Msg(format!("adding the init to its cgroup: {e}")))?;
     }
     if let Some(adj) = process.oom_score_adj() {
         sys::write_file(
@@ -353,7 +363,20 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
         .ctx(|| format!("setting oom_score_adj {adj} (lowering it needs CAP_SYS_RESOURCE)"))?;
     }
     pchan.send_go(pid)?;
-    crate::debug!("{}: id maps and cgroup set, init released", o.id);
+    // The init prepares its mounts while the (slow) v1 cgroup migration runs.
+    if let (None, Some(m)) = (&cgfd, &mgr) {
+        if let Err(e) = m.add_pid(pid) {
+            // SAFETY: killing our own child; its report (if it failed first) stays readable.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            return Err(Error::Msg(
+                pchan
+                    .pending_error()
+                    .unwrap_or_else(|| format!("adding the init to its cgroup: {e}")),
+            ));
+        }
+    }
+    pchan.send_joined()?;
+    crate::debug!("{}: init released and in its cgroup", o.id);
     loop {
         match pchan.wait_ready()? {
             Step::Ready => break,
@@ -384,6 +407,7 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
     cleanup.pid = 0;
     cleanup.cgroup = None;
     cleanup.dir = None;
+    cleanup.poststop = None;
     Ok(Launched {
         container,
         spec,
@@ -480,9 +504,13 @@ fn load_mgr(c: &Container) -> Option<Manager> {
         .and_then(|v| Manager::from_saved(v).ok())
 }
 
-fn load_spec(c: &Container) -> Option<Spec> {
-    let p = c.saved.bundle.join("config.json");
-    serde_json::from_slice(&std::fs::read(p).ok()?).ok()
+/// The container's spec as it was at create (the copy in its state directory; the bundle's
+/// config.json for a container made before copies were kept).
+pub fn load_spec(c: &Container) -> Option<Spec> {
+    let data = std::fs::read(c.config_copy())
+        .or_else(|_| std::fs::read(c.saved.bundle.join("config.json")))
+        .ok()?;
+    serde_json::from_slice(&data).ok()
 }
 
 /// `start`: unblocks the init through the exec fifo, then runs poststart hooks.
@@ -549,9 +577,7 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
 fn run_poststart(c: &Container, spec: &Spec) {
     if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()) {
         let st = hook_state(&c.saved.id, "running", c.saved.pid, &c.saved.bundle, spec);
-        if let Err(e) = hooks::run_all("poststart", Some(h), &st) {
-            crate::log::warn(&format!("{e}"));
-        }
+        hooks::run_all_warn("poststart", Some(h), &st);
     }
 }
 
@@ -676,7 +702,7 @@ fn decode_status(status: i32) -> i32 {
 pub fn destroy(c: &Container, mgr: Option<&Manager>, spec: Option<&Spec>) {
     if let Some(m) = mgr {
         // Usually the init was the last process: skip the (freezing) kill when nothing is left.
-        if m.pids().map(|p| !p.is_empty()).unwrap_or(true) {
+        if m.populated() {
             let _ = m.kill_all(libc::SIGKILL);
         }
         if let Err(e) = m.destroy() {
@@ -686,9 +712,7 @@ pub fn destroy(c: &Container, mgr: Option<&Manager>, spec: Option<&Spec>) {
     if let Some(spec) = spec {
         if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()) {
             let st = hook_state(&c.saved.id, "stopped", c.saved.pid, &c.saved.bundle, spec);
-            if let Err(e) = hooks::run_all("poststop", Some(h), &st) {
-                crate::log::warn(&format!("{e}"));
-            }
+            hooks::run_all_warn("poststop", Some(h), &st);
         }
     }
     state::remove_dir(&c.dir);
@@ -786,8 +810,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let mgr = load_mgr(&c);
     match c.status() {
         Status::Stopped => {}
-        Status::Created => kill_and_wait(&c, mgr.as_ref())?,
-        Status::Running | Status::Paused | Status::Creating => {
+        Status::Created | Status::Running | Status::Paused | Status::Creating => {
             if !force {
                 bail!("cannot delete container {id:?} that is not stopped: {} (stop it first or use --force)", c.status().as_str());
             }

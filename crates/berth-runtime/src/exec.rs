@@ -157,11 +157,13 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
         ),
         _ => {}
     }
-    let spec_path = c.saved.bundle.join("config.json");
-    let spec: oci_spec::runtime::Spec = serde_json::from_slice(
-        &std::fs::read(&spec_path).ctx(|| format!("reading {}", spec_path.display()))?,
-    )
-    .map_err(|e| Error::Msg(format!("parsing {}: {e}", spec_path.display())))?;
+    let spec = crate::container::load_spec(&c).ok_or_else(|| {
+        Error::Msg(format!(
+            "reading the config of container {:?} (in {} or its bundle)",
+            o.id,
+            c.dir.display()
+        ))
+    })?;
     let base = spec.process().clone().unwrap_or_default();
     let process = build_process(o, &base)?;
     let terminal = process.terminal().unwrap_or(false);

@@ -17,6 +17,16 @@ pub fn run_all(kind: &str, hooks: Option<&Vec<Hook>>, state: &str) -> Result<()>
     Ok(())
 }
 
+/// Runs every hook of `hooks` even when one fails, logging each failure as a warning (poststart
+/// and poststop: the lifecycle continues as if the hook had succeeded).
+pub fn run_all_warn(kind: &str, hooks: Option<&Vec<Hook>>, state: &str) {
+    for h in hooks.into_iter().flatten() {
+        if let Err(e) = run(kind, h, state) {
+            crate::log::warn(&e.to_string());
+        }
+    }
+}
+
 /// Runs one hook.
 pub fn run(kind: &str, h: &Hook, state: &str) -> Result<()> {
     let path = h.path();

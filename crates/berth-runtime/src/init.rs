@@ -1,8 +1,9 @@
 //! The container's init, from clone to `execve` of the user program. Runs in the cloned child
 //! (single-threaded, a copy of the runtime's memory, so the parsed spec is already here).
 //!
-//! Stages: wait for the parent's go-ahead (maps, cgroup) → cgroup namespace → session →
-//! root in a user namespace → rootfs (mounts, /dev) → createRuntime hooks in the parent →
+//! Stages: wait for the parent's go-ahead (id maps) → session → root in a user namespace →
+//! rootfs (mounts, /dev; before a cgroup mount, or after the last mount, wait until the parent
+//! has added us to our cgroups, then the cgroup namespace) → createRuntime hooks in the parent →
 //! createContainer hooks here → pivot_root → sysctl → masked/read-only paths → hostname →
 //! terminal → process attributes (rlimits, LSM, fds closed, user, caps, umask, cwd,
 //! no_new_privs, executable lookup) → ready → block on the exec fifo (or the channel for `run`)
@@ -124,11 +125,20 @@ fn stage(a: &mut InitArgs) -> Result<crate::error::Error> {
     // possibly unprivileged, has written the id maps): nothing in the container may open
     // /proc/<init>/exe or ptrace the runtime binary.
     sys::prctl(libc::PR_SET_DUMPABLE, 0, 0).ctx(|| "PR_SET_DUMPABLE")?;
-    if config::new_ns(spec, LinuxNamespaceType::Cgroup) {
-        // SAFETY: plain syscall; we are already in the container's cgroup.
-        sys::cvt(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) })
-            .ctx(|| "creating the cgroup namespace")?;
-    }
+    let cgroupns = config::new_ns(spec, LinuxNamespaceType::Cgroup);
+    let joined = std::cell::Cell::new(false);
+    let enter_cgroup = || -> Result<()> {
+        if !joined.get() {
+            a.chan.wait_joined()?;
+            if cgroupns {
+                // SAFETY: plain syscall; we are in the container's cgroup now.
+                sys::cvt(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) })
+                    .ctx(|| "creating the cgroup namespace")?;
+            }
+            joined.set(true);
+        }
+        Ok(())
+    };
     // SAFETY: plain syscall.
     unsafe { libc::setsid() };
     let userns = config::has_ns(spec, LinuxNamespaceType::User);
@@ -149,7 +159,6 @@ fn stage(a: &mut InitArgs) -> Result<crate::error::Error> {
     if !config::has_ns(spec, LinuxNamespaceType::Mount) {
         crate::bail!("linux.namespaces must include a mount namespace");
     }
-    let cgroupns = config::new_ns(spec, LinuxNamespaceType::Cgroup);
     rootfs::prepare(&RootfsCtx {
         spec,
         root,
@@ -157,7 +166,9 @@ fn stage(a: &mut InitArgs) -> Result<crate::error::Error> {
         cgroupns,
         terminal,
         idmapped: &a.idmapped,
+        enter_cgroup: &enter_cgroup,
     })?;
+    enter_cgroup()?;
     if let Some(h) = spec.hooks() {
         let any = h.prestart().as_ref().is_some_and(|v| !v.is_empty())
             || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty());

@@ -116,6 +116,14 @@ macro_rules! debug {
     };
 }
 
+/// Logs a warning built from a format string (stderr and the log file).
+#[macro_export]
+macro_rules! warning {
+    ($($t:tt)*) => {
+        $crate::log::warn(&format!($($t)*))
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

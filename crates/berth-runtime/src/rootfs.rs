@@ -32,6 +32,9 @@ pub struct RootfsCtx<'a> {
     pub terminal: bool,
     /// Idmapped trees prepared by the runtime: (mount index, fd).
     pub idmapped: &'a [(usize, std::os::fd::RawFd)],
+    /// Waits until the process is in the container's cgroups (and in its cgroup namespace):
+    /// called before a cgroup mount and at the end of [`prepare`].
+    pub enter_cgroup: &'a dyn Fn() -> Result<()>,
 }
 
 /// Normalizes a path inside the root lexically ("a/../b" -> "b"); "" is the root itself.
@@ -64,7 +67,37 @@ pub fn open_in_root(rootfd: &OwnedFd, rel: &str) -> std::io::Result<OwnedFd> {
 /// Creates every missing directory of `rel` inside the root, resolving inside it. A dangling
 /// symlink on the way is followed inside the root (its target is created there), never out.
 pub fn mkdir_all_in_root(rootfd: &OwnedFd, rel: &str) -> Result<OwnedFd> {
-    mkdir_all_depth(rootfd, rel, 0)
+    match open_in_root(rootfd, rel) {
+        Ok(fd) => Ok(fd),
+        Err(_) => mkdir_missing(rootfd, rel),
+    }
+}
+
+/// [`mkdir_all_in_root`] for a `rel` that was just found missing.
+fn mkdir_missing(rootfd: &OwnedFd, rel: &str) -> Result<OwnedFd> {
+    match mkdir_last(rootfd, rel) {
+        Some(fd) => Ok(fd),
+        None => mkdir_all_depth(rootfd, rel, 0),
+    }
+}
+
+/// The common case in three system calls: only the last component of `rel` is missing. None
+/// sends the caller down the component-by-component walk (which also reports errors and
+/// follows a dangling symlink inside the root).
+fn mkdir_last(rootfd: &OwnedFd, rel: &str) -> Option<OwnedFd> {
+    let rel = rel.trim_end_matches('/');
+    let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+    if name.is_empty() || name == "." || name == ".." {
+        return None;
+    }
+    let pfd = open_in_root(rootfd, parent).ok()?;
+    let cname = sys::cstr(name).ok()?;
+    // SAFETY: O_PATH dir fd and a valid C string.
+    let r = unsafe { libc::mkdirat(pfd.as_raw_fd(), cname.as_ptr(), 0o755) };
+    if r != 0 && sys::last().raw_os_error() != Some(libc::EEXIST) {
+        return None;
+    }
+    open_in_root(rootfd, rel).ok()
 }
 
 fn mkdir_all_depth(rootfd: &OwnedFd, rel: &str, depth: u32) -> Result<OwnedFd> {
@@ -134,7 +167,7 @@ pub fn ensure_target(rootfd: &OwnedFd, rel: &str, dir: bool) -> Result<OwnedFd> 
         Err(_) => {}
     }
     if dir {
-        return mkdir_all_in_root(rootfd, rel);
+        return mkdir_missing(rootfd, rel);
     }
     let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
     let pfd = mkdir_all_in_root(rootfd, parent)?;
@@ -313,7 +346,7 @@ pub fn prepare(c: &RootfsCtx) -> Result<()> {
         setup_dev(c, &rootfd, devpts)?;
         crate::debug!("default devices and /dev symlinks created");
     }
-    Ok(())
+    (c.enter_cgroup)()
 }
 
 fn make_parent_private(root: &str) -> Result<()> {
@@ -374,6 +407,7 @@ fn mount_one(
         return Ok(());
     }
     if typ == "cgroup" || typ == "cgroup2" {
+        (c.enter_cgroup)()?;
         return mount_cgroup(c, rootfd, rel, &o);
     }
     let target = ensure_target(rootfd, rel, true)?;

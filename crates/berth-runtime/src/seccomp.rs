@@ -192,7 +192,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter, SeccompError> {
             let sc = match ScmpSyscall::from_name(name) {
                 Ok(sc) => sc,
                 Err(_) => {
-                    tracing::debug!("seccomp: skipping unknown syscall {name:?}");
+                    crate::debug!("seccomp: skipping unknown syscall {name:?}");
                     continue;
                 }
             };
@@ -229,7 +229,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter, SeccompError> {
             flags |= FLAG_TSYNC_ESRCH;
         }
     } else if flags & FLAG_WAIT_KILLABLE_RECV != 0 {
-        tracing::debug!(
+        crate::debug!(
             "seccomp: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV ignored without SCMP_ACT_NOTIFY"
         );
         flags &= !FLAG_WAIT_KILLABLE_RECV;
@@ -375,7 +375,7 @@ pub fn compile_cached(s: &LinuxSeccomp, cache_dir: &Path) -> Result<Filter, Secc
         .and_then(|_| std::fs::rename(&tmp, &file));
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
-        tracing::debug!("seccomp cache {}: {e}", file.display());
+        crate::debug!("seccomp cache {}: {e}", file.display());
     }
     Ok(f)
 }

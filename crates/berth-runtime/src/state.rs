@@ -153,6 +153,11 @@ impl Container {
             .ctx(|| format!("renaming {}", tmp.display()))
     }
 
+    /// The copy of config.json taken at create.
+    pub fn config_copy(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+
     /// The exec fifo's path.
     pub fn fifo(&self) -> PathBuf {
         self.dir.join("exec.fifo")
@@ -221,30 +226,44 @@ fn owner_name(uid: u32) -> String {
 }
 
 /// Now as RFC 3339 with nanoseconds, UTC (hand-rolled: this runs for every container, and
-/// keeping the runtime's hot path small keeps its resident memory small).
+/// keeping the runtime's hot path small keeps its resident memory small; glibc's `gmtime_r`
+/// would also read `/etc/localtime`).
 pub fn now_rfc3339() -> String {
-    // SAFETY: clock_gettime and gmtime_r with valid out-buffers.
-    unsafe {
+    // SAFETY: clock_gettime with a valid out-buffer.
+    let ts = unsafe {
         let mut ts: libc::timespec = std::mem::zeroed();
         libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts);
-        let mut tm: libc::tm = std::mem::zeroed();
-        libc::gmtime_r(&ts.tv_sec, &mut tm);
-        format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
-            tm.tm_year + 1900,
-            tm.tm_mon + 1,
-            tm.tm_mday,
-            tm.tm_hour,
-            tm.tm_min,
-            tm.tm_sec,
-            ts.tv_nsec
-        )
-    }
+        ts
+    };
+    let secs = ts.tv_sec;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        ts.tv_nsec
+    )
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
 }
 
 /// Removes a container directory: the files the runtime puts there, then the directory.
 pub fn remove_dir(dir: &Path) {
-    for f in ["state.json", "exec.fifo", ".state.json.tmp"] {
+    for f in ["state.json", "exec.fifo", ".state.json.tmp", "config.json"] {
         let _ = std::fs::remove_file(dir.join(f));
     }
     if std::fs::remove_dir(dir).is_err() {
@@ -261,6 +280,15 @@ mod tests {
         let t = now_rfc3339();
         assert!(chrono::DateTime::parse_from_rfc3339(&t).is_ok(), "{t}");
         assert_eq!(t.len(), "2026-01-01T00:00:00.000000000Z".len());
+    }
+
+    #[test]
+    fn dates_from_day_counts() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_786), (2026, 11, 29));
+        assert_eq!(civil_from_days(2_932_896), (9999, 12, 31));
     }
 
     #[test]

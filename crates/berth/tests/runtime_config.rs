@@ -382,15 +382,36 @@ fn failing_hooks_follow_the_spec() {
         "{err}"
     );
     assert_eq!(String::from_utf8_lossy(&rt.rt(&["list", "-q"]).stdout), "");
-    // poststart failure only warns; timeouts kill the hook.
+    // The lifecycle continues at the container's destruction: poststop hooks run.
+    assert!(
+        marker.exists(),
+        "poststop did not run after a failed createRuntime hook"
+    );
+    std::fs::remove_file(&marker).unwrap();
+    // A failing poststart or poststop hook only warns, and the hooks after it still run;
+    // timeouts kill the hook.
+    let after_poststart = rt.path("after-poststart");
     rt.config["hooks"] = json!({
-        "poststart": [{"path": "/bin/false"}],
-        "poststop": [{"path": "/bin/touch", "args": ["touch", marker]}]
+        "poststart": [
+            {"path": "/bin/false"},
+            {"path": "/bin/touch", "args": ["touch", after_poststart]}
+        ],
+        "poststop": [
+            {"path": "/bin/false"},
+            {"path": "/bin/touch", "args": ["touch", marker]}
+        ]
     });
     let (code, _, err) = rt.run("poststartfail");
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("warning"), "{err}");
-    assert!(marker.exists(), "poststop did not run");
+    assert!(
+        after_poststart.exists(),
+        "the poststart hook after a failing one did not run"
+    );
+    assert!(
+        marker.exists(),
+        "the poststop hook after a failing one did not run"
+    );
     rt.config["hooks"] =
         json!({"prestart": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]});
     let t = std::time::Instant::now();

@@ -217,6 +217,54 @@ fn container_processes_start_with_default_signals() {
 }
 
 #[test]
+fn config_changes_after_create_do_not_affect_the_container() {
+    let mut rt = Rt::new();
+    let marker = rt.path("poststart-ran");
+    rt.args(&["sleep", "1000"]);
+    let id = rt.create("cfgcopy");
+    // Replace the bundle's config with one that has no process and a poststart hook.
+    std::fs::write(
+        rt.bundle.join("config.json"),
+        serde_json::to_vec(&json!({
+            "ociVersion": "1.0.0",
+            "hooks": {"poststart": [{"path": "/bin/touch", "args": ["touch", marker]}]}
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    succeeded(&rt.rt(&["start", &id]));
+    rt.wait_status(&id, "running");
+    assert!(
+        !marker.exists(),
+        "a hook added to config.json after create ran"
+    );
+    // exec still finds the container's process settings.
+    let (code, out, err) = rt.exec(&id, &["echo", "still here"]);
+    assert_eq!((code, out.as_str()), (0, "still here\n"), "{err}");
+}
+
+#[test]
+fn delete_refuses_a_container_that_is_not_stopped() {
+    let mut rt = Rt::new();
+    rt.args(&["sleep", "1000"]);
+    let id = rt.create("delcreated");
+    let out = rt.rt(&["delete", &id]);
+    assert!(
+        !out.status.success(),
+        "delete of a created container worked"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not stopped"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No effect on the container.
+    assert_eq!(rt.state(&id)["status"], "created");
+    succeeded(&rt.rt(&["delete", "--force", &id]));
+    assert!(!rt.rt(&["state", &id]).status.success());
+}
+
+#[test]
 fn unknown_ids_are_errors() {
     let rt = Rt::new();
     for cmd in [
@@ -302,8 +350,8 @@ fn pid_file_and_list() {
         serde_json::from_slice(&rt.rt(&["list", "--format", "json"]).stdout).unwrap();
     assert_eq!(js[0]["id"], id.as_str());
     assert_eq!(js[0]["pid"], pid);
-    // delete of a created container kills its init.
-    assert!(rt.rt(&["delete", &id]).status.success());
+    // delete --force of a created container kills its init.
+    assert!(rt.rt(&["delete", "--force", &id]).status.success());
     assert!(
         !std::path::Path::new(&format!("/proc/{pid}/cmdline")).exists()
             || cmdline(pid).is_empty()

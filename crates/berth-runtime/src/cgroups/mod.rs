@@ -369,8 +369,21 @@ impl Manager {
 
     /// Every process in the container's cgroups, including nested cgroups, sorted.
     pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
+        self.pids_in(&self.dirs())
+    }
+
+    /// Whether any process is left in the container's cgroup (errors count as yes). Looks at one
+    /// hierarchy: every process of the container is in all of them.
+    pub fn populated(&self) -> bool {
+        let dirs = self.dirs();
+        self.pids_in(&dirs[..dirs.len().min(1)])
+            .map(|p| !p.is_empty())
+            .unwrap_or(true)
+    }
+
+    fn pids_in(&self, dirs: &[&Path]) -> Result<Vec<i32>, CgroupError> {
         let mut all = BTreeSet::new();
-        for dir in self.dirs() {
+        for dir in dirs {
             for d in walk_dirs(dir)? {
                 let procs = match fs::read_opt(&d.join("cgroup.procs"))? {
                     Some(p) => p,
@@ -397,7 +410,7 @@ impl Manager {
         let frozen = match self.freeze() {
             Ok(()) => true,
             Err(e) => {
-                tracing::warn!("kill --all: cannot freeze the container first: {e}");
+                crate::warning!("kill --all: cannot freeze the container first: {e}");
                 false
             }
         };
@@ -444,6 +457,12 @@ impl Manager {
     pub fn destroy(&self) -> Result<(), CgroupError> {
         let mut first_err = None;
         for dir in self.dirs() {
+            // Usually a leaf without processes: one rmdir.
+            match std::fs::remove_dir(dir) {
+                Ok(()) => continue,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(_) => {}
+            }
             let tree = match walk_dirs(dir) {
                 Ok(t) => t,
                 Err(e) => {

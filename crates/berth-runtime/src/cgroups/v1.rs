@@ -140,7 +140,7 @@ fn memory(d: &Path, mem: &LinuxMemory) -> Result<(), CgroupError> {
         }
     }
     if swap.is_some() && !has_swap {
-        tracing::warn!("memory.swap ignored: this kernel does not account swap ({} is missing; boot with swapaccount=1)", memsw.display());
+        crate::warning!("memory.swap ignored: this kernel does not account swap ({} is missing; boot with swapaccount=1)", memsw.display());
         swap = None;
     }
     let set_limit = |l: i64| -> Result<(), CgroupError> {
@@ -289,7 +289,7 @@ pub fn write_if_present(file: &Path, value: &str, field: &str) -> Result<(), Cgr
     if file.exists() {
         fs::write(file, value)
     } else {
-        tracing::warn!(
+        crate::warning!(
             "{field} ignored: this kernel has no {}",
             file.file_name().unwrap_or_default().to_string_lossy()
         );
@@ -306,7 +306,7 @@ fn blkio(d: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
     if let Some(w) = b.weight() {
         match &weight_file {
             Some(f) => fs::write(f, &w.to_string())?,
-            None => tracing::warn!("blockIO.weight ignored: no blkio.weight or blkio.bfq.weight (the I/O scheduler has no weights)"),
+            None => crate::warning!("blockIO.weight ignored: no blkio.weight or blkio.bfq.weight (the I/O scheduler has no weights)"),
         }
     }
     if let Some(w) = b.leaf_weight() {
@@ -329,7 +329,9 @@ fn blkio(d: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
             match &weight_device_file {
                 Some(f) => fs::write(f, &format!("{}:{} {}", wd.major(), wd.minor(), w))?,
                 None => {
-                    tracing::warn!("blockIO.weightDevice ignored: the I/O scheduler has no weights")
+                    crate::warning!(
+                        "blockIO.weightDevice ignored: the I/O scheduler has no weights"
+                    )
                 }
             }
         }

@@ -43,7 +43,7 @@ fn enable_controllers(dir: &Path) -> Result<(), CgroupError> {
     if fs::write(&file, &missing.join(" ")).is_err() {
         for c in &missing {
             if let Err(e) = fs::write(&file, c) {
-                tracing::debug!("{e}");
+                crate::debug!("enabling controller {c} in {}: {e}", file.display());
             }
         }
     }
@@ -159,7 +159,7 @@ pub fn apply(m: &Manager, r: &LinuxResources) -> Result<(), CgroupError> {
     }
     if let Some(net) = r.network() {
         if net.class_id().is_some() || net.priorities().as_ref().is_some_and(|p| !p.is_empty()) {
-            tracing::warn!("linux.resources.network ignored: cgroup v2 has no net_cls/net_prio (use a network namespace)");
+            crate::log::warn("linux.resources.network ignored: cgroup v2 has no net_cls/net_prio (use a network namespace)");
         }
     }
     if let Some(rdma) = r.rdma() {
@@ -218,7 +218,7 @@ fn memory(d: &Path, mem: &LinuxMemory) -> Result<(), CgroupError> {
         if f.exists() {
             fs::write(&f, &s)?;
         } else if mem.swap().is_some() {
-            tracing::warn!("memory.swap ignored: this kernel has no memory.swap.max");
+            crate::log::warn("memory.swap ignored: this kernel has no memory.swap.max");
         }
     }
     if let (Some(l), Some(true)) = (limit, mem.check_before_update()) {
@@ -238,10 +238,12 @@ fn memory(d: &Path, mem: &LinuxMemory) -> Result<(), CgroupError> {
         fs::write(&d.join("memory.low"), &v)?;
     }
     if mem.disable_oom_killer() == Some(true) {
-        tracing::warn!("memory.disableOOMKiller ignored: cgroup v2 cannot disable the OOM killer");
+        crate::log::warn(
+            "memory.disableOOMKiller ignored: cgroup v2 cannot disable the OOM killer",
+        );
     }
     if mem.swappiness().is_some() {
-        tracing::warn!("memory.swappiness ignored: cgroup v2 has no per-cgroup swappiness");
+        crate::log::warn("memory.swappiness ignored: cgroup v2 has no per-cgroup swappiness");
     }
     Ok(())
 }
@@ -278,7 +280,7 @@ fn cpu(d: &Path, cpu: &LinuxCpu) -> Result<(), CgroupError> {
     if cpu.realtime_runtime().is_some_and(|r| r != 0)
         || cpu.realtime_period().is_some_and(|p| p != 0)
     {
-        tracing::warn!("cpu.realtimeRuntime/realtimePeriod ignored: cgroup v2 has no realtime group scheduling");
+        crate::log::warn("cpu.realtimeRuntime/realtimePeriod ignored: cgroup v2 has no realtime group scheduling");
     }
     if let Some(c) = cpu.cpus().as_deref().filter(|c| !c.is_empty()) {
         fs::write(&d.join("cpuset.cpus"), c)?;
