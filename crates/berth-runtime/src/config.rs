@@ -21,11 +21,52 @@ pub fn load_with_text(bundle: &Path) -> Result<(Spec, Vec<u8>)> {
             path.display()
         ))
     })?;
-    let mut spec: Spec = serde_json::from_slice(&text)
-        .map_err(|e| Error::Msg(format!("parsing {}: {e}", path.display())))?;
+    let mut spec = parse(&text, &path, true)?;
     absolutize(&mut spec, bundle)?;
     validate(&spec)?;
     Ok((spec, text))
+}
+
+/// Parses a config. Capabilities this build does not know are dropped with a warning (when
+/// `warn`) instead of failing the whole config (config.md: a capability that cannot be mapped
+/// is logged as a warning; runtimes should not fail).
+pub fn parse(text: &[u8], path: &Path, warn: bool) -> Result<Spec> {
+    let err = match serde_json::from_slice(text) {
+        Ok(spec) => return Ok(spec),
+        Err(e) => Error::Msg(format!("parsing {}: {e}", path.display())),
+    };
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(text) else {
+        return Err(err);
+    };
+    let mut dropped = Vec::new();
+    if let Some(sets) = v
+        .pointer_mut("/process/capabilities")
+        .and_then(|c| c.as_object_mut())
+    {
+        for set in sets.values_mut() {
+            if let Some(list) = set.as_array_mut() {
+                list.retain(|c| {
+                    let known = c.as_str().is_some_and(|n| {
+                        std::str::FromStr::from_str(n).is_ok_and(|_: caps::Capability| true)
+                    });
+                    if !known {
+                        dropped.push(c.to_string());
+                    }
+                    known
+                });
+            }
+        }
+    }
+    if dropped.is_empty() {
+        return Err(err);
+    }
+    if warn {
+        crate::warning!(
+            "process.capabilities: ignoring unknown {}",
+            dropped.join(", ")
+        );
+    }
+    serde_json::from_value(v).map_err(|e| Error::Msg(format!("parsing {}: {e}", path.display())))
 }
 
 fn absolutize(spec: &mut Spec, bundle: &Path) -> Result<()> {
@@ -97,6 +138,15 @@ fn validate(spec: &Spec) -> Result<()> {
             process.cwd().display()
         );
     }
+    let mut types = HashSet::new();
+    for r in process.rlimits().iter().flatten() {
+        if !types.insert(r.typ().to_string()) {
+            bail!(
+                "process.rlimits lists {} twice: keep one entry per type",
+                r.typ()
+            );
+        }
+    }
     let mut seen = HashSet::new();
     for (t, path) in namespaces(spec) {
         if !seen.insert(t) {
@@ -134,17 +184,20 @@ fn validate(spec: &Spec) -> Result<()> {
     {
         bail!("unable to set domainname without a private UTS namespace");
     }
-    if let Some(mounts) = spec.mounts() {
-        for m in mounts {
-            if !m.destination().is_absolute() {
-                bail!(
-                    "mount destination {} must be an absolute path",
-                    m.destination().display()
-                );
-            }
-        }
-    }
+    // A relative mount destination is relative to "/" (config.md; deprecated but allowed).
     if let Some(l) = linux {
+        // Accepted by the spec but not implemented here: refusing beats ignoring them.
+        if l.intel_rdt().is_some() {
+            bail!(
+                "linux.intelRdt is not supported by berth-runtime (no resctrl support): remove it"
+            );
+        }
+        if l.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+            bail!("linux.netDevices is not supported by berth-runtime: remove it and move the interface into the container's network namespace yourself");
+        }
+        if l.memory_policy().is_some() {
+            bail!("linux.memoryPolicy is not supported by berth-runtime: remove it");
+        }
         if let Some(p) = l.rootfs_propagation() {
             if !matches!(
                 p.as_str(),

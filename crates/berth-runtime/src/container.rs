@@ -510,7 +510,7 @@ pub fn load_spec(c: &Container) -> Option<Spec> {
     let data = std::fs::read(c.config_copy())
         .or_else(|_| std::fs::read(c.saved.bundle.join("config.json")))
         .ok()?;
-    serde_json::from_slice(&data).ok()
+    config::parse(&data, &c.config_copy(), false).ok()
 }
 
 /// `start`: unblocks the init through the exec fifo, then runs poststart hooks.

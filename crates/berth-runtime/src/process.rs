@@ -261,11 +261,15 @@ fn cap_bits(set: Option<&oci_spec::runtime::Capabilities>, last: u32) -> Result<
     let mut bits = 0u64;
     for c in set.into_iter().flatten() {
         let name = format!("CAP_{c}");
-        let cap = caps::Capability::from_str(&name)
-            .map_err(|_| Error::Msg(format!("unknown capability {name}")))?;
+        let Ok(cap) = caps::Capability::from_str(&name) else {
+            crate::warning!("capability {name} is unknown: not granted");
+            continue;
+        };
         let i = cap.index() as u32;
         if i <= last {
             bits |= 1 << i;
+        } else {
+            crate::warning!("capability {name} is not supported by this kernel: not granted");
         }
     }
     Ok(bits)

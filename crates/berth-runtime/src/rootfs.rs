@@ -191,14 +191,79 @@ pub struct Opts {
     pub data: Vec<String>,
     /// The mount is a bind mount.
     pub bind: bool,
-    /// Recursive read-only etc. (mount_setattr) attributes.
+    /// Recursive read-only etc. (mount_setattr) attributes to set.
     pub rec_attr_set: u64,
+    /// Recursive attributes to clear (rrw, rsuid, ...; the atime mode when one is set).
+    pub rec_attr_clr: u64,
 }
 
+/// `MOUNT_ATTR_*` bits for the recursive options (linux/mount.h).
+mod attr {
+    pub const RDONLY: u64 = 0x1;
+    pub const NOSUID: u64 = 0x2;
+    pub const NODEV: u64 = 0x4;
+    pub const NOEXEC: u64 = 0x8;
+    pub const ATIME_MASK: u64 = 0x70;
+    pub const RELATIME: u64 = 0x0;
+    pub const NOATIME: u64 = 0x10;
+    pub const STRICTATIME: u64 = 0x20;
+    pub const NODIRATIME: u64 = 0x80;
+    pub const NOSYMFOLLOW: u64 = 0x20_0000;
+}
+
+/// The recursive (`mount_setattr`) options the runtime-spec lists: (name, clear?, attribute).
+const REC_OPTS: [(&str, bool, u64); 12] = [
+    ("rro", false, attr::RDONLY),
+    ("rrw", true, attr::RDONLY),
+    ("rnosuid", false, attr::NOSUID),
+    ("rsuid", true, attr::NOSUID),
+    ("rnodev", false, attr::NODEV),
+    ("rdev", true, attr::NODEV),
+    ("rnoexec", false, attr::NOEXEC),
+    ("rexec", true, attr::NOEXEC),
+    ("rnodiratime", false, attr::NODIRATIME),
+    ("rdiratime", true, attr::NODIRATIME),
+    ("rnosymfollow", false, attr::NOSYMFOLLOW),
+    ("rsymfollow", true, attr::NOSYMFOLLOW),
+];
+
+/// The recursive atime options: the kernel takes one atime mode, replacing the whole field;
+/// the negative ones go back to the default (relatime).
+const REC_ATIME: [(&str, u64); 6] = [
+    ("rrelatime", attr::RELATIME),
+    ("rnorelatime", attr::RELATIME),
+    ("rnoatime", attr::NOATIME),
+    ("ratime", attr::RELATIME),
+    ("rstrictatime", attr::STRICTATIME),
+    ("rnostrictatime", attr::RELATIME),
+];
+
+/// Applies a recursive option to `o`; false when `opt` is not one.
+fn rec_option(o: &mut Opts, opt: &str) -> bool {
+    if let Some((_, clear, a)) = REC_OPTS.iter().find(|(n, _, _)| *n == opt) {
+        if *clear {
+            o.rec_attr_clr |= a;
+            o.rec_attr_set &= !a;
+        } else {
+            o.rec_attr_set |= a;
+            o.rec_attr_clr &= !a;
+        }
+        return true;
+    }
+    if let Some((_, mode)) = REC_ATIME.iter().find(|(n, _)| *n == opt) {
+        o.rec_attr_clr |= attr::ATIME_MASK;
+        o.rec_attr_set = (o.rec_attr_set & !attr::ATIME_MASK) | mode;
+        return true;
+    }
+    false
+}
 /// Parses OCI/fstab mount options into flags and data.
 pub fn parse_options(opts: &[String]) -> Opts {
     let mut o = Opts::default();
     for opt in opts {
+        if rec_option(&mut o, opt) {
+            continue;
+        }
         let (set, clear): (libc::c_ulong, libc::c_ulong) = match opt.as_str() {
             "defaults" => (0, 0),
             "ro" => (libc::MS_RDONLY, 0),
@@ -227,6 +292,10 @@ pub fn parse_options(opts: &[String]) -> Opts {
             "loud" => (0, libc::MS_SILENT),
             "lazytime" => (libc::MS_LAZYTIME, 0),
             "nolazytime" => (0, libc::MS_LAZYTIME),
+            "iversion" => (libc::MS_I_VERSION, 0),
+            "noiversion" => (0, libc::MS_I_VERSION),
+            "nosymfollow" => (libc::MS_NOSYMFOLLOW, 0),
+            "symfollow" => (0, libc::MS_NOSYMFOLLOW),
             "bind" => {
                 o.bind = true;
                 (libc::MS_BIND, 0)
@@ -238,22 +307,6 @@ pub fn parse_options(opts: &[String]) -> Opts {
             "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
             | "runbindable" => {
                 o.propagation.push(propagation_flags(opt));
-                (0, 0)
-            }
-            "rro" => {
-                o.rec_attr_set |= 0x1; // MOUNT_ATTR_RDONLY
-                (0, 0)
-            }
-            "rnosuid" => {
-                o.rec_attr_set |= 0x2;
-                (0, 0)
-            }
-            "rnodev" => {
-                o.rec_attr_set |= 0x4;
-                (0, 0)
-            }
-            "rnoexec" => {
-                o.rec_attr_set |= 0x8;
                 (0, 0)
             }
             "tmpcopyup" | "idmap" | "ridmap" | "notmpcopyup" | "copy-symlink" => (0, 0),
@@ -476,7 +529,7 @@ fn finish(target: &OwnedFd, o: &Opts) -> Result<()> {
     for p in &o.propagation {
         sys::mount(None, &fd_path(target), None, *p, None).ctx(|| "setting mount propagation")?;
     }
-    if o.rec_attr_set != 0 {
+    if o.rec_attr_set != 0 || o.rec_attr_clr != 0 {
         #[repr(C)]
         struct MountAttr {
             set: u64,
@@ -486,7 +539,7 @@ fn finish(target: &OwnedFd, o: &Opts) -> Result<()> {
         }
         let attr = MountAttr {
             set: o.rec_attr_set,
-            clr: 0,
+            clr: o.rec_attr_clr,
             prop: 0,
             ns: 0,
         };
@@ -503,7 +556,7 @@ fn finish(target: &OwnedFd, o: &Opts) -> Result<()> {
             )
         };
         if r != 0 {
-            return Err(sys::last()).ctx(|| "mount_setattr (rro/rnosuid/rnodev/rnoexec)");
+            return Err(sys::last()).ctx(|| "mount_setattr (recursive mount options such as rro)");
         }
     }
     Ok(())
@@ -694,13 +747,33 @@ fn add_device(c: &RootfsCtx, rootfd: &OwnedFd, d: &LinuxDevice) -> Result<()> {
         ),
     };
     let mode = d.file_mode().unwrap_or(0o666) & 0o7777;
+    let (maj, min) = (d.major() as u32, d.minor() as u32);
+    // A file already there must be this very device (config-linux.md); never replace another.
+    if let Ok(fd) = openat2(
+        rootfd.as_raw_fd(),
+        &rel,
+        libc::O_PATH | libc::O_NOFOLLOW,
+        0,
+        RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    ) {
+        let st = sys::fstat(fd.as_raw_fd()).ctx(|| format!("fstat /{rel}"))?;
+        let same = st.st_mode & libc::S_IFMT == kind
+            && (kind == libc::S_IFIFO || st.st_rdev == libc::makedev(maj, min));
+        if same {
+            return Ok(());
+        }
+        bail!(
+            "linux.devices {}: a different file already exists there in the rootfs",
+            d.path().display()
+        );
+    }
     make_device(
         c,
         rootfd,
         &rel,
         kind,
-        d.major() as u32,
-        d.minor() as u32,
+        maj,
+        min,
         mode,
         d.uid().unwrap_or(0),
         d.gid().unwrap_or(0),
@@ -917,6 +990,17 @@ mod tests {
         assert_eq!(o.propagation, vec![libc::MS_SLAVE | libc::MS_REC]);
         assert_eq!(o.data, vec!["size=1m", "mode=700"]);
         assert_eq!(o.rec_attr_set, 1);
+    }
+
+    #[test]
+    fn recursive_options_set_and_clear_mount_attributes() {
+        let o =
+            parse_options(&["rro", "rnoatime", "rrw", "rnosuid", "rstrictatime"].map(String::from));
+        assert_eq!(o.rec_attr_set, attr::NOSUID | attr::STRICTATIME);
+        assert_eq!(o.rec_attr_clr, attr::RDONLY | attr::ATIME_MASK);
+        assert!(o.data.is_empty(), "{:?}", o.data);
+        let o = parse_options(&["nosymfollow", "iversion", "noiversion"].map(String::from));
+        assert_eq!(o.flags, libc::MS_NOSYMFOLLOW);
     }
 
     #[test]

@@ -126,6 +126,39 @@ fn mounts_and_options_are_applied() {
 }
 
 #[test]
+fn relative_destinations_and_the_specs_other_mount_options() {
+    let mut rt = Rt::new();
+    let src = rt.path("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    // A relative destination is relative to "/"; nosymfollow, iversion and the recursive
+    // options (rnoexec, rnosymfollow, rnoatime, then rrw undoing an rro) reach the mount.
+    rt.mount(
+        json!({"destination": "rel/tmp", "type": "tmpfs", "source": "tmpfs",
+        "options": ["nosymfollow", "iversion"]}),
+    );
+    rt.mount(
+        json!({"destination": "/mnt/rec", "type": "bind", "source": src,
+        "options": ["rbind", "rro", "rnoexec", "rnosymfollow", "rnoatime", "rrw"]}),
+    );
+    rt.args(&[
+        "sh",
+        "-c",
+        "grep ' /rel/tmp ' /proc/mounts | cut -d' ' -f4; grep ' /mnt/rec ' /proc/mounts | cut -d' ' -f4",
+    ]);
+    let out = rt.run_ok("mountopts");
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(l.len(), 2, "{out}");
+    assert!(l[0].split(',').any(|o| o == "nosymfollow"), "{}", l[0]);
+    for want in ["rw", "noexec", "nosymfollow", "noatime"] {
+        assert!(
+            l[1].split(',').any(|o| o == want),
+            "{want} missing: {}",
+            l[1]
+        );
+    }
+}
+
+#[test]
 fn masked_and_readonly_paths_and_readonly_root() {
     let mut rt = Rt::new();
     assert_eq!(rt.config["root"]["readonly"], true);
@@ -160,7 +193,9 @@ fn masked_and_readonly_paths_and_readonly_root() {
 fn devices_exist_with_the_right_numbers() {
     let mut rt = Rt::new();
     rt.config["linux"]["devices"] = json!([
-        {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o640, "uid": 0, "gid": 0}
+        {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o640, "uid": 0, "gid": 0},
+        // Already there (a default device) and the same: fine.
+        {"path": "/dev/null", "type": "c", "major": 1, "minor": 3}
     ]);
     rt.config["linux"]["resources"]["devices"] = json!([
         {"allow": false, "access": "rwm"},
@@ -202,6 +237,16 @@ fn devices_exist_with_the_right_numbers() {
         ]
     );
     assert_eq!(l[12].trim(), "4");
+    // A listed device whose path holds a different file is an error, not a replacement.
+    rt.config["linux"]["devices"] =
+        json!([{"path": "/dev/tty", "type": "c", "major": 4, "minor": 1}]);
+    rt.args(&["true"]);
+    let (code, _, err) = rt.run("devclash");
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("/dev/tty") && err.contains("different file"),
+        "{err}"
+    );
 }
 
 fn status_field(out: &str, key: &str) -> String {

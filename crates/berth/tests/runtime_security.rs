@@ -289,6 +289,19 @@ fn missing_binary_and_bad_config_are_clear_errors() {
             json!({"linux": {"namespaces": [{"type": "mount"}, {"type": "user"}]}}),
             "uidMappings",
         ),
+        (
+            "rlimits",
+            json!({"process": {"rlimits": [
+                {"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024},
+                {"type": "RLIMIT_NOFILE", "hard": 512, "soft": 512}
+            ]}}),
+            "RLIMIT_NOFILE twice",
+        ),
+        (
+            "intelrdt",
+            json!({"linux": {"intelRdt": {"closID": "berth"}}}),
+            "intelRdt",
+        ),
     ];
     for (name, patch, want) in cases {
         let mut r2 = Rt::new();
@@ -297,6 +310,18 @@ fn missing_binary_and_bad_config_are_clear_errors() {
         assert_eq!(code, 1, "{name}");
         assert!(err.contains(want), "{name}: {err}");
     }
+    // An unknown capability is a warning, not a failure; the known ones are still granted.
+    let mut r3 = Rt::new();
+    r3.config["process"]["capabilities"] = json!({"bounding": ["CAP_KILL", "CAP_NOT_A_THING"], "effective": ["CAP_KILL"],
+               "permitted": ["CAP_KILL", "CAP_NOT_A_THING"]});
+    r3.args(&["grep", "CapEff", "/proc/self/status"]);
+    let (code, out, err) = r3.run("unknowncap");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning") && err.contains("CAP_NOT_A_THING"),
+        "{err}"
+    );
+    assert!(out.contains("0000000000000020"), "{out}");
     let out = rt
         .cmd()
         .args(["--systemd-cgroup", "list"])
