@@ -26,6 +26,7 @@ const MARK: &str = "_BERTH_RUNTIME_SEALED";
 /// from one. Returns only when nothing needs doing (or on error, before anything changed).
 pub fn ensure_read_only_exe() -> io::Result<()> {
     if runs_read_only()? {
+        name_after_argv0();
         return Ok(());
     }
     if std::env::var_os(MARK).is_some() {
@@ -74,6 +75,32 @@ pub fn ensure_read_only_exe() -> io::Result<()> {
         )
     };
     Err(io::Error::last_os_error())
+}
+
+/// A runtime started through `/proc/self/fd/N` (see [`read_only_view`]) is named `N` by
+/// the kernel; it takes back the name of its argv[0] so `ps` shows `berth-runtime`.
+fn name_after_argv0() {
+    let Ok(comm) = std::fs::read_to_string("/proc/self/comm") else {
+        return;
+    };
+    let comm = comm.trim_end();
+    if comm.is_empty() || !comm.bytes().all(|b| b.is_ascii_digit()) {
+        return;
+    }
+    let Some(arg0) = std::env::args_os().next() else {
+        return;
+    };
+    let base = std::path::Path::new(&arg0)
+        .file_name()
+        .map(|n| std::os::unix::ffi::OsStrExt::as_bytes(n).to_vec())
+        .unwrap_or_default();
+    let mut name: Vec<u8> = base.into_iter().filter(|b| *b != 0).take(15).collect();
+    if name.is_empty() {
+        return;
+    }
+    name.push(0);
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
 }
 
 /// Whether `/proc/self/exe` is on a read-only mount or is a write-sealed memfd.
