@@ -4,7 +4,8 @@
 //! On disk, under `<root>/containers/<id>/`: `config.json` (the record),
 //! `bundle/config.json` + `bundle/rootfs` (the overlay mountpoint), `upper/`,
 //! `work/`, `hosts`, `hostname`, `resolv.conf`, `ctr.log` (JSON lines),
-//! `attach.sock` (the monitor), `lock`. Runtime state lives in `<root>/runtime`,
+//! `attach.sock` (the monitor); the directory itself is flock'ed as the container's lock.
+//! Runtime state lives in `<root>/runtime`,
 //! volumes in `<root>/volumes/<name>/_data`, networks in `<root>/networks/` (berth-net's store),
 //! and the network namespaces of running containers, bind-mounted, in `<root>/netns/<id>`
 //! (`/run/berth/netns/<id>` for the default root): see [`network`].
