@@ -764,9 +764,11 @@ pub fn connect(
         });
     }
     let mut taken: Vec<(u16, Protocol)> = Vec::new();
-    for n in store.list()? {
-        for l in store.leases(&n.name)? {
-            taken.extend(l.ports.iter().map(|p| (p.host_port, p.protocol)));
+    if !ports.is_empty() {
+        for n in store.list()? {
+            for l in store.leases(&n.name)? {
+                taken.extend(l.ports.iter().map(|p| (p.host_port, p.protocol)));
+            }
         }
     }
     for p in &mut ports {
