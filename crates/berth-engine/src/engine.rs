@@ -243,26 +243,33 @@ impl Engine {
     /// Mounts the root, writes /etc files and the runtime spec.
     fn prepare(&self, c: &mut Container) -> Result<(), EngineError> {
         let _span = tracing::debug_span!("prepare", id = %&c.id[..12]).entered();
+        // The network (a namespace, and for a bridge its veth, address and rules) is set up
+        // on a second thread while this one mounts the root and builds the spec: the two
+        // share nothing until the /etc files. Both are joined before the monitor forks.
+        let (netns, mut s) = std::thread::scope(|scope| {
+            let mut net_c = c.clone();
+            let (root, records) = (&self.root, &self.records);
+            let net = std::thread::Builder::new()
+                .name("network".into())
+                .spawn_scoped(scope, move || {
+                    let r = network::attach(root, records, &mut net_c);
+                    (r, net_c)
+                })
+                .map_err(|e| EngineError::Other(format!("starting the network thread: {e}")))?;
+            let spec = self.mount_and_spec(c);
+            let (r, net_c) = net
+                .join()
+                .map_err(|_| EngineError::Other("the network thread panicked".into()))?;
+            // Before the hostname: `--network container:NAME` takes that container's.
+            *c = Container {
+                copy_up: std::mem::take(&mut c.copy_up),
+                ..net_c
+            };
+            let netns = r?;
+            Ok::<_, EngineError>((netns, spec?))
+        })?;
         let dir = self.records.container_dir(&c.id);
         let rootfs = dir.join("bundle/rootfs");
-        if !overlay::is_mounted(&rootfs) {
-            // A `--rm` container's upper dir is thrown away: no syncs for it. The
-            // marker a volatile mount leaves would refuse a second mount (a start
-            // after a host crash); its contents are disposable, so drop it.
-            let volatile = c.options.rm;
-            if volatile {
-                let _ = fs::remove_dir_all(dir.join("work/work/incompat"));
-            }
-            let work = dir.join("work");
-            overlay::mount(&c.layers, &dir.join("upper"), &work, &rootfs, volatile)?;
-            tracing::debug!(
-                layers = c.layers.len(),
-                "overlay mounted at {}",
-                rootfs.display()
-            );
-        }
-        // Before the hostname: `--network container:NAME` takes that container's.
-        let netns = network::attach(&self.root, &self.records, c)?;
         let o = &c.options;
         let net_host = o.network == "host";
         let hostname = if net_host && o.hostname.is_none() {
@@ -274,7 +281,6 @@ impl Engine {
             c.hostname.clone()
         };
         let (hosts, resolv) = network::etc_files(&self.records, c, &hostname)?;
-        let o = &c.options;
         for (f, text) in [
             ("hostname", format!("{hostname}\n")),
             ("hosts", hosts),
@@ -295,6 +301,40 @@ impl Engine {
                 })?;
             }
         }
+        s["hostname"] = json!(hostname);
+        if let (Some(ns), Some(list)) = (&netns, s["linux"]["namespaces"].as_array_mut()) {
+            for n in list.iter_mut().filter(|n| n["type"] == "network") {
+                n["path"] = json!(ns);
+            }
+        }
+        let p = dir.join("bundle/config.json");
+        fs::write(&p, serde_json::to_vec_pretty(&s).unwrap()).map_err(io(&p))?;
+        tracing::debug!("runtime spec written to {}", p.display());
+        Ok(())
+    }
+
+    /// Mounts the overlay root (if it is not) and builds the runtime spec, all but the
+    /// hostname and the network namespace's path.
+    fn mount_and_spec(&self, c: &Container) -> Result<Value, EngineError> {
+        let dir = self.records.container_dir(&c.id);
+        let rootfs = dir.join("bundle/rootfs");
+        if !overlay::is_mounted(&rootfs) {
+            // A `--rm` container's upper dir is thrown away: no syncs for it. The
+            // marker a volatile mount leaves would refuse a second mount (a start
+            // after a host crash); its contents are disposable, so drop it.
+            let volatile = c.options.rm;
+            if volatile {
+                let _ = fs::remove_dir_all(dir.join("work/work/incompat"));
+            }
+            let work = dir.join("work");
+            overlay::mount(&c.layers, &dir.join("upper"), &work, &rootfs, volatile)?;
+            tracing::debug!(
+                layers = c.layers.len(),
+                "overlay mounted at {}",
+                rootfs.display()
+            );
+        }
+        let o = &c.options;
         let mut env_files = Vec::new();
         for f in &o.env_files {
             env_files.push(fs::read_to_string(f).map_err(io(Path::new(f)))?);
@@ -342,16 +382,7 @@ impl Engine {
                     "source": b.host_dir, "options": ["rbind", "ro", "nosuid", "nodev"]}));
             }
         }
-        s["hostname"] = json!(hostname);
-        if let (Some(ns), Some(list)) = (&netns, s["linux"]["namespaces"].as_array_mut()) {
-            for n in list.iter_mut().filter(|n| n["type"] == "network") {
-                n["path"] = json!(ns);
-            }
-        }
-        let p = dir.join("bundle/config.json");
-        fs::write(&p, serde_json::to_vec_pretty(&s).unwrap()).map_err(io(&p))?;
-        tracing::debug!("runtime spec written to {}", p.display());
-        Ok(())
+        Ok(s)
     }
 
     /// Starts a created or exited container under a new monitor and returns
