@@ -135,14 +135,14 @@ printf 'targets: berth <= 2x crun (%s), berth <= 0.1x podman (%s)\n' \
 
 # --- monitor memory --------------------------------------------------------------------
 id=$("$BERTH" --root "$B" run -d --network none "$REF" sleep 600)
-sleep 0.5
+sleep 2  # an idle monitor gives back inherited memory after 1 s
 mon=$(jq -r .state.monitor_pid "$B/containers/$id/config.json")
 mon_rss=$(awk '/VmRSS/ {print $2}' "/proc/$mon/status")
 "$BERTH" --root "$B" rm -f "$id" >/dev/null
 cat >"$WORK/conmon.sh" <<EOF
 $NSPREP
 cid=\$($PODMAN $PRUN -d $REF sleep 600)
-sleep 0.5
+sleep 2
 pid=\$(cat $P/run/overlay-containers/\$cid/userdata/conmon.pid 2>/dev/null || pgrep -n conmon)
 awk '/VmRSS/ {print \$2}' /proc/\$pid/status
 $PODMAN rm -f -t 0 \$cid >/dev/null 2>&1
