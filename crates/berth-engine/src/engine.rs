@@ -95,14 +95,34 @@ fn rootfs(records: &Records, id: &str) -> PathBuf {
 /// published ports and namespace; `start` connects it again) and unmounts its root (and
 /// anything left below it).
 pub fn teardown(records: &Records, id: &str) -> Result<(), EngineError> {
-    if let Some(root) = records.dir.parent() {
-        if let Err(e) = network::release(root, id) {
-            tracing::warn!("releasing the network of {id}: {e}");
+    teardown_after(records, id, || {})
+}
+
+/// [`teardown`], with `first` (deleting the runtime's container) run meanwhile: the
+/// network is released on a second thread while this one runs `first` and unmounts the
+/// root, since both wait on the kernel (namespace and mount teardown) more than they work.
+pub fn teardown_after(
+    records: &Records,
+    id: &str,
+    first: impl FnOnce(),
+) -> Result<(), EngineError> {
+    std::thread::scope(|scope| {
+        let net = records.dir.parent().and_then(|root| {
+            std::thread::Builder::new()
+                .name("network".into())
+                .spawn_scoped(scope, move || network::release(root, id))
+                .ok()
+        });
+        first();
+        let unmounted = overlay::unmount(&rootfs(records, id));
+        match net.map(|h| h.join()) {
+            Some(Ok(Err(e))) => tracing::warn!("releasing the network of {id}: {e}"),
+            Some(Err(_)) => tracing::warn!("releasing the network of {id}: the thread panicked"),
+            _ => {}
         }
-    }
-    let r = rootfs(records, id);
-    overlay::unmount(&r)?;
-    Ok(())
+        unmounted?;
+        Ok(())
+    })
 }
 
 /// Removes everything of a stopped container: runtime state, overlay, its
@@ -114,12 +134,12 @@ pub fn remove_files(
     volumes: bool,
 ) -> Result<(), EngineError> {
     let rt = Runtime::new(root);
-    // The monitor normally deleted the runtime's container already.
-    if rt.state_root.join(id).exists() {
-        rt.delete_force(id);
-    }
     let c = records.load(id).ok();
-    teardown(records, id)?;
+    teardown_after(records, id, || {
+        if rt.state_root.join(id).exists() {
+            rt.delete_force(id);
+        }
+    })?;
     let dir = records.container_dir(id);
     if dir.exists() {
         fs::remove_dir_all(&dir).map_err(io(&dir))?;

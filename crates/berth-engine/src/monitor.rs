@@ -219,8 +219,8 @@ fn broadcast(clients: &mut Vec<Client>, typ: u8, data: &[u8]) {
 fn fail(cfg: &MonitorConfig, clients: &mut Vec<Client>, code: i32, msg: &str) {
     let mut d = code.to_be_bytes().to_vec();
     d.extend_from_slice(msg.as_bytes());
-    cfg.runtime.delete_force(&cfg.id);
-    let _ = crate::engine::teardown(&cfg.records, &cfg.id);
+    let _ =
+        crate::engine::teardown_after(&cfg.records, &cfg.id, || cfg.runtime.delete_force(&cfg.id));
     let _ = cfg.records.update(&cfg.id, |c| {
         c.state.status = if c.state.started_at.is_some() {
             "exited".into()
@@ -586,13 +586,15 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
     let oom = oom_kills(&cfg.id) > 0;
     drop(sources);
     drop(master);
-    cfg.runtime.delete_force(&cfg.id);
     let _ = std::fs::remove_file(&sock_path);
-    // `--rm`: the record goes with the rest; it is only written when that fails.
+    // `--rm`: the record goes with the rest (remove_files deletes the runtime's container
+    // too); it is only written when that fails.
     let removed = cfg.auto_remove
         && crate::engine::remove_files(&cfg.berth_root, &cfg.records, &cfg.id, true).is_ok();
     if !removed {
-        let _ = crate::engine::teardown(&cfg.records, &cfg.id);
+        let _ = crate::engine::teardown_after(&cfg.records, &cfg.id, || {
+            cfg.runtime.delete_force(&cfg.id)
+        });
         let _ = cfg.records.update(&cfg.id, |c| {
             c.state.status = "exited".into();
             c.state.exit_code = code;
