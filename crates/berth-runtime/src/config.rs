@@ -66,7 +66,10 @@ pub fn parse(text: &[u8], path: &Path, warn: bool) -> Result<Spec> {
             dropped.join(", ")
         );
     }
-    serde_json::from_value(v).map_err(|e| Error::Msg(format!("parsing {}: {e}", path.display())))
+    // Back through bytes: one instance of the (large) Spec deserializer serves both paths.
+    let text = serde_json::to_vec(&v).map_err(|e| Error::Msg(format!("{e}")))?;
+    serde_json::from_slice(&text)
+        .map_err(|e| Error::Msg(format!("parsing {}: {e}", path.display())))
 }
 
 fn absolutize(spec: &mut Spec, bundle: &Path) -> Result<()> {

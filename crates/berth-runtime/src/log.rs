@@ -94,6 +94,21 @@ pub fn debug(msg: &str) {
     }
 }
 
+/// The out-of-line half of [`crate::debug!`]: the formatting code stays out of the callers,
+/// which run for every container whether or not `--debug` is on.
+#[cold]
+#[inline(never)]
+pub fn debug_args(args: std::fmt::Arguments) {
+    debug(&args.to_string());
+}
+
+/// The out-of-line half of [`crate::warning!`].
+#[cold]
+#[inline(never)]
+pub fn warn_args(args: std::fmt::Arguments) {
+    warn(&args.to_string());
+}
+
 /// A warning: stderr for people, and the log file.
 pub fn warn(msg: &str) {
     eprintln!("berth-runtime: warning: {msg}");
@@ -111,7 +126,7 @@ pub fn error(msg: &str) {
 macro_rules! debug {
     ($($t:tt)*) => {
         if $crate::log::debug_enabled() {
-            $crate::log::debug(&format!($($t)*));
+            $crate::log::debug_args(format_args!($($t)*));
         }
     };
 }
@@ -120,7 +135,7 @@ macro_rules! debug {
 #[macro_export]
 macro_rules! warning {
     ($($t:tt)*) => {
-        $crate::log::warn(&format!($($t)*))
+        $crate::log::warn_args(format_args!($($t)*))
     };
 }
 
