@@ -962,55 +962,32 @@ fn host_device(spec_str: &str) -> Result<HostDevice, EngineError> {
     })
 }
 
-/// Reads a container's cgroup counters: (memory usage, memory limit, cpu ns, pids).
-pub fn cgroup_stats(id: &str) -> (u64, u64, u64, u64) {
-    let rd = |p: String| {
-        fs::read_to_string(p).ok().and_then(|s| {
-            s.split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-    };
-    let v2 = format!("/sys/fs/cgroup/berth/{id}");
-    if Path::new(&v2).join("cgroup.procs").exists() {
-        let cpu = fs::read_to_string(format!("{v2}/cpu.stat"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("usage_usec"))
-                    .and_then(|l| l[10..].trim().parse::<u64>().ok())
-            })
-            .unwrap_or(0)
-            * 1000;
-        let max = fs::read_to_string(format!("{v2}/memory.max"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0);
-        return (
-            rd(format!("{v2}/memory.current")).unwrap_or(0),
-            max,
-            cpu,
-            rd(format!("{v2}/pids.current")).unwrap_or(0),
-        );
+/// One sample of a container's counters for `stats`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Usage {
+    pub memory: u64,
+    /// The memory limit (0 or a huge number when there is none).
+    pub memory_limit: u64,
+    /// CPU time used, in nanoseconds.
+    pub cpu_ns: u64,
+    pub pids: u64,
+}
+
+impl Engine {
+    /// The container's cgroup counters, as the runtime reads them (zeros when it has none).
+    pub fn usage(&self, id: &str) -> Usage {
+        let Some(v) = self.runtime.stats(id) else {
+            return Usage::default();
+        };
+        let d = &v["data"];
+        let n = |p: &str| d.pointer(p).and_then(|x| x.as_u64()).unwrap_or(0);
+        Usage {
+            memory: n("/memory/usage/usage"),
+            memory_limit: n("/memory/usage/limit"),
+            cpu_ns: n("/cpu/usage/total"),
+            pids: n("/pids/current"),
+        }
     }
-    (
-        rd(format!(
-            "/sys/fs/cgroup/memory/berth/{id}/memory.usage_in_bytes"
-        ))
-        .unwrap_or(0),
-        rd(format!(
-            "/sys/fs/cgroup/memory/berth/{id}/memory.limit_in_bytes"
-        ))
-        .unwrap_or(0),
-        rd(format!("/sys/fs/cgroup/cpuacct/berth/{id}/cpuacct.usage"))
-            .or_else(|| {
-                rd(format!(
-                    "/sys/fs/cgroup/cpu,cpuacct/berth/{id}/cpuacct.usage"
-                ))
-            })
-            .unwrap_or(0),
-        rd(format!("/sys/fs/cgroup/pids/berth/{id}/pids.current")).unwrap_or(0),
-    )
 }
 
 /// Bytes used under a directory (not following symlinks, not crossing mounts).

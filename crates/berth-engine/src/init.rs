@@ -122,6 +122,9 @@ pub fn run(cmd: &[String]) -> i32 {
     let child = match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             let _ = old.thread_set_mask();
+            // berth's runtime ignores SIGPIPE (Rust's default); the command must not
+            // inherit that through exec.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
             let args: Vec<CString> = cmd
                 .iter()
                 .map(|a| CString::new(a.as_bytes()).unwrap_or_default())

@@ -145,21 +145,25 @@ fn recv_fd(sock: BorrowedFd<'_>) -> Option<OwnedFd> {
     None
 }
 
-/// Reads the cgroup's OOM-kill counter (v1 memory.oom_control, v2 memory.events).
-pub fn oom_kills(id: &str) -> u64 {
-    for p in [
+/// Whether the OOM killer killed a process of the container. berth's own runtime reads
+/// its cgroup wherever it is (v1 `memory.oom_control`, v2 `memory.events`); for another
+/// runtime, the cgroup is looked for where berth's spec put it.
+fn oom_killed(runtime: &Runtime, id: &str) -> bool {
+    if runtime.builtin {
+        return berth_runtime::container::oom_killed(&runtime.state_root, id).unwrap_or(false);
+    }
+    [
         format!("/sys/fs/cgroup/memory/berth/{id}/memory.oom_control"),
         format!("/sys/fs/cgroup/berth/{id}/memory.events"),
-    ] {
-        if let Ok(s) = std::fs::read_to_string(&p) {
-            for l in s.lines() {
-                if let Some(v) = l.strip_prefix("oom_kill ") {
-                    return v.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-    }
-    0
+    ]
+    .iter()
+    .filter_map(|p| std::fs::read_to_string(p).ok())
+    .flat_map(|s| {
+        s.lines()
+            .filter_map(|l| l.strip_prefix("oom_kill ")?.trim().parse::<u64>().ok())
+            .collect::<Vec<_>>()
+    })
+    .any(|n| n > 0)
 }
 
 /// Gives back the memory an idle monitor does not need. The monitor is a fork of
@@ -583,7 +587,7 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
         }
     }
     let code = exit.unwrap_or(255);
-    let oom = oom_kills(&cfg.id) > 0;
+    let oom = oom_killed(&cfg.runtime, &cfg.id);
     drop(sources);
     drop(master);
     let _ = std::fs::remove_file(&sock_path);

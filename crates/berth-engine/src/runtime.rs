@@ -169,6 +169,17 @@ impl Runtime {
         self.call(&["resume", id]).map(|_| ())
     }
 
+    /// The container's cgroup counters in runc's `events --stats` shape (`data.cpu`,
+    /// `data.memory`, `data.pids`), read by the runtime from wherever its cgroups live
+    /// (v1, hybrid, v2, nested). None when it is not running or the runtime cannot say.
+    pub fn stats(&self, id: &str) -> Option<serde_json::Value> {
+        if self.builtin {
+            return container::stats(&self.state_root, id).ok();
+        }
+        let out = self.call(&["events", "--stats", id]).ok()?;
+        serde_json::from_slice(&out).ok()
+    }
+
     /// Pids of every process in the container.
     pub fn ps(&self, id: &str) -> Result<Vec<i32>, RuntimeError> {
         if self.builtin {

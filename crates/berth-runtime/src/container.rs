@@ -940,3 +940,14 @@ mod tests {
         assert_eq!(decode_status(libc::SIGKILL), 128 + 9);
     }
 }
+
+/// Whether the kernel's OOM killer has killed a process of the container. Reads the
+/// container's cgroup, so it answers after the container stopped, until `delete`.
+pub fn oom_killed(root: &Path, id: &str) -> Result<bool> {
+    let c = Container::load(root, id)?;
+    let Some(m) = load_mgr(&c) else {
+        return Ok(false);
+    };
+    m.oom_killed()
+        .map_err(|e| Error::Msg(format!("reading the OOM kills of {id}: {e}")))
+}

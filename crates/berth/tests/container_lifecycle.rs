@@ -156,6 +156,16 @@ fn detached_logs_exec_stop_restart_rm() {
         stats.contains("MEM USAGE") && stats.contains("web"),
         "{stats}"
     );
+    // The counters come from the container's cgroup: some memory in use, its processes.
+    let row: Vec<&str> = stats
+        .lines()
+        .find(|l| l.contains("web"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert!(!row[3].starts_with("0B"), "no memory usage read: {stats}");
+    let pids: u32 = row.last().unwrap().parse().unwrap();
+    assert!(pids >= 1, "{stats}");
 
     env.ok(&["pause", "web"]);
     assert_eq!(env.inspect("web")["State"]["Status"], "paused");
@@ -414,6 +424,22 @@ fn init_forwards_signals_and_reaps() {
     env.ok(&[
         "run", "-d", "--init", "--name", "sleeper", &env.image, "sleep", "100",
     ]);
+    // Until the init has forked the command it cannot forward anything (and a PID 1
+    // without a handler never sees SIGTERM): wait for `sleep` to be there.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !env.ok(&["top", "sleeper"]).contains("sleep 100") {
+        assert!(Instant::now() < deadline, "the command never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The command does not inherit the ignored SIGPIPE of berth's own code.
+    let status = env.ok(&[
+        "exec",
+        "sleeper",
+        "sh",
+        "-c",
+        "grep SigIgn /proc/$(pidof sleep)/status",
+    ]);
+    assert!(status.trim().ends_with("0000000000000000"), "{status}");
     let start = Instant::now();
     env.ok(&["stop", "sleeper"]);
     assert!(start.elapsed() < Duration::from_secs(5));

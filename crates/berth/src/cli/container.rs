@@ -1138,29 +1138,26 @@ fn cmd_stats(engine: &Engine, keys: &[String], all: bool, no_stream: bool) -> Re
                 .map(|k| engine.get(k))
                 .collect::<Result<_, _>>()?
         };
-        let first: Vec<_> = list
-            .iter()
-            .map(|c| berth_engine::engine::cgroup_stats(&c.id))
-            .collect();
+        let first: Vec<_> = list.iter().map(|c| engine.usage(&c.id)).collect();
         let t0 = std::time::Instant::now();
         std::thread::sleep(Duration::from_millis(500));
         let dt = t0.elapsed().as_nanos() as f64;
         let mut rows = Vec::new();
         for (c, a) in list.iter().zip(first) {
-            let b = berth_engine::engine::cgroup_stats(&c.id);
-            let cpu = (b.2.saturating_sub(a.2)) as f64 / dt * 100.0;
-            let limit = if b.1 == 0 || b.1 > (1 << 60) {
+            let b = engine.usage(&c.id);
+            let cpu = (b.cpu_ns.saturating_sub(a.cpu_ns)) as f64 / dt * 100.0;
+            let limit = if b.memory_limit == 0 || b.memory_limit > (1 << 60) {
                 host_mem()
             } else {
-                b.1
+                b.memory_limit
             };
             rows.push([
                 c.id[..12].to_string(),
                 c.name.clone(),
                 format!("{cpu:.2}%"),
-                format!("{} / {}", bytes_human(b.0), bytes_human(limit)),
-                format!("{:.2}%", b.0 as f64 / limit.max(1) as f64 * 100.0),
-                b.3.to_string(),
+                format!("{} / {}", bytes_human(b.memory), bytes_human(limit)),
+                format!("{:.2}%", b.memory as f64 / limit.max(1) as f64 * 100.0),
+                b.pids.to_string(),
             ]);
         }
         print_table(
