@@ -12,12 +12,12 @@
 //!    config joins namespaces by path or asks for a time namespace, a short-lived intermediate
 //!    process does the `setns` calls (user first) / `unshare(CLONE_NEWTIME)` and clones the init
 //!    with `CLONE_PARENT`, so the init is always the runtime's child;
-//! 4. write `state.json` (status `creating`), the uid/gid maps, add the pid to v1 cgroups, set
-//!    oom_score_adj, then send "go" over the socketpair ([`crate::channel`]); run
-//!    prestart/createRuntime hooks when the init asks (mounts done, before pivot_root); wait for
-//!    "ready" or an error message;
-//! 5. rewrite `state.json` without the `creating` flag (status `created`), write `--pid-file`,
-//!    exit. The init ([`crate::init`]) stays blocked opening `exec.fifo` for writing until
+//! 4. write the uid/gid maps and oom_score_adj, send "go" over the socketpair
+//!    ([`crate::channel`]); while the init mounts, write `state.json` (status `creating`) and
+//!    add the init to its v1 cgroups, then send "joined"; run prestart/createRuntime hooks when
+//!    the init asks (mounts done, before pivot_root); wait for "ready" or an error message;
+//! 5. (`run`: send "start" first, so the program execs meanwhile) rewrite `state.json`
+//!    without the `creating` flag (status `created`), write `--pid-file`, exit. The init ([`crate::init`]) stays blocked opening `exec.fifo` for writing until
 //!    `start` opens it for reading, then execs the user program directly, so no runtime code
 //!    runs in the container after that.
 //!
@@ -324,7 +324,19 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
     drop(console);
     cleanup.pid = pid;
     crate::debug!("{}: init cloned, host pid {pid}", o.id);
-    // From here `state` and `list` show the container as `creating` (hooks may ask for it).
+    if flags & libc::CLONE_NEWUSER as u64 != 0 {
+        write_id_maps(&spec, pid)?;
+    }
+    if let Some(adj) = process.oom_score_adj() {
+        sys::write_file(
+            &format!("/proc/{pid}/oom_score_adj"),
+            adj.to_string().as_bytes(),
+        )
+        .ctx(|| format!("setting oom_score_adj {adj} (lowering it needs CAP_SYS_RESOURCE)"))?;
+    }
+    pchan.send_go(pid)?;
+    // The init prepares its mounts meanwhile. From here `state` and `list` show the container
+    // as `creating` (hooks may ask for it).
     let (pid_start, _) = sys::proc_stat(pid)
         .ok_or_else(|| Error::Msg("the container's init exited during create".into()))?;
     let mut container = Container {
@@ -352,18 +364,7 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
     if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststop().clone()) {
         cleanup.poststop = Some((h, hook_state(&o.id, "stopped", pid, &bundle, &spec)));
     }
-    if flags & libc::CLONE_NEWUSER as u64 != 0 {
-        write_id_maps(&spec, pid)?;
-    }
-    if let Some(adj) = process.oom_score_adj() {
-        sys::write_file(
-            &format!("/proc/{pid}/oom_score_adj"),
-            adj.to_string().as_bytes(),
-        )
-        .ctx(|| format!("setting oom_score_adj {adj} (lowering it needs CAP_SYS_RESOURCE)"))?;
-    }
-    pchan.send_go(pid)?;
-    // The init prepares its mounts while the (slow) v1 cgroup migration runs.
+    // Adding the init to its v1 cgroups overlaps its mounts as well.
     if let (None, Some(m)) = (&cgfd, &mgr) {
         if let Err(e) = m.add_pid(pid) {
             // SAFETY: killing our own child; its report (if it failed first) stays readable.
@@ -398,6 +399,10 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
     }
     if !container.alive() {
         bail!("the container's init exited during create");
+    }
+    if run_mode {
+        // `run` starts the program at once: it execs while the state is written.
+        pchan.send_start()?;
     }
     container.saved.creating = false;
     container.save()?;
@@ -601,7 +606,6 @@ pub fn run(o: &CreateOpts, detach: bool) -> Result<i32> {
         ),
         None => None,
     };
-    chan.send_start()?;
     let forward = |fd| crate::secc::forward(fd, &spec, &c.saved.id, c.saved.pid, &c.saved.bundle);
     if let Err(e) = chan.wait_exec(forward) {
         destroy(&c, cgroup.as_ref(), Some(&spec));
