@@ -252,7 +252,6 @@ pub fn main(args: Vec<String>) -> i32 {
     // Commands that start container processes first make sure those processes can never
     // reach a writable copy of this binary (CVE-2019-5736): this may re-execute the runtime.
     if matches!(cli.cmd, Cmd::Create(_) | Cmd::Run { .. } | Cmd::Exec { .. }) {
-        crate::cgroups::prime_v1_attach();
         if let Err(e) = crate::selfexe::ensure_read_only_exe() {
             crate::log::error(&format!(
                 "making the runtime's own binary read-only (CVE-2019-5736): {e}"

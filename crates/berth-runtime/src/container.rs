@@ -377,7 +377,6 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
         }
     }
     pchan.send_joined()?;
-    crate::cgroups::reap_primer();
     crate::debug!("{}: init released and in its cgroup", o.id);
     loop {
         match pchan.wait_ready()? {

@@ -272,7 +272,6 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
         })?;
     }
     crate::debug!("{}: exec process is pid {child}", o.id);
-    crate::cgroups::reap_primer();
     pchan.send_go(child).map_err(fail)?;
     let master = match &console_peer {
         Some(peer) => Some(

@@ -509,55 +509,6 @@ impl Manager {
 }
 
 /// `dir` and every directory below it, parents before children. Missing `dir`: empty.
-/// Names the priming child (see [`prime_v1_attach`]) for the re-executed runtime to reap.
-const PRIMER_ENV: &str = "_BERTH_CGROUP_PRIMER";
-
-/// Gets the wait of the first cgroup v1 migration out of the way early.
-///
-/// Writing a pid to a v1 `cgroup.procs` takes the kernel's global threadgroup lock for writing,
-/// and the first writer after a quiet spell waits for an RCU grace period (milliseconds);
-/// writers within about a grace period after it go straight through. A short-lived child moves
-/// itself to the root of a v1 hierarchy (a no-op for everything else) right at start-up, so
-/// that grace period elapses while the runtime re-executes itself, reads the config and
-/// creates the cgroups, instead of when it adds the container's init. Best effort: nothing
-/// happens without a v1 hierarchy or the right to write there, and once per command (the
-/// re-executed runtime inherits the mark).
-pub fn prime_v1_attach() {
-    // SAFETY: geteuid cannot fail.
-    if std::env::var_os(PRIMER_ENV).is_some() || unsafe { libc::geteuid() } != 0 {
-        return;
-    }
-    let Ok(pid) = crate::sys::clone3(0, None) else {
-        return;
-    };
-    if pid == 0 {
-        if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
-            if let Some(m) = parse_mountinfo(&info)
-                .into_iter()
-                .find(|m| !m.v2 && m.root == "/")
-            {
-                let _ = std::fs::write(m.mount_point.join("cgroup.procs"), "0");
-            }
-        }
-        // SAFETY: leaving the child without running the parent's destructors.
-        unsafe { libc::_exit(0) };
-    }
-    // Single-threaded here; the variable only tells the re-executed runtime the child's pid.
-    std::env::set_var(PRIMER_ENV, pid.to_string());
-}
-
-/// Reaps the priming child if it is done (it usually is by the time the init is in its
-/// cgroups); a child still running is reaped by whoever inherits it.
-pub fn reap_primer() {
-    if let Some(pid) = std::env::var(PRIMER_ENV)
-        .ok()
-        .and_then(|p| p.parse::<i32>().ok())
-    {
-        // SAFETY: waiting, without blocking, on our own child.
-        unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
-    }
-}
-
 fn walk_dirs(dir: &Path) -> Result<Vec<PathBuf>, CgroupError> {
     let mut out = Vec::new();
     if !dir.is_dir() {
