@@ -922,6 +922,17 @@ pub fn raw(fd: &OwnedFd) -> RawFd {
     fd.as_raw_fd()
 }
 
+/// Whether the kernel's OOM killer has killed a process of the container. Reads the
+/// container's cgroup, so it answers after the container stopped, until `delete`.
+pub fn oom_killed(root: &Path, id: &str) -> Result<bool> {
+    let c = Container::load(root, id)?;
+    let Some(m) = load_mgr(&c) else {
+        return Ok(false);
+    };
+    m.oom_killed()
+        .map_err(|e| Error::Msg(format!("reading the OOM kills of {id}: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -942,15 +953,4 @@ mod tests {
         assert_eq!(decode_status(7 << 8), 7);
         assert_eq!(decode_status(libc::SIGKILL), 128 + 9);
     }
-}
-
-/// Whether the kernel's OOM killer has killed a process of the container. Reads the
-/// container's cgroup, so it answers after the container stopped, until `delete`.
-pub fn oom_killed(root: &Path, id: &str) -> Result<bool> {
-    let c = Container::load(root, id)?;
-    let Some(m) = load_mgr(&c) else {
-        return Ok(false);
-    };
-    m.oom_killed()
-        .map_err(|e| Error::Msg(format!("reading the OOM kills of {id}: {e}")))
 }
