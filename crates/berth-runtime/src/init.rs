@@ -202,6 +202,9 @@ fn stage(a: &mut InitArgs) -> Result<crate::error::Error> {
         sys::cvt(unsafe { libc::sethostname(h.as_ptr().cast(), h.len()) })
             .ctx(|| format!("setting hostname {h}"))?;
     }
+    if config::new_ns(spec, LinuxNamespaceType::Network) {
+        loopback_up()?;
+    }
     if let Some(d) = spec.domainname().as_ref().filter(|h| !h.is_empty()) {
         // SAFETY: valid buffer.
         sys::cvt(unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) })
@@ -274,6 +277,31 @@ fn stage(a: &mut InitArgs) -> Result<crate::error::Error> {
 
 /// Opens a pty inside the container, sends the master over the console socket, and makes the
 /// slave the controlling terminal and stdio. `console_dev`: also bind it to /dev/console.
+/// A new network namespace starts with `lo` down. runc and crun bring it up, and programs
+/// expect 127.0.0.1 to answer, so the init does too (one ioctl; no netlink needed).
+fn loopback_up() -> Result<()> {
+    // SAFETY: plain syscall.
+    let fd =
+        sys::cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })
+            .ctx(|| "opening a socket to bring lo up")?;
+    // SAFETY: socket returned a new fd that we own.
+    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain data; all zeroes is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(b"lo") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we pass.
+    sys::cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) })
+        .ctx(|| "reading the flags of lo")?;
+    // SAFETY: the flags member is the one SIOCGIFFLAGS filled in.
+    unsafe { ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: as above.
+    sys::cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) })
+        .ctx(|| "bringing lo up")?;
+    Ok(())
+}
+
 pub fn setup_terminal(console: Option<RawFd>, console_dev: bool) -> Result<()> {
     let Some(sock) = console else {
         crate::bail!("process.terminal is set but there is no console socket to send the pty to");

@@ -12,7 +12,7 @@ fn each_namespace_is_isolated() {
     rt.args(&[
         "sh",
         "-c",
-        "for n in pid net ipc uts mnt cgroup; do readlink /proc/self/ns/$n; done; hostname; echo $$; ls /sys/class/net",
+        "for n in pid net ipc uts mnt cgroup; do readlink /proc/self/ns/$n; done; hostname; echo $$; ls /sys/class/net; cat /sys/class/net/lo/flags",
     ]);
     rt.config["hostname"] = json!("isolated");
     let out = rt.run_ok("ns");
@@ -30,10 +30,12 @@ fn each_namespace_is_isolated() {
         "the process is not pid 1 of its pid namespace"
     );
     assert_eq!(
-        lines[8..].to_vec(),
+        lines[8..lines.len() - 1].to_vec(),
         vec!["lo"],
         "network namespace has more than lo"
     );
+    // A new network namespace gets lo up (IFF_UP|IFF_LOOPBACK), as runc and crun do.
+    assert_eq!(lines[lines.len() - 1], "0x9", "lo is not up: {out}");
 }
 
 #[test]
