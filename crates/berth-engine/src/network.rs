@@ -3,7 +3,8 @@
 //!   own, bind-mounted at [`netns_path`], connected through `berth_net::connect` (veth, address,
 //!   routes, published ports, DNS name) before the container starts; the runtime spec joins it
 //!   by path. The attachments live in the container's record until `rm`.
-//! - `none`: the same namespace with only `lo` (up).
+//! - `none`: a new namespace with only `lo` (up), created by the runtime with the container
+//!   (nothing to bind-mount or tear down: Docker refuses to connect such a container).
 //! - `host`: no network namespace; the host's `/etc/hosts` and `/etc/resolv.conf`.
 //! - `container:NAME`: that container's namespace and files.
 //!
@@ -170,8 +171,7 @@ pub fn attach(
     records: &Records,
     c: &mut Container,
 ) -> Result<Option<PathBuf>, NetworkError> {
-    let m = mode(&c.options)?;
-    let net = match m {
+    match mode(&c.options)? {
         NetworkMode::Host => return Ok(None),
         NetworkMode::Container(other) => {
             let id = records
@@ -195,17 +195,15 @@ pub fn attach(
                 peer.state.pid
             ))));
         }
-        NetworkMode::None => None,
-        NetworkMode::Bridge(n) => Some(n),
-    };
+        // The runtime creates the namespace (and brings lo up) as it clones the init.
+        NetworkMode::None => return Ok(None),
+        NetworkMode::Bridge(_) => {}
+    }
     let path = netns_path(root, &c.id);
     let fresh = !is_netns(&path);
     if fresh {
         berth_net::create_netns(&path)?;
         tracing::debug!("network namespace created at {}", path.display());
-    }
-    if net.is_none() {
-        return Ok(Some(path));
     }
     if !fresh && !c.networks.is_empty() {
         // Its processes stopped (the monitor killed with them) before a teardown: the namespace
