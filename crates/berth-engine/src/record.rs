@@ -353,8 +353,21 @@ pub fn parse_since(s: &str) -> Result<i64, String> {
 }
 
 /// True when a process with this pid exists.
+/// Whether `pid` is a live process: one that exists and is not a zombie (a monitor or init
+/// killed with -9 stays a zombie until its new parent reaps it, and is dead for us).
 pub fn pid_alive(pid: i32) -> bool {
-    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+    if pid <= 0 || unsafe { libc::kill(pid, 0) } != 0 {
+        return false;
+    }
+    // The state is the field after the parenthesised command name.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !matches!(
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().as_bytes().first()),
+            Some(Some(b'Z' | b'X'))
+        ),
+        Err(_) => false,
+    }
 }
 
 const ADJECTIVES: [&str; 40] = [

@@ -621,6 +621,7 @@ fn killed_monitor_leaves_nothing_after_rm() {
         assert!(monitor > 0);
         assert_ne!(snapshot(), before);
         unsafe { libc::kill(monitor, libc::SIGKILL) };
+        wait_dead(monitor);
         bok(env, &["ps", "-a"]);
         bok(env, &["rm", "-f", "k"]);
         assert_state(&before, "after kill -9 of the monitor and rm -f");
@@ -638,6 +639,7 @@ fn killed_monitor_leaves_nothing_after_rm() {
         for p in ["monitor_pid", "pid"] {
             let pid = rec["state"][p].as_i64().unwrap() as i32;
             unsafe { libc::kill(pid, libc::SIGKILL) };
+            wait_dead(pid);
         }
         bok(env, &["ps", "-a"]);
         // What berth's rm does before it removes the record, minus the network release (the
@@ -651,6 +653,25 @@ fn killed_monitor_leaves_nothing_after_rm() {
         assert!(!leases.contains(&id), "{leases}");
         assert!(!env.root.join("netns").join(&id).exists());
     });
+}
+
+/// Waits (up to 10 s) until a process sent SIGKILL is gone or a zombie: the signal is
+/// delivered asynchronously, and berth must not be asked about it before it died.
+fn wait_dead(pid: i32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(s)
+                if !s
+                    .rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z')) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            _ => return,
+        }
+    }
+    panic!("process {pid} did not die after SIGKILL");
 }
 
 /// Pushes the busybox image with `ExposedPorts` to the test registry; returns its reference.
