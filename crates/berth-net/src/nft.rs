@@ -472,10 +472,10 @@ pub fn update_ports(add: &[PortElem], del: &[PortElem]) -> Result<(), NftError> 
                     0
                 };
                 waiting.retain(|s| *s != seq);
-                if code != 0 && first_err.is_none() {
-                    first_err = Some(std::io::Error::from_raw_os_error(-code));
-                }
-                if code != 0 && seq == 0 {
+                if code != 0 {
+                    // The whole batch is aborted: no need to wait for the other answers (an
+                    // error about the batch itself answers no message that asked for an ACK).
+                    first_err.get_or_insert(std::io::Error::from_raw_os_error(-code));
                     waiting.clear();
                 }
             }
