@@ -322,6 +322,18 @@ impl Engine {
             }
         }
         s["hostname"] = json!(hostname);
+        // The spec's HOSTNAME variable assumed `-h` or the id; `--network host` and
+        // `container:NAME` take another hostname, and Docker's variable follows it (unless
+        // the image or `-e` set it).
+        let planned = format!("HOSTNAME={}", spec::hostname(&c.options, &c.id));
+        if let Some(env) = s["process"]["env"].as_array_mut() {
+            for e in env
+                .iter_mut()
+                .filter(|e| e.as_str() == Some(planned.as_str()))
+            {
+                *e = json!(format!("HOSTNAME={hostname}"));
+            }
+        }
         if let (Some(ns), Some(list)) = (&netns, s["linux"]["namespaces"].as_array_mut()) {
             for n in list.iter_mut().filter(|n| n["type"] == "network") {
                 n["path"] = json!(ns);

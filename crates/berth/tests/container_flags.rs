@@ -350,6 +350,14 @@ fn etc_files_and_network_modes() {
     let host_ifaces = std::fs::read_dir("/sys/class/net").unwrap().count();
     let out = env.run(&["--network", "host"], &["ls", "/sys/class/net"]);
     assert_eq!(out.lines().count(), host_ifaces, "{out}");
+    // The host's hostname, in the UTS namespace and in $HOSTNAME alike.
+    let out = env.run(
+        &["--network", "host"],
+        &["sh", "-c", "hostname; echo $HOSTNAME"],
+    );
+    let node = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let node = node.trim_end();
+    assert_eq!(out, format!("{node}\n{node}\n"));
     let shm = env.run(&["--shm-size", "2m"], &["grep", "/dev/shm", "/proc/mounts"]);
     assert!(shm.contains("size=2048k"), "{shm}");
     let bad = env.berth(&["run", "--rm", "--network", "nosuch", &env.image, "true"]);

@@ -937,10 +937,10 @@ fn connect_before_start_hosts_follow_and_container_mode_hostname() {
                 &[
                     "sh",
                     "-c",
-                    "hostname; cat /etc/hostname /etc/hosts; ip -4 -o addr",
+                    "hostname; cat /etc/hostname; echo $HOSTNAME; cat /etc/hosts; ip -4 -o addr",
                 ],
             );
-            assert!(out.starts_with("cc\ncc\n"), "{out}");
+            assert!(out.starts_with("cc\ncc\ncc\n"), "{out}");
             assert!(out.contains(&format!("{ip1}\tcc ali")), "{out}");
             assert!(out.contains(&format!("inet {ip1}/24")), "{out}");
             for flags in [
