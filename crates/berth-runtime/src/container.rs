@@ -264,6 +264,7 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
             .iter()
             .map(|(i, fd)| (*i, fd.as_raw_fd()))
             .collect(),
+        cgroup_dirs: mgr.as_ref().map(|m| m.mount_dirs()).unwrap_or_default(),
     };
     let pid = if joins.is_empty() && !new_time {
         let pid = sys::clone3(flags, cgfd.as_ref().map(|f| f.as_raw_fd()))
@@ -337,8 +338,17 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
     pchan.send_go(pid)?;
     // The init prepares its mounts meanwhile. From here `state` and `list` show the container
     // as `creating` (hooks may ask for it).
-    let (pid_start, _) = sys::proc_stat(pid)
-        .ok_or_else(|| Error::Msg("the container's init exited during create".into()))?;
+    // The init works on its own now: when a step here fails, its own report (if it failed
+    // first) is the more useful message.
+    let theirs = |e: Error| match pchan.pending_error() {
+        Some(m) => Error::Msg(m),
+        None => e,
+    };
+    let (pid_start, _) = sys::proc_stat(pid).ok_or_else(|| {
+        theirs(Error::Msg(
+            "the container's init exited during create".into(),
+        ))
+    })?;
     let mut container = Container {
         dir: dir.clone(),
         saved: Saved {
@@ -369,14 +379,12 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
         if let Err(e) = m.add_pid(pid) {
             // SAFETY: killing our own child; its report (if it failed first) stays readable.
             unsafe { libc::kill(pid, libc::SIGKILL) };
-            return Err(Error::Msg(
-                pchan
-                    .pending_error()
-                    .unwrap_or_else(|| format!("adding the init to its cgroup: {e}")),
-            ));
+            return Err(theirs(Error::Msg(format!(
+                "adding the init to its cgroup: {e}"
+            ))));
         }
     }
-    pchan.send_joined()?;
+    pchan.send_joined().map_err(theirs)?;
     crate::debug!("{}: init released and in its cgroup", o.id);
     loop {
         match pchan.wait_ready()? {

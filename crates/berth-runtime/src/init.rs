@@ -44,6 +44,8 @@ pub struct InitArgs<'a> {
     pub idmapped: Vec<(usize, RawFd)>,
     /// The compiled `linux.seccomp` filter.
     pub seccomp: Option<crate::seccomp::Filter>,
+    /// The container's directory in each cgroup hierarchy, by mount point.
+    pub cgroup_dirs: Vec<(PathBuf, PathBuf)>,
 }
 
 /// Runs the init; never returns (execs the user program or exits 1 after reporting the error).
@@ -167,9 +169,11 @@ fn stage(a: &mut InitArgs) -> Result<crate::error::Error> {
         terminal,
         idmapped: &a.idmapped,
         enter_cgroup: &enter_cgroup,
+        cgroup_dirs: &a.cgroup_dirs,
     })?;
-    enter_cgroup()?;
     if let Some(h) = spec.hooks() {
+        // Hooks find the init in its cgroups.
+        enter_cgroup()?;
         let any = h.prestart().as_ref().is_some_and(|v| !v.is_empty())
             || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty());
         if any {
@@ -210,6 +214,9 @@ fn stage(a: &mut InitArgs) -> Result<crate::error::Error> {
         sys::cvt(unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) })
             .ctx(|| format!("setting domainname {d}"))?;
     }
+    // Nothing before needed the cgroups (the runtime adds the init meanwhile); the cgroup
+    // namespace must exist before the capabilities go.
+    enter_cgroup()?;
     if terminal {
         setup_terminal(a.console, true)?;
     }

@@ -12,7 +12,7 @@ use crate::error::{Ctx, Error, Result};
 use crate::sys::{self, fd_path, openat2, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 const PROC_SUPER_MAGIC: i64 = 0x9fa0;
 const SYSFS_MAGIC: i64 = 0x6265_6572;
@@ -33,8 +33,11 @@ pub struct RootfsCtx<'a> {
     /// Idmapped trees prepared by the runtime: (mount index, fd).
     pub idmapped: &'a [(usize, std::os::fd::RawFd)],
     /// Waits until the process is in the container's cgroups (and in its cgroup namespace):
-    /// called before a cgroup mount and at the end of [`prepare`].
+    /// needed before a cgroup2 mount in a cgroup namespace.
     pub enter_cgroup: &'a dyn Fn() -> Result<()>,
+    /// The container's directory in each cgroup hierarchy, by the hierarchy's mount point (from
+    /// the runtime, so cgroup mounts need not wait until the init is in its cgroups).
+    pub cgroup_dirs: &'a [(PathBuf, PathBuf)],
 }
 
 /// Normalizes a path inside the root lexically ("a/../b" -> "b"); "" is the root itself.
@@ -399,7 +402,7 @@ pub fn prepare(c: &RootfsCtx) -> Result<()> {
         setup_dev(c, &rootfd, devpts)?;
         crate::debug!("default devices and /dev symlinks created");
     }
-    (c.enter_cgroup)()
+    Ok(())
 }
 
 fn make_parent_private(root: &str) -> Result<()> {
@@ -460,7 +463,6 @@ fn mount_one(
         return Ok(());
     }
     if typ == "cgroup" || typ == "cgroup2" {
-        (c.enter_cgroup)()?;
         return mount_cgroup(c, rootfd, rel, &o);
     }
     let target = ensure_target(rootfd, rel, true)?;
@@ -573,6 +575,8 @@ fn mount_cgroup(c: &RootfsCtx, rootfd: &OwnedFd, rel: &str, o: &Opts) -> Result<
         .iter()
         .any(|m| m.v2 && m.mount_point == Path::new("/sys/fs/cgroup"));
     if pure_v2 {
+        // Born in its cgroup (CLONE_INTO_CGROUP): the runtime's go-ahead comes at once.
+        (c.enter_cgroup)()?;
         if c.cgroupns {
             sys::mount(
                 Some("cgroup2"),
@@ -584,7 +588,14 @@ fn mount_cgroup(c: &RootfsCtx, rootfd: &OwnedFd, rel: &str, o: &Opts) -> Result<
             .ctx(|| "mount -t cgroup2")?;
         } else {
             let p = own.get("").cloned().unwrap_or_default();
-            let src = format!("/sys/fs/cgroup{}", if p == "/" { "" } else { &p });
+            let src = match c
+                .cgroup_dirs
+                .iter()
+                .find(|(mp, _)| mp == Path::new("/sys/fs/cgroup"))
+            {
+                Some((_, dir)) => dir.display().to_string(),
+                None => format!("/sys/fs/cgroup{}", if p == "/" { "" } else { &p }),
+            };
             sys::mount(
                 Some(&src),
                 &fd_path(&target),
@@ -621,26 +632,19 @@ fn mount_cgroup(c: &RootfsCtx, rootfd: &OwnedFd, rel: &str, o: &Opts) -> Result<
             m.controllers.first().cloned().unwrap_or_default()
         };
         let own_path = own.get(&key).cloned().unwrap_or_else(|| "/".into());
-        if c.cgroupns {
-            let (fstype, data) = if m.v2 {
-                ("cgroup2", String::new())
-            } else {
-                ("cgroup", m.controllers.join(","))
-            };
-            sys::mount(
-                Some(fstype),
-                &fd_path(&sub),
-                Some(fstype),
-                o.flags,
-                Some(&data),
-            )
-            .ctx(|| format!("mount -t {fstype} -o {data}"))?;
-        } else {
+        // The container's own directory, bound in: inside its cgroup namespace this is the
+        // same view a fresh cgroup mount gives, and it needs the init neither in its cgroups
+        // nor in that namespace yet. Hierarchies without a container directory show the
+        // init's cgroup there (the runtime's).
+        {
             let rest = match own_path.strip_prefix(m.root.trim_end_matches('/')) {
                 Some(r) if r.is_empty() || r.starts_with('/') => r,
                 _ => own_path.as_str(),
             };
-            let src = format!("{}{}", m.mount_point.display(), rest.trim_end_matches('/'));
+            let src = match c.cgroup_dirs.iter().find(|(mp, _)| *mp == m.mount_point) {
+                Some((_, dir)) => dir.display().to_string(),
+                None => format!("{}{}", m.mount_point.display(), rest.trim_end_matches('/')),
+            };
             sys::mount(
                 Some(&src),
                 &fd_path(&sub),

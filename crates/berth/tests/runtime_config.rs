@@ -128,6 +128,36 @@ fn mounts_and_options_are_applied() {
 }
 
 #[test]
+fn cgroup_namespace_and_mount_show_the_containers_own_cgroup() {
+    let mut rt = Rt::new();
+    let hook_out = rt.path("hook-cgroup");
+    // berth-runtime spec's default config has a cgroup namespace and a cgroup mount.
+    rt.config["linux"]["resources"]["pids"] = json!({"limit": 123});
+    rt.config["hooks"] = json!({"createContainer": [{"path": "/bin/sh",
+        "args": ["sh", "-c", format!("cat /proc/self/cgroup > {}", hook_out.display())]}]});
+    rt.args(&[
+        "sh",
+        "-c",
+        "cat /proc/self/cgroup; cat /sys/fs/cgroup/pids/pids.max; grep ' /sys/fs/cgroup/pids ' /proc/self/mountinfo | cut -d' ' -f4",
+    ]);
+    let out = rt.run_ok("cgns");
+    let lines: Vec<&str> = out.lines().collect();
+    let n = lines.len();
+    assert!(n > 3, "{out}");
+    // Every hierarchy is rooted at the container's cgroup: the namespace was made after the
+    // init joined it, and the mount shows that cgroup (its limit) as the root.
+    assert!(lines[..n - 2].iter().all(|l| l.ends_with(":/")), "{out}");
+    assert_eq!(lines[n - 2], "123", "{out}");
+    assert_eq!(lines[n - 1], "/", "{out}");
+    // The createContainer hook already ran inside the container's cgroups and namespace.
+    let hook = std::fs::read_to_string(&hook_out).unwrap();
+    assert!(
+        !hook.is_empty() && hook.lines().all(|l| l.ends_with(":/")),
+        "{hook}"
+    );
+}
+
+#[test]
 fn relative_destinations_and_the_specs_other_mount_options() {
     let mut rt = Rt::new();
     let src = rt.path("src");

@@ -277,6 +277,15 @@ impl Manager {
         self.unified.as_ref().map(|h| h.dir.as_path())
     }
 
+    /// (mount point, container directory) of every hierarchy.
+    pub fn mount_dirs(&self) -> Vec<(PathBuf, PathBuf)> {
+        self.v1
+            .iter()
+            .chain(self.unified.iter())
+            .map(|h| (h.mount.clone(), h.dir.clone()))
+            .collect()
+    }
+
     /// Every directory of the container, one per hierarchy.
     pub fn dirs(&self) -> Vec<&Path> {
         self.v1
