@@ -249,6 +249,12 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
         joins
     );
     let idmapped = crate::idmap::prepare(&spec)?;
+    // The init joins its v1 cgroups itself (no RCU grace period, unlike a pid written by
+    // us); from a user namespace it may not write the host's cgroup files, so we do.
+    let join_self = match &mgr {
+        Some(m) if !config::has_ns(&spec, LinuxNamespaceType::User) => m.v1_dirs(),
+        _ => Vec::new(),
+    };
     let args = InitArgs {
         spec: &spec,
         id: &o.id,
@@ -265,6 +271,7 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
             .map(|(i, fd)| (*i, fd.as_raw_fd()))
             .collect(),
         cgroup_dirs: mgr.as_ref().map(|m| m.mount_dirs()).unwrap_or_default(),
+        join_self: join_self.clone(),
     };
     let pid = if joins.is_empty() && !new_time {
         let pid = sys::clone3(flags, cgfd.as_ref().map(|f| f.as_raw_fd()))
@@ -374,9 +381,10 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
     if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststop().clone()) {
         cleanup.poststop = Some((h, hook_state(&o.id, "stopped", pid, &bundle, &spec)));
     }
-    // Adding the init to its v1 cgroups overlaps its mounts as well.
-    if let (None, Some(m)) = (&cgfd, &mgr) {
-        if let Err(e) = m.add_pid(pid) {
+    // What the init did not join itself (v1 from a user namespace; cgroup2 when it could
+    // not be cloned into it) is added here, overlapping its mounts.
+    if let Some(m) = &mgr {
+        if let Err(e) = m.add_pid_to(pid, join_self.is_empty(), cgfd.is_none()) {
             // SAFETY: killing our own child; its report (if it failed first) stays readable.
             unsafe { libc::kill(pid, libc::SIGKILL) };
             return Err(theirs(Error::Msg(format!(

@@ -46,6 +46,8 @@ pub struct InitArgs<'a> {
     pub seccomp: Option<crate::seccomp::Filter>,
     /// The container's directory in each cgroup hierarchy, by mount point.
     pub cgroup_dirs: Vec<(PathBuf, PathBuf)>,
+    /// v1 cgroup directories the init moves itself into (empty when the runtime does it).
+    pub join_self: Vec<PathBuf>,
 }
 
 /// Runs the init; never returns (execs the user program or exits 1 after reporting the error).
@@ -127,6 +129,10 @@ fn stage(a: &mut InitArgs) -> Result<crate::error::Error> {
     // possibly unprivileged, has written the id maps): nothing in the container may open
     // /proc/<init>/exe or ptrace the runtime binary.
     sys::prctl(libc::PR_SET_DUMPABLE, 0, 0).ctx(|| "PR_SET_DUMPABLE")?;
+    // Into the v1 hierarchies on its own (fast: see cgroups::join_self); the cgroup2 one
+    // it was cloned into.
+    crate::cgroups::join_self(&a.join_self)
+        .map_err(|e| crate::error::Error::Msg(format!("joining the container's cgroups: {e}")))?;
     let cgroupns = config::new_ns(spec, LinuxNamespaceType::Cgroup);
     let joined = std::cell::Cell::new(false);
     let enter_cgroup = || -> Result<()> {

@@ -317,11 +317,22 @@ impl Manager {
 
     /// Moves a process into the container's cgroups (all its threads follow).
     pub fn add_pid(&self, pid: i32) -> Result<(), CgroupError> {
+        self.add_pid_to(pid, true, true)
+    }
+
+    /// Moves a process into the container's v1 hierarchies and/or its cgroup2 directory.
+    pub fn add_pid_to(&self, pid: i32, v1: bool, unified: bool) -> Result<(), CgroupError> {
         let value = pid.to_string();
-        for dir in self.dirs() {
-            fs::write(&dir.join("cgroup.procs"), &value)?;
+        let v1_dirs = self.v1.iter().filter(|_| v1);
+        for h in v1_dirs.chain(self.unified.iter().filter(|_| unified)) {
+            fs::write(&h.dir.join("cgroup.procs"), &value)?;
         }
         Ok(())
+    }
+
+    /// The container's directory in each v1 hierarchy.
+    pub fn v1_dirs(&self) -> Vec<PathBuf> {
+        self.v1.iter().map(|h| h.dir.clone()).collect()
     }
 
     /// Applies `linux.resources` (also used by `update`). Parts left out are left unchanged;
@@ -501,12 +512,10 @@ impl Manager {
         serde_json::from_value(v.clone()).map_err(|e| CgroupError::Saved(e.to_string()))
     }
 
-    /// On pure v2, the container's directory opened `O_PATH|O_DIRECTORY` for
-    /// `clone3(CLONE_INTO_CGROUP)`; `None` on v1 and hybrid hosts (or when it cannot be opened).
+    /// The container's cgroup2 directory (pure v2, or hybrid's unified hierarchy, which is
+    /// the kernel's default hierarchy too) opened `O_PATH|O_DIRECTORY` for
+    /// `clone3(CLONE_INTO_CGROUP)`; `None` on pure v1 (or when it cannot be opened).
     pub fn v2_dir_fd(&self) -> Option<OwnedFd> {
-        if self.layout != Layout::V2 {
-            return None;
-        }
         let dir = self.unified_path()?;
         rustix::fs::open(
             dir,
@@ -515,6 +524,18 @@ impl Manager {
         )
         .ok()
     }
+}
+
+/// Moves the calling thread into each of `dirs` by writing `0` to their `tasks` files. The
+/// caller must be single-threaded (then the whole process moves). Unlike a pid written to
+/// `cgroup.procs`, a thread moving itself does not take the kernel's global threadgroup
+/// lock, whose write side waits for an RCU grace period (~10 ms on an idle host): this is
+/// how a container's init joins its v1 cgroups without that wait.
+pub fn join_self(dirs: &[std::path::PathBuf]) -> Result<(), CgroupError> {
+    for d in dirs {
+        fs::write(&d.join("tasks"), "0")?;
+    }
+    Ok(())
 }
 
 /// `dir` and every directory below it, parents before children. Missing `dir`: empty.
