@@ -133,6 +133,36 @@ pub fn remove_files(
     id: &str,
     volumes: bool,
 ) -> Result<(), EngineError> {
+    remove_files_later(root, records, id, volumes)?.delete();
+    Ok(())
+}
+
+/// A removed container's directory tree, already renamed out of sight
+/// (`containers/.trash/<id>`): what is left is deleting its files.
+#[must_use = "the directory is only deleted by delete()"]
+pub struct Leftover(Option<PathBuf>);
+
+impl Leftover {
+    pub fn delete(self) {
+        if let Some(p) = self.0 {
+            if let Err(e) = fs::remove_dir_all(&p) {
+                tracing::warn!("deleting {}: {e}", p.display());
+            }
+        }
+    }
+}
+
+/// [`remove_files`] up to the deletion of the directory's contents: the container is gone
+/// (no record, name, image hold, runtime state, mounts or network) when this returns, and
+/// its directory is one rename away in the trash. The monitor of a `--rm` container reports
+/// the exit first and deletes the files after: on a busy filesystem, unlinking a container's
+/// files costs more than everything else in its removal.
+pub fn remove_files_later(
+    root: &Path,
+    records: &Records,
+    id: &str,
+    volumes: bool,
+) -> Result<Leftover, EngineError> {
     let rt = Runtime::new(root);
     let c = records.load(id).ok();
     teardown_after(records, id, || {
@@ -141,8 +171,14 @@ pub fn remove_files(
         }
     })?;
     let dir = records.container_dir(id);
+    let mut left = Leftover(None);
     if dir.exists() {
-        fs::remove_dir_all(&dir).map_err(io(&dir))?;
+        let trash = records.trash_dir().join(id);
+        let moved = fs::create_dir_all(records.trash_dir()).and_then(|_| fs::rename(&dir, &trash));
+        match moved {
+            Ok(()) => left = Leftover(Some(trash)),
+            Err(_) => fs::remove_dir_all(&dir).map_err(io(&dir))?,
+        }
     }
     if let Some(c) = &c {
         records.release_name(&c.name, id);
@@ -159,7 +195,7 @@ pub fn remove_files(
             }
         }
     }
-    Ok(())
+    Ok(left)
 }
 
 /// How `run`/`start` attach.
@@ -498,6 +534,7 @@ impl Engine {
         if let Err(e) = network::reconcile(&self.root, &self.records) {
             tracing::warn!("reclaiming the networks of removed containers: {e}");
         }
+        self.records.sweep_trash();
         let mut out = Vec::new();
         for c in self.records.list()? {
             if matches!(c.state.status.as_str(), "running" | "paused" | "created") {

@@ -593,9 +593,12 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
     let _ = std::fs::remove_file(&sock_path);
     // `--rm`: the record goes with the rest (remove_files deletes the runtime's container
     // too); it is only written when that fails.
-    let removed = cfg.auto_remove
-        && crate::engine::remove_files(&cfg.berth_root, &cfg.records, &cfg.id, true).is_ok();
-    if !removed {
+    let left = if cfg.auto_remove {
+        crate::engine::remove_files_later(&cfg.berth_root, &cfg.records, &cfg.id, true).ok()
+    } else {
+        None
+    };
+    if left.is_none() {
         let _ = crate::engine::teardown_after(&cfg.records, &cfg.id, || {
             cfg.runtime.delete_force(&cfg.id)
         });
@@ -611,5 +614,9 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
     broadcast(&mut clients, attach::EXIT, &code.to_be_bytes());
     drop(clients);
     let _ = listener.into_raw_fd();
+    // The container is gone; its files go after the client heard the exit.
+    if let Some(l) = left {
+        l.delete();
+    }
     Ok(())
 }

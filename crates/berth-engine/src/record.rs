@@ -118,6 +118,31 @@ impl Records {
         Ok(Records { dir })
     }
 
+    /// Where removed containers' directories wait to be deleted (see
+    /// `engine::remove_files_later`); leftovers older than a minute (their remover died)
+    /// are deleted by [`Records::sweep_trash`].
+    pub fn trash_dir(&self) -> PathBuf {
+        self.dir.join(".trash")
+    }
+
+    /// Deletes trash left by a remover that died (entries older than a minute).
+    pub fn sweep_trash(&self) {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(rd) = fs::read_dir(self.trash_dir()) else {
+            return;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        for e in rd.flatten() {
+            // Renaming a directory into the trash sets its ctime.
+            if e.metadata().is_ok_and(|m| now - m.ctime() > 60) {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
     pub fn container_dir(&self, id: &str) -> PathBuf {
         self.dir.join(id)
     }
