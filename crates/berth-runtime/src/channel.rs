@@ -107,6 +107,7 @@ impl Channel {
         // SAFETY: pure computation.
         let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
         let mut cbuf = vec![0u8; space];
+        let mut reset = false;
         loop {
             let mut iov = libc::iovec {
                 iov_base: buf.as_mut_ptr().cast(),
@@ -123,6 +124,12 @@ impl Channel {
             if r < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                // The peer exited with our messages unread: the kernel reports that once,
+                // ahead of what the peer sent before it exited (its error report). Read on.
+                if e.kind() == io::ErrorKind::ConnectionReset && !reset {
+                    reset = true;
                     continue;
                 }
                 return Err(e);
