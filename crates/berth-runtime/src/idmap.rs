@@ -105,35 +105,14 @@ pub fn prepare(spec: &Spec) -> Result<Vec<Tree>> {
         }
         // SAFETY: the fd is new and ours.
         let tree = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-        #[repr(C)]
-        struct MountAttr {
-            set: u64,
-            clr: u64,
-            prop: u64,
-            ns: u64,
-        }
-        let attr = MountAttr {
-            set: MOUNT_ATTR_IDMAP,
-            clr: 0,
-            prop: 0,
-            ns: ns.as_raw_fd() as u64,
-        };
-        let empty = sys::cstr("").expect("no NUL");
-        // SAFETY: valid fd, C string and attr struct.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_mount_setattr,
-                tree.as_raw_fd(),
-                empty.as_ptr(),
-                libc::AT_EMPTY_PATH as u32 | rec,
-                &attr as *const MountAttr,
-                std::mem::size_of::<MountAttr>(),
-            )
-        };
-        if r != 0 {
-            return Err(sys::last())
-                .ctx(|| format!("idmapping {src} (does its filesystem support idmapped mounts?)"));
-        }
+        sys::mount_setattr(
+            tree.as_raw_fd(),
+            recursive,
+            MOUNT_ATTR_IDMAP,
+            0,
+            Some(ns.as_raw_fd()),
+        )
+        .ctx(|| format!("idmapping {src} (does its filesystem support idmapped mounts?)"))?;
         out.push((i, tree));
     }
     Ok(out)

@@ -532,34 +532,14 @@ fn finish(target: &OwnedFd, o: &Opts) -> Result<()> {
         sys::mount(None, &fd_path(target), None, *p, None).ctx(|| "setting mount propagation")?;
     }
     if o.rec_attr_set != 0 || o.rec_attr_clr != 0 {
-        #[repr(C)]
-        struct MountAttr {
-            set: u64,
-            clr: u64,
-            prop: u64,
-            ns: u64,
-        }
-        let attr = MountAttr {
-            set: o.rec_attr_set,
-            clr: o.rec_attr_clr,
-            prop: 0,
-            ns: 0,
-        };
-        let empty = sys::cstr("").expect("no NUL");
-        // SAFETY: valid fd, C string and attr struct.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_mount_setattr,
-                target.as_raw_fd(),
-                empty.as_ptr(),
-                libc::AT_EMPTY_PATH | 0x8000, /* AT_RECURSIVE */
-                &attr as *const MountAttr,
-                std::mem::size_of::<MountAttr>(),
-            )
-        };
-        if r != 0 {
-            return Err(sys::last()).ctx(|| "mount_setattr (recursive mount options such as rro)");
-        }
+        sys::mount_setattr(
+            target.as_raw_fd(),
+            true,
+            o.rec_attr_set,
+            o.rec_attr_clr,
+            None,
+        )
+        .ctx(|| "mount_setattr (recursive mount options such as rro)")?;
     }
     Ok(())
 }

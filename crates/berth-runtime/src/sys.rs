@@ -282,6 +282,48 @@ pub fn pidfd_wait(fd: &OwnedFd, timeout_ms: i32) -> bool {
 }
 
 /// The calling thread's errno as an io::Error.
+/// `mount_setattr(2)` on the mount `fd` refers to (`AT_EMPTY_PATH`), and with `recursive`
+/// on every mount below it: sets and clears `MOUNT_ATTR_*` bits; `userns` is the user
+/// namespace of a `MOUNT_ATTR_IDMAP` in `set`.
+pub fn mount_setattr(
+    fd: RawFd,
+    recursive: bool,
+    set: u64,
+    clr: u64,
+    userns: Option<RawFd>,
+) -> io::Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        set: u64,
+        clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    let attr = MountAttr {
+        set,
+        clr,
+        propagation: 0,
+        userns_fd: userns.map_or(0, |f| f as u64),
+    };
+    let flags = libc::AT_EMPTY_PATH as libc::c_uint | if recursive { AT_RECURSIVE } else { 0 };
+    // SAFETY: attr is a valid mount_attr of the size passed; the path is an empty C string.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd,
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r != 0 {
+        return Err(last());
+    }
+    Ok(())
+}
+
 pub fn last() -> io::Error {
     io::Error::last_os_error()
 }
