@@ -299,6 +299,25 @@ impl Engine {
     /// Mounts the root, writes /etc files and the runtime spec.
     fn prepare(&self, c: &mut Container) -> Result<(), EngineError> {
         let _span = tracing::debug_span!("prepare", id = %&c.id[..12]).entered();
+        // Docker gives `container:NAME` the other container's hostname (with its /etc/hosts
+        // and /etc/resolv.conf, see network::etc_files), and `--network host` the host's.
+        if let Ok(berth_net::NetworkMode::Container(other)) = network::mode(&c.options) {
+            if let Ok(peer) = self
+                .records
+                .find(&other)
+                .and_then(|id| self.records.load(&id))
+            {
+                c.hostname = peer.hostname;
+            }
+        }
+        let hostname = if c.options.network == "host" && c.options.hostname.is_none() {
+            rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned()
+        } else {
+            c.hostname.clone()
+        };
         // The network (a namespace, and for a bridge its veth, address and rules) is set up
         // on a second thread while this one mounts the root and builds the spec: the two
         // share nothing until the /etc files. Both are joined before the monitor forks.
@@ -312,11 +331,10 @@ impl Engine {
                     (r, net_c)
                 })
                 .map_err(|e| EngineError::Other(format!("starting the network thread: {e}")))?;
-            let spec = self.mount_and_spec(c);
+            let spec = self.mount_and_spec(c, &hostname);
             let (r, net_c) = net
                 .join()
                 .map_err(|_| EngineError::Other("the network thread panicked".into()))?;
-            // Before the hostname: `--network container:NAME` takes that container's.
             *c = Container {
                 copy_up: std::mem::take(&mut c.copy_up),
                 ..net_c
@@ -326,16 +344,6 @@ impl Engine {
         })?;
         let dir = self.records.container_dir(&c.id);
         let rootfs = dir.join("bundle/rootfs");
-        let o = &c.options;
-        let net_host = o.network == "host";
-        let hostname = if net_host && o.hostname.is_none() {
-            rustix::system::uname()
-                .nodename()
-                .to_string_lossy()
-                .into_owned()
-        } else {
-            c.hostname.clone()
-        };
         let (hosts, resolv) = network::etc_files(&self.records, c, &hostname)?;
         for (f, text) in [
             ("hostname", format!("{hostname}\n")),
@@ -357,19 +365,6 @@ impl Engine {
                 })?;
             }
         }
-        s["hostname"] = json!(hostname);
-        // The spec's HOSTNAME variable assumed `-h` or the id; `--network host` and
-        // `container:NAME` take another hostname, and Docker's variable follows it (unless
-        // the image or `-e` set it).
-        let planned = format!("HOSTNAME={}", spec::hostname(&c.options, &c.id));
-        if let Some(env) = s["process"]["env"].as_array_mut() {
-            for e in env
-                .iter_mut()
-                .filter(|e| e.as_str() == Some(planned.as_str()))
-            {
-                *e = json!(format!("HOSTNAME={hostname}"));
-            }
-        }
         if let (Some(ns), Some(list)) = (&netns, s["linux"]["namespaces"].as_array_mut()) {
             for n in list.iter_mut().filter(|n| n["type"] == "network") {
                 n["path"] = json!(ns);
@@ -382,8 +377,8 @@ impl Engine {
     }
 
     /// Mounts the overlay root (if it is not) and builds the runtime spec, all but the
-    /// hostname and the network namespace's path.
-    fn mount_and_spec(&self, c: &Container) -> Result<Value, EngineError> {
+    /// network namespace's path.
+    fn mount_and_spec(&self, c: &Container, hostname: &str) -> Result<Value, EngineError> {
         let dir = self.records.container_dir(&c.id);
         let rootfs = dir.join("bundle/rootfs");
         if !overlay::is_mounted(&rootfs) {
@@ -414,6 +409,7 @@ impl Engine {
         let (nofile_hard, can_raise) = caller_limits();
         let ctx = SpecContext {
             id: c.id.clone(),
+            hostname: hostname.to_string(),
             rootfs: rootfs.clone(),
             container_dir: dir.clone(),
             passwd: fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default(),

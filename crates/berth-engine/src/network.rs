@@ -180,9 +180,6 @@ pub fn attach(
             let peer = records
                 .load(&id)
                 .map_err(|_| NetworkError::PeerNotRunning(other.clone()))?;
-            // Docker gives the container the other's hostname (with its /etc/hosts and
-            // /etc/resolv.conf, see etc_files).
-            c.hostname = peer.hostname.clone();
             let own = netns_path(root, &peer.id);
             if is_netns(&own) {
                 return Ok(Some(own));

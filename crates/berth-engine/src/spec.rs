@@ -169,6 +169,9 @@ pub struct HostDevice {
 #[derive(Debug, Clone, Default)]
 pub struct SpecContext {
     pub id: String,
+    /// The container's hostname (also its `HOSTNAME`): `-h`, the id's first 12 digits, the
+    /// host's with `--network host`, the other container's with `container:NAME`.
+    pub hostname: String,
     pub rootfs: PathBuf,
     /// Where hosts, hostname and resolv.conf live.
     pub container_dir: PathBuf,
@@ -602,9 +605,9 @@ pub fn generate_value(
     ctx: &SpecContext,
     seccomp_file: Option<&str>,
 ) -> Result<Value, SpecError> {
-    let hostname = hostname(opts, &ctx.id);
+    let hostname = &ctx.hostname;
     let args = command(image, opts)?;
-    let env = environment(image, opts, ctx, &hostname);
+    let env = environment(image, opts, ctx, hostname);
     let cfg = image.config().as_ref();
     let cwd = opts
         .workdir
@@ -822,6 +825,7 @@ mod tests {
     fn ctx() -> SpecContext {
         SpecContext {
             id: "0123456789abcdef0123".into(),
+            hostname: "0123456789ab".into(),
             rootfs: "/r".into(),
             container_dir: "/c".into(),
             passwd: "root:x:0:0::/root:/bin/sh\nu:x:1000:1000::/home/u:/bin/sh\n".into(),
