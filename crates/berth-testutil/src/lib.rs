@@ -18,6 +18,7 @@
 //! | [`guards`] | [`MountGuard`], [`ChildGuard`], [`unique_name`], [`guards::spawn_tied`] |
 //! | [`tree`] | [`tree_snapshot`], [`diff_trees`], [`umoci_unpack`] |
 //! | [`http`] | a tiny HTTP/1.1 client and base64 |
+//! | [`netns_host`] | [`netns_host::run_in_private_host`]: one test in private namespaces |
 //!
 //! ```no_run
 //! use berth_testutil::{fixtures, FaultProxy, Registry};
@@ -35,6 +36,7 @@
 pub mod fixtures;
 pub mod guards;
 pub mod http;
+pub mod netns_host;
 pub mod proxy;
 pub mod push;
 pub mod registry;

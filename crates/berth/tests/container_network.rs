@@ -33,35 +33,7 @@ fn in_test_host(test: &str, f: impl FnOnce(&Env)) {
         Ok(_) => return,
         Err(_) => {}
     }
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new("unshare")
-        .args([
-            "--net",
-            "--mount",
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            "--propagation",
-            "private",
-            "busybox",
-            "sh",
-            "-c",
-            "\"$0\" \"$@\"; rc=$?; exit $rc",
-        ])
-        .arg(&exe)
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(INNER, test)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run unshare");
-    let stdout = text(&out.stdout);
-    print!("{stdout}");
-    eprint!("{}", text(&out.stderr));
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{test} failed inside its test host ({})",
-        out.status
-    );
+    berth_testutil::netns_host::run_in_private_host(test, INNER, true);
 }
 
 fn sh(cmd: &str) -> Output {

@@ -28,32 +28,7 @@ pub fn in_test_host(test: &str, f: impl FnOnce(&TestHost)) {
     if std::env::var(DNS_CHILD).is_ok() {
         return;
     }
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new("unshare")
-        .args([
-            "--net",
-            "--mount",
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            "--propagation",
-            "private",
-        ])
-        .arg(&exe)
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(INNER, test)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run unshare");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    print!("{stdout}");
-    eprint!("{stderr}");
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{test} failed inside its test host ({})",
-        out.status
-    );
+    berth_testutil::netns_host::run_in_private_host(test, INNER, false);
 }
 
 /// The DNS responder entry point: the test binary re-executed as `berth __dns` would be.
