@@ -582,9 +582,13 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
                 break;
             }
         }
-        if fds[1].revents != 0 {
+        // End of file (the init closed the fifo without its byte) or the init gone.
+        if fds[0].revents & libc::POLLHUP != 0 || fds[1].revents != 0 {
             let _ = std::fs::remove_file(&fifo);
-            bail!("the container's init exited before it was started");
+            bail!(
+                "the container's init exited before its program started: a startContainer hook \
+                 failed or the init was killed (the container is stopped; delete it)"
+            );
         }
     }
     std::fs::remove_file(&fifo).ctx(|| format!("removing {}", fifo.display()))?;

@@ -6,8 +6,8 @@
 //! has added us to our cgroups, then the cgroup namespace) → createRuntime hooks in the parent →
 //! createContainer hooks here → pivot_root → sysctl → masked/read-only paths → hostname →
 //! terminal → process attributes (rlimits, LSM, fds closed, user, caps, umask, cwd,
-//! no_new_privs, executable lookup) → ready → block on the exec fifo (or the channel for `run`)
-//! → startContainer hooks → seccomp → execve.
+//! no_new_privs, executable lookup) → ready → block on the exec fifo until `start` opens it
+//! (or on the channel for `run`) → startContainer hooks → the fifo's byte → seccomp → execve.
 
 use crate::channel::Channel;
 use crate::config;
@@ -261,26 +261,36 @@ fn stage(a: &mut InitArgs) -> Result<crate::error::Error> {
         if a.fifo.is_some() { "exec fifo" } else { "run" }
     );
     a.chan.send_ready()?;
+    let start_hooks = || -> Result<()> {
+        if let Some(sc) = spec
+            .hooks()
+            .as_ref()
+            .and_then(|h| h.start_container().as_ref())
+        {
+            let st = hook_state(a.id, "created", host_pid, a.bundle, spec);
+            hooks::run_all("startContainer", Some(sc), &st)?;
+        }
+        Ok(())
+    };
     match a.fifo {
         Some(fd) => {
+            // Opening the fifo for writing blocks until `start` opens it for reading.
             let f = sys::open(&format!("/proc/self/fd/{fd}"), libc::O_WRONLY, 0).ctx(|| {
                 "opening the exec fifo through /proc/self/fd (is /proc mounted in the container?)"
             })?;
+            // The startContainer hooks run while `start` waits for our byte: if one fails,
+            // the init exits without writing it, and `start` reports the failure.
+            start_hooks()?;
             // SAFETY: one byte from a static buffer.
             unsafe { libc::write(f.as_raw_fd(), b"0".as_ptr().cast(), 1) };
             drop(f);
             // SAFETY: closing our copy of the O_PATH fifo fd.
             unsafe { libc::close(fd) };
         }
-        None => a.chan.wait_start()?,
-    }
-    if let Some(sc) = spec
-        .hooks()
-        .as_ref()
-        .and_then(|h| h.start_container().as_ref())
-    {
-        let st = hook_state(a.id, "created", host_pid, a.bundle, spec);
-        hooks::run_all("startContainer", Some(sc), &st)?;
+        None => {
+            a.chan.wait_start()?;
+            start_hooks()?;
+        }
     }
     if nnp {
         crate::secc::load(filter.take(), a.chan)?;
@@ -288,8 +298,6 @@ fn stage(a: &mut InitArgs) -> Result<crate::error::Error> {
     Ok(exec.exec())
 }
 
-/// Opens a pty inside the container, sends the master over the console socket, and makes the
-/// slave the controlling terminal and stdio. `console_dev`: also bind it to /dev/console.
 /// A new network namespace starts with `lo` down. runc and crun bring it up, and programs
 /// expect 127.0.0.1 to answer, so the init does too (one ioctl; no netlink needed).
 fn loopback_up() -> Result<()> {
@@ -315,6 +323,8 @@ fn loopback_up() -> Result<()> {
     Ok(())
 }
 
+/// Opens a pty inside the container, sends the master over the console socket, and makes the
+/// slave the controlling terminal and stdio. `console_dev`: also bind it to /dev/console.
 pub fn setup_terminal(console: Option<RawFd>, console_dev: bool) -> Result<()> {
     let Some(sock) = console else {
         crate::bail!("process.terminal is set but there is no console socket to send the pty to");

@@ -489,6 +489,31 @@ fn failing_hooks_follow_the_spec() {
         marker.exists(),
         "the poststop hook after a failing one did not run"
     );
+    // A failing startContainer hook: `start` reports it, the program never runs, the
+    // container is stopped, and delete runs the poststop hooks.
+    std::fs::remove_file(&marker).unwrap();
+    let ran = rt.path("program-ran");
+    rt.config["hooks"] = json!({
+        "startContainer": [{"path": "/bin/false"}],
+        "poststop": [{"path": "/bin/touch", "args": ["touch", marker]}]
+    });
+    rt.args(&["touch", "/program-ran"]);
+    let id = rt.create("startfail");
+    let out = rt.rt(&["start", &id]);
+    assert!(
+        !out.status.success(),
+        "start succeeded despite a failing startContainer hook"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("startContainer"), "{err}");
+    assert_eq!(rt.state(&id)["status"], "stopped");
+    assert!(!rt.rootfs().join("program-ran").exists() && !ran.exists());
+    assert!(rt.rt(&["delete", &id]).status.success());
+    assert!(
+        marker.exists(),
+        "poststop did not run after a failed startContainer hook"
+    );
+    rt.args(&["true"]);
     rt.config["hooks"] =
         json!({"prestart": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]});
     let t = std::time::Instant::now();
