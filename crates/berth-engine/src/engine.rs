@@ -198,6 +198,17 @@ pub fn remove_files_later(
     Ok(left)
 }
 
+/// Whether no process can reach a container's init before it execs the program: the spec
+/// gives it a new pid namespace and has no hooks (a startContainer hook would run in the
+/// container while the init waits). Only then may the init be cloned from berth's own binary.
+fn init_unreachable(spec: &Value) -> bool {
+    let own_pid_ns = spec["linux"]["namespaces"].as_array().is_some_and(|l| {
+        l.iter()
+            .any(|n| n["type"] == "pid" && n["path"].as_str().is_none_or(str::is_empty))
+    });
+    own_pid_ns && spec["hooks"].is_null()
+}
+
 /// How `run`/`start` attach.
 pub struct AttachMode {
     pub stdin: bool,
@@ -296,8 +307,11 @@ impl Engine {
         }
     }
 
-    /// Mounts the root, writes /etc files and the runtime spec.
-    fn prepare(&self, c: &mut Container) -> Result<(), EngineError> {
+    /// Mounts the root, writes /etc files and the runtime spec. Returns whether berth's
+    /// runtime may start the container in the monitor's process: only when the container
+    /// gets a new pid namespace and runs no hooks, so that nothing in it can reach the init
+    /// while that still runs berth's binary (see `berth_runtime::container::launch`).
+    fn prepare(&self, c: &mut Container) -> Result<bool, EngineError> {
         let _span = tracing::debug_span!("prepare", id = %&c.id[..12]).entered();
         // Docker gives `container:NAME` the other container's hostname (with its /etc/hosts
         // and /etc/resolv.conf, see network::etc_files), and `--network host` the host's.
@@ -373,7 +387,7 @@ impl Engine {
         let p = dir.join("bundle/config.json");
         fs::write(&p, serde_json::to_vec_pretty(&s).unwrap()).map_err(io(&p))?;
         tracing::debug!("runtime spec written to {}", p.display());
-        Ok(())
+        Ok(init_unreachable(&s))
     }
 
     /// Mounts the overlay root (if it is not) and builds the runtime spec, all but the
@@ -468,10 +482,13 @@ impl Engine {
         if c.state.started_at.is_some() {
             c.restart_count += 1;
         }
-        if let Err(e) = self.prepare(&mut c) {
-            let _ = teardown(&self.records, id);
-            return Err(e);
-        }
+        let in_process = match self.prepare(&mut c) {
+            Ok(safe) => safe && self.runtime.builtin,
+            Err(e) => {
+                let _ = teardown(&self.records, id);
+                return Err(e);
+            }
+        };
         c.state.error.clear();
         self.records.save(&c)?;
         drop(lock);
@@ -483,6 +500,7 @@ impl Engine {
             interactive: c.options.interactive,
             auto_remove: c.options.rm,
             berth_root: self.root.clone(),
+            in_process,
         };
         tracing::debug!(runtime = %self.runtime.name(), "starting the monitor of {}", c.id);
         monitor::spawn(cfg).map_err(|e| EngineError::Other(format!("starting the monitor: {e}")))
@@ -1061,4 +1079,27 @@ pub fn dir_size(p: &Path) -> u64 {
         }
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::init_unreachable;
+    use serde_json::{json, Value};
+
+    #[test]
+    fn only_a_private_pid_namespace_without_hooks_keeps_the_init_unreachable() {
+        let ns = |pid: Value| json!({"linux": {"namespaces": [{"type": "mount"}, pid]}});
+        assert!(init_unreachable(&ns(json!({"type": "pid"}))));
+        assert!(init_unreachable(&ns(json!({"type": "pid", "path": ""}))));
+        // Joining another pid namespace (--pid container:NAME, --pid host by path).
+        assert!(!init_unreachable(&ns(
+            json!({"type": "pid", "path": "/proc/42/ns/pid"})
+        )));
+        // No pid namespace at all (--pid host).
+        assert!(!init_unreachable(&ns(json!({"type": "ipc"}))));
+        // Hooks run while the init waits.
+        let mut s = ns(json!({"type": "pid"}));
+        s["hooks"] = json!({"startContainer": [{"path": "/bin/true"}]});
+        assert!(!init_unreachable(&s));
+    }
 }

@@ -24,6 +24,8 @@ pub struct MonitorConfig {
     pub interactive: bool,
     pub auto_remove: bool,
     pub berth_root: PathBuf,
+    /// Start the container with the runtime linked in ([`launch_in_process`]).
+    pub in_process: bool,
 }
 
 /// Forks the monitor (in a new session) and returns the client's end of a
@@ -244,6 +246,216 @@ fn fail(cfg: &MonitorConfig, clients: &mut Vec<Client>, code: i32, msg: &str) {
     broadcast(clients, attach::ERROR, &d);
 }
 
+/// A started container: its init and the monitor's ends of its stdio.
+struct Started {
+    pid: i32,
+    master: Option<OwnedFd>,
+    stdin_w: Option<OwnedFd>,
+    out_r: Option<OwnedFd>,
+    err_r: Option<OwnedFd>,
+}
+
+/// Why a start failed: Docker's exit code for it and the message.
+type StartFailure = (i32, String);
+
+fn failure(msg: String) -> StartFailure {
+    let msg = if msg.is_empty() {
+        "the OCI runtime failed to create the container".to_string()
+    } else {
+        msg
+    };
+    (start_failure_code(&msg), msg)
+}
+
+/// berth's runtime, linked in: the init is cloned from this process (one exec fewer per
+/// container, and it is our child to reap). Its stdio is our fds 0-2 while it is cloned.
+fn launch_in_process(cfg: &MonitorConfig) -> Result<Started, StartFailure> {
+    let io = |e: std::io::Error| (125, format!("preparing the container's stdio: {e}"));
+    let mut s = Started {
+        pid: 0,
+        master: None,
+        stdin_w: None,
+        out_r: None,
+        err_r: None,
+    };
+    // What fds 0-2 become in the init; ours go back to /dev/null afterwards.
+    let mut child_ends: Vec<OwnedFd> = Vec::new();
+    if !cfg.tty {
+        let stdin = if cfg.interactive {
+            let (r, w) = pipe().map_err(io)?;
+            s.stdin_w = Some(w);
+            r
+        } else {
+            OwnedFd::from(File::open("/dev/null").map_err(io)?)
+        };
+        let (or, ow) = pipe().map_err(io)?;
+        let (er, ew) = pipe().map_err(io)?;
+        s.out_r = Some(or);
+        s.err_r = Some(er);
+        child_ends = vec![stdin, ow, ew];
+    }
+    for (fd, end) in child_ends.iter().enumerate() {
+        // SAFETY: pointing our own standard descriptors at fds we own.
+        unsafe { libc::dup2(end.as_raw_fd(), fd as i32) };
+    }
+    let opts = berth_runtime::container::CreateOpts {
+        root: cfg.runtime.state_root.clone(),
+        id: cfg.id.clone(),
+        bundle: cfg.records.container_dir(&cfg.id).join("bundle"),
+        ..Default::default()
+    };
+    let r = berth_runtime::container::launch(&opts);
+    if !child_ends.is_empty() {
+        drop(child_ends);
+        if let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") {
+            for fd in 0..3 {
+                // SAFETY: as above.
+                unsafe { libc::dup2(null.as_raw_fd(), fd) };
+            }
+        }
+    }
+    let (pid, master) = r.map_err(|e| failure(e.to_string()))?;
+    s.pid = pid;
+    s.master = master;
+    Ok(s)
+}
+
+/// Any other runtime (or a container whose init other processes could reach before it
+/// execs): the runtime binary's `run --detach`, as podman drives runc.
+fn launch_with_binary(cfg: &MonitorConfig) -> Result<Started, StartFailure> {
+    let io = |e: std::io::Error| (125, format!("preparing the container's stdio: {e}"));
+    let dir = cfg.records.container_dir(&cfg.id);
+    let null = || File::open("/dev/null").map(OwnedFd::from);
+    let (mut stdin_w, mut out_r, mut err_r, mut master): (
+        Option<OwnedFd>,
+        Option<OwnedFd>,
+        Option<OwnedFd>,
+        Option<OwnedFd>,
+    ) = (None, None, None, None);
+    let pid_file = dir.join("pidfile");
+    let _ = std::fs::remove_file(&pid_file);
+    let bundle = dir.join("bundle");
+    let (mut cmd, _program) = cfg.runtime.container_command();
+    // `run --detach` creates and starts in one runtime invocation.
+    cmd.arg("run")
+        .arg("--detach")
+        .arg("--bundle")
+        .arg(&bundle)
+        .arg("--pid-file")
+        .arg(&pid_file);
+    let (rt_err_r, rt_err_w) = pipe().map_err(io)?;
+    let console_listener;
+    // sun_path holds 108 bytes: keep the runtime's path short.
+    let console_path = std::env::temp_dir().join(format!("berth-{}.console", &cfg.id[..16]));
+    if cfg.tty {
+        let _ = std::fs::remove_file(&console_path);
+        let l = UnixListener::bind(&console_path).map_err(io)?;
+        l.set_nonblocking(true).map_err(io)?;
+        console_listener = Some(l);
+        cmd.arg("--console-socket").arg(&console_path);
+        cmd.stdin(Stdio::from(null().map_err(io)?))
+            .stdout(Stdio::from(rt_err_w.try_clone().map_err(io)?))
+            .stderr(Stdio::from(rt_err_w));
+    } else {
+        console_listener = None;
+        if cfg.interactive {
+            let (r, w) = pipe().map_err(io)?;
+            stdin_w = Some(w);
+            cmd.stdin(Stdio::from(r));
+        } else {
+            cmd.stdin(Stdio::from(null().map_err(io)?));
+        }
+        let (or, ow) = pipe().map_err(io)?;
+        let (er, ew) = pipe().map_err(io)?;
+        out_r = Some(or);
+        err_r = Some(er);
+        cmd.stdout(Stdio::from(ow)).stderr(Stdio::from(ew));
+        drop(rt_err_w);
+    }
+    // The runtime starts with an empty signal mask and default dispositions
+    // (std's spawn resets both), not with our blocked SIGCHLD.
+    cmd.arg(&cfg.id);
+    let mut child = cmd.spawn().map_err(|e| {
+        (
+            125,
+            format!("starting the OCI runtime {}: {e}", cfg.runtime.name()),
+        )
+    })?;
+    drop(cmd);
+    // With a terminal, the runtime hands the pty over the console socket before it
+    // exits: wait for either (a pidfd wakes the poll when the runtime exits).
+    if let Some(l) = &console_listener {
+        use rustix::event::{poll, PollFd, PollFlags};
+        let pidfd = rustix::process::Pid::from_raw(child.id() as i32).and_then(|p| {
+            rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+        });
+        while master.is_none() {
+            let exited = match &pidfd {
+                Some(fd) => {
+                    let mut p = [
+                        PollFd::new(l, PollFlags::IN),
+                        PollFd::new(fd, PollFlags::IN),
+                    ];
+                    match poll(&mut p, None) {
+                        Ok(_) => !p[1].revents().is_empty(),
+                        Err(rustix::io::Errno::INTR) => false,
+                        Err(e) => return Err(io(e.into())),
+                    }
+                }
+                None => child.try_wait().map_err(io)?.is_some(),
+            };
+            if let Ok((s, _)) = l.accept() {
+                let _ = s.set_nonblocking(false);
+                master = recv_fd(s.as_fd());
+            }
+            if exited {
+                break;
+            }
+            if pidfd.is_none() && master.is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+    }
+    let status = child.wait().map_err(io)?;
+    if let (Some(l), None) = (&console_listener, &master) {
+        if let Ok((s, _)) = l.accept() {
+            let _ = s.set_nonblocking(false);
+            master = recv_fd(s.as_fd());
+        }
+    }
+    let _ = std::fs::remove_file(&console_path);
+    if !status.success() {
+        let mut msg = attach::read_available(&rt_err_r);
+        if let Some(e) = &err_r {
+            msg.extend(attach::read_available(e));
+        }
+        let msg = clean_message(&msg);
+        if msg.is_empty() {
+            return Err(failure(format!(
+                "the OCI runtime failed to create the container ({status})"
+            )));
+        }
+        return Err(failure(msg));
+    }
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    if pid <= 0 || (cfg.tty && master.is_none()) {
+        return Err((
+            125,
+            "the OCI runtime did not report the container's pid or terminal".into(),
+        ));
+    }
+    Ok(Started {
+        pid,
+        master,
+        stdin_w: stdin_w.take(),
+        out_r: out_r.take(),
+        err_r: err_r.take(),
+    })
+}
+
 fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
     detach_fds(&[first_client.as_raw_fd()]);
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
@@ -277,140 +489,24 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
             .ok(),
     };
 
-    // The container's stdio.
-    let null = || File::open("/dev/null").map(OwnedFd::from);
-    let (mut stdin_w, mut out_r, mut err_r, mut master): (
-        Option<OwnedFd>,
-        Option<OwnedFd>,
-        Option<OwnedFd>,
-        Option<OwnedFd>,
-    ) = (None, None, None, None);
-    let pid_file = dir.join("pidfile");
-    let _ = std::fs::remove_file(&pid_file);
-    let bundle = dir.join("bundle");
-    let (mut cmd, _program) = cfg.runtime.container_command();
-    // `run --detach` creates and starts in one runtime invocation.
-    cmd.arg("run")
-        .arg("--detach")
-        .arg("--bundle")
-        .arg(&bundle)
-        .arg("--pid-file")
-        .arg(&pid_file);
-    let (rt_err_r, rt_err_w) = pipe()?;
-    let console_listener;
-    if cfg.tty {
-        // sun_path holds 108 bytes: keep the runtime's path short.
-        let cs = std::env::temp_dir().join(format!("berth-{}.console", &cfg.id[..16]));
-        let _ = std::fs::remove_file(&cs);
-        let l = UnixListener::bind(&cs)?;
-        l.set_nonblocking(true)?;
-        console_listener = Some(l);
-        cmd.arg("--console-socket").arg(&cs);
-        cmd.stdin(Stdio::from(null()?))
-            .stdout(Stdio::from(rt_err_w.try_clone()?))
-            .stderr(Stdio::from(rt_err_w));
+    let started = if cfg.in_process {
+        launch_in_process(&cfg)
     } else {
-        console_listener = None;
-        if cfg.interactive {
-            let (r, w) = pipe()?;
-            stdin_w = Some(w);
-            cmd.stdin(Stdio::from(r));
-        } else {
-            cmd.stdin(Stdio::from(null()?));
-        }
-        let (or, ow) = pipe()?;
-        let (er, ew) = pipe()?;
-        out_r = Some(or);
-        err_r = Some(er);
-        cmd.stdout(Stdio::from(ow)).stderr(Stdio::from(ew));
-        drop(rt_err_w);
-    }
-    // The runtime starts with an empty signal mask and default dispositions
-    // (std's spawn resets both), not with our blocked SIGCHLD.
-    cmd.arg(&cfg.id);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            fail(
-                &cfg,
-                &mut clients,
-                125,
-                &format!("starting the OCI runtime {}: {e}", cfg.runtime.name()),
-            );
+        launch_with_binary(&cfg)
+    };
+    let Started {
+        pid,
+        master,
+        mut stdin_w,
+        mut out_r,
+        mut err_r,
+    } = match started {
+        Ok(s) => s,
+        Err((code, msg)) => {
+            fail(&cfg, &mut clients, code, &msg);
             return Ok(());
         }
     };
-    drop(cmd);
-    // With a terminal, the runtime hands the pty over the console socket before it
-    // exits: wait for either (a pidfd wakes the poll when the runtime exits).
-    if let Some(l) = &console_listener {
-        use rustix::event::{poll, PollFd, PollFlags};
-        let pidfd = rustix::process::Pid::from_raw(child.id() as i32).and_then(|p| {
-            rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
-        });
-        while master.is_none() {
-            let exited = match &pidfd {
-                Some(fd) => {
-                    let mut p = [
-                        PollFd::new(l, PollFlags::IN),
-                        PollFd::new(fd, PollFlags::IN),
-                    ];
-                    match poll(&mut p, None) {
-                        Ok(_) => !p[1].revents().is_empty(),
-                        Err(rustix::io::Errno::INTR) => false,
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                None => child.try_wait()?.is_some(),
-            };
-            if let Ok((s, _)) = l.accept() {
-                let _ = s.set_nonblocking(false);
-                master = recv_fd(s.as_fd());
-            }
-            if exited {
-                break;
-            }
-            if pidfd.is_none() && master.is_none() {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-        }
-    }
-    let status = child.wait()?;
-    if let (Some(l), None) = (&console_listener, &master) {
-        if let Ok((s, _)) = l.accept() {
-            let _ = s.set_nonblocking(false);
-            master = recv_fd(s.as_fd());
-        }
-    }
-    let _ =
-        std::fs::remove_file(std::env::temp_dir().join(format!("berth-{}.console", &cfg.id[..16])));
-    if !status.success() {
-        let mut msg = attach::read_available(&rt_err_r);
-        if let Some(e) = &err_r {
-            msg.extend(attach::read_available(e));
-        }
-        let msg = clean_message(&msg);
-        let msg = if msg.is_empty() {
-            format!("the OCI runtime failed to create the container ({status})")
-        } else {
-            msg
-        };
-        fail(&cfg, &mut clients, start_failure_code(&msg), &msg);
-        return Ok(());
-    }
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0);
-    if pid <= 0 || (cfg.tty && master.is_none()) {
-        fail(
-            &cfg,
-            &mut clients,
-            125,
-            "the OCI runtime did not report the container's pid or terminal",
-        );
-        return Ok(());
-    }
     let my_pid = std::process::id() as i32;
     let _ = cfg.records.update(&cfg.id, |c| {
         c.state.pid = pid;

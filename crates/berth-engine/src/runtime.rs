@@ -5,9 +5,10 @@
 //!
 //! With berth's own runtime, the commands that never enter a container (`kill`,
 //! `delete`, `pause`, `resume`, `ps`) run in-process through the runtime library:
-//! the same code and state directory, without an exec per call. `create`/`run`
-//! and `exec` always go through the binary, whose start-up guards the host binary
-//! against CVE-2019-5736.
+//! the same code and state directory, without an exec per call. The monitor also
+//! starts a container in-process when nothing can reach its init before the exec
+//! (`monitor::launch_in_process`); otherwise, and for `exec`, the binary runs from a
+//! read-only view of itself, which guards the host binary against CVE-2019-5736.
 
 use berth_runtime::container;
 use std::os::fd::{AsRawFd, OwnedFd};

@@ -609,28 +609,7 @@ fn run_poststart(c: &Container, spec: &Spec) {
 /// `run`: create, start, and (foreground) wait; returns the exit code.
 pub fn run(o: &CreateOpts, detach: bool) -> Result<i32> {
     let blocked = if detach { None } else { Some(block_signals()) };
-    let l = create(o, true, !detach)?;
-    let Launched {
-        container: c,
-        spec,
-        chan,
-        cgroup,
-        console_peer,
-    } = l;
-    let master = match &console_peer {
-        Some(peer) => Some(
-            crate::channel::recv_fd(peer.as_raw_fd())
-                .ctx(|| "receiving the container's pty")?
-                .0,
-        ),
-        None => None,
-    };
-    let forward = |fd| crate::secc::forward(fd, &spec, &c.saved.id, c.saved.pid, &c.saved.bundle);
-    if let Err(e) = chan.wait_exec(forward) {
-        destroy(&c, cgroup.as_ref(), Some(&spec));
-        return Err(e);
-    }
-    crate::debug!("{}: started (init pid {})", c.saved.id, c.saved.pid);
+    let (c, spec, cgroup, master) = await_exec(create(o, true, !detach)?)?;
     run_poststart(&c, &spec);
     if detach {
         return Ok(0);
@@ -647,6 +626,57 @@ pub fn run(o: &CreateOpts, detach: bool) -> Result<i32> {
     crate::debug!("{}: init exited, code {code}", c.saved.id);
     destroy(&c, cgroup.as_ref(), Some(&spec));
     Ok(code)
+}
+
+/// `run --detach` for a supervisor that links the runtime and reaps the init itself (berth's
+/// monitor): the init is cloned from the calling process, which must be single-threaded. Its
+/// stdio is the caller's fds 0-2, or with `process.terminal` a new pty whose master is
+/// returned. Returns the init's pid once the program has exec'd.
+///
+/// Until that exec, `/proc/<init>/exe` is the caller's binary, not a read-only view of it
+/// (CVE-2019-5736). Only a container that gets a new pid namespace and runs no hooks may be
+/// launched this way: then no process of the container exists before the init's exec.
+pub fn launch(o: &CreateOpts) -> Result<(i32, Option<OwnedFd>)> {
+    let (c, spec, _, master) = await_exec(create(o, true, true)?)?;
+    run_poststart(&c, &spec);
+    Ok((c.saved.pid, master))
+}
+
+/// The container, its spec and cgroup, and its pty master (when the runtime holds the
+/// console), once a `create`d init in run mode has exec'd the program; the container is
+/// destroyed when that fails.
+fn await_exec(l: Launched) -> Result<(Container, Spec, Option<Manager>, Option<OwnedFd>)> {
+    let Launched {
+        container: c,
+        spec,
+        chan,
+        cgroup,
+        console_peer,
+    } = l;
+    let r = (|| {
+        let master = match &console_peer {
+            Some(peer) => Some(
+                crate::channel::recv_fd(peer.as_raw_fd())
+                    .ctx(|| "receiving the container's pty")?
+                    .0,
+            ),
+            None => None,
+        };
+        let forward =
+            |fd| crate::secc::forward(fd, &spec, &c.saved.id, c.saved.pid, &c.saved.bundle);
+        chan.wait_exec(forward)?;
+        Ok(master)
+    })();
+    match r {
+        Ok(master) => {
+            crate::debug!("{}: started (init pid {})", c.saved.id, c.saved.pid);
+            Ok((c, spec, cgroup, master))
+        }
+        Err(e) => {
+            destroy(&c, cgroup.as_ref(), Some(&spec));
+            Err(e)
+        }
+    }
 }
 
 /// Blocks the signals a foreground run forwards to the container; returns the set.
