@@ -8,6 +8,13 @@ use serde_json::json;
 
 use crate::{NetError, NetStore, Network, NetworkOptions};
 
+/// `network inspect` option of networks with the host-local MTU: the MTU of the bridge and
+/// veth pairs (Docker's `com.docker.network.driver.mtu` is shown instead where `-o mtu=N` set it).
+pub const BRIDGE_MTU: &str = "berth.network.bridge.mtu";
+/// `network inspect` option of networks with the host-local MTU: the route MTU of the
+/// containers' default routes, which traffic leaving the host keeps.
+pub const ROUTE_MTU: &str = "berth.network.route.mtu";
+
 /// `berth network create`: prints the new network's ID.
 pub fn create(store: &NetStore, name: &str, opts: &NetworkOptions) -> Result<String, NetError> {
     Ok(format!("{}\n", store.create(name, opts)?.id))
@@ -71,8 +78,17 @@ pub fn inspect_json(store: &NetStore, n: &Network) -> Result<serde_json::Value, 
         config.push(json!({"Subnet": s6.to_string(), "Gateway": g6.to_string()}));
     }
     let mut options = json!({"com.docker.network.bridge.name": n.bridge});
-    if let Some(m) = n.mtu {
-        options["com.docker.network.driver.mtu"] = json!(m.to_string());
+    match n.mtu {
+        // Docker's option, as given: the bridge and veth pairs' MTU, for all traffic.
+        Some(m) => options["com.docker.network.driver.mtu"] = json!(m.to_string()),
+        // The host-local MTU: large on the bridge, the uplink's on the containers' default
+        // route (what a container connected now gets).
+        None => {
+            let link = n.link_mtu();
+            options[BRIDGE_MTU] = json!(link.to_string());
+            let route = n.route_mtu(Some(crate::uplink_mtu()?), link);
+            options[ROUTE_MTU] = json!(route.unwrap_or(link).to_string());
+        }
     }
     Ok(json!({
         "Name": n.name, "Id": n.id, "Created": created, "Scope": "local", "Driver": n.driver,

@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 pub use netns::{create_netns, in_netns, remove_netns, NetnsError};
 pub use publish::{parse_publish, publish_all, PublishError};
 pub use store::{
-    connect, disconnect, gc, gc_where, release, DnsCommand, NetStore, DEFAULT_BRIDGE,
+    connect, disconnect, gc, gc_where, release, uplink_mtu, DnsCommand, NetStore, DEFAULT_BRIDGE,
     DEFAULT_BRIDGE_IFNAME, DEFAULT_NETWORK,
 };
 
@@ -269,11 +269,22 @@ pub struct NetworkOptions {
     /// Only "bridge" (the default when empty).
     pub driver: String,
     pub labels: Vec<(String, String)>,
-    /// The MTU of the bridge and veth pairs (`-o mtu=N`; default 1500). A large MTU nears
-    /// loopback throughput between containers and through published ports, at the price of
-    /// fragmentation or path-MTU discovery for traffic leaving the host.
+    /// The MTU of the bridge and veth pairs (`-o mtu=N`), as Docker sets it: that MTU for all
+    /// traffic, and no route MTU. Without it the network has a host-local MTU: see
+    /// [`HOST_LOCAL_MTU`].
     pub mtu: Option<u32>,
 }
+
+/// The MTU of the bridge and veth pairs of a network created without `-o mtu=N`. Traffic that
+/// stays on the host (container to container, host to container, published ports reached from
+/// the host's 127.0.0.1) goes in large packets, near loopback's throughput; what leaves the host
+/// keeps the uplink's MTU, because each container's default route carries it as a route MTU
+/// (`ip route ... mtu N`), which TCP's MSS and path MTU follow. 65520 is the largest MTU a veth
+/// pair and a bridge both take with room to spare (loopback's is 65536).
+pub const HOST_LOCAL_MTU: u32 = 65520;
+
+/// The route MTU when the host has no IPv4 default route to take it from: Ethernet's.
+pub const DEFAULT_UPLINK_MTU: u32 = 1500;
 
 /// A network's configuration, as stored in `<name>.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -297,8 +308,26 @@ pub struct Network {
     pub created: u64,
     #[serde(default)]
     pub labels: Vec<(String, String)>,
+    /// `-o mtu=N` (None: the host-local MTU, [`HOST_LOCAL_MTU`]). Records of older versions
+    /// have none and get the host-local MTU the next time their bridge is made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
+}
+
+impl Network {
+    /// The MTU berth gives a new bridge and veth pairs: `-o mtu=N`, or [`HOST_LOCAL_MTU`].
+    pub fn link_mtu(&self) -> u32 {
+        self.mtu.unwrap_or(HOST_LOCAL_MTU)
+    }
+
+    /// The route MTU of the containers' default routes, given the host's `uplink` MTU (None: no
+    /// default route) and the MTU of the container's interface: the uplink's, on networks with
+    /// the host-local MTU where it is smaller than the interface's; None with `-o mtu=N`
+    /// (Docker's layout) or where the interface's MTU is no larger anyway.
+    pub fn route_mtu(&self, uplink: Option<u32>, link_mtu: u32) -> Option<u32> {
+        let uplink = uplink.unwrap_or(DEFAULT_UPLINK_MTU);
+        (self.mtu.is_none() && uplink < link_mtu).then_some(uplink)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -669,6 +698,30 @@ mod tests {
         assert!(h.starts_with("127.0.0.1\tlocalhost\n"));
         assert!(h.contains("192.0.2.9\tdb.test\n"));
         assert!(h.ends_with("10.89.0.2\tweb\n"));
+    }
+
+    #[test]
+    fn host_local_mtu_and_route_mtu() {
+        // A record of an older berth: no "mtu" field.
+        let old = r#"{"name":"app","id":"00","driver":"bridge","bridge":"br-00",
+            "subnet":"10.89.0.0/24","gateway":"10.89.0.1","internal":false,"ipv6":false,
+            "dns":true,"created":0}"#;
+        let n: Network = serde_json::from_str(old).unwrap();
+        assert_eq!((n.mtu, n.link_mtu()), (None, HOST_LOCAL_MTU));
+        // The uplink's MTU on the default route, 1500 without one, none where the interface
+        // is no larger.
+        assert_eq!(n.route_mtu(Some(1400), 65520), Some(1400));
+        assert_eq!(n.route_mtu(None, 65520), Some(DEFAULT_UPLINK_MTU));
+        assert_eq!(n.route_mtu(Some(9000), 1500), None);
+        assert_eq!(n.route_mtu(Some(65520), 65520), None);
+        // -o mtu=N: Docker's layout, N everywhere, no route MTU.
+        let d = Network {
+            mtu: Some(1500),
+            ..n
+        };
+        assert_eq!(d.link_mtu(), 1500);
+        assert_eq!(d.route_mtu(Some(1400), 1500), None);
+        assert!(serde_json::to_string(&d).unwrap().contains(r#""mtu":1500"#));
     }
 
     #[test]

@@ -14,7 +14,8 @@ use netlink_packet_route::link::{
     LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteMetric, RouteProtocol,
+    RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -115,8 +116,8 @@ impl Netlink {
         }
     }
 
-    /// The index of the link called `name`, or None.
-    pub fn link_index(&mut self, name: &str) -> Result<Option<u32>, NlError> {
+    /// The link called `name`, or None.
+    fn get_link(&mut self, name: &str) -> Result<Option<LinkMessage>, NlError> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         match self.request(
@@ -125,12 +126,106 @@ impl Netlink {
             0,
         ) {
             Ok(replies) => Ok(replies.into_iter().find_map(|r| match r {
-                RouteNetlinkMessage::NewLink(l) => Some(l.header.index),
+                RouteNetlinkMessage::NewLink(l) => Some(l),
                 _ => None,
             })),
             Err(e) if e.errno() == Some(libc::ENODEV) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// The index of the link called `name`, or None.
+    pub fn link_index(&mut self, name: &str) -> Result<Option<u32>, NlError> {
+        Ok(self.get_link(name)?.map(|l| l.header.index))
+    }
+
+    /// The index and MTU of the link called `name`, or None.
+    pub fn link_mtu(&mut self, name: &str) -> Result<Option<(u32, u32)>, NlError> {
+        Ok(self
+            .get_link(name)?
+            .map(|l| (l.header.index, mtu_of(&l.attributes))))
+    }
+
+    /// Every link in the namespace.
+    fn links(&mut self) -> Result<Vec<LinkMessage>, NlError> {
+        let replies = self.request(
+            "list links",
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            netlink_packet_core::NLM_F_DUMP,
+        )?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|r| match r {
+                RouteNetlinkMessage::NewLink(l) => Some(l),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Whether any link is a port of the bridge with index `bridge`.
+    pub fn has_ports(&mut self, bridge: u32) -> Result<bool, NlError> {
+        Ok(self.links()?.iter().any(|l| {
+            l.attributes
+                .iter()
+                .any(|a| matches!(a, LinkAttribute::Controller(c) if *c == bridge))
+        }))
+    }
+
+    /// The MTU of the way out of this namespace: that of the main table's IPv4 default route
+    /// (with the lowest metric; the smallest over a multipath route's devices, and no more than
+    /// the route's own `mtu`), or None without a default route (or one whose device cannot be
+    /// told, as with nexthop objects).
+    pub fn uplink_mtu(&mut self) -> Result<Option<u32>, NlError> {
+        let best = self
+            .default_routes()?
+            .into_iter()
+            .filter(|r| r.header.kind == RouteType::Unicast)
+            .min_by_key(|r| {
+                r.attributes
+                    .iter()
+                    .find_map(|a| match a {
+                        RouteAttribute::Priority(p) => Some(*p),
+                        _ => None,
+                    })
+                    .unwrap_or(0)
+            });
+        let Some(route) = best else {
+            return Ok(None);
+        };
+        let mut devices = Vec::new();
+        let mut route_mtu = None;
+        for a in &route.attributes {
+            match a {
+                RouteAttribute::Oif(i) => devices.push(*i),
+                RouteAttribute::MultiPath(hops) => {
+                    devices.extend(hops.iter().map(|h| h.interface_index))
+                }
+                RouteAttribute::Metrics(m) => {
+                    route_mtu = m.iter().find_map(|m| match m {
+                        RouteMetric::Mtu(v) if *v > 0 => Some(*v),
+                        _ => None,
+                    })
+                }
+                _ => {}
+            }
+        }
+        if devices.is_empty() {
+            return Ok(route_mtu);
+        }
+        let links = self.links()?;
+        let dev_mtu = devices
+            .iter()
+            .filter_map(|i| {
+                links
+                    .iter()
+                    .find(|l| l.header.index == *i)
+                    .map(|l| mtu_of(&l.attributes))
+            })
+            .min();
+        Ok(match (dev_mtu, route_mtu) {
+            (Some(d), Some(r)) => Some(d.min(r)),
+            (d, r) => d.or(r),
+        })
     }
 
     /// Creates a bridge, up.
@@ -288,9 +383,20 @@ impl Netlink {
         }
     }
 
-    /// Adds an IPv6 default route via `gateway` out of link `index` (Ok if there is one).
-    pub fn add_default_route6(&mut self, index: u32, gateway: Ipv6Addr) -> Result<(), NlError> {
-        let msg = default_route(AddressFamily::Inet6, RouteAddress::Inet6(gateway), index);
+    /// Adds an IPv6 default route via `gateway` out of link `index`, with the route MTU `mtu`
+    /// if given (Ok if there is one).
+    pub fn add_default_route6(
+        &mut self,
+        index: u32,
+        gateway: Ipv6Addr,
+        mtu: Option<u32>,
+    ) -> Result<(), NlError> {
+        let msg = default_route(
+            AddressFamily::Inet6,
+            RouteAddress::Inet6(gateway),
+            index,
+            mtu,
+        );
         match self.request(
             &format!("add default route via {gateway}"),
             RouteNetlinkMessage::NewRoute(msg),
@@ -302,9 +408,15 @@ impl Netlink {
         }
     }
 
-    /// Adds a default route via `gateway` out of link `index`.
-    pub fn add_default_route(&mut self, index: u32, gateway: Ipv4Addr) -> Result<(), NlError> {
-        let msg = default_route(AddressFamily::Inet, RouteAddress::Inet(gateway), index);
+    /// Adds a default route via `gateway` out of link `index`, with the route MTU `mtu` if
+    /// given.
+    pub fn add_default_route(
+        &mut self,
+        index: u32,
+        gateway: Ipv4Addr,
+        mtu: Option<u32>,
+    ) -> Result<(), NlError> {
+        let msg = default_route(AddressFamily::Inet, RouteAddress::Inet(gateway), index, mtu);
         self.request(
             &format!("add default route via {gateway}"),
             RouteNetlinkMessage::NewRoute(msg),
@@ -315,6 +427,11 @@ impl Netlink {
 
     /// Whether the main table has an IPv4 default route.
     pub fn has_default_route(&mut self) -> Result<bool, NlError> {
+        Ok(!self.default_routes()?.is_empty())
+    }
+
+    /// The main table's IPv4 default routes.
+    fn default_routes(&mut self) -> Result<Vec<RouteMessage>, NlError> {
         let mut msg = RouteMessage::default();
         msg.header.address_family = AddressFamily::Inet;
         let replies = self.request(
@@ -322,18 +439,41 @@ impl Netlink {
             RouteNetlinkMessage::GetRoute(msg),
             netlink_packet_core::NLM_F_DUMP,
         )?;
-        Ok(replies.iter().any(|r| match r {
-            RouteNetlinkMessage::NewRoute(r) => {
-                r.header.destination_prefix_length == 0
-                    && r.header.table == RouteHeader::RT_TABLE_MAIN
-            }
-            _ => false,
-        }))
+        Ok(replies
+            .into_iter()
+            .filter_map(|r| match r {
+                RouteNetlinkMessage::NewRoute(r)
+                    if r.header.destination_prefix_length == 0
+                        && r.header.table == RouteHeader::RT_TABLE_MAIN =>
+                {
+                    Some(r)
+                }
+                _ => None,
+            })
+            .collect())
     }
 }
 
-/// A main-table default route via `gateway` out of link `index`.
-fn default_route(family: AddressFamily, gateway: RouteAddress, index: u32) -> RouteMessage {
+/// The `IFLA_MTU` of a link (0 if the kernel left it out).
+fn mtu_of(attrs: &[LinkAttribute]) -> u32 {
+    attrs
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::Mtu(m) => Some(*m),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+/// A main-table default route via `gateway` out of link `index`, with a route MTU
+/// (`RTA_METRICS`/`RTAX_MTU`, as `ip route add ... mtu N` sets; not locked, so path-MTU
+/// discovery can still lower it per destination) if `mtu` is given.
+fn default_route(
+    family: AddressFamily,
+    gateway: RouteAddress,
+    index: u32,
+    mtu: Option<u32>,
+) -> RouteMessage {
     let mut msg = RouteMessage::default();
     msg.header.address_family = family;
     msg.header.table = RouteHeader::RT_TABLE_MAIN;
@@ -342,5 +482,9 @@ fn default_route(family: AddressFamily, gateway: RouteAddress, index: u32) -> Ro
     msg.header.kind = RouteType::Unicast;
     msg.attributes.push(RouteAttribute::Gateway(gateway));
     msg.attributes.push(RouteAttribute::Oif(index));
+    if let Some(m) = mtu {
+        msg.attributes
+            .push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(m)]));
+    }
     msg
 }

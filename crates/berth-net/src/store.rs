@@ -541,12 +541,22 @@ impl NetStore {
         write_atomic(path, &serde_json::to_vec(a).expect("rules serialise"))
     }
 
-    /// The bridge of `net`, created with its gateway address if missing.
-    fn ensure_bridge(&self, nl: &mut Netlink, net: &Network) -> Result<u32, NetError> {
-        if let Some(i) = nl.link_index(&net.bridge)? {
-            return Ok(i);
+    /// The bridge of `net`, created with its gateway address if missing, and the MTU for a new
+    /// veth pair on it: `-o mtu=N` always; otherwise the host-local MTU, unless the bridge has
+    /// ports already at a different MTU (veths of an older berth, which used 1500, or an MTU the
+    /// administrator set), whose MTU it keeps, so that one bridge never mixes MTUs.
+    fn ensure_bridge(&self, nl: &mut Netlink, net: &Network) -> Result<(u32, u32), NetError> {
+        let want = net.link_mtu();
+        if let Some((i, mtu)) = nl.link_mtu(&net.bridge)? {
+            // A bridge takes its ports' smallest MTU (1500 once it has none left).
+            let port_mtu = if net.mtu.is_none() && mtu != want && nl.has_ports(i)? {
+                mtu
+            } else {
+                want
+            };
+            return Ok((i, port_mtu));
         }
-        let idx = match nl.add_bridge(&net.bridge, net.mtu) {
+        let idx = match nl.add_bridge(&net.bridge, Some(want)) {
             Ok(i) => i,
             Err(e) if e.errno() == Some(libc::EEXIST) => {
                 nl.link_index(&net.bridge)?.unwrap_or_default()
@@ -570,7 +580,7 @@ impl NetStore {
         if !net.internal {
             write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
         }
-        Ok(idx)
+        Ok((idx, want))
     }
 
     fn write_hosts(&self, net: &Network, leases: &[Lease]) -> Result<(), NetError> {
@@ -898,7 +908,9 @@ pub fn connect(
 
     let res = (|| -> Result<String, NetError> {
         let mut nl = Netlink::new()?;
-        let bridge = store.ensure_bridge(&mut nl, &net)?;
+        let (bridge, mtu) = store.ensure_bridge(&mut nl, &net)?;
+        // What leaves the host through the containers' default route keeps the uplink's MTU.
+        let route_mtu = net.route_mtu(nl.uplink_mtu()?, mtu);
         let ns = File::open(netns_path).map_err(io("cannot open network namespace", netns_path))?;
         // The container side is called eth0, eth1, ... in order of connection: the kernel
         // refuses a peer name already taken in the container's namespace, so try the next.
@@ -912,7 +924,7 @@ pub fn connect(
                 &name,
                 ns.as_raw_fd(),
                 mac_bytes,
-                net.mtu,
+                Some(mtu),
             ) {
                 Ok(()) => {
                     ifname = name;
@@ -938,11 +950,12 @@ pub fn connect(
             nl.add_addr(idx, ip, prefix)?;
             nl.set_up(idx)?;
             if !nl.has_default_route()? {
-                nl.add_default_route(idx, gw)?;
+                nl.add_default_route(idx, gw, route_mtu)?;
             }
             if let Some(((ip6, gw6), p6)) = v6 {
                 nl.add_addr6(idx, ip6, p6)?;
-                nl.add_default_route6(idx, gw6)?;
+                // IPv6 links carry at least 1280 bytes (RFC 8200).
+                nl.add_default_route6(idx, gw6, route_mtu.map(|m| m.max(1280)))?;
             }
             Ok(())
         })??;
@@ -1001,6 +1014,15 @@ pub fn connect(
         aliases: opts.aliases.clone(),
         ports,
     })
+}
+
+/// The uplink MTU of the calling thread's network namespace: that of the device of its IPv4
+/// default route, or [`crate::DEFAULT_UPLINK_MTU`] without one. Containers on networks with the
+/// host-local MTU get it as their default route's MTU.
+pub fn uplink_mtu() -> Result<u32, NetError> {
+    Ok(Netlink::new()?
+        .uplink_mtu()?
+        .unwrap_or(crate::DEFAULT_UPLINK_MTU))
 }
 
 fn delete_veths(gone: &[Lease]) -> Result<(), NetError> {

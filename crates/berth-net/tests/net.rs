@@ -551,7 +551,7 @@ fn static_address_mac_second_network_and_cli() {
         let b = connect(&h.store, "back", "id1", "one", &c1, &Default::default()).unwrap();
         assert_eq!(b.ifname, "eth1");
         assert!(ok_in(&c1, "ip link show eth1").contains("mtu 9000"));
-        assert!(ok_in(&c1, "ip link show eth0").contains("mtu 1500"));
+        assert!(ok_in(&c1, "ip link show eth0").contains("mtu 65520"));
         let routes = ok_in(&c1, "ip route");
         assert_eq!(routes.matches("default").count(), 1, "{routes}");
         // Networks are isolated from each other.
@@ -663,6 +663,11 @@ fn ipv6_network() {
         let addrs = ok_in(&c1, "ip -6 addr show eth0; ip -6 route");
         assert!(addrs.contains("fd00:be:e7::2/64"), "{addrs}");
         assert!(addrs.contains("default via fd00:be:e7::1"), "{addrs}");
+        // The host-local MTU on the link, the uplink's (1500: the test host has no default
+        // route) on the IPv6 default route too.
+        let default6 = ok_in(&c1, "ip -6 route show default");
+        assert!(default6.contains(" mtu 1500 "), "{default6}");
+        assert_eq!(link_mtu(Some(&c1), "eth0"), 65520);
         ok_in(
             &c1,
             &format!("busybox ping -6 -c 1 -W 2 {}", a2.ip6.unwrap()),
@@ -775,4 +780,197 @@ fn published_ports_change_in_place_over_netlink() {
         assert!(!ok("nft list map inet berth pub4").contains("8083"));
         ok("nft delete table inet berth");
     });
+}
+
+/// The MSS TCP uses on a connected socket (`TCP_MAXSEG`: the path MTU less the IP and TCP
+/// headers and options).
+fn maxseg(s: &std::net::TcpStream) -> u32 {
+    use std::os::fd::AsRawFd;
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: a valid socket and an int-sized buffer with its length.
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_MAXSEG,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "TCP_MAXSEG: {}", std::io::Error::last_os_error());
+    v as u32
+}
+
+/// More than a TCP segment in any Ethernet frame, jumbo frames included (the MSS of a fresh
+/// connection is also held to half the peer's window, ~32 KiB, so not all of the 65520 shows).
+const LARGE_MSS: u32 = 9000;
+
+/// A TCP connection to `addr` made from inside the namespace `ns`.
+fn connect_from(ns: &std::path::Path, addr: &str) -> std::net::TcpStream {
+    let addr = addr.to_string();
+    berth_net::in_netns(ns, move || std::net::TcpStream::connect(addr))
+        .unwrap()
+        .unwrap_or_else(|e| panic!("connecting from {}: {e}", ns.display()))
+}
+
+/// Asserts the MSS of a TCP connection from `ns` to the "internet" is in `want`.
+fn assert_mss_to_internet(ns: &std::path::Path, want: std::ops::RangeInclusive<u32>) {
+    let m = maxseg(&connect_from(ns, &format!("{INTERNET}:80")));
+    assert!(want.contains(&m), "MSS to the internet {m}, want {want:?}");
+}
+
+/// The MTU of a link, from `ip link show` inside `ns`, or on the test host.
+fn link_mtu(ns: Option<&std::path::Path>, dev: &str) -> u32 {
+    let out = match ns {
+        Some(ns) => ok_in(ns, &format!("ip -o link show {dev}")),
+        None => ok(&format!("ip -o link show {dev}")),
+    };
+    let mut w = out.split_whitespace();
+    w.find(|x| *x == "mtu")
+        .and_then(|_| w.next())
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("no MTU for {dev}: {out}"))
+}
+
+/// The `mtu N` of the container's IPv4 default route (None: the route has no MTU of its own),
+/// checking that its on-link subnet route has none.
+fn route_mtus(ns: &std::path::Path) -> Option<u32> {
+    let routes = ok_in(ns, "ip -4 route");
+    let default = routes
+        .lines()
+        .find(|l| l.starts_with("default "))
+        .unwrap_or_else(|| panic!("no default route: {routes}"));
+    for l in routes.lines().filter(|l| !l.starts_with("default ")) {
+        assert!(
+            !l.contains(" mtu "),
+            "an on-link route with an MTU: {routes}"
+        );
+    }
+    let mut w = default.split_whitespace();
+    w.find(|x| *x == "mtu")
+        .map(|_| w.next().and_then(|m| m.parse().ok()).expect("mtu N"))
+}
+
+fn inspect_options(h: &TestHost, net: &str) -> serde_json::Value {
+    let v: serde_json::Value =
+        serde_json::from_str(&berth_net::cli::inspect(&h.store, &[net.into()]).unwrap()).unwrap();
+    v[0]["Options"].clone()
+}
+
+#[test]
+fn host_local_mtu_with_the_uplink_mtu_on_the_default_route() {
+    in_test_host(
+        "host_local_mtu_with_the_uplink_mtu_on_the_default_route",
+        |h| {
+            use std::net::{TcpListener, TcpStream};
+            let inet = h.internet();
+            // The "internet" takes large packets: only the test host's uplink limits the path.
+            ok("ip -n internet link set eth0 mtu 65520");
+
+            // No default route on the test host: the route MTU is Ethernet's 1500.
+            let c1 = h.netns("c1");
+            let a1 = connect(&h.store, "bridge", "id1", "c1", &c1, &publish(&["8080:80"])).unwrap();
+            assert_eq!(link_mtu(Some(&c1), "eth0"), 65520);
+            assert_eq!(link_mtu(None, &a1.host_ifname), 65520);
+            assert_eq!(link_mtu(None, "berth0"), 65520);
+            assert_eq!(route_mtus(&c1), Some(1500));
+            let o = inspect_options(h, "bridge");
+            assert_eq!(o["berth.network.bridge.mtu"], "65520", "{o}");
+            assert_eq!(o["berth.network.route.mtu"], "1500", "{o}");
+            assert!(o.get("com.docker.network.driver.mtu").is_none(), "{o}");
+
+            // Traffic that stays on the host goes in large segments: the host to the published
+            // port on 127.0.0.1, both ways.
+            let srv = berth_net::in_netns(&c1, || TcpListener::bind("0.0.0.0:80"))
+                .unwrap()
+                .unwrap();
+            let cli = TcpStream::connect("127.0.0.1:8080").unwrap();
+            let (inside, from) = srv.accept().unwrap();
+            assert_eq!(from.ip().to_string(), "10.88.0.1");
+            assert!(maxseg(&cli) > LARGE_MSS, "host side MSS {}", maxseg(&cli));
+            assert!(
+                maxseg(&inside) > LARGE_MSS,
+                "container MSS {}",
+                maxseg(&inside)
+            );
+            // What leaves the host keeps 1500 (MSS 1460 less options), though both ends take
+            // 65520, and it gets there through the NAT.
+            assert_mss_to_internet(&c1, 1400..=1460);
+            let seen = ok_in(
+                &c1,
+                &format!("timeout 5 busybox wget -q -O - http://{INTERNET}/cgi-bin/ip"),
+            );
+            assert_eq!(seen.trim(), UPLINK_HOST);
+
+            // A default route through an uplink with MTU 1400: containers connected from now on
+            // carry 1400 on their default route, and keep the large MTU between each other.
+            ok(&format!(
+                "ip link set uplink mtu 1400 && ip route add default via {INTERNET} dev uplink"
+            ));
+            let c2 = h.netns("c2");
+            connect(&h.store, "bridge", "id2", "c2", &c2, &Default::default()).unwrap();
+            assert_eq!(link_mtu(Some(&c2), "eth0"), 65520);
+            assert_eq!(route_mtus(&c2), Some(1400));
+            assert_eq!(
+                inspect_options(h, "bridge")["berth.network.route.mtu"],
+                "1400"
+            );
+            assert_mss_to_internet(&c2, 1300..=1360);
+            let page = ok_in(
+                &c2,
+                &format!("timeout 5 busybox wget -q -O - http://{INTERNET}/"),
+            );
+            assert_eq!(page, "hello from the internet\n");
+            let c2c = connect_from(&c2, &format!("{}:80", a1.ip));
+            assert!(
+                maxseg(&c2c) > LARGE_MSS,
+                "container to container MSS {}",
+                maxseg(&c2c)
+            );
+            drop(c2c);
+
+            // `-o mtu=1500`: Docker's layout, that MTU everywhere and no route MTU.
+            let d = NetworkOptions {
+                mtu: Some(1500),
+                ..Default::default()
+            };
+            let dn = h.store.create("docker", &d).unwrap();
+            let c3 = h.netns("c3");
+            connect(&h.store, "docker", "id3", "c3", &c3, &Default::default()).unwrap();
+            assert_eq!(link_mtu(Some(&c3), "eth0"), 1500);
+            assert_eq!(link_mtu(None, &dn.bridge), 1500);
+            assert_eq!(route_mtus(&c3), None);
+            let o = inspect_options(h, "docker");
+            assert_eq!(o["com.docker.network.driver.mtu"], "1500", "{o}");
+            assert!(o.get("berth.network.route.mtu").is_none(), "{o}");
+
+            // A bridge an older berth made (MTU 1500, a container's veth on it at 1500): new
+            // containers take its MTU while it has ports, so the bridge never mixes MTUs...
+            let old = user_net(h, "old", false);
+            ok(&format!(
+                "ip link add {b} type bridge && ip addr add {gw}/24 dev {b} && \
+                 ip link set {b} up && ip link add vold type veth peer name vold1 && \
+                 ip link set vold master {b} && ip link set vold up",
+                b = old.bridge,
+                gw = old.gateway
+            ));
+            let c4 = h.netns("c4");
+            connect(&h.store, "old", "id4", "c4", &c4, &Default::default()).unwrap();
+            assert_eq!(link_mtu(Some(&c4), "eth0"), 1500);
+            assert_eq!(route_mtus(&c4), Some(1400));
+            ok_in(&c4, &format!("busybox ping -c 1 -W 2 {}", old.gateway));
+            // ... and the host-local MTU once the old ports are gone.
+            ok("ip link del vold");
+            disconnect(&h.store, "old", "id4").unwrap();
+            connect(&h.store, "old", "id5", "c4", &c4, &Default::default()).unwrap();
+            assert_eq!(link_mtu(Some(&c4), "eth0"), 65520);
+            assert_eq!(link_mtu(None, &old.bridge), 65520);
+            ok_in(
+                &c4,
+                &format!("busybox ping -c 1 -W 2 -s 30000 {}", old.gateway),
+            );
+            let _ = inet;
+        },
+    );
 }
