@@ -936,3 +936,127 @@ fn connect_before_start_hosts_follow_and_container_mode_hostname() {
         },
     );
 }
+
+/// The MSS of the test host's TCP connection to `127.0.0.1:port` (`ss`'s `mss:N`).
+fn mss_to_local_port(port: u16) -> u32 {
+    let out = ok(&format!("ss -tinH state established dst 127.0.0.1:{port}"));
+    out.split_whitespace()
+        .find_map(|w| w.strip_prefix("mss:"))
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("no connection to port {port}: {out}"))
+}
+
+/// A running container's eth0 MTU and the `mtu` of its IPv4 default route (None: none), read
+/// with the test host's iproute2 in the container's namespace (busybox's `ip` leaves route MTUs
+/// out).
+fn container_mtus(env: &Env, id: &str) -> (u32, Option<u32>) {
+    let ns = env.root.join("netns").join(id);
+    let out = ok(&format!(
+        "nsenter --net={} sh -c 'ip -o link show eth0; ip -4 route'",
+        ns.display()
+    ));
+    let after = |line: &str, key: &str| -> Option<u32> {
+        let mut w = line.split_whitespace();
+        w.find(|x| *x == key)?;
+        w.next().and_then(|v| v.parse().ok())
+    };
+    let mut lines = out.lines();
+    let link = after(lines.next().unwrap_or_default(), "mtu").expect("eth0's MTU");
+    let mut route = None;
+    for l in lines {
+        if l.starts_with("default ") {
+            route = after(l, "mtu");
+        } else {
+            assert!(!l.contains(" mtu "), "an on-link route with an MTU: {out}");
+        }
+    }
+    (link, route)
+}
+
+#[test]
+fn host_local_mtu_by_default_and_docker_mtu_on_request() {
+    in_test_host(
+        "host_local_mtu_by_default_and_docker_mtu_on_request",
+        |env| {
+            // The "internet" takes large packets: only the test host's uplink limits the path.
+            ok("ip -n internet link set eth0 mtu 65520");
+            let net_options = |net: &str| {
+                let v: serde_json::Value =
+                    serde_json::from_str(&bok(env, &["network", "inspect", net])).unwrap();
+                v[0]["Options"].clone()
+            };
+
+            // The default bridge: 65520 on the link, 1500 on the default route (the test host
+            // has no default route of its own).
+            let web = run_d(
+                env,
+                &["--name", "web", "-h", "web", "-p", "8080:80"],
+                &["sh", "-c", HTTPD],
+            );
+            assert_eq!(container_mtus(env, &web), (65520, Some(1500)));
+            let o = net_options("bridge");
+            assert_eq!(o["berth.network.bridge.mtu"], "65520", "{o}");
+            assert_eq!(o["berth.network.route.mtu"], "1500", "{o}");
+            assert!(o.get("com.docker.network.driver.mtu").is_none(), "{o}");
+            // The published port from the host's 127.0.0.1: large segments.
+            assert_eq!(wait_http("http://127.0.0.1:8080/", ""), "hello from web\n");
+            let c = std::net::TcpStream::connect("127.0.0.1:8080").unwrap();
+            let mss = mss_to_local_port(8080);
+            assert!(mss > 9000, "MSS {mss}");
+            drop(c);
+            // Out through the NAT with the route MTU in place.
+            let out = fetch(env, &[], &format!("http://{INTERNET}/cgi-bin/ip"));
+            assert_eq!(out.trim(), UPLINK);
+
+            // A default route through an uplink with MTU 1400: containers started from now on
+            // carry 1400 on their default route.
+            ok(&format!(
+                "ip link set uplink mtu 1400 && ip route add default via {INTERNET} dev uplink"
+            ));
+            let id = run_d(env, &["--name", "narrow"], &["sleep", "300"]);
+            assert_eq!(container_mtus(env, &id), (65520, Some(1400)));
+            assert_eq!(net_options("bridge")["berth.network.route.mtu"], "1400");
+            let page = fetch(env, &[], &format!("http://{INTERNET}/"));
+            assert_eq!(page, "hello from the internet\n");
+            // Containers reach each other in large packets still.
+            let web_ip = inspect(env, "web")["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let body = bok(
+                env,
+                &[
+                    "exec",
+                    "narrow",
+                    "wget",
+                    "-q",
+                    "-O",
+                    "-",
+                    &format!("http://{web_ip}/"),
+                ],
+            );
+            assert_eq!(body, "hello from web\n");
+
+            // -o mtu=1500: Docker's layout, that MTU everywhere and no route MTU.
+            bok(env, &["network", "create", "-o", "mtu=1500", "docker"]);
+            let id = run_d(
+                env,
+                &["--network", "docker", "--name", "d"],
+                &["sleep", "300"],
+            );
+            assert_eq!(container_mtus(env, &id), (1500, None));
+            let o = net_options("docker");
+            assert_eq!(o["com.docker.network.driver.mtu"], "1500", "{o}");
+            assert!(o.get("berth.network.route.mtu").is_none(), "{o}");
+            let out = fetch(
+                env,
+                &["--network", "docker"],
+                &format!("http://{INTERNET}/cgi-bin/ip"),
+            );
+            assert_eq!(out.trim(), UPLINK);
+
+            bok(env, &["rm", "-f", "web", "narrow", "d"]);
+            bok(env, &["network", "rm", "docker"]);
+        },
+    );
+}
