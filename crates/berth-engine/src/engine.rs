@@ -99,13 +99,16 @@ pub fn teardown(records: &Records, id: &str) -> Result<(), EngineError> {
 }
 
 /// [`teardown`], with `first` (deleting the runtime's container) run meanwhile: the
-/// network is released on a second thread while this one runs `first` and unmounts the
-/// root, since both wait on the kernel (namespace and mount teardown) more than they work.
+/// network is released and `first` run on two more threads while this one unmounts the
+/// root, since all three wait on the kernel (namespace, cgroup and mount teardown) more
+/// than they work.
 pub fn teardown_after(
     records: &Records,
     id: &str,
-    first: impl FnOnce(),
+    first: impl FnOnce() + Send,
 ) -> Result<(), EngineError> {
+    // Run by a thread, or here when no thread can be started.
+    let first = std::sync::Mutex::new(Some(first));
     std::thread::scope(|scope| {
         let net = records.dir.parent().and_then(|root| {
             std::thread::Builder::new()
@@ -113,8 +116,23 @@ pub fn teardown_after(
                 .spawn_scoped(scope, move || network::release(root, id))
                 .ok()
         });
-        first();
+        let run_first = || {
+            let f = first.lock().ok().and_then(|mut f| f.take());
+            if let Some(f) = f {
+                f();
+            }
+        };
+        let runtime = std::thread::Builder::new()
+            .name("runtime".into())
+            .spawn_scoped(scope, run_first)
+            .ok();
+        if runtime.is_none() {
+            run_first();
+        }
         let unmounted = overlay::unmount(&rootfs(records, id));
+        if let Some(Err(_)) = runtime.map(|h| h.join()) {
+            tracing::warn!("deleting {id} from the runtime: the thread panicked");
+        }
         match net.map(|h| h.join()) {
             Some(Ok(Err(e))) => tracing::warn!("releasing the network of {id}: {e}"),
             Some(Err(_)) => tracing::warn!("releasing the network of {id}: the thread panicked"),

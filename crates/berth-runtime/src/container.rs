@@ -528,9 +528,24 @@ fn load_mgr(c: &Container) -> Option<Manager> {
 /// The container's spec as it was at create (the copy in its state directory; the bundle's
 /// config.json for a container made before copies were kept).
 pub fn load_spec(c: &Container) -> Option<Spec> {
-    let data = std::fs::read(c.config_copy())
+    let data = spec_text(c)?;
+    config::parse(&data, &c.config_copy(), false).ok()
+}
+
+fn spec_text(c: &Container) -> Option<Vec<u8>> {
+    std::fs::read(c.config_copy())
         .or_else(|_| std::fs::read(c.saved.bundle.join("config.json")))
-        .ok()?;
+        .ok()
+}
+
+/// The spec, for running `kind` hooks (`poststart`, `poststop`): None, without parsing the
+/// whole spec, when it has none.
+fn spec_with_hooks(c: &Container, kind: &str) -> Option<Spec> {
+    let data = spec_text(c)?;
+    let key = format!("\"{kind}\"");
+    if !data.windows(key.len()).any(|w| w == key.as_bytes()) {
+        return None;
+    }
     config::parse(&data, &c.config_copy(), false).ok()
 }
 
@@ -593,7 +608,7 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     }
     std::fs::remove_file(&fifo).ctx(|| format!("removing {}", fifo.display()))?;
     crate::debug!("{id}: started (init pid {})", c.saved.pid);
-    if let Some(spec) = load_spec(&c) {
+    if let Some(spec) = spec_with_hooks(&c, "poststart") {
         run_poststart(&c, &spec);
     }
     Ok(())
@@ -871,7 +886,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
             kill_and_wait(&c, mgr.as_ref())?;
         }
     }
-    let spec = load_spec(&c);
+    let spec = spec_with_hooks(&c, "poststop");
     crate::debug!("{id}: deleting (was {})", c.status().as_str());
     destroy(&c, mgr.as_ref(), spec.as_ref());
     Ok(())
