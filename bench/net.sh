@@ -4,8 +4,9 @@
 #   - the setup cost per container: netns alone vs netns + berth_net::connect/disconnect
 #     (bridge, veth pair, address, route, nftables rules, DNS name)
 #   - TCP throughput with iperf3: container-to-container over the bridge, host to a container
-#     through a published port (DNAT on 127.0.0.1), and host loopback as the reference; with
-#     the default MTU (1500) and with a network created with mtu 65520
+#     through a published port (DNAT on 127.0.0.1), and host loopback as the reference; on a
+#     network with berth's default, host-local MTU and on one created with mtu=1500 (Docker's
+#     exact layout), side by side
 #   - `berth run --rm busybox true` with the default bridge vs --network none, in interleaved
 #     pairs (release build,
 #     image from a registry started inside the namespace), and `podman run --rm` with its
@@ -69,41 +70,64 @@ iperf() { # $1: netns ("" = the test host), $2: address, $3: port
 }
 median() { sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
 
-throughput() { # $1: MTU of the network ("" = the default, 1500)
-    local tag=${1:-1500} r lo pub c2c
-    read -r IP1 _ < <(MTU=$1 "$NETBENCH" setup "$WORK/tp$tag" bench c1 c2)
-    iperf3 -s -D -A "$SRV_CPU" -p 5301 -B 127.0.0.1 --pidfile "$WORK/lo$tag.pid"
-    nsenter --net=/run/netns/c1 iperf3 -s -D -A "$SRV_CPU" -p 5201 --pidfile "$WORK/s$tag.pid"
+# Two networks side by side, measured in the same interleaved rounds: "hl", made without an MTU
+# (berth's default: the host-local MTU, 65520 on the bridge and veths, the uplink's MTU on the
+# containers' default route), and "d", made with mtu=1500 (Docker's exact layout). Each has a
+# server container publishing a port (5201 / 5202 on the test host) and a client container.
+throughput() {
+    local r n lo v
+    local -A port=([hl]=5201 [d]=5202) ip
+    read -r "ip[hl]" _ < <(PORT=5201 "$NETBENCH" setup "$WORK/tp" hl hl1 hl2)
+    read -r "ip[d]" _ < <(MTU=1500 PORT=5202 "$NETBENCH" setup "$WORK/tp" d d1 d2)
+    for n in hl d; do
+        printf '  %-4s eth0 mtu %s, default route: %s\n' "$n" \
+            "$(ip -n "${n}1" -o link show eth0 | grep -o 'mtu [0-9]*' | cut -d' ' -f2)" \
+            "$(ip -n "${n}1" route show default | sed 's/ *$//')"
+    done
+    iperf3 -s -D -A "$SRV_CPU" -p 5301 -B 127.0.0.1 --pidfile "$WORK/lo.pid"
+    nsenter --net=/run/netns/hl1 iperf3 -s -D -A "$SRV_CPU" -p 5201 --pidfile "$WORK/hl.pid"
+    nsenter --net=/run/netns/d1 iperf3 -s -D -A "$SRV_CPU" -p 5201 --pidfile "$WORK/d.pid"
     sleep 0.3
-    : >"$WORK/lo$tag" && : >"$WORK/pub$tag" && : >"$WORK/c2c$tag" && : >"$WORK/ratio$tag"
-    # Interleaved rounds: load on the machine that comes and goes hits every path alike.
+    for f in lo hl.pub hl.c2c d.pub d.c2c hl.pubr hl.c2cr d.pubr d.c2cr; do : >"$WORK/$f"; done
+    # Interleaved rounds: load on the machine that comes and goes hits every path alike; each
+    # ratio is against the loopback run of its own round.
     for ((r = 0; r < TP_RUNS; r++)); do
         lo=$(iperf "" 127.0.0.1 5301)
-        pub=$(iperf "" 127.0.0.1 5201)
-        c2c=$(iperf c2 "$IP1" 5201)
-        echo "$lo" >>"$WORK/lo$tag"
-        echo "$pub" >>"$WORK/pub$tag"
-        echo "$c2c" >>"$WORK/c2c$tag"
-        echo "$pub / $lo" | bc -l >>"$WORK/ratio$tag"
+        echo "$lo" >>"$WORK/lo"
+        for n in hl d; do
+            v=$(iperf "" 127.0.0.1 "${port[$n]}")
+            echo "$v" >>"$WORK/$n.pub"
+            echo "$v / $lo" | bc -l >>"$WORK/$n.pubr"
+            v=$(iperf "${n}2" "${ip[$n]}" 5201)
+            echo "$v" >>"$WORK/$n.c2c"
+            echo "$v / $lo" | bc -l >>"$WORK/$n.c2cr"
+        done
     done
-    local LO PUB C2C RATIO
-    LO=$(median <"$WORK/lo$tag") PUB=$(median <"$WORK/pub$tag")
-    C2C=$(median <"$WORK/c2c$tag") RATIO=$(median <"$WORK/ratio$tag")
-    printf '%-46s %8.2f Gbit/s\n' "host loopback (reference)" "$LO"
-    printf '%-46s %8.2f Gbit/s (%.2fx loopback)\n' \
-        "container -> container, MTU $tag" "$C2C" "$(echo "$C2C / $LO" | bc -l)" \
-        "host 127.0.0.1 -> published port, MTU $tag" "$PUB" "$RATIO"
-    printf '  (medians of %d interleaved rounds; published/loopback per round: %s)\n' \
-        "$TP_RUNS" "$(sort -g "$WORK/ratio$tag" | xargs printf '%.2f ' )"
-    kill "$(cat "$WORK/s$tag.pid")" "$(cat "$WORK/lo$tag.pid")" 2>/dev/null || true
-    "$NETBENCH" teardown "$WORK/tp$tag" bench c1 c2
+    local row='%-36s %11.2f Gbit/s %5.2fx   %11.2f Gbit/s %5.2fx\n'
+    printf '%-36s %-26s %s\n' "" "default (host-local MTU)" "-o mtu=1500 (Docker's)"
+    printf '%-36s %11.2f Gbit/s\n' "host loopback (reference)" "$(median <"$WORK/lo")"
+    # shellcheck disable=SC2059
+    printf "$row" "host 127.0.0.1 -> published port" \
+        "$(median <"$WORK/hl.pub")" "$(median <"$WORK/hl.pubr")" \
+        "$(median <"$WORK/d.pub")" "$(median <"$WORK/d.pubr")" \
+        "container -> container" \
+        "$(median <"$WORK/hl.c2c")" "$(median <"$WORK/hl.c2cr")" \
+        "$(median <"$WORK/d.c2c")" "$(median <"$WORK/d.c2cr")"
+    printf '  (medians of %d interleaved rounds, ratios against loopback per round;\n' "$TP_RUNS"
+    printf '   published/loopback per round: default %s; mtu=1500 %s)\n' \
+        "$(sort -g "$WORK/hl.pubr" | xargs printf '%.2f ' | sed 's/ $//')" \
+        "$(sort -g "$WORK/d.pubr" | xargs printf '%.2f ' | sed 's/ $//')"
+    printf 'target: published port >= 0.8x loopback (default network): %s\n' \
+        "$(echo "$(median <"$WORK/hl.pubr") >= 0.8" | bc -l | sed 's/1/met/;s/0/missed/')"
+    kill "$(cat "$WORK/hl.pid")" "$(cat "$WORK/d.pid")" "$(cat "$WORK/lo.pid")" 2>/dev/null || true
+    "$NETBENCH" teardown "$WORK/tp" hl hl1 hl2
+    "$NETBENCH" teardown "$WORK/tp" d d1 d2
 }
 
 if [[ ",$PARTS," == *,throughput,* ]]; then
     echo
     echo "== TCP throughput, iperf3 -t $SECS -O 1 (target: published port >= 0.8x loopback)"
-    throughput ""
-    throughput 65520
+    throughput
 fi
 
 [[ ",$PARTS," == *,run,* ]] || exit 0

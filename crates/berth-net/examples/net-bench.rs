@@ -1,8 +1,9 @@
 //! Driver for bench/net.sh; run it only inside a private network namespace (the script does).
 //!
 //! net-bench connect-cost ROOT N      per-container cost: netns alone vs netns + connect/disconnect
-//! net-bench setup ROOT NET C1 C2     network NET, containers at /run/netns/C1 and C2 (C1 publishes
-//!                                    5201/tcp), prints "C1_IP C2_IP"
+//! net-bench setup ROOT NET C1 C2     network NET (with MTU=N from the environment: `-o mtu=N`),
+//!                                    containers at /run/netns/C1 and C2 (C1 publishes 5201/tcp on
+//!                                    host port PORT, default 5201), prints "C1_IP C2_IP"
 //! net-bench teardown ROOT NET C1 C2
 //! net-bench __dns DIR NET            the DNS responder (as `berth __dns`)
 
@@ -120,8 +121,9 @@ fn main() {
             let (c1, c2) = (ns(&arg(4)), ns(&arg(5)));
             create_netns(&c1).unwrap();
             create_netns(&c2).unwrap();
+            let port = std::env::var("PORT").unwrap_or_else(|_| "5201".into());
             let opts = ConnectOptions {
-                ports: parse_publish("5201:5201").unwrap(),
+                ports: parse_publish(&format!("{port}:5201")).unwrap(),
                 ..Default::default()
             };
             let a1 = connect(&store, &arg(3), "c1", "c1", &c1, &opts).unwrap();
