@@ -1018,7 +1018,7 @@ fn host_local_mtu_by_default_and_docker_mtu_on_request() {
             assert_eq!(net_options("bridge")["berth.network.route.mtu"], "1400");
             let page = fetch(env, &[], &format!("http://{INTERNET}/"));
             assert_eq!(page, "hello from the internet\n");
-            // Containers reach each other in large packets still.
+            // Containers still reach each other over the bridge.
             let web_ip = inspect(env, "web")["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
                 .as_str()
                 .unwrap()
