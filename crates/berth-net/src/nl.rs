@@ -120,11 +120,16 @@ impl Netlink {
     fn get_link(&mut self, name: &str) -> Result<Option<LinkMessage>, NlError> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        match self.request(
-            &format!("get link {name}"),
-            RouteNetlinkMessage::GetLink(msg),
-            0,
-        ) {
+        self.get_link_by(&format!("get link {name}"), msg)
+    }
+
+    /// The link asked for by `msg` (its name or index), or None.
+    fn get_link_by(
+        &mut self,
+        what: &str,
+        msg: LinkMessage,
+    ) -> Result<Option<LinkMessage>, NlError> {
+        match self.request(what, RouteNetlinkMessage::GetLink(msg), 0) {
             Ok(replies) => Ok(replies.into_iter().find_map(|r| match r {
                 RouteNetlinkMessage::NewLink(l) => Some(l),
                 _ => None,
@@ -212,16 +217,15 @@ impl Netlink {
         if devices.is_empty() {
             return Ok(route_mtu);
         }
-        let links = self.links()?;
-        let dev_mtu = devices
-            .iter()
-            .filter_map(|i| {
-                links
-                    .iter()
-                    .find(|l| l.header.index == *i)
-                    .map(|l| mtu_of(&l.attributes))
-            })
-            .min();
+        let mut dev_mtu: Option<u32> = None;
+        for i in devices {
+            let mut msg = LinkMessage::default();
+            msg.header.index = i;
+            if let Some(l) = self.get_link_by(&format!("get link {i}"), msg)? {
+                let m = mtu_of(&l.attributes);
+                dev_mtu = Some(dev_mtu.map_or(m, |d| d.min(m)));
+            }
+        }
         Ok(match (dev_mtu, route_mtu) {
             (Some(d), Some(r)) => Some(d.min(r)),
             (d, r) => d.or(r),

@@ -974,3 +974,33 @@ fn host_local_mtu_with_the_uplink_mtu_on_the_default_route() {
         },
     );
 }
+
+#[test]
+fn uplink_mtu_follows_the_hosts_default_route() {
+    in_test_host("uplink_mtu_follows_the_hosts_default_route", |_h| {
+        // No default route: Ethernet's.
+        assert_eq!(berth_net::uplink_mtu().unwrap(), 1500);
+        ok(
+            "ip link add up1 mtu 1400 type veth peer name up1p mtu 1400 && \
+            ip link add up2 mtu 1300 type veth peer name up2p mtu 1300 && \
+            ip link set up1 up && ip link set up1p up && ip link set up2 up && \
+            ip link set up2p up && ip addr add 192.0.2.1/24 dev up1 && \
+            ip addr add 198.51.100.1/24 dev up2",
+        );
+        // The device of the default route.
+        ok("ip route add default via 192.0.2.254 dev up1");
+        assert_eq!(berth_net::uplink_mtu().unwrap(), 1400);
+        // The route's own MTU where it is smaller.
+        ok("ip route change default via 192.0.2.254 dev up1 mtu 1200");
+        assert_eq!(berth_net::uplink_mtu().unwrap(), 1200);
+        // A multipath route: its smallest device.
+        ok("ip route replace default nexthop via 192.0.2.254 dev up1 \
+            nexthop via 198.51.100.254 dev up2");
+        assert_eq!(berth_net::uplink_mtu().unwrap(), 1300);
+        // Several default routes: the one with the lowest metric.
+        ok("ip route del default && \
+            ip route add default via 198.51.100.254 dev up2 metric 20 && \
+            ip route add default via 192.0.2.254 dev up1 metric 10");
+        assert_eq!(berth_net::uplink_mtu().unwrap(), 1400);
+    });
+}
