@@ -26,7 +26,7 @@ pub enum NetworkSub {
         /// Driver to manage the network (only bridge)
         #[arg(short = 'd', long, default_value = "bridge")]
         driver: String,
-        /// Driver options (mtu=N)
+        /// Driver options: mtu=N sets the bridge and veth MTU (default: 65520 on the host, the uplink MTU on the default route)
         #[arg(short = 'o', long = "opt")]
         opt: Vec<String>,
         /// Set metadata on a network
