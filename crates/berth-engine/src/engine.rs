@@ -88,7 +88,7 @@ pub fn host_arch() -> &'static str {
 }
 
 fn rootfs(records: &Records, id: &str) -> PathBuf {
-    records.container_dir(id).join("bundle/rootfs")
+    records.run_dir(id).join("bundle/rootfs")
 }
 
 /// Releases the container's network (as Docker does when a container stops: its address,
@@ -181,13 +181,18 @@ pub fn remove_files_later(
     id: &str,
     volumes: bool,
 ) -> Result<Leftover, EngineError> {
-    let rt = Runtime::new(root);
+    let rt = Runtime::new(records.run_root());
     let c = records.load(id).ok();
     teardown_after(records, id, || {
         if rt.state_root.join(id).exists() {
             rt.delete_force(id);
         }
     })?;
+    let run = records.run_dir(id);
+    if run.exists() {
+        // Unmounted above; on the run root's tmpfs these few files go at once.
+        fs::remove_dir_all(&run).map_err(io(&run))?;
+    }
     let dir = records.container_dir(id);
     let mut left = Leftover(None);
     if dir.exists() {
@@ -234,12 +239,17 @@ pub struct AttachMode {
 }
 
 impl Engine {
-    pub fn open(root: &Path) -> Result<Engine, EngineError> {
+    /// The engine of `root`, with its transient state under `run_root` (`--runroot`;
+    /// [`crate::record::default_run_root`] when None).
+    pub fn open(root: &Path, run_root: Option<&Path>) -> Result<Engine, EngineError> {
         fs::create_dir_all(root).map_err(io(root))?;
+        let run_root = run_root
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| crate::record::default_run_root(root));
         Ok(Engine {
             root: root.to_path_buf(),
-            records: Records::open(root)?,
-            runtime: Runtime::new(root),
+            records: Records::open(root, &run_root)?,
+            runtime: Runtime::new(&run_root),
         })
     }
 
@@ -272,7 +282,7 @@ impl Engine {
             .and_then(|c| c.volumes().clone())
             .unwrap_or_default();
         let dir = self.records.container_dir(&id);
-        for d in ["bundle/rootfs", "upper", "work"] {
+        for d in ["upper", "work"] {
             let p = dir.join(d);
             fs::create_dir_all(&p).map_err(io(&p))?;
         }
@@ -374,7 +384,7 @@ impl Engine {
             let netns = r?;
             Ok::<_, EngineError>((netns, spec?))
         })?;
-        let dir = self.records.container_dir(&c.id);
+        let dir = self.records.run_dir(&c.id);
         let rootfs = dir.join("bundle/rootfs");
         let (hosts, resolv) = network::etc_files(&self.records, c, &hostname)?;
         for (f, text) in [
@@ -412,7 +422,9 @@ impl Engine {
     /// network namespace's path.
     fn mount_and_spec(&self, c: &Container, hostname: &str) -> Result<Value, EngineError> {
         let dir = self.records.container_dir(&c.id);
-        let rootfs = dir.join("bundle/rootfs");
+        let run = self.records.run_dir(&c.id);
+        let rootfs = run.join("bundle/rootfs");
+        fs::create_dir_all(&rootfs).map_err(io(&rootfs))?;
         if !overlay::is_mounted(&rootfs) {
             // A `--rm` container's upper dir is thrown away: no syncs for it. The
             // marker a volatile mount leaves would refuse a second mount (a start
@@ -443,7 +455,7 @@ impl Engine {
             id: c.id.clone(),
             hostname: hostname.to_string(),
             rootfs: rootfs.clone(),
-            container_dir: dir.clone(),
+            container_dir: run.clone(),
             passwd: fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default(),
             group: fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default(),
             mounts: c.mounts.clone(),
@@ -497,6 +509,9 @@ impl Engine {
             }
             _ => {}
         }
+        // The record is rewritten below only when starting changed it: every rewrite is a
+        // new file on disk.
+        let loaded = serde_json::to_value(&c).ok();
         if c.state.started_at.is_some() {
             c.restart_count += 1;
         }
@@ -508,7 +523,9 @@ impl Engine {
             }
         };
         c.state.error.clear();
-        self.records.save(&c)?;
+        if loaded.is_none() || serde_json::to_value(&c).ok() != loaded {
+            self.records.save(&c)?;
+        }
         drop(lock);
         let cfg = MonitorConfig {
             records: self.records.clone(),
@@ -717,7 +734,7 @@ impl Engine {
         if c.state.status != "running" {
             return Err(EngineError::NotRunning(c.id));
         }
-        let dir = self.records.container_dir(&c.id);
+        let dir = self.records.run_dir(&c.id);
         let spec_path = dir.join("bundle/config.json");
         let spec: Value = serde_json::from_slice(&fs::read(&spec_path).map_err(io(&spec_path))?)
             .map_err(|e| EngineError::Other(format!("{}: {e}", spec_path.display())))?;
@@ -861,7 +878,7 @@ impl Engine {
                 c.id
             )));
         }
-        let p = self.records.container_dir(&c.id).join("attach.sock");
+        let p = self.records.run_dir(&c.id).join("attach.sock");
         let (_dirfd, short) = monitor::short_path(&p).map_err(io(&p))?;
         let s = std::os::unix::net::UnixStream::connect(&short).map_err(io(&p))?;
         Ok((c, OwnedFd::from(s)))
@@ -874,9 +891,10 @@ impl Engine {
     /// Docker-like `inspect` JSON.
     pub fn inspect(&self, c: &Container) -> Value {
         let dir = self.records.container_dir(&c.id);
+        let run = self.records.run_dir(&c.id);
         let o = &c.options;
         let icfg = c.image_config.get("config").cloned().unwrap_or(json!({}));
-        let spec_env: Value = fs::read(dir.join("bundle/config.json"))
+        let spec_env: Value = fs::read(run.join("bundle/config.json"))
             .ok()
             .and_then(|d| serde_json::from_slice::<Value>(&d).ok())
             .map(|s| s["process"]["env"].clone())
@@ -915,9 +933,9 @@ impl Engine {
                 "FinishedAt": c.state.finished_at.clone().unwrap_or_else(|| zero.into()),
             },
             "Image": c.image_id,
-            "ResolvConfPath": dir.join("resolv.conf"),
-            "HostnamePath": dir.join("hostname"),
-            "HostsPath": dir.join("hosts"),
+            "ResolvConfPath": run.join("resolv.conf"),
+            "HostnamePath": run.join("hostname"),
+            "HostsPath": run.join("hosts"),
             "LogPath": dir.join("ctr.log"),
             "Name": format!("/{}", c.name),
             "RestartCount": c.restart_count,
@@ -954,7 +972,7 @@ impl Engine {
                     "LowerDir": lower.join(":"),
                     "UpperDir": dir.join("upper"),
                     "WorkDir": dir.join("work"),
-                    "MergedDir": dir.join("bundle/rootfs"),
+                    "MergedDir": run.join("bundle/rootfs"),
                 }
             },
             "Mounts": c.mounts.iter().map(|m| json!({

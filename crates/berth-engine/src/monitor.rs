@@ -301,7 +301,7 @@ fn launch_in_process(cfg: &MonitorConfig) -> Result<Started, StartFailure> {
     let opts = berth_runtime::container::CreateOpts {
         root: cfg.runtime.state_root.clone(),
         id: cfg.id.clone(),
-        bundle: cfg.records.container_dir(&cfg.id).join("bundle"),
+        bundle: cfg.records.run_dir(&cfg.id).join("bundle"),
         ..Default::default()
     };
     let r = berth_runtime::container::launch(&opts);
@@ -324,7 +324,7 @@ fn launch_in_process(cfg: &MonitorConfig) -> Result<Started, StartFailure> {
 /// execs): the runtime binary's `run --detach`, as podman drives runc.
 fn launch_with_binary(cfg: &MonitorConfig) -> Result<Started, StartFailure> {
     let io = |e: std::io::Error| (125, format!("preparing the container's stdio: {e}"));
-    let dir = cfg.records.container_dir(&cfg.id);
+    let dir = cfg.records.run_dir(&cfg.id);
     let null = || File::open("/dev/null").map(OwnedFd::from);
     let (mut stdin_w, mut out_r, mut err_r, mut master): (
         Option<OwnedFd>,
@@ -475,7 +475,7 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
     // Nothing of ours may die of SIGPIPE when a client goes away.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 
-    let sock_path = dir.join("attach.sock");
+    let sock_path = cfg.records.run_dir(&cfg.id).join("attach.sock");
     let _ = std::fs::remove_file(&sock_path);
     let (_dirfd, short) = short_path(&sock_path)?;
     let listener = UnixListener::bind(&short)?;

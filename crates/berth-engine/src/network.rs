@@ -442,7 +442,7 @@ pub fn etc_files(
         NetworkMode::Container(other) => {
             let dir = records
                 .find(&other)
-                .map(|id| records.container_dir(&id))
+                .map(|id| records.run_dir(&id))
                 .map_err(|_| NetworkError::PeerNotRunning(other.clone()))?;
             (
                 std::fs::read_to_string(dir.join("hosts")).unwrap_or_default(),
@@ -619,7 +619,7 @@ pub fn connect_container(
                 source: Box::new(source),
             }
         })?;
-        update_hosts(&dir, Some(&a), None);
+        update_hosts(&records.run_dir(&c.id), Some(&a), None);
         c.networks.push(a.clone());
         attached = Some(a);
     }
@@ -661,7 +661,7 @@ pub fn disconnect_container(
     if running(&c) {
         berth_net::disconnect(&st, &net.name, &c.id).map_err(NetworkError::from)?;
         if let Some(a) = c.networks.iter().find(|a| a.network == net.name) {
-            update_hosts(&dir, None, Some(a));
+            update_hosts(&records.run_dir(&c.id), None, Some(a));
         }
     }
     c.networks.retain(|a| a.network != net.name);

@@ -82,10 +82,26 @@ pub struct Container {
     pub state: State,
 }
 
-/// `<root>/containers`.
+/// `<root>/containers`, and `<runroot>/containers` for what a container needs only while it
+/// runs.
 #[derive(Debug, Clone)]
 pub struct Records {
     pub dir: PathBuf,
+    pub run: PathBuf,
+}
+
+/// The default `--root`.
+pub const DEFAULT_ROOT: &str = "/var/lib/berth";
+
+/// Where a root keeps its transient state (`--runroot`): `/run/berth` for the default root,
+/// as podman keeps its runroot in `/run` (a tmpfs on a standard host, emptied at boot);
+/// `<root>/run` for any other root, so that roots never share it.
+pub fn default_run_root(berth_root: &Path) -> PathBuf {
+    if berth_root == Path::new(DEFAULT_ROOT) {
+        PathBuf::from("/run/berth")
+    } else {
+        berth_root.join("run")
+    }
 }
 
 /// An exclusive flock, released on drop.
@@ -112,10 +128,26 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RecordError> {
 }
 
 impl Records {
-    pub fn open(berth_root: &Path) -> Result<Records, RecordError> {
+    /// The records of `berth_root`, with transient state under `run_root`.
+    pub fn open(berth_root: &Path, run_root: &Path) -> Result<Records, RecordError> {
         let dir = berth_root.join("containers");
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        Ok(Records { dir })
+        Ok(Records {
+            dir,
+            run: run_root.join("containers"),
+        })
+    }
+
+    /// The run root (`--runroot`).
+    pub fn run_root(&self) -> &Path {
+        self.run.parent().unwrap_or(&self.run)
+    }
+
+    /// A container's transient files (`<runroot>/containers/<id>`): the bundle (spec and the
+    /// overlay's mount point), the generated /etc files, the monitor's socket. Made at each
+    /// start, removed with the container.
+    pub fn run_dir(&self, id: &str) -> PathBuf {
+        self.run.join(id)
     }
 
     /// Where removed containers' directories wait to be deleted (see
@@ -125,9 +157,11 @@ impl Records {
         self.dir.join(".trash")
     }
 
-    /// Deletes trash left by a remover that died (entries older than a minute).
+    /// Deletes trash left by a remover that died (entries older than a minute), and run
+    /// dirs without a container.
     pub fn sweep_trash(&self) {
         use std::os::unix::fs::MetadataExt;
+        self.sweep_run_dirs();
         let Ok(rd) = fs::read_dir(self.trash_dir()) else {
             return;
         };
@@ -140,6 +174,28 @@ impl Records {
             if e.metadata().is_ok_and(|m| now - m.ctime() > 60) {
                 let _ = fs::remove_dir_all(e.path());
             }
+        }
+    }
+
+    /// Deletes the transient files of containers whose record is gone (a remover killed
+    /// between the two, or a record deleted by hand), never while a root is mounted there.
+    fn sweep_run_dirs(&self) {
+        let Ok(rd) = fs::read_dir(&self.run) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let id = e.file_name();
+            if self.dir.join(&id).exists() {
+                continue;
+            }
+            if crate::overlay::is_mounted(&e.path().join("bundle/rootfs")) {
+                tracing::warn!(
+                    "{}: a root is mounted there but its container is gone",
+                    e.path().display()
+                );
+                continue;
+            }
+            let _ = fs::remove_dir_all(e.path());
         }
     }
 

@@ -45,8 +45,9 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn new(berth_root: &Path) -> Runtime {
-        let state_root = berth_root.join("runtime");
+    /// The runtime berth drives, keeping its state in `<run_root>/runtime`.
+    pub fn new(run_root: &Path) -> Runtime {
+        let state_root = run_root.join("runtime");
         match std::env::var_os("BERTH_RUNTIME").filter(|v| !v.is_empty()) {
             Some(p) => Runtime {
                 program: PathBuf::from(p),

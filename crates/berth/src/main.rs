@@ -45,8 +45,13 @@ fn runtime_position(args: &[String]) -> Option<usize> {
         let a = args[i].as_str();
         match a {
             "runtime" => return Some(i),
-            "--root" | "--log-level" => i += 2,
-            _ if a.starts_with("--root=") || a.starts_with("--log-level=") => i += 1,
+            "--root" | "--runroot" | "--log-level" => i += 2,
+            _ if ["--root=", "--runroot=", "--log-level="]
+                .iter()
+                .any(|p| a.starts_with(p)) =>
+            {
+                i += 1
+            }
             _ => return None,
         }
     }

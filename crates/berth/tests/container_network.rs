@@ -616,10 +616,13 @@ fn killed_monitor_leaves_nothing_after_rm() {
         bok(env, &["ps", "-a"]);
         // What berth's rm does before it removes the record, minus the network release (the
         // `ps` above found the container dead and unmounted its root already).
-        let rootfs = env.container_dir(&id).join("bundle/rootfs");
+        let rootfs = env.run_dir(&id).join("bundle/rootfs");
+        assert!(rootfs.is_dir(), "{}", rootfs.display());
         assert!(container_support::mounts_under(&rootfs).is_empty());
         std::fs::remove_dir_all(env.container_dir(&id)).unwrap();
         bok(env, &["ps", "-a"]);
+        // The transient files of a container without a record go too.
+        assert!(!env.run_dir(&id).exists());
         assert_state(&before, "after a lost record");
         let leases = std::fs::read_to_string(env.root.join("networks/ipam/bridge.json")).unwrap();
         assert!(!leases.contains(&id), "{leases}");

@@ -485,7 +485,7 @@ fn run_inner(cmd: ContainerCommand, g: &Globals) -> Result<i32> {
         };
         return Ok(berth_engine::init::run(&c));
     }
-    let engine = Engine::open(&g.root)?;
+    let engine = Engine::open(&g.root, g.runroot.as_deref())?;
     match cmd {
         ContainerCommand::Run { detach, rm, flags } => cmd_run(&engine, g, flags, detach, rm, true),
         ContainerCommand::Create { rm, flags } => cmd_run(&engine, g, flags, true, rm, false),

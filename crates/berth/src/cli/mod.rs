@@ -33,6 +33,10 @@ pub struct Globals {
         default_value = "/var/lib/berth"
     )]
     pub root: PathBuf,
+    /// Where running containers keep transient state (spec, /etc files, sockets, runtime
+    /// state) [default: /run/berth with the default --root, else ROOT/run]
+    #[arg(long, global = true, env = "BERTH_RUNROOT")]
+    pub runroot: Option<PathBuf>,
     /// Log level: error, warn, info, debug, trace
     #[arg(long, global = true, env = "BERTH_LOG_LEVEL", default_value = "warn")]
     pub log_level: String,

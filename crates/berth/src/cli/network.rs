@@ -90,7 +90,7 @@ fn net_store(engine: &Engine) -> Result<berth_net::NetStore> {
 }
 
 pub fn run(cmd: NetworkSub, g: &Globals) -> Result<i32> {
-    let engine = Engine::open(&g.root)?;
+    let engine = Engine::open(&g.root, g.runroot.as_deref())?;
     let store = net_store(&engine)?;
     let out = match cmd {
         NetworkSub::Create {
@@ -174,7 +174,7 @@ pub fn run(cmd: NetworkSub, g: &Globals) -> Result<i32> {
 
 /// `berth port CONTAINER [PRIVATE_PORT[/PROTO]]`.
 pub fn port(g: &Globals, container: &str, private: Option<&str>) -> Result<i32> {
-    let engine = Engine::open(&g.root)?;
+    let engine = Engine::open(&g.root, g.runroot.as_deref())?;
     let c = engine.get(container)?;
     let ports = network::ports(&c);
     let want = match private {

@@ -101,6 +101,11 @@ impl Env {
         self.root.join("containers").join(id)
     }
 
+    /// A container's transient files (the default --runroot of a custom --root).
+    pub fn run_dir(&self, id: &str) -> PathBuf {
+        self.root.join("run/containers").join(id)
+    }
+
     pub fn wait_for(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
         let start = Instant::now();
         while !f() {
