@@ -8,6 +8,9 @@
 # Also: the resident memory of an idle detached container's monitor (and of
 # podman's conmon for the same), and the time to start 50 detached containers
 # and to remove them. Prints medians and ratios.
+# Each tool keeps its transient state (berth's and podman's --runroot, runc's and
+# crun's --root) on one tmpfs, as in /run on a standard host; images, containers'
+# records and overlay dirs stay on disk.
 #
 # Needs: docker-registry, skopeo, podman, runc, crun, hyperfine, jq, busybox-static.
 # Env: RUNS (default 30), BERTH (a berth binary; default: build target/release/berth),
@@ -22,8 +25,9 @@ REG_PID=
 cleanup() {
     set +e
     if [ -n "${BERTH:-}" ] && [ -d "$WORK/berth" ]; then
-        ids=$("$BERTH" --root "$WORK/berth" ps -aq 2>/dev/null)
-        [ -n "$ids" ] && "$BERTH" --root "$WORK/berth" rm -f $ids >/dev/null 2>&1
+        b=("$BERTH" --root "$WORK/berth" --runroot "$WORK/run/berth")
+        ids=$("${b[@]}" ps -aq 2>/dev/null)
+        [ -n "$ids" ] && "${b[@]}" rm -f $ids >/dev/null 2>&1
     fi
     [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null
     grep -o " $WORK[^ ]*" /proc/self/mountinfo 2>/dev/null | awk '{print $1}' | sort -r | while read -r m; do
@@ -94,9 +98,11 @@ for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/v2/" >/dev/null && brea
 REF="127.0.0.1:$PORT/busybox:latest"
 skopeo copy --quiet --dest-tls-verify=false "oci:$OCI:latest" "docker://$REF"
 
-B="$WORK/berth" P="$WORK/podman"
-"$BERTH" --root "$B" pull -q "$REF" >/dev/null
-PODMAN="podman --root $P/root --runroot $P/run --storage-driver overlay --cgroup-manager cgroupfs --events-backend none"
+B="$WORK/berth" P="$WORK/podman" RUN="$WORK/run"
+mkdir -p "$RUN" && mount -t tmpfs -o mode=0700 berth-bench-run "$RUN"
+BERTH_RUN="$BERTH --root $B --runroot $RUN/berth"
+$BERTH_RUN pull -q "$REF" >/dev/null
+PODMAN="podman --root $P/root --runroot $RUN/podman --storage-driver overlay --cgroup-manager cgroupfs --events-backend none"
 # In podman's namespaces: private mounts, and (for crun) the hybrid cgroup2 mount hidden.
 NSPREP="mount --make-rprivate /"
 [ -d /sys/fs/cgroup/unified ] && NSPREP="$NSPREP && mount -t tmpfs none /sys/fs/cgroup/unified"
@@ -110,14 +116,14 @@ unshare -m sh -c "mount --make-rprivate / && $PODMAN pull -q --tls-verify=false 
 
 # --- the runs -------------------------------------------------------------------------
 hyperfine --runs "$RUNS" --warmup 3 --export-json "$WORK/a.json" --style basic -N \
-    -n "berth run --rm" "$BERTH --root $B run --rm --network none $REF true" \
-    -n "runc run" "runc --root $WORK/runc-state run -b $WORK/bundle bench-runc"
+    -n "berth run --rm" "$BERTH_RUN run --rm --network none $REF true" \
+    -n "runc run" "runc --root $RUN/runc run -b $WORK/bundle bench-runc"
 hyperfine --runs "$RUNS" --warmup 3 --export-json "$WORK/b.json" --style basic \
     -n "podman run --rm" "unshare -mn sh -c '$NSPREP && $PODMAN $PRUN --rm $REF true'"
 # crun refuses hybrid cgroups: hide the cgroup2 mount in a private mount namespace.
 unshare -m sh -c "mount --make-rprivate / && { [ ! -d /sys/fs/cgroup/unified ] || mount -t tmpfs none /sys/fs/cgroup/unified; } && \
     hyperfine --runs $RUNS --warmup 3 --export-json $WORK/c.json --style basic -N \
-    -n 'crun run' 'crun --root $WORK/crun-state run -b $WORK/bundle bench-crun'"
+    -n 'crun run' 'crun --root $RUN/crun run -b $WORK/bundle bench-crun'"
 
 jq -r '.results[] | [.command, (.median|tostring)] | @tsv' "$WORK"/[abc].json >"$WORK/medians.tsv"
 med() { awk -F'\t' -v n="$1" '$1==n {print $2}' "$WORK/medians.tsv"; }
@@ -134,16 +140,16 @@ printf 'targets: berth <= 2x crun (%s), berth <= 0.1x podman (%s)\n' \
 : "$runc"
 
 # --- monitor memory --------------------------------------------------------------------
-id=$("$BERTH" --root "$B" run -d --network none "$REF" sleep 600)
+id=$($BERTH_RUN run -d --network none "$REF" sleep 600)
 sleep 2  # an idle monitor gives back inherited memory after 1 s
 mon=$(jq -r .state.monitor_pid "$B/containers/$id/config.json")
 mon_rss=$(awk '/VmRSS/ {print $2}' "/proc/$mon/status")
-"$BERTH" --root "$B" rm -f "$id" >/dev/null
+$BERTH_RUN rm -f "$id" >/dev/null
 cat >"$WORK/conmon.sh" <<EOF
 $NSPREP
 cid=\$($PODMAN $PRUN -d $REF sleep 600)
 sleep 2
-pid=\$(cat $P/run/overlay-containers/\$cid/userdata/conmon.pid 2>/dev/null || pgrep -n conmon)
+pid=\$(cat $RUN/podman/overlay-containers/\$cid/userdata/conmon.pid 2>/dev/null || pgrep -n conmon)
 awk '/VmRSS/ {print \$2}' /proc/\$pid/status
 $PODMAN rm -f -t 0 \$cid >/dev/null 2>&1
 EOF
@@ -152,9 +158,9 @@ printf '\nidle monitor RSS: berth %s KiB, conmon %s KiB\n' "$mon_rss" "$conmon_r
 
 # --- 50 detached containers ---------------------------------------------------------------
 t0=$(date +%s.%N)
-for i in $(seq 50); do "$BERTH" --root "$B" run -d --network none "$REF" sleep 600 >/dev/null; done
+for i in $(seq 50); do $BERTH_RUN run -d --network none "$REF" sleep 600 >/dev/null; done
 t1=$(date +%s.%N)
-"$BERTH" --root "$B" rm -f $("$BERTH" --root "$B" ps -aq) >/dev/null
+$BERTH_RUN rm -f $($BERTH_RUN ps -aq) >/dev/null
 t2=$(date +%s.%N)
 printf '50 detached containers: start %.2fs (%.1f ms each), rm -f %.2fs\n' \
     "$(echo "$t1 - $t0" | bc -l)" "$(echo "($t1 - $t0) * 20" | bc -l)" "$(echo "$t2 - $t1" | bc -l)"
