@@ -6,6 +6,7 @@ pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod container;
+pub mod copyup;
 pub mod error;
 pub mod exec;
 pub mod hooks;

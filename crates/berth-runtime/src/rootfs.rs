@@ -198,6 +198,8 @@ pub struct Opts {
     pub rec_attr_set: u64,
     /// Recursive attributes to clear (rrw, rsuid, ...; the atime mode when one is set).
     pub rec_attr_clr: u64,
+    /// A tmpfs starts with a copy of the directory it covers ([`crate::copyup`]).
+    pub tmpcopyup: bool,
 }
 
 /// `MOUNT_ATTR_*` bits for the recursive options (linux/mount.h).
@@ -312,7 +314,15 @@ pub fn parse_options(opts: &[String]) -> Opts {
                 o.propagation.push(propagation_flags(opt));
                 (0, 0)
             }
-            "tmpcopyup" | "idmap" | "ridmap" | "notmpcopyup" | "copy-symlink" => (0, 0),
+            "tmpcopyup" => {
+                o.tmpcopyup = true;
+                (0, 0)
+            }
+            "notmpcopyup" => {
+                o.tmpcopyup = false;
+                (0, 0)
+            }
+            "idmap" | "ridmap" | "copy-symlink" => (0, 0),
             other => {
                 o.data.push(other.to_string());
                 (0, 0)
@@ -473,6 +483,12 @@ fn mount_one(
         .unwrap_or(typ)
         .to_string();
     let data = o.data.join(",");
+    // tmpcopyup: the directory as it is, opened before the tmpfs hides it.
+    let covered = if typ == "tmpfs" && o.tmpcopyup {
+        Some(readable_dir(&target).ctx(|| format!("opening /{rel} for tmpcopyup"))?)
+    } else {
+        None
+    };
     let r = sys::mount(
         Some(&src),
         &fd_path(&target),
@@ -498,6 +514,12 @@ fn mount_one(
         Err(e) => return Err(e).ctx(|| format!("mount -t {typ} {src} with {data:?}")),
     }
     let target = open_in_root(rootfd, rel).ctx(|| "reopening the target")?;
+    if let Some(covered) = covered {
+        let tmpfs = readable_dir(&target).ctx(|| format!("opening the tmpfs at /{rel}"))?;
+        use std::os::fd::AsFd;
+        crate::copyup::copy_dir(covered.as_fd(), tmpfs.as_fd())
+            .map_err(|e| Error::Msg(format!("/{rel}: {e}")))?;
+    }
     let magic = match typ {
         "proc" => Some(PROC_SUPER_MAGIC),
         "sysfs" => Some(SYSFS_MAGIC),
@@ -511,6 +533,17 @@ fn mount_one(
         }
     }
     finish(&target, &o)
+}
+
+/// A directory descriptor that can be read, from an `O_PATH` one.
+fn readable_dir(fd: &OwnedFd) -> std::io::Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    Ok(rustix::fs::openat(
+        fd,
+        c".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
 }
 
 fn remount(path: &str, flags: libc::c_ulong) -> Result<()> {

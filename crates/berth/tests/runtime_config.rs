@@ -723,3 +723,42 @@ fn rootless_run_as_an_unprivileged_user() {
     assert_eq!(l[2], "deny");
     assert_eq!(l[3], "null-ok");
 }
+
+#[test]
+fn tmpcopyup_fills_a_tmpfs_with_the_directory_it_covers() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut rt = Rt::new();
+    for d in ["data", "plain"] {
+        let dir = rt.rootfs().join(d);
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("sub/f"), "from the image").unwrap();
+        std::fs::set_permissions(dir.join("sub/f"), std::fs::Permissions::from_mode(0o604))
+            .unwrap();
+        std::os::unix::fs::chown(dir.join("sub/f"), Some(1000), Some(1001)).unwrap();
+        std::os::unix::fs::symlink("sub/f", dir.join("link")).unwrap();
+    }
+    rt.mount(
+        json!({"destination": "/data", "type": "tmpfs", "source": "tmpfs",
+        "options": ["tmpcopyup", "nosuid", "mode=755"]}),
+    );
+    rt.mount(
+        json!({"destination": "/plain", "type": "tmpfs", "source": "tmpfs",
+        "options": ["nosuid"]}),
+    );
+    rt.args(&[
+        "sh",
+        "-c",
+        "cat /data/sub/f; echo; stat -c '%a %u:%g' /data/sub/f; readlink /data/link; \
+         grep ' /data ' /proc/mounts | cut -d' ' -f3; ls -A /plain | wc -l; echo new > /data/new",
+    ]);
+    let out = rt.run_ok("tmpcopyup");
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(l[0], "from the image", "{out}");
+    assert_eq!(l[1], "604 1000:1001", "{out}");
+    assert_eq!(l[2], "sub/f", "{out}");
+    assert_eq!(l[3], "tmpfs", "{out}");
+    // Without the option a tmpfs starts empty.
+    assert_eq!(l[4].trim(), "0", "{out}");
+    // Writes went to the tmpfs, not to the rootfs below it.
+    assert!(!rt.rootfs().join("data/new").exists());
+}
