@@ -75,10 +75,11 @@ fn seed_scenario_uname_hostname_pid1_mounts_root() {
 fn run_pulls_a_missing_image_and_keeps_stdout_clean() {
     let env = Env::new();
     let other = env.root.with_file_name("fresh-root");
-    let out = std::process::Command::new(BERTH)
+    let mut cmd = std::process::Command::new(BERTH);
+    set_runtime(&mut cmd);
+    let out = cmd
         .arg("--root")
         .arg(&other)
-        .env("BERTH_RUNTIME", runtime())
         .env("BERTH_DEFAULT_NETWORK", "none")
         .args(["run", "--rm", &env.image, "echo", "hi"])
         .stdin(std::process::Stdio::null())

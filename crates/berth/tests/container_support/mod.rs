@@ -10,13 +10,22 @@ use std::time::{Duration, Instant};
 
 pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 
-/// The OCI runtime the tests drive: berth's own `berth-runtime`, unless
-/// `$BERTH_RUNTIME` names another (for instance `runc`, to compare).
-pub fn runtime() -> String {
+/// The OCI runtime the tests drive: None for berth's own (the `berth-runtime` built beside
+/// `berth`, linked in where berth links it), unless `$BERTH_RUNTIME` names another (for
+/// instance `runc`, to compare).
+pub fn runtime() -> Option<String> {
     match std::env::var("BERTH_RUNTIME") {
-        Ok(r) if !r.is_empty() && r != "berth" => r,
-        _ => env!("CARGO_BIN_EXE_berth-runtime").into(),
+        Ok(r) if !r.is_empty() && r != "berth" => Some(r),
+        _ => None,
     }
+}
+
+/// Points `c` at the runtime the tests drive.
+pub fn set_runtime(c: &mut Command) {
+    match runtime() {
+        Some(r) => c.env("BERTH_RUNTIME", r),
+        None => c.env_remove("BERTH_RUNTIME"),
+    };
 }
 
 /// The default `--network` of every berth these tests start (container_network.rs, whose tests
@@ -55,7 +64,7 @@ impl Env {
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(BERTH);
         c.arg("--root").arg(&self.root);
-        c.env("BERTH_RUNTIME", runtime());
+        set_runtime(&mut c);
         // These tests run in the machine's own network namespace: no bridge, no NAT rules there.
         // The bridge tests (container_network.rs) run inside private test hosts instead.
         c.env("BERTH_DEFAULT_NETWORK", NETWORK);
@@ -140,10 +149,14 @@ impl Drop for Env {
             }
         }
         // Anything the runtime still knows of under our root.
-        let state = self.root.join("runtime");
+        let state = self.root.join("run/runtime");
+        let rt = runtime().unwrap_or_else(|| env!("CARGO_BIN_EXE_berth-runtime").into());
         if let Ok(rd) = std::fs::read_dir(&state) {
-            for e in rd.flatten() {
-                let _ = Command::new(runtime())
+            for e in rd
+                .flatten()
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            {
+                let _ = Command::new(&rt)
                     .arg("--root")
                     .arg(&state)
                     .args(["delete", "--force"])
