@@ -129,7 +129,10 @@ pub fn teardown_after(
         if runtime.is_none() {
             run_first();
         }
-        let unmounted = overlay::unmount(&rootfs(records, id));
+        let unmounted = overlay::unmount(&rootfs(records, id)).and_then(|()| {
+            // Where a berth that kept bundles under --root mounted it.
+            overlay::unmount(&records.container_dir(id).join("bundle/rootfs"))
+        });
         if let Some(Err(_)) = runtime.map(|h| h.join()) {
             tracing::warn!("deleting {id} from the runtime: the thread panicked");
         }
