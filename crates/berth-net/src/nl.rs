@@ -151,28 +151,23 @@ impl Netlink {
             .map(|l| (l.header.index, mtu_of(&l.attributes))))
     }
 
-    /// Every link in the namespace.
-    fn links(&mut self) -> Result<Vec<LinkMessage>, NlError> {
+    /// Whether any link is a port of the bridge with index `bridge`. The dump asks the kernel
+    /// for the bridge's ports alone (`IFLA_MASTER`, as `ip link show master BR`), so it costs
+    /// the same however many links the host has; the replies are still checked.
+    pub fn has_ports(&mut self, bridge: u32) -> Result<bool, NlError> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::Controller(bridge));
         let replies = self.request(
-            "list links",
-            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            &format!("list the ports of bridge {bridge}"),
+            RouteNetlinkMessage::GetLink(msg),
             netlink_packet_core::NLM_F_DUMP,
         )?;
-        Ok(replies
-            .into_iter()
-            .filter_map(|r| match r {
-                RouteNetlinkMessage::NewLink(l) => Some(l),
-                _ => None,
-            })
-            .collect())
-    }
-
-    /// Whether any link is a port of the bridge with index `bridge`.
-    pub fn has_ports(&mut self, bridge: u32) -> Result<bool, NlError> {
-        Ok(self.links()?.iter().any(|l| {
-            l.attributes
+        Ok(replies.iter().any(|r| match r {
+            RouteNetlinkMessage::NewLink(l) => l
+                .attributes
                 .iter()
-                .any(|a| matches!(a, LinkAttribute::Controller(c) if *c == bridge))
+                .any(|a| matches!(a, LinkAttribute::Controller(c) if *c == bridge)),
+            _ => false,
         }))
     }
 
