@@ -209,22 +209,16 @@ impl Netlink {
                 _ => {}
             }
         }
-        if devices.is_empty() {
-            return Ok(route_mtu);
-        }
-        let mut dev_mtu: Option<u32> = None;
+        let mut mtu = route_mtu;
         for i in devices {
             let mut msg = LinkMessage::default();
             msg.header.index = i;
             if let Some(l) = self.get_link_by(&format!("get link {i}"), msg)? {
                 let m = mtu_of(&l.attributes);
-                dev_mtu = Some(dev_mtu.map_or(m, |d| d.min(m)));
+                mtu = Some(mtu.map_or(m, |d| d.min(m)));
             }
         }
-        Ok(match (dev_mtu, route_mtu) {
-            (Some(d), Some(r)) => Some(d.min(r)),
-            (d, r) => d.or(r),
-        })
+        Ok(mtu)
     }
 
     /// Creates a bridge, up.
