@@ -401,13 +401,12 @@ impl Engine {
         // Fill volumes created for this container from the image, once.
         for name in std::mem::take(&mut c.copy_up) {
             if let Some(m) = c.mounts.iter().find(|m| m.name.as_deref() == Some(&name)) {
-                let src = rootfs.join(m.destination.trim_start_matches('/'));
-                volume::copy_tree(&src, Path::new(&m.source)).map_err(|source| {
-                    volume::VolumeError::Copy {
+                volume::copy_tree(&rootfs, &m.destination, Path::new(&m.source)).map_err(
+                    |source| volume::VolumeError::Copy {
                         name: name.clone(),
                         source,
-                    }
-                })?;
+                    },
+                )?;
             }
         }
         if let (Some(ns), Some(list)) = (&netns, s["linux"]["namespaces"].as_array_mut()) {
@@ -586,7 +585,7 @@ impl Engine {
         if let Err(e) = network::reconcile(&self.root, &self.records) {
             tracing::warn!("reclaiming the networks of removed containers: {e}");
         }
-        self.records.sweep_trash();
+        self.records.sweep();
         let mut out = Vec::new();
         for c in self.records.list()? {
             if matches!(c.state.status.as_str(), "running" | "paused" | "created") {

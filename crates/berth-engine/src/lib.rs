@@ -1,11 +1,12 @@
 //! berth's containers: the OCI spec from an image and `berth run`'s flags,
 //! overlay root filesystems, the per-container monitor, records and logs.
 //!
-//! On disk, under `<root>/containers/<id>/`: `config.json` (the record),
-//! `bundle/config.json` + `bundle/rootfs` (the overlay mountpoint), `upper/`,
-//! `work/`, `hosts`, `hostname`, `resolv.conf`, `ctr.log` (JSON lines),
-//! `attach.sock` (the monitor); the directory itself is flock'ed as the container's lock.
-//! Runtime state lives in `<root>/runtime`,
+//! On disk, under `<root>/containers/<id>/`: `config.json` (the record), `upper/`, `work/`,
+//! `ctr.log` (JSON lines); the directory itself is flock'ed as the container's lock. What a
+//! container needs only while it runs is under the run root ([`record::default_run_root`]):
+//! `<runroot>/containers/<id>/` holds `bundle/config.json` + `bundle/rootfs` (the overlay
+//! mountpoint), `hosts`, `hostname`, `resolv.conf` and `attach.sock` (the monitor), and the
+//! runtime's state is in `<runroot>/runtime`;
 //! volumes in `<root>/volumes/<name>/_data`, networks in `<root>/networks/` (berth-net's store),
 //! and the network namespaces of running containers, bind-mounted, in `<root>/netns/<id>`
 //! (`/run/berth/netns/<id>` for the default root): see [`network`].

@@ -51,7 +51,7 @@ impl From<NetError> for NetworkError {
 /// Where container namespaces are bind-mounted: `/run/berth/netns` for the default root,
 /// `<root>/netns` for any other (so several roots never share the directory).
 pub fn netns_dir(root: &Path) -> PathBuf {
-    if root == Path::new("/var/lib/berth") {
+    if root == Path::new(crate::record::DEFAULT_ROOT) {
         PathBuf::from("/run/berth/netns")
     } else {
         root.join("netns")

@@ -152,14 +152,14 @@ impl Records {
 
     /// Where removed containers' directories wait to be deleted (see
     /// `engine::remove_files_later`); leftovers older than a minute (their remover died)
-    /// are deleted by [`Records::sweep_trash`].
+    /// are deleted by [`Records::sweep`].
     pub fn trash_dir(&self) -> PathBuf {
         self.dir.join(".trash")
     }
 
     /// Deletes trash left by a remover that died (entries older than a minute), and run
     /// dirs without a container.
-    pub fn sweep_trash(&self) {
+    pub fn sweep(&self) {
         use std::os::unix::fs::MetadataExt;
         self.sweep_run_dirs();
         let Ok(rd) = fs::read_dir(self.trash_dir()) else {

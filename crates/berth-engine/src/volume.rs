@@ -6,7 +6,6 @@ use crate::record::{io_err, now_rfc3339, random_id, write_atomic, RecordError};
 use crate::spec::ResolvedMount;
 use serde::{Deserialize, Serialize};
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -283,36 +282,36 @@ pub fn resolve(
     Ok((out, fresh))
 }
 
-/// Copies `src` (inside the container's rootfs) into a new volume, keeping
-/// modes, owners and symlinks (Docker fills a new volume from the image).
-pub fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
-    let Ok(meta) = fs::symlink_metadata(src) else {
+/// Fills a new volume `dst` with what the image has at `rel` in the container's `rootfs`, as
+/// Docker does, keeping modes, owners, times and symlinks. The image is not trusted: `rel` is
+/// resolved inside the rootfs and nothing below it is followed
+/// ([`berth_runtime::copyup`]). Nothing there, or not a directory: nothing to copy.
+pub fn copy_tree(rootfs: &Path, rel: &str, dst: &Path) -> std::io::Result<()> {
+    use rustix::fs::{fchmod, fchown, fstat, open, openat, FileType, Gid, Mode, OFlags, Uid};
+    use std::os::fd::AsFd;
+    let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let root = open(
+        rootfs,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let Ok(src) = berth_runtime::rootfs::open_in_root(&root, rel.trim_start_matches('/')) else {
         return Ok(());
     };
-    if !meta.is_dir() {
+    let st = fstat(&src)?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
         return Ok(());
     }
-    fs::set_permissions(dst, fs::Permissions::from_mode(meta.mode() & 0o7777))?;
-    let _ = std::os::unix::fs::lchown(dst, Some(meta.uid()), Some(meta.gid()));
-    for e in fs::read_dir(src)? {
-        let e = e?;
-        let from = e.path();
-        let to = dst.join(e.file_name());
-        let m = fs::symlink_metadata(&from)?;
-        let ft = m.file_type();
-        if ft.is_dir() {
-            fs::create_dir_all(&to)?;
-            copy_tree(&from, &to)?;
-        } else if ft.is_symlink() {
-            std::os::unix::fs::symlink(fs::read_link(&from)?, &to)?;
-            let _ = std::os::unix::fs::lchown(&to, Some(m.uid()), Some(m.gid()));
-        } else if ft.is_file() {
-            fs::copy(&from, &to)?;
-            fs::set_permissions(&to, fs::Permissions::from_mode(m.mode() & 0o7777))?;
-            let _ = std::os::unix::fs::lchown(&to, Some(m.uid()), Some(m.gid()));
-        }
-    }
-    Ok(())
+    let src = openat(&src, c".", dir_flags, Mode::empty())?;
+    let to = open(dst, dir_flags, Mode::empty())?;
+    fchown(
+        &to,
+        Some(Uid::from_raw(st.st_uid)),
+        Some(Gid::from_raw(st.st_gid)),
+    )?;
+    fchmod(&to, Mode::from_raw_mode(st.st_mode & 0o7777))?;
+    berth_runtime::copyup::copy_dir(src.as_fd(), to.as_fd())
+        .map_err(|e| std::io::Error::other(e.to_string()))
 }
 
 #[cfg(test)]

@@ -1,10 +1,11 @@
-//! `tmpcopyup`, the runc and crun mount option that podman passes for its tmpfs mounts: a
-//! tmpfs mounted over a directory of the rootfs starts with a copy of what that directory
-//! held, instead of empty.
+//! Copies of a directory of a container's rootfs: for `tmpcopyup`, the runc and crun mount
+//! option that podman passes for its tmpfs mounts (a tmpfs mounted over a directory of the
+//! rootfs starts with a copy of what that directory held, instead of empty), and for the
+//! engine's new volumes, which Docker fills from the image.
 //!
 //! The rootfs is the image's, so nothing in it is trusted: the copy reads every entry with
 //! `*at` calls relative to its directory's descriptor and never follows a symlink, so a
-//! link in the image can neither pull host files in nor write outside the new tmpfs.
+//! link in the image can neither pull host files in nor write outside the target.
 
 use crate::error::{Ctx, Result};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};

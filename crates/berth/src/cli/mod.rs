@@ -30,7 +30,7 @@ pub struct Globals {
         long,
         global = true,
         env = "BERTH_ROOT",
-        default_value = "/var/lib/berth"
+        default_value = berth_engine::record::DEFAULT_ROOT
     )]
     pub root: PathBuf,
     /// Where running containers keep transient state (spec, /etc files, sockets, runtime
