@@ -107,36 +107,20 @@ pub fn teardown_after(
     id: &str,
     first: impl FnOnce() + Send,
 ) -> Result<(), EngineError> {
-    // Run by a thread, or here when no thread can be started.
-    let first = std::sync::Mutex::new(Some(first));
     std::thread::scope(|scope| {
-        let net = records.dir.parent().and_then(|root| {
-            std::thread::Builder::new()
-                .name("network".into())
-                .spawn_scoped(scope, move || network::release(root, id))
-                .ok()
-        });
-        let run_first = || {
-            let f = first.lock().ok().and_then(|mut f| f.take());
-            if let Some(f) = f {
-                f();
-            }
-        };
-        let runtime = std::thread::Builder::new()
-            .name("runtime".into())
-            .spawn_scoped(scope, run_first)
-            .ok();
-        if runtime.is_none() {
-            run_first();
-        }
+        let net = records
+            .dir
+            .parent()
+            .map(|root| spawn_or_run(scope, "network", move || network::release(root, id)));
+        let runtime = spawn_or_run(scope, "runtime", first);
         let unmounted = overlay::unmount(&rootfs(records, id)).and_then(|()| {
             // Where a berth that kept bundles under --root mounted it.
             overlay::unmount(&records.container_dir(id).join("bundle/rootfs"))
         });
-        if let Some(Err(_)) = runtime.map(|h| h.join()) {
+        if runtime.join().is_err() {
             tracing::warn!("deleting {id} from the runtime: the thread panicked");
         }
-        match net.map(|h| h.join()) {
+        match net.map(Job::join) {
             Some(Ok(Err(e))) => tracing::warn!("releasing the network of {id}: {e}"),
             Some(Err(_)) => tracing::warn!("releasing the network of {id}: the thread panicked"),
             _ => {}
@@ -146,15 +130,56 @@ pub fn teardown_after(
     })
 }
 
+/// Work on a scoped thread, or its result when no thread could be started for it.
+enum Job<'scope, T> {
+    Thread(std::thread::ScopedJoinHandle<'scope, T>),
+    Done(T),
+}
+
+impl<T> Job<'_, T> {
+    /// The result; Err when the thread panicked.
+    fn join(self) -> std::thread::Result<T> {
+        match self {
+            Job::Thread(h) => h.join(),
+            Job::Done(v) => Ok(v),
+        }
+    }
+}
+
+/// Runs `f` on a scoped thread named `name`, or here and now when no thread can be started
+/// (so that the work is never skipped).
+fn spawn_or_run<'scope, T: Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> Job<'scope, T> {
+    let cell = std::sync::Arc::new(std::sync::Mutex::new(Some(f)));
+    let take = |c: &std::sync::Mutex<Option<_>>| {
+        c.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .expect("run once")
+    };
+    let theirs = cell.clone();
+    match std::thread::Builder::new()
+        .name(name.into())
+        .spawn_scoped(scope, move || take(&theirs)())
+    {
+        Ok(h) => Job::Thread(h),
+        Err(_) => Job::Done(take(&cell)()),
+    }
+}
+
 /// Removes everything of a stopped container: runtime state, overlay, its
 /// directory, its image hold and (with `volumes`) its anonymous volumes.
 pub fn remove_files(
     root: &Path,
     records: &Records,
+    runtime: &Runtime,
     id: &str,
     volumes: bool,
 ) -> Result<(), EngineError> {
-    remove_files_later(root, records, id, volumes)?.delete();
+    remove_files_later(root, records, runtime, id, volumes)?.delete();
     Ok(())
 }
 
@@ -181,16 +206,12 @@ impl Leftover {
 pub fn remove_files_later(
     root: &Path,
     records: &Records,
+    runtime: &Runtime,
     id: &str,
     volumes: bool,
 ) -> Result<Leftover, EngineError> {
-    let rt = Runtime::new(records.run_root());
     let c = records.load(id).ok();
-    teardown_after(records, id, || {
-        if rt.state_root.join(id).exists() {
-            rt.delete_force(id);
-        }
-    })?;
+    teardown_after(records, id, || runtime.delete_force(id))?;
     let run = records.run_dir(id);
     if run.exists() {
         // Unmounted above; on the run root's tmpfs these few files go at once.
@@ -369,13 +390,10 @@ impl Engine {
         let (netns, mut s) = std::thread::scope(|scope| {
             let mut net_c = c.clone();
             let (root, records) = (&self.root, &self.records);
-            let net = std::thread::Builder::new()
-                .name("network".into())
-                .spawn_scoped(scope, move || {
-                    let r = network::attach(root, records, &mut net_c);
-                    (r, net_c)
-                })
-                .map_err(|e| EngineError::Other(format!("starting the network thread: {e}")))?;
+            let net = spawn_or_run(scope, "network", move || {
+                let r = network::attach(root, records, &mut net_c);
+                (r, net_c)
+            });
             let spec = self.mount_and_spec(c, &hostname);
             let (r, net_c) = net
                 .join()
@@ -691,7 +709,7 @@ impl Engine {
         let _names = self.records.lock_names()?;
         {
             let _l = self.records.lock(&c.id);
-            remove_files(&self.root, &self.records, &c.id, volumes)?;
+            remove_files(&self.root, &self.records, &self.runtime, &c.id, volumes)?;
         }
         Ok(c.id)
     }

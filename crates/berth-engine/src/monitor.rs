@@ -225,34 +225,61 @@ fn broadcast(clients: &mut Vec<Client>, typ: u8, data: &[u8]) {
 fn fail(cfg: &MonitorConfig, clients: &mut Vec<Client>, code: i32, msg: &str) {
     let mut d = code.to_be_bytes().to_vec();
     d.extend_from_slice(msg.as_bytes());
-    let _ =
-        crate::engine::teardown_after(&cfg.records, &cfg.id, || cfg.runtime.delete_force(&cfg.id));
-    let _ = cfg.records.update(&cfg.id, |c| {
-        c.state.status = if c.state.started_at.is_some() {
-            "exited".into()
-        } else {
-            "created".into()
-        };
-        c.state.exit_code = code;
-        c.state.error = msg.to_string();
-        c.state.pid = 0;
-        c.state.monitor_pid = 0;
-        c.state.finished_at = Some(now_rfc3339());
-    });
-    // `--rm` finishes before the client hears the outcome, as with Docker.
-    if cfg.auto_remove {
-        let _ = crate::engine::remove_files(&cfg.berth_root, &cfg.records, &cfg.id, true);
+    // `--rm` finishes before the client hears the outcome, as with Docker; the record is
+    // only written when that fails.
+    let removed = cfg.auto_remove
+        && crate::engine::remove_files(&cfg.berth_root, &cfg.records, &cfg.runtime, &cfg.id, true)
+            .is_ok();
+    if !removed {
+        let _ = crate::engine::teardown_after(&cfg.records, &cfg.id, || {
+            cfg.runtime.delete_force(&cfg.id)
+        });
+        let _ = cfg.records.update(&cfg.id, |c| {
+            c.state.status = if c.state.started_at.is_some() {
+                "exited".into()
+            } else {
+                "created".into()
+            };
+            c.state.exit_code = code;
+            c.state.error = msg.to_string();
+            c.state.pid = 0;
+            c.state.monitor_pid = 0;
+            c.state.finished_at = Some(now_rfc3339());
+        });
     }
     broadcast(clients, attach::ERROR, &d);
 }
 
 /// A started container: its init and the monitor's ends of its stdio.
+#[derive(Default)]
 struct Started {
     pid: i32,
     master: Option<OwnedFd>,
     stdin_w: Option<OwnedFd>,
     out_r: Option<OwnedFd>,
     err_r: Option<OwnedFd>,
+}
+
+impl Started {
+    /// Stdio without a terminal: stdin a pipe (`-i`) or /dev/null, stdout and stderr pipes.
+    /// Returns our ends, and the container's as its fds 0, 1 and 2.
+    fn pipes(interactive: bool) -> std::io::Result<(Started, [OwnedFd; 3])> {
+        let (stdin, stdin_w) = if interactive {
+            let (r, w) = pipe()?;
+            (r, Some(w))
+        } else {
+            (OwnedFd::from(File::open("/dev/null")?), None)
+        };
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let ours = Started {
+            stdin_w,
+            out_r: Some(out_r),
+            err_r: Some(err_r),
+            ..Started::default()
+        };
+        Ok((ours, [stdin, out_w, err_w]))
+    }
 }
 
 /// Why a start failed: Docker's exit code for it and the message.
@@ -271,30 +298,15 @@ fn failure(msg: String) -> StartFailure {
 /// container, and it is our child to reap). Its stdio is our fds 0-2 while it is cloned.
 fn launch_in_process(cfg: &MonitorConfig) -> Result<Started, StartFailure> {
     let io = |e: std::io::Error| (125, format!("preparing the container's stdio: {e}"));
-    let mut s = Started {
-        pid: 0,
-        master: None,
-        stdin_w: None,
-        out_r: None,
-        err_r: None,
+    // What fds 0-2 become in the init (with a terminal, the runtime makes a pty); ours go
+    // back to /dev/null afterwards.
+    let (mut s, child_ends) = if cfg.tty {
+        (Started::default(), None)
+    } else {
+        let (s, ends) = Started::pipes(cfg.interactive).map_err(io)?;
+        (s, Some(ends))
     };
-    // What fds 0-2 become in the init; ours go back to /dev/null afterwards.
-    let mut child_ends: Vec<OwnedFd> = Vec::new();
-    if !cfg.tty {
-        let stdin = if cfg.interactive {
-            let (r, w) = pipe().map_err(io)?;
-            s.stdin_w = Some(w);
-            r
-        } else {
-            OwnedFd::from(File::open("/dev/null").map_err(io)?)
-        };
-        let (or, ow) = pipe().map_err(io)?;
-        let (er, ew) = pipe().map_err(io)?;
-        s.out_r = Some(or);
-        s.err_r = Some(er);
-        child_ends = vec![stdin, ow, ew];
-    }
-    for (fd, end) in child_ends.iter().enumerate() {
+    for (fd, end) in child_ends.iter().flatten().enumerate() {
         // SAFETY: pointing our own standard descriptors at fds we own.
         unsafe { libc::dup2(end.as_raw_fd(), fd as i32) };
     }
@@ -305,7 +317,7 @@ fn launch_in_process(cfg: &MonitorConfig) -> Result<Started, StartFailure> {
         ..Default::default()
     };
     let r = berth_runtime::container::launch(&opts);
-    if !child_ends.is_empty() {
+    if child_ends.is_some() {
         drop(child_ends);
         if let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") {
             for fd in 0..3 {
@@ -325,13 +337,7 @@ fn launch_in_process(cfg: &MonitorConfig) -> Result<Started, StartFailure> {
 fn launch_with_binary(cfg: &MonitorConfig) -> Result<Started, StartFailure> {
     let io = |e: std::io::Error| (125, format!("preparing the container's stdio: {e}"));
     let dir = cfg.records.run_dir(&cfg.id);
-    let null = || File::open("/dev/null").map(OwnedFd::from);
-    let (mut stdin_w, mut out_r, mut err_r, mut master): (
-        Option<OwnedFd>,
-        Option<OwnedFd>,
-        Option<OwnedFd>,
-        Option<OwnedFd>,
-    ) = (None, None, None, None);
+    let mut s = Started::default();
     let pid_file = dir.join("pidfile");
     let _ = std::fs::remove_file(&pid_file);
     let bundle = dir.join("bundle");
@@ -353,23 +359,16 @@ fn launch_with_binary(cfg: &MonitorConfig) -> Result<Started, StartFailure> {
         l.set_nonblocking(true).map_err(io)?;
         console_listener = Some(l);
         cmd.arg("--console-socket").arg(&console_path);
-        cmd.stdin(Stdio::from(null().map_err(io)?))
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::from(rt_err_w.try_clone().map_err(io)?))
             .stderr(Stdio::from(rt_err_w));
     } else {
         console_listener = None;
-        if cfg.interactive {
-            let (r, w) = pipe().map_err(io)?;
-            stdin_w = Some(w);
-            cmd.stdin(Stdio::from(r));
-        } else {
-            cmd.stdin(Stdio::from(null().map_err(io)?));
-        }
-        let (or, ow) = pipe().map_err(io)?;
-        let (er, ew) = pipe().map_err(io)?;
-        out_r = Some(or);
-        err_r = Some(er);
-        cmd.stdout(Stdio::from(ow)).stderr(Stdio::from(ew));
+        let (ours, [stdin, stdout, stderr]) = Started::pipes(cfg.interactive).map_err(io)?;
+        s = ours;
+        cmd.stdin(Stdio::from(stdin))
+            .stdout(Stdio::from(stdout))
+            .stderr(Stdio::from(stderr));
         drop(rt_err_w);
     }
     // The runtime starts with an empty signal mask and default dispositions
@@ -389,7 +388,7 @@ fn launch_with_binary(cfg: &MonitorConfig) -> Result<Started, StartFailure> {
         let pidfd = rustix::process::Pid::from_raw(child.id() as i32).and_then(|p| {
             rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
         });
-        while master.is_none() {
+        while s.master.is_none() {
             let exited = match &pidfd {
                 Some(fd) => {
                     let mut p = [
@@ -404,29 +403,29 @@ fn launch_with_binary(cfg: &MonitorConfig) -> Result<Started, StartFailure> {
                 }
                 None => child.try_wait().map_err(io)?.is_some(),
             };
-            if let Ok((s, _)) = l.accept() {
-                let _ = s.set_nonblocking(false);
-                master = recv_fd(s.as_fd());
+            if let Ok((c, _)) = l.accept() {
+                let _ = c.set_nonblocking(false);
+                s.master = recv_fd(c.as_fd());
             }
             if exited {
                 break;
             }
-            if pidfd.is_none() && master.is_none() {
+            if pidfd.is_none() && s.master.is_none() {
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
         }
     }
     let status = child.wait().map_err(io)?;
-    if let (Some(l), None) = (&console_listener, &master) {
-        if let Ok((s, _)) = l.accept() {
-            let _ = s.set_nonblocking(false);
-            master = recv_fd(s.as_fd());
+    if let (Some(l), None) = (&console_listener, &s.master) {
+        if let Ok((c, _)) = l.accept() {
+            let _ = c.set_nonblocking(false);
+            s.master = recv_fd(c.as_fd());
         }
     }
     let _ = std::fs::remove_file(&console_path);
     if !status.success() {
         let mut msg = attach::read_available(&rt_err_r);
-        if let Some(e) = &err_r {
+        if let Some(e) = &s.err_r {
             msg.extend(attach::read_available(e));
         }
         let msg = clean_message(&msg);
@@ -437,23 +436,17 @@ fn launch_with_binary(cfg: &MonitorConfig) -> Result<Started, StartFailure> {
         }
         return Err(failure(msg));
     }
-    let pid: i32 = std::fs::read_to_string(&pid_file)
+    s.pid = std::fs::read_to_string(&pid_file)
         .ok()
-        .and_then(|s| s.trim().parse().ok())
+        .and_then(|t| t.trim().parse().ok())
         .unwrap_or(0);
-    if pid <= 0 || (cfg.tty && master.is_none()) {
+    if s.pid <= 0 || (cfg.tty && s.master.is_none()) {
         return Err((
             125,
             "the OCI runtime did not report the container's pid or terminal".into(),
         ));
     }
-    Ok(Started {
-        pid,
-        master,
-        stdin_w: stdin_w.take(),
-        out_r: out_r.take(),
-        err_r: err_r.take(),
-    })
+    Ok(s)
 }
 
 fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
@@ -690,7 +683,14 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
     // `--rm`: the record goes with the rest (remove_files deletes the runtime's container
     // too); it is only written when that fails.
     let left = if cfg.auto_remove {
-        crate::engine::remove_files_later(&cfg.berth_root, &cfg.records, &cfg.id, true).ok()
+        crate::engine::remove_files_later(
+            &cfg.berth_root,
+            &cfg.records,
+            &cfg.runtime,
+            &cfg.id,
+            true,
+        )
+        .ok()
     } else {
         None
     };

@@ -144,13 +144,15 @@ impl Runtime {
         self.call(&["kill", id, &signal.to_string()]).map(|_| ())
     }
 
-    /// `delete --force`; a container the runtime does not know is fine.
+    /// `delete --force`; a container the runtime does not know is fine (and costs nothing:
+    /// runc-compatible runtimes keep a container's state in `<state root>/<id>`).
     pub fn delete_force(&self, id: &str) {
+        if !self.state_root.join(id).exists() {
+            return;
+        }
         if self.builtin {
-            if self.state_root.join(id).exists() {
-                if let Err(e) = container::delete(&self.state_root, id, true) {
-                    tracing::warn!("deleting {id} from the runtime: {e}");
-                }
+            if let Err(e) = container::delete(&self.state_root, id, true) {
+                tracing::warn!("deleting {id} from the runtime: {e}");
             }
             return;
         }
