@@ -204,6 +204,14 @@ fn inspect(env: &Env, c: &str) -> serde_json::Value {
     v[0].clone()
 }
 
+/// The IPv4 address of container `c` on network `net`, from `berth inspect`.
+fn ip_on(env: &Env, c: &str, net: &str) -> String {
+    inspect(env, c)["NetworkSettings"]["Networks"][net]["IPAddress"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{c} has no address on {net}"))
+        .to_string()
+}
+
 /// A page fetched with wget from a container run with `flags`.
 fn fetch(env: &Env, flags: &[&str], url: &str) -> String {
     run(env, flags, &["timeout", "3", "wget", "-q", "-O", "-", url])
@@ -558,11 +566,7 @@ fn twenty_parallel_containers_get_distinct_addresses_and_rm_undoes_all() {
             }
             let mut ips = HashSet::new();
             for i in 0..20 {
-                let v = inspect(env, &format!("p{i}"));
-                let ip = v["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
-                    .as_str()
-                    .unwrap()
-                    .to_string();
+                let ip = ip_on(env, &format!("p{i}"), "bridge");
                 assert!(ip.starts_with("10.88."), "{ip}");
                 ips.insert(ip);
             }
@@ -851,10 +855,7 @@ fn connect_before_start_hosts_follow_and_container_mode_hostname() {
             let again = berth(env, &["network", "connect", "one", "cc"]);
             assert!(!again.status.success(), "connected twice");
             bok(env, &["start", "cc"]);
-            let ip1 = inspect(env, "cc")["NetworkSettings"]["Networks"]["one"]["IPAddress"]
-                .as_str()
-                .unwrap()
-                .to_string();
+            let ip1 = ip_on(env, "cc", "one");
             assert!(ip1.starts_with("10.89.9."), "{ip1}");
             let addrs = bok(env, &["exec", "cc", "ip", "-4", "-o", "addr"]);
             assert!(addrs.contains(&format!("inet {ip1}/24")), "{addrs}");
@@ -866,10 +867,7 @@ fn connect_before_start_hosts_follow_and_container_mode_hostname() {
 
             // Running: /etc/hosts gains the new address and aliases, and loses them again.
             bok(env, &["network", "connect", "--alias", "deux", "two", "cc"]);
-            let ip2 = inspect(env, "cc")["NetworkSettings"]["Networks"]["two"]["IPAddress"]
-                .as_str()
-                .unwrap()
-                .to_string();
+            let ip2 = ip_on(env, "cc", "two");
             let hosts = bok(env, &["exec", "cc", "cat", "/etc/hosts"]);
             assert!(hosts.contains(&format!("{ip2}\tcc deux\n")), "{hosts}");
             bok(env, &["network", "disconnect", "two", "cc"]);
@@ -902,10 +900,7 @@ fn connect_before_start_hosts_follow_and_container_mode_hostname() {
 
             // --network container:NAME: that container's network, hostname and /etc files;
             // flags that would change them are refused, as Docker refuses them.
-            let ip1 = inspect(env, "cc")["NetworkSettings"]["Networks"]["one"]["IPAddress"]
-                .as_str()
-                .unwrap()
-                .to_string();
+            let ip1 = ip_on(env, "cc", "one");
             let out = run(
                 env,
                 &["--network", "container:cc"],
@@ -1022,10 +1017,7 @@ fn host_local_mtu_by_default_and_docker_mtu_on_request() {
             let page = fetch(env, &[], &format!("http://{INTERNET}/"));
             assert_eq!(page, "hello from the internet\n");
             // Containers still reach each other over the bridge.
-            let web_ip = inspect(env, "web")["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
-                .as_str()
-                .unwrap()
-                .to_string();
+            let web_ip = ip_on(env, "web", "bridge");
             let body = bok(
                 env,
                 &[
