@@ -600,6 +600,9 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         // End of file (the init closed the fifo without its byte) or the init gone.
         if fds[0].revents & libc::POLLHUP != 0 || fds[1].revents != 0 {
             let _ = std::fs::remove_file(&fifo);
+            // The init closes the fifo as it exits: wait for the exit, so that the container
+            // is stopped, as this says, when `start` returns.
+            sys::pidfd_wait(&pidfd, 5000);
             bail!(
                 "the container's init exited before its program started: a startContainer hook \
                  failed or the init was killed (the container is stopped; delete it)"
