@@ -807,6 +807,10 @@ pub fn generate_value(
 }
 
 #[cfg(test)]
+#[path = "spec_golden.rs"]
+mod golden;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
