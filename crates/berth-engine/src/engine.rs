@@ -9,6 +9,7 @@ use crate::runtime::{Runtime, RuntimeError};
 use crate::spec::{self, HostDevice, SpecContext};
 use crate::{network, overlay, volume};
 use berth_image::{Image, Store};
+use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
 use std::fs;
 use std::os::fd::OwnedFd;
@@ -245,17 +246,6 @@ pub fn remove_files_later(
     Ok(left)
 }
 
-/// Whether no process can reach a container's init before it execs the program: the spec
-/// gives it a new pid namespace and has no hooks (a startContainer hook would run in the
-/// container while the init waits). Only then may the init be cloned from berth's own binary.
-fn init_unreachable(spec: &Value) -> bool {
-    let own_pid_ns = spec["linux"]["namespaces"].as_array().is_some_and(|l| {
-        l.iter()
-            .any(|n| n["type"] == "pid" && n["path"].as_str().is_none_or(str::is_empty))
-    });
-    own_pid_ns && spec["hooks"].is_null()
-}
-
 /// How `run`/`start` attach.
 pub struct AttachMode {
     pub stdin: bool,
@@ -427,20 +417,18 @@ impl Engine {
                 )?;
             }
         }
-        if let (Some(ns), Some(list)) = (&netns, s["linux"]["namespaces"].as_array_mut()) {
-            for n in list.iter_mut().filter(|n| n["type"] == "network") {
-                n["path"] = json!(ns);
-            }
+        if let Some(ns) = &netns {
+            spec::with_network_namespace(&mut s, Path::new(ns));
         }
         let p = dir.join("bundle/config.json");
         fs::write(&p, serde_json::to_vec_pretty(&s).unwrap()).map_err(io(&p))?;
         tracing::debug!("runtime spec written to {}", p.display());
-        Ok(init_unreachable(&s))
+        Ok(spec::init_unreachable(&s))
     }
 
     /// Mounts the overlay root (if it is not) and builds the runtime spec, all but the
     /// network namespace's path.
-    fn mount_and_spec(&self, c: &Container, hostname: &str) -> Result<Value, EngineError> {
+    fn mount_and_spec(&self, c: &Container, hostname: &str) -> Result<Spec, EngineError> {
         let dir = self.records.container_dir(&c.id);
         let run = self.records.run_dir(&c.id);
         let rootfs = run.join("bundle/rootfs");
@@ -496,19 +484,11 @@ impl Engine {
             Some(p) => Some(fs::read_to_string(p).map_err(io(Path::new(p)))?),
             None => None,
         };
-        let mut s = spec::generate_value(&image_cfg, o, &ctx, seccomp_text.as_deref())?;
+        let mut s = spec::generate(&image_cfg, o, &ctx, seccomp_text.as_deref())?;
         if o.init {
             let b = crate::init::prepare_bundle(&self.root)
                 .map_err(|e| EngineError::Other(e.to_string()))?;
-            let mut args = b.args_prefix.clone();
-            if let Some(a) = s["process"]["args"].as_array() {
-                args.extend(a.iter().filter_map(|v| v.as_str().map(String::from)));
-            }
-            s["process"]["args"] = json!(args);
-            if let Some(m) = s["mounts"].as_array_mut() {
-                m.push(json!({"destination": crate::init::INIT_DIR, "type": "bind",
-                    "source": b.host_dir, "options": ["rbind", "ro", "nosuid", "nodev"]}));
-            }
+            spec::with_init(&mut s, &b.args_prefix, &b.host_dir);
         }
         Ok(s)
     }
@@ -756,22 +736,14 @@ impl Engine {
         }
         let dir = self.records.run_dir(&c.id);
         let spec_path = dir.join("bundle/config.json");
-        let spec: Value = serde_json::from_slice(&fs::read(&spec_path).map_err(io(&spec_path))?)
+        let spec: Spec = serde_json::from_slice(&fs::read(&spec_path).map_err(io(&spec_path))?)
             .map_err(|e| EngineError::Other(format!("{}: {e}", spec_path.display())))?;
-        let mut p = spec["process"].clone();
-        p["args"] = json!(cmd);
-        p["terminal"] = json!(tty);
+        let mut p = spec.process().clone().unwrap_or_default();
+        p.set_args(Some(cmd.to_vec())).set_terminal(Some(tty));
         if let Some(w) = workdir {
-            p["cwd"] = json!(w);
+            p.set_cwd(w.into());
         }
-        let mut envv: Vec<String> = p["env"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut envv: Vec<String> = p.env().clone().unwrap_or_default();
         for e in env {
             let k = e.split('=').next().unwrap_or(e);
             envv.retain(|x| x.split('=').next() != Some(k));
@@ -784,18 +756,20 @@ impl Engine {
         if tty && !envv.iter().any(|e| e.starts_with("TERM=")) {
             envv.push("TERM=xterm".into());
         }
-        p["env"] = json!(envv);
+        p.set_env(Some(envv));
         if let Some(u) = user {
             let r = rootfs(&self.records, &c.id);
             let passwd = fs::read_to_string(r.join("etc/passwd")).unwrap_or_default();
             let group = fs::read_to_string(r.join("etc/group")).unwrap_or_default();
             let ru =
                 crate::user::resolve(u, &[], &passwd, &group).map_err(spec::SpecError::from)?;
-            p["user"] = json!({"uid": ru.uid, "gid": ru.gid, "additionalGids": ru.additional_gids});
+            let mut pu = oci_spec::runtime::User::default();
+            pu.set_uid(ru.uid)
+                .set_gid(ru.gid)
+                .set_additional_gids(Some(ru.additional_gids));
+            p.set_user(pu);
         }
-        if let Some(o) = p.as_object_mut() {
-            o.remove("consoleSize");
-        }
+        p.set_console_size(None);
         let pf = dir.join(format!("exec-{}.json", random_id()[..12].to_owned()));
         fs::write(&pf, serde_json::to_vec(&p).unwrap()).map_err(io(&pf))?;
         let log = pf.with_extension("log");
@@ -914,11 +888,10 @@ impl Engine {
         let run = self.records.run_dir(&c.id);
         let o = &c.options;
         let icfg = c.image_config.get("config").cloned().unwrap_or(json!({}));
-        let spec_env: Value = fs::read(run.join("bundle/config.json"))
+        let spec_env: Option<Vec<String>> = fs::read(run.join("bundle/config.json"))
             .ok()
-            .and_then(|d| serde_json::from_slice::<Value>(&d).ok())
-            .map(|s| s["process"]["env"].clone())
-            .unwrap_or(Value::Null);
+            .and_then(|d| serde_json::from_slice::<Spec>(&d).ok())
+            .and_then(|s| s.process().as_ref()?.env().clone());
         let labels: serde_json::Map<String, Value> = o
             .labels
             .iter()
@@ -1135,27 +1108,4 @@ pub fn dir_size(p: &Path) -> u64 {
         }
     }
     total
-}
-
-#[cfg(test)]
-mod tests {
-    use super::init_unreachable;
-    use serde_json::{json, Value};
-
-    #[test]
-    fn only_a_private_pid_namespace_without_hooks_keeps_the_init_unreachable() {
-        let ns = |pid: Value| json!({"linux": {"namespaces": [{"type": "mount"}, pid]}});
-        assert!(init_unreachable(&ns(json!({"type": "pid"}))));
-        assert!(init_unreachable(&ns(json!({"type": "pid", "path": ""}))));
-        // Joining another pid namespace (--pid container:NAME, --pid host by path).
-        assert!(!init_unreachable(&ns(
-            json!({"type": "pid", "path": "/proc/42/ns/pid"})
-        )));
-        // No pid namespace at all (--pid host).
-        assert!(!init_unreachable(&ns(json!({"type": "ipc"}))));
-        // Hooks run while the init waits.
-        let mut s = ns(json!({"type": "pid"}));
-        s["hooks"] = json!({"startContainer": [{"path": "/bin/true"}]});
-        assert!(!init_unreachable(&s));
-    }
 }

@@ -3,7 +3,10 @@
 //!
 //! Options come from JSON, the record's form, so the cases also prove that stored
 //! options keep loading. The comparison normalizes what carries no meaning: nulls are
-//! absent fields, and capability lists are sets (sorted).
+//! absent fields, and capability lists are sets (sorted): oci-spec keeps capabilities in
+//! a `HashSet`, so their order in `config.json` varies from one run to the next, as does
+//! the order of `linux.sysctl` (a map). Key order is oci-spec's field order (the snapshots,
+//! taken from the `json!` builder, have sorted keys). Nothing else differs.
 
 use super::*;
 use serde_json::{json, Value};
@@ -181,5 +184,5 @@ fn spec_json(
     ctx: &SpecContext,
     profile: Option<&str>,
 ) -> Value {
-    generate_value(image, opts, ctx, profile).unwrap()
+    serde_json::to_value(generate(image, opts, ctx, profile).unwrap()).unwrap()
 }
