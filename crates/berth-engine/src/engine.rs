@@ -13,7 +13,7 @@ use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
 use std::fs;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -456,7 +456,7 @@ impl Engine {
         }
         let mut devices = Vec::new();
         for d in &o.devices {
-            devices.push(host_device(d)?);
+            devices.push(HostDevice::stat(d)?);
         }
         let (nofile_hard, can_raise) = caller_limits();
         let ctx = SpecContext {
@@ -947,10 +947,10 @@ impl Engine {
                 "ReadonlyRootfs": o.read_only,
                 "SecurityOpt": o.security_opt,
                 "Tmpfs": o.tmpfs,
-                "ShmSize": o.shm_size.as_deref().and_then(|s| crate::options::parse_bytes(s).ok()).unwrap_or(64 << 20),
-                "Memory": o.memory.as_deref().and_then(|s| crate::options::parse_bytes(s).ok()).unwrap_or(0),
+                "ShmSize": o.shm_size.as_ref().map_or(spec::mounts::DEFAULT_SHM_SIZE, |s| s.0),
+                "Memory": o.memory.as_ref().map_or(0, |m| m.0),
                 "MemorySwap": o.memory_swap,
-                "NanoCpus": o.cpus.as_deref().and_then(|s| s.parse::<f64>().ok()).map(|f| (f * 1e9) as i64).unwrap_or(0),
+                "NanoCpus": o.cpus.as_ref().map_or(0, |c| c.nano_cpus()),
                 "CpuShares": o.cpu_shares.unwrap_or(0),
                 "CpusetCpus": o.cpuset_cpus.clone().unwrap_or_default(),
                 "PidsLimit": o.pids_limit,
@@ -1019,39 +1019,6 @@ pub fn caller_bounding() -> u64 {
                 .and_then(|l| u64::from_str_radix(l[7..].trim(), 16).ok())
         })
         .unwrap_or(0)
-}
-
-/// `--device /dev/x[:/dev/y[:rwm]]`.
-fn host_device(spec_str: &str) -> Result<HostDevice, EngineError> {
-    let parts: Vec<&str> = spec_str.split(':').collect();
-    let host = parts[0];
-    let inside = parts.get(1).copied().unwrap_or(host);
-    let perms = parts.get(2).copied().unwrap_or("rwm");
-    let m = fs::metadata(host).map_err(|e| spec::SpecError::Device {
-        path: host.into(),
-        why: e.to_string(),
-    })?;
-    let ft = m.file_type();
-    let kind = if ft.is_char_device() {
-        'c'
-    } else if ft.is_block_device() {
-        'b'
-    } else {
-        return Err(spec::SpecError::Device {
-            path: host.into(),
-            why: "not a device node".into(),
-        }
-        .into());
-    };
-    let rdev = m.rdev();
-    Ok(HostDevice {
-        path_in_container: inside.into(),
-        kind,
-        major: rustix::fs::major(rdev) as i64,
-        minor: rustix::fs::minor(rdev) as i64,
-        file_mode: m.mode() & 0o777,
-        permissions: perms.into(),
-    })
 }
 
 /// One sample of a container's counters for `stats`.

@@ -8,6 +8,7 @@
 //! the order of `linux.sysctl` (a map). Key order is oci-spec's field order (the snapshots,
 //! taken from the `json!` builder, have sorted keys). Nothing else differs.
 
+use super::tests::ctx;
 use super::*;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -18,22 +19,6 @@ fn image() -> ImageConfiguration {
         "config": {"Env": ["PATH=/bin", "A=1"], "WorkingDir": "/w",
                    "Entrypoint": ["/ep"], "Cmd": ["a", "b"], "User": "u"}}))
     .unwrap()
-}
-
-fn ctx() -> SpecContext {
-    SpecContext {
-        id: "0123456789abcdef0123".into(),
-        hostname: "0123456789ab".into(),
-        rootfs: "/r".into(),
-        container_dir: "/c".into(),
-        passwd: "root:x:0:0::/root:/bin/sh\nu:x:1000:1000::/home/u:/bin/sh\n".into(),
-        group: "root:x:0:\nu:x:1000:\nextra:x:50:u\n".into(),
-        nofile_hard: 20000,
-        arch: "amd64".into(),
-        cgroup_parent: "/berth".into(),
-        bounding: 0,
-        ..Default::default()
-    }
 }
 
 fn mount(kind: &str, source: &str, dest: &str, ro: bool, options: &[&str]) -> ResolvedMount {

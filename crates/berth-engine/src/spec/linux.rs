@@ -2,7 +2,7 @@
 //! sysctls and the seccomp profile.
 
 use super::{bad, HostDevice, Inputs, SpecError, MASKED_PATHS, READONLY_PATHS};
-use crate::options::parse_bytes;
+use crate::options::MemorySwap;
 use crate::seccomp;
 use oci_spec::runtime::{
     Linux, LinuxCpu, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, LinuxMemory, LinuxNamespace,
@@ -83,38 +83,38 @@ fn with_resources(l: &mut Linux, i: &Inputs) -> Result<(), SpecError> {
     Ok(())
 }
 
-/// `--memory` (at least 6m) and `--memory-swap` (at least `--memory`, -1 for unlimited;
-/// twice `--memory` by default, as Docker).
+/// `--memory` and `--memory-swap` (at least `--memory`, -1 for unlimited; twice
+/// `--memory` by default, as Docker).
 fn memory(i: &Inputs) -> Result<Option<LinuxMemory>, SpecError> {
     let opts = i.opts;
     let mut mem = LinuxMemory::default();
-    let limit = match &opts.memory {
-        Some(m) => {
-            let v = parse_bytes(m).map_err(|e| bad("--memory", m, e))?;
-            if v < 6 * 1024 * 1024 {
-                return Err(bad("--memory", m, "the minimum memory limit is 6m"));
-            }
-            mem.set_limit(Some(v as i64));
-            Some(v as i64)
-        }
-        None => None,
-    };
+    let limit = opts.memory.as_ref().map(|m| m.0 as i64);
+    mem.set_limit(limit);
     match (&opts.memory_swap, limit) {
-        (Some(s), _) if s == "-1" => {
+        (Some(s), _) if **s == MemorySwap::Unlimited => {
             mem.set_swap(Some(-1));
         }
         (Some(s), Some(l)) => {
-            let v = parse_bytes(s).map_err(|e| bad("--memory-swap", s, e))? as i64;
+            let v = match **s {
+                MemorySwap::Limit(v) => v as i64,
+                MemorySwap::Unlimited => -1,
+            };
             if v < l {
                 return Err(bad(
                     "--memory-swap",
-                    s,
+                    s.as_str(),
                     "it must be at least --memory (it counts memory plus swap)",
                 ));
             }
             mem.set_swap(Some(v));
         }
-        (Some(s), None) => return Err(bad("--memory-swap", s, "it needs --memory as well")),
+        (Some(s), None) => {
+            return Err(bad(
+                "--memory-swap",
+                s.as_str(),
+                "it needs --memory as well",
+            ))
+        }
         (None, Some(l)) => {
             mem.set_swap(Some(2 * l));
         }
@@ -131,19 +131,16 @@ fn cpu(i: &Inputs) -> Result<Option<LinuxCpu>, SpecError> {
     }
     let mut cpu = LinuxCpu::default();
     if let Some(c) = &opts.cpus {
-        let v: f64 = c
-            .parse()
-            .map_err(|_| bad("--cpus", c, "expected a number such as 1.5"))?;
-        if v <= 0.0 {
-            return Err(bad("--cpus", c, "it must be above 0"));
-        }
-        cpu.set_quota(Some((v * 100_000.0).round() as i64))
-            .set_period(Some(100_000));
+        cpu.set_quota(Some(c.quota(CFS_PERIOD_US)))
+            .set_period(Some(CFS_PERIOD_US));
     }
     cpu.set_shares(opts.cpu_shares)
         .set_cpus(opts.cpuset_cpus.clone());
     Ok(Some(cpu))
 }
+
+/// The CFS period `--cpus` sets its quota for: 100 ms, as Docker.
+pub const CFS_PERIOD_US: u64 = 100_000;
 
 /// `--pids-limit` above 0.
 fn pids(i: &Inputs) -> Option<LinuxPids> {
@@ -233,13 +230,12 @@ fn with_sysctls(l: &mut Linux, i: &Inputs) -> Result<(), SpecError> {
     if i.opts.sysctls.is_empty() {
         return Ok(());
     }
-    let mut m = HashMap::new();
-    for s in &i.opts.sysctls {
-        let (k, v) = s
-            .split_once('=')
-            .ok_or_else(|| bad("--sysctl", s, "expected name=value"))?;
-        m.insert(k.to_string(), v.to_string());
-    }
+    let m: HashMap<String, String> = i
+        .opts
+        .sysctls
+        .iter()
+        .map(|s| (s.name.clone(), s.value.clone()))
+        .collect();
     l.set_sysctl(Some(m));
     Ok(())
 }

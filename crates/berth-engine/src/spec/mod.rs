@@ -14,7 +14,7 @@ pub mod linux;
 pub mod mounts;
 pub mod process;
 
-use crate::options::RunOptions;
+use crate::options::{DeviceSpec, RunOptions};
 use crate::{seccomp, user};
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
@@ -182,6 +182,35 @@ pub struct HostDevice {
     pub minor: i64,
     pub file_mode: u32,
     pub permissions: String,
+}
+
+impl HostDevice {
+    /// Stats `--device`'s host node, which must be a character or block device.
+    pub fn stat(d: &DeviceSpec) -> Result<HostDevice, SpecError> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let err = |why: String| SpecError::Device {
+            path: d.host.clone(),
+            why,
+        };
+        let m = std::fs::metadata(&d.host).map_err(|e| err(e.to_string()))?;
+        let ft = m.file_type();
+        let kind = if ft.is_char_device() {
+            'c'
+        } else if ft.is_block_device() {
+            'b'
+        } else {
+            return Err(err("not a device node".into()));
+        };
+        let rdev = m.rdev();
+        Ok(HostDevice {
+            path_in_container: d.container.clone(),
+            kind,
+            major: rustix::fs::major(rdev) as i64,
+            minor: rustix::fs::minor(rdev) as i64,
+            file_mode: m.mode() & 0o777,
+            permissions: d.permissions.clone(),
+        })
+    }
 }
 
 /// Facts from the host and the container's files that the spec depends on.

@@ -33,10 +33,7 @@ pub fn mount(dest: &str, typ: &str, src: impl AsRef<Path>, opts: &[&str]) -> Mou
 fn with_system(mounts: &mut Vec<Mount>, i: &Inputs) -> Result<(), SpecError> {
     let opts = i.opts;
     let rw = if opts.privileged { "rw" } else { "ro" };
-    let shm = match &opts.shm_size {
-        Some(s) => crate::options::parse_bytes(s).map_err(|e| super::bad("--shm-size", s, e))?,
-        None => DEFAULT_SHM_SIZE,
-    };
+    let shm = opts.shm_size.as_ref().map_or(DEFAULT_SHM_SIZE, |s| s.0);
     let shm_opt = format!("size={shm}");
     mounts.extend([
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),

@@ -281,63 +281,22 @@ pub fn capabilities(opts: &RunOptions) -> Result<Vec<String>, SpecError> {
     Ok(caps)
 }
 
-fn ulimit_value(name: &str, v: &str) -> Result<u64, SpecError> {
-    if v == "-1" || v == "unlimited" {
-        return Ok(u64::MAX);
-    }
-    v.parse::<u64>()
-        .map_err(|_| bad("--ulimit", name, format!("{v:?} is not a number")))
-}
-
-/// `name=soft[:hard]` -> `RLIMIT_NAME` limits, checked against the caller's limit; with no
-/// `nofile`, Docker's 1048576 within what the caller may set.
+/// `--ulimit`s, `nofile` checked against the caller's hard limit; with no `nofile`,
+/// Docker's 1048576 within what the caller may set.
 pub fn rlimits(opts: &RunOptions, ctx: &SpecContext) -> Result<Vec<PosixRlimit>, SpecError> {
     let mut out: Vec<PosixRlimit> = Vec::new();
     for u in &opts.ulimits {
-        let (name, vals) = u
-            .split_once('=')
-            .ok_or_else(|| bad("--ulimit", u, "expected name=soft[:hard]"))?;
-        let (soft, hard) = match vals.split_once(':') {
-            Some((s, h)) => (ulimit_value(name, s)?, ulimit_value(name, h)?),
-            None => {
-                let v = ulimit_value(name, vals)?;
-                (v, v)
-            }
-        };
-        if soft > hard {
-            return Err(bad("--ulimit", u, "the soft limit is above the hard limit"));
-        }
-        const NAMES: [&str; 16] = [
-            "core",
-            "cpu",
-            "data",
-            "fsize",
-            "locks",
-            "memlock",
-            "msgqueue",
-            "nice",
-            "nofile",
-            "nproc",
-            "rss",
-            "rtprio",
-            "rttime",
-            "sigpending",
-            "stack",
-            "as",
-        ];
-        if !NAMES.contains(&name) {
-            return Err(bad("--ulimit", u, format!("unknown limit {name:?}")));
-        }
-        if name == "nofile" && !ctx.can_raise_limits && hard > ctx.nofile_hard {
+        if u.kind == PosixRlimitType::RlimitNofile
+            && !ctx.can_raise_limits
+            && u.hard > ctx.nofile_hard
+        {
             return Err(SpecError::UlimitTooHigh {
-                name: name.into(),
-                requested: hard,
+                name: "nofile".into(),
+                requested: u.hard,
                 max: ctx.nofile_hard,
             });
         }
-        let typ = PosixRlimitType::from_str(&format!("RLIMIT_{}", name.to_ascii_uppercase()))
-            .map_err(|_| bad("--ulimit", u, format!("unknown limit {name:?}")))?;
-        out.push(rlimit(typ, soft, hard)?);
+        out.push(rlimit(u.kind, u.soft, u.hard)?);
     }
     if !out.iter().any(|r| r.typ() == PosixRlimitType::RlimitNofile) {
         // Docker's daemon default is 1048576; stay within what the caller may set.

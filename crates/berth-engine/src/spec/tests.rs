@@ -5,6 +5,11 @@ use super::process::rlimits;
 use super::*;
 use serde_json::{json, Value};
 
+/// A flag's value parsed as the CLI does.
+fn flag<T: crate::options::FlagValue>(text: &str) -> crate::options::Flag<T> {
+    crate::options::Flag::parse("--flag", text).unwrap()
+}
+
 /// The spec as the JSON written to `config.json`.
 fn generate_value(
     i: &ImageConfiguration,
@@ -27,7 +32,8 @@ fn image(entry: Option<&[&str]>, cmd: Option<&[&str]>) -> ImageConfiguration {
     serde_json::from_value(cfg).unwrap()
 }
 
-fn ctx() -> SpecContext {
+/// A container of a small image with a user `u` (1000) in group `extra` (50).
+pub(super) fn ctx() -> SpecContext {
     SpecContext {
         id: "0123456789abcdef0123".into(),
         hostname: "0123456789ab".into(),
@@ -137,13 +143,13 @@ fn ulimits_clamped_and_checked() {
     let r = rlimits(&RunOptions::default(), &c).unwrap();
     assert_eq!(r[0].hard(), 20000);
     let o = RunOptions {
-        ulimits: vec!["nofile=30000:30000".into()],
+        ulimits: vec![flag("nofile=30000:30000")],
         ..Default::default()
     };
     let e = rlimits(&o, &c).unwrap_err().to_string();
     assert!(e.contains("20000") && e.contains("nofile"), "{e}");
     let o = RunOptions {
-        ulimits: vec!["nproc=10:20".into(), "nofile=100".into()],
+        ulimits: vec![flag("nproc=10:20"), flag("nofile=100")],
         ..Default::default()
     };
     let r = rlimits(&o, &c).unwrap();
@@ -185,8 +191,8 @@ fn whole_spec_defaults() {
     let o = RunOptions {
         privileged: true,
         network: "host".into(),
-        memory: Some("64m".into()),
-        cpus: Some("1.5".into()),
+        memory: Some(flag("64m")),
+        cpus: Some(flag("1.5")),
         pids_limit: Some(20),
         read_only: true,
         user: Some("u".into()),
@@ -222,26 +228,9 @@ fn every_capability_and_limit_name_has_a_typed_value() {
         .unwrap();
     assert_eq!(caps.bounding().as_ref().unwrap().len(), ALL_CAPS.len());
     assert!(caps.inheritable().is_none() && caps.ambient().is_none());
-    let names = [
-        "core",
-        "cpu",
-        "data",
-        "fsize",
-        "locks",
-        "memlock",
-        "msgqueue",
-        "nice",
-        "nofile",
-        "nproc",
-        "rss",
-        "rtprio",
-        "rttime",
-        "sigpending",
-        "stack",
-        "as",
-    ];
+    let names = crate::options::ULIMIT_NAMES;
     let o = RunOptions {
-        ulimits: names.iter().map(|n| format!("{n}=1")).collect(),
+        ulimits: names.iter().map(|n| flag(&format!("{n}=1"))).collect(),
         ..Default::default()
     };
     let r = rlimits(&o, &ctx()).unwrap();
@@ -327,4 +316,22 @@ fn network_namespace_and_init_are_applied_to_the_built_spec() {
         .unwrap()
         .iter()
         .any(|n| n["type"] == "network"));
+}
+
+#[test]
+fn devices_must_be_device_nodes() {
+    let null = HostDevice::stat(&flag("/dev/null:/dev/n:rw")).unwrap();
+    assert_eq!(
+        (
+            null.kind,
+            null.major,
+            null.minor,
+            null.path_in_container.as_str()
+        ),
+        ('c', 1, 3, "/dev/n")
+    );
+    assert_eq!(null.permissions, "rw");
+    let e = HostDevice::stat(&flag("/etc/hostname")).unwrap_err();
+    assert_eq!(e.to_string(), "device /etc/hostname: not a device node");
+    assert!(HostDevice::stat(&flag("/nonexistent")).is_err());
 }

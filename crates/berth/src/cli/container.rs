@@ -183,6 +183,7 @@ impl RunFlags {
                 bail!("invalid --dns {d:?}: not an IP address");
             }
         }
+        use berth_engine::options::Flag;
         Ok(RunOptions {
             name: self.name.clone(),
             interactive: self.interactive,
@@ -201,20 +202,20 @@ impl RunFlags {
             mounts: self.mount.clone(),
             tmpfs: self.tmpfs.clone(),
             read_only: self.read_only,
-            memory: self.memory.clone(),
-            memory_swap: self.memory_swap.clone(),
-            cpus: self.cpus.clone(),
+            memory: Flag::parse_opt("--memory", self.memory.as_deref())?,
+            memory_swap: Flag::parse_opt("--memory-swap", self.memory_swap.as_deref())?,
+            cpus: Flag::parse_opt("--cpus", self.cpus.as_deref())?,
             cpu_shares: self.cpu_shares,
             cpuset_cpus: self.cpuset_cpus.clone(),
             pids_limit: self.pids_limit,
-            ulimits: self.ulimit.clone(),
+            ulimits: Flag::parse_all("--ulimit", &self.ulimit)?,
             cap_add: self.cap_add.clone(),
             cap_drop: self.cap_drop.clone(),
             privileged: self.privileged,
             security_opt: self.security_opt.clone(),
-            devices: self.device.clone(),
-            sysctls: self.sysctl.clone(),
-            shm_size: self.shm_size.clone(),
+            devices: Flag::parse_all("--device", &self.device)?,
+            sysctls: Flag::parse_all("--sysctl", &self.sysctl)?,
+            shm_size: Flag::parse_opt("--shm-size", self.shm_size.as_deref())?,
             init: self.init,
             stop_signal: self.stop_signal.clone(),
             stop_timeout: self.stop_timeout,
