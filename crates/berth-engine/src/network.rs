@@ -80,7 +80,8 @@ pub fn store(root: &Path) -> Result<NetStore, NetworkError> {
 }
 
 /// Checks the network flags at create time, as Docker does: the network exists, `--ip` parses,
-/// each `-p` parses, and no flag conflicts with the mode.
+/// and no flag conflicts with the mode (`-p` values are parsed where they enter, see
+/// [`crate::options::Publish`]).
 pub fn validate(root: &Path, records: &Records, opts: &RunOptions) -> Result<(), NetworkError> {
     let m = mode(opts)?;
     let bad = |what: &'static str, value: &str, why: &str| NetworkError::Invalid {
@@ -88,9 +89,6 @@ pub fn validate(root: &Path, records: &Records, opts: &RunOptions) -> Result<(),
         value: value.to_string(),
         why: why.to_string(),
     };
-    for p in &opts.publish {
-        berth_net::parse_publish(p)?;
-    }
     if let Some(ip) = &opts.ip {
         ip.parse::<IpAddr>()
             .map_err(|_| bad("--ip", ip, "not an IP address"))?;
@@ -308,7 +306,7 @@ fn connect_new(
         let o = &c.options;
         let mut ports = Vec::new();
         for p in &o.publish {
-            ports.extend(berth_net::parse_publish(p)?);
+            ports.extend(p.0.iter().cloned());
         }
         if o.publish_all {
             for p in berth_net::publish_all(&exposed_ports(c))? {

@@ -2,10 +2,12 @@
 //! them as the container's HostConfig).
 //!
 //! Flags with a syntax of their own are parsed once, where they enter (the CLI), into
-//! typed values ([`Flag`]`<`[`Memory`]`>`, [`Bytes`], [`Cpus`], [`Ulimit`], [`Sysctl`], [`MemorySwap`]),
+//! typed values ([`Flag`]`<`[`Memory`]`>`, [`Bytes`], [`Cpus`], [`Ulimit`], [`Sysctl`], [`MemorySwap`],
+//! [`DeviceSpec`], [`Publish`]),
 //! with errors that name the flag. A [`Flag`] keeps the text as given too: the record
 //! stores it, and `inspect` shows it, exactly as before the values were typed.
 
+use berth_net::PortMapping;
 use oci_spec::runtime::PosixRlimitType;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::str::FromStr;
@@ -69,8 +71,9 @@ pub struct RunOptions {
     pub ip: Option<String>,
     pub mac_address: Option<String>,
     pub network_aliases: Vec<String>,
-    /// `-p` specs as written, and `-P`.
-    pub publish: Vec<String>,
+    /// `-p`, and `-P`.
+    #[serde(deserialize_with = "lenient_vec")]
+    pub publish: Vec<Flag<Publish>>,
     pub publish_all: bool,
 }
 
@@ -95,8 +98,10 @@ fn bad(flag: &'static str, value: &str, why: impl Into<String>) -> OptionError {
 
 /// A value with a syntax of its own, parsed from a flag's text.
 pub trait FlagValue: Sized {
+    /// Why a text does not parse ([`OptionError`] unless the value's own crate has one).
+    type Error: std::error::Error + Send + Sync + 'static;
     /// Parses `text`, given to `flag`.
-    fn parse(flag: &'static str, text: &str) -> Result<Self, OptionError>;
+    fn parse(flag: &'static str, text: &str) -> Result<Self, Self::Error>;
 }
 
 /// A flag's value: the text as given (what the record stores and `inspect` shows) and
@@ -109,7 +114,7 @@ pub struct Flag<T> {
 
 impl<T: FlagValue> Flag<T> {
     /// Parses `text`, given to `flag`.
-    pub fn parse(flag: &'static str, text: &str) -> Result<Self, OptionError> {
+    pub fn parse(flag: &'static str, text: &str) -> Result<Self, T::Error> {
         Ok(Flag {
             parsed: T::parse(flag, text)?,
             text: text.to_string(),
@@ -117,12 +122,12 @@ impl<T: FlagValue> Flag<T> {
     }
 
     /// Parses every value of a repeated flag.
-    pub fn parse_all(flag: &'static str, texts: &[String]) -> Result<Vec<Self>, OptionError> {
+    pub fn parse_all(flag: &'static str, texts: &[String]) -> Result<Vec<Self>, T::Error> {
         texts.iter().map(|t| Self::parse(flag, t)).collect()
     }
 
     /// Parses an optional flag.
-    pub fn parse_opt(flag: &'static str, text: Option<&str>) -> Result<Option<Self>, OptionError> {
+    pub fn parse_opt(flag: &'static str, text: Option<&str>) -> Result<Option<Self>, T::Error> {
         text.map(|t| Self::parse(flag, t)).transpose()
     }
 }
@@ -176,7 +181,7 @@ fn lenient_vec<'de, D: Deserializer<'de>, T: FlagValue>(d: D) -> Result<Vec<Flag
         .collect())
 }
 
-fn keep<T>(r: Result<T, OptionError>) -> Option<T> {
+fn keep<T, E: std::fmt::Display>(r: Result<T, E>) -> Option<T> {
     r.map_err(|e| tracing::warn!("stored container option dropped: {e}"))
         .ok()
 }
@@ -186,6 +191,7 @@ fn keep<T>(r: Result<T, OptionError>) -> Option<T> {
 pub struct Bytes(pub u64);
 
 impl FlagValue for Bytes {
+    type Error = OptionError;
     fn parse(flag: &'static str, text: &str) -> Result<Self, OptionError> {
         parse_bytes(text).map(Bytes).map_err(|e| bad(flag, text, e))
     }
@@ -199,6 +205,7 @@ pub struct Memory(pub u64);
 pub const MIN_MEMORY: u64 = 6 * 1024 * 1024;
 
 impl FlagValue for Memory {
+    type Error = OptionError;
     fn parse(flag: &'static str, text: &str) -> Result<Self, OptionError> {
         let Bytes(v) = Bytes::parse(flag, text)?;
         if v < MIN_MEMORY {
@@ -216,6 +223,7 @@ pub enum MemorySwap {
 }
 
 impl FlagValue for MemorySwap {
+    type Error = OptionError;
     fn parse(flag: &'static str, text: &str) -> Result<Self, OptionError> {
         if text == "-1" {
             return Ok(MemorySwap::Unlimited);
@@ -243,6 +251,7 @@ impl Cpus {
 }
 
 impl FlagValue for Cpus {
+    type Error = OptionError;
     fn parse(flag: &'static str, text: &str) -> Result<Self, OptionError> {
         let v: f64 = text
             .parse()
@@ -283,6 +292,7 @@ pub const ULIMIT_NAMES: [&str; 16] = [
 ];
 
 impl FlagValue for Ulimit {
+    type Error = OptionError;
     fn parse(flag: &'static str, text: &str) -> Result<Self, OptionError> {
         let (name, vals) = text
             .split_once('=')
@@ -322,6 +332,7 @@ pub struct Sysctl {
 }
 
 impl FlagValue for Sysctl {
+    type Error = OptionError;
     fn parse(flag: &'static str, text: &str) -> Result<Self, OptionError> {
         let (name, value) = text
             .split_once('=')
@@ -343,6 +354,7 @@ pub struct DeviceSpec {
 }
 
 impl FlagValue for DeviceSpec {
+    type Error = OptionError;
     fn parse(_flag: &'static str, text: &str) -> Result<Self, OptionError> {
         let mut parts = text.split(':');
         let host = parts.next().unwrap_or_default().to_string();
@@ -353,6 +365,17 @@ impl FlagValue for DeviceSpec {
             container,
             permissions,
         })
+    }
+}
+
+/// `-p [hostip:][hostport:]containerport[/tcp|udp]`: one mapping per port of a range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish(pub Vec<PortMapping>);
+
+impl FlagValue for Publish {
+    type Error = berth_net::PublishError;
+    fn parse(_flag: &'static str, text: &str) -> Result<Self, Self::Error> {
+        berth_net::parse_publish(text).map(Publish)
     }
 }
 
@@ -486,6 +509,17 @@ mod tests {
             (d.container.as_str(), d.permissions.as_str()),
             ("/dev/n", "r")
         );
+        assert_eq!(
+            Flag::<Publish>::parse("-p", "8080-8081:80-81")
+                .unwrap()
+                .0
+                .len(),
+            2
+        );
+        assert!(Flag::<Publish>::parse("-p", "x:y:z:w")
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid publish spec \"x:y:z:w\""));
         let s = Flag::<Sysctl>::parse("--sysctl", "a.b=c=d").unwrap();
         assert_eq!((s.name.as_str(), s.value.as_str()), ("a.b", "c=d"));
         assert!(Flag::<Sysctl>::parse("--sysctl", "a.b").is_err());

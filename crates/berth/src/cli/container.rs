@@ -228,7 +228,7 @@ impl RunFlags {
             ip: self.ip.clone(),
             mac_address: self.mac_address.clone(),
             network_aliases: self.network_alias.clone(),
-            publish: self.publish.clone(),
+            publish: Flag::parse_all("-p", &self.publish)?,
             publish_all: self.publish_all,
         })
     }
