@@ -287,7 +287,6 @@ impl Engine {
         // Check what can be checked now: the command, flags that parse alone.
         let argv = spec::command(&image.config, opts)?;
         spec::capabilities(opts)?;
-        spec::security_opts(opts)?;
         network::validate(&self.root, &self.records, opts)?;
         let image_volumes: Vec<String> = image
             .config
@@ -479,7 +478,7 @@ impl Engine {
         let image_cfg: oci_spec::image::ImageConfiguration =
             serde_json::from_value(c.image_config.clone())
                 .map_err(|e| EngineError::Other(format!("stored image config: {e}")))?;
-        let sec = spec::security_opts(o)?;
+        let sec = spec::security_opts(o);
         let seccomp_text = match &sec.seccomp_profile {
             Some(p) => Some(fs::read_to_string(p).map_err(io(Path::new(p)))?),
             None => None,

@@ -3,7 +3,7 @@
 //!
 //! Flags with a syntax of their own are parsed once, where they enter (the CLI), into
 //! typed values ([`Flag`]`<`[`Memory`]`>`, [`Bytes`], [`Cpus`], [`Ulimit`], [`Sysctl`], [`MemorySwap`],
-//! [`DeviceSpec`], [`Publish`]),
+//! [`DeviceSpec`], [`Publish`], [`SecurityOpt`]),
 //! with errors that name the flag. A [`Flag`] keeps the text as given too: the record
 //! stores it, and `inspect` shows it, exactly as before the values were typed.
 
@@ -48,7 +48,8 @@ pub struct RunOptions {
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     pub privileged: bool,
-    pub security_opt: Vec<String>,
+    #[serde(deserialize_with = "lenient_vec")]
+    pub security_opt: Vec<Flag<SecurityOpt>>,
     #[serde(deserialize_with = "lenient_vec")]
     pub devices: Vec<Flag<DeviceSpec>>,
     #[serde(deserialize_with = "lenient_vec")]
@@ -368,6 +369,42 @@ impl FlagValue for DeviceSpec {
     }
 }
 
+/// One `--security-opt`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecurityOpt {
+    /// `seccomp=unconfined`: no seccomp filter.
+    SeccompUnconfined,
+    /// `seccomp=PROFILE.json`: a profile file, Docker's format or OCI's.
+    SeccompProfile(String),
+    /// `no-new-privileges[=true|false]`.
+    NoNewPrivileges(bool),
+    /// `label=...`, `apparmor=...`: accepted, as there is nothing to apply.
+    Ignored,
+}
+
+impl FlagValue for SecurityOpt {
+    type Error = OptionError;
+    fn parse(flag: &'static str, text: &str) -> Result<Self, OptionError> {
+        let (k, v) = text.split_once(['=', ':']).unwrap_or((text, ""));
+        Ok(match k {
+            "seccomp" if v == "unconfined" => SecurityOpt::SeccompUnconfined,
+            "seccomp" if !v.is_empty() => SecurityOpt::SeccompProfile(v.to_string()),
+            "no-new-privileges" if v.is_empty() || v == "true" => {
+                SecurityOpt::NoNewPrivileges(true)
+            }
+            "no-new-privileges" if v == "false" => SecurityOpt::NoNewPrivileges(false),
+            "label" | "apparmor" => SecurityOpt::Ignored,
+            _ => {
+                return Err(bad(
+                    flag,
+                    text,
+                    "expected seccomp=unconfined|PROFILE.json or no-new-privileges",
+                ))
+            }
+        })
+    }
+}
+
 /// `-p [hostip:][hostport:]containerport[/tcp|udp]`: one mapping per port of a range.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Publish(pub Vec<PortMapping>);
@@ -520,6 +557,31 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("invalid publish spec \"x:y:z:w\""));
+        for (text, want) in [
+            ("seccomp=unconfined", SecurityOpt::SeccompUnconfined),
+            (
+                "seccomp:/p.json",
+                SecurityOpt::SeccompProfile("/p.json".into()),
+            ),
+            ("no-new-privileges", SecurityOpt::NoNewPrivileges(true)),
+            (
+                "no-new-privileges=false",
+                SecurityOpt::NoNewPrivileges(false),
+            ),
+            ("label=disable", SecurityOpt::Ignored),
+        ] {
+            assert_eq!(
+                *Flag::<SecurityOpt>::parse("--security-opt", text).unwrap(),
+                want
+            );
+        }
+        assert_eq!(
+            Flag::<SecurityOpt>::parse("--security-opt", "bogus")
+                .unwrap_err()
+                .to_string(),
+            "invalid --security-opt value \"bogus\": \
+             expected seccomp=unconfined|PROFILE.json or no-new-privileges"
+        );
         let s = Flag::<Sysctl>::parse("--sysctl", "a.b=c=d").unwrap();
         assert_eq!((s.name.as_str(), s.value.as_str()), ("a.b", "c=d"));
         assert!(Flag::<Sysctl>::parse("--sysctl", "a.b").is_err());

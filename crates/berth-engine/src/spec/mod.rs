@@ -279,7 +279,7 @@ impl<'a> Inputs<'a> {
             ctx,
             seccomp_file,
             caps,
-            security: security_opts(opts)?,
+            security: security_opts(opts),
         })
     }
 }

@@ -2,7 +2,7 @@
 //! user, capabilities, rlimits, terminal and `noNewPrivileges`.
 
 use super::{bad, Inputs, SpecContext, SpecError, ALL_CAPS, DEFAULT_CAPS, DEFAULT_PATH};
-use crate::options::RunOptions;
+use crate::options::{RunOptions, SecurityOpt};
 use crate::user;
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{
@@ -326,26 +326,16 @@ pub struct SecurityOpts {
     pub no_new_privileges: bool,
 }
 
-/// Parses `--security-opt`: `seccomp=unconfined|PROFILE`, `no-new-privileges[=true|false]`;
-/// `label` and `apparmor` are accepted and ignored.
-pub fn security_opts(opts: &RunOptions) -> Result<SecurityOpts, SpecError> {
+/// The `--security-opt`s folded into what the spec applies (the last of each kind wins).
+pub fn security_opts(opts: &RunOptions) -> SecurityOpts {
     let mut s = SecurityOpts::default();
     for o in &opts.security_opt {
-        let (k, v) = o.split_once(['=', ':']).unwrap_or((o.as_str(), ""));
-        match k {
-            "seccomp" if v == "unconfined" => s.seccomp_unconfined = true,
-            "seccomp" if !v.is_empty() => s.seccomp_profile = Some(v.to_string()),
-            "no-new-privileges" if v.is_empty() || v == "true" => s.no_new_privileges = true,
-            "no-new-privileges" if v == "false" => s.no_new_privileges = false,
-            "label" | "apparmor" => {}
-            _ => {
-                return Err(bad(
-                    "--security-opt",
-                    o,
-                    "expected seccomp=unconfined|PROFILE.json or no-new-privileges",
-                ))
-            }
+        match &**o {
+            SecurityOpt::SeccompUnconfined => s.seccomp_unconfined = true,
+            SecurityOpt::SeccompProfile(p) => s.seccomp_profile = Some(p.clone()),
+            SecurityOpt::NoNewPrivileges(v) => s.no_new_privileges = *v,
+            SecurityOpt::Ignored => {}
         }
     }
-    Ok(s)
+    s
 }

@@ -212,7 +212,7 @@ impl RunFlags {
             cap_add: self.cap_add.clone(),
             cap_drop: self.cap_drop.clone(),
             privileged: self.privileged,
-            security_opt: self.security_opt.clone(),
+            security_opt: Flag::parse_all("--security-opt", &self.security_opt)?,
             devices: Flag::parse_all("--device", &self.device)?,
             sysctls: Flag::parse_all("--sysctl", &self.sysctl)?,
             shm_size: Flag::parse_opt("--shm-size", self.shm_size.as_deref())?,
