@@ -3,7 +3,7 @@
 //!
 //! Flags with a syntax of their own are parsed once, where they enter (the CLI), into
 //! typed values ([`Flag`]`<`[`Memory`]`>`, [`Bytes`], [`Cpus`], [`Ulimit`], [`Sysctl`], [`MemorySwap`],
-//! [`DeviceSpec`], [`Publish`], [`SecurityOpt`]),
+//! [`DeviceSpec`], [`Publish`], [`SecurityOpt`], [`Ip`]),
 //! with errors that name the flag. A [`Flag`] keeps the text as given too: the record
 //! stores it, and `inspect` shows it, exactly as before the values were typed.
 
@@ -65,11 +65,13 @@ pub struct RunOptions {
     pub network: String,
     pub labels: Vec<String>,
     pub add_hosts: Vec<String>,
-    pub dns: Vec<String>,
+    #[serde(deserialize_with = "lenient_vec")]
+    pub dns: Vec<Flag<Ip>>,
     pub dns_search: Vec<String>,
     pub dns_options: Vec<String>,
     /// `--ip`, `--mac-address`, `--network-alias`.
-    pub ip: Option<String>,
+    #[serde(deserialize_with = "lenient_opt")]
+    pub ip: Option<Flag<Ip>>,
     pub mac_address: Option<String>,
     pub network_aliases: Vec<String>,
     /// `-p`, and `-P`.
@@ -369,6 +371,28 @@ impl FlagValue for DeviceSpec {
     }
 }
 
+/// An IP address (`--ip`, `--dns`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ip(pub std::net::IpAddr);
+
+/// A value that is not an IP address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {flag} {value:?}: not an IP address")]
+pub struct BadIp {
+    pub flag: &'static str,
+    pub value: String,
+}
+
+impl FlagValue for Ip {
+    type Error = BadIp;
+    fn parse(flag: &'static str, text: &str) -> Result<Self, BadIp> {
+        text.parse().map(Ip).map_err(|_| BadIp {
+            flag,
+            value: text.into(),
+        })
+    }
+}
+
 /// One `--security-opt`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecurityOpt {
@@ -581,6 +605,16 @@ mod tests {
                 .to_string(),
             "invalid --security-opt value \"bogus\": \
              expected seccomp=unconfined|PROFILE.json or no-new-privileges"
+        );
+        assert_eq!(
+            Flag::<Ip>::parse("--dns", "9.9.9.9").unwrap().0.to_string(),
+            "9.9.9.9"
+        );
+        assert_eq!(
+            Flag::<Ip>::parse("--ip", "10.0.0.300")
+                .unwrap_err()
+                .to_string(),
+            "invalid --ip \"10.0.0.300\": not an IP address"
         );
         let s = Flag::<Sysctl>::parse("--sysctl", "a.b=c=d").unwrap();
         assert_eq!((s.name.as_str(), s.value.as_str()), ("a.b", "c=d"));

@@ -178,11 +178,6 @@ pub struct RunFlags {
 impl RunFlags {
     fn options(&self, detach: bool, rm: bool) -> Result<RunOptions> {
         berth_net::NetworkMode::parse(&self.network)?;
-        for d in &self.dns {
-            if d.parse::<std::net::IpAddr>().is_err() {
-                bail!("invalid --dns {d:?}: not an IP address");
-            }
-        }
         use berth_engine::options::Flag;
         Ok(RunOptions {
             name: self.name.clone(),
@@ -222,10 +217,10 @@ impl RunFlags {
             network: self.network.clone(),
             labels: self.label.clone(),
             add_hosts: self.add_host.clone(),
-            dns: self.dns.clone(),
+            dns: Flag::parse_all("--dns", &self.dns)?,
             dns_search: self.dns_search.clone(),
             dns_options: self.dns_option.clone(),
-            ip: self.ip.clone(),
+            ip: Flag::parse_opt("--ip", self.ip.as_deref())?,
             mac_address: self.mac_address.clone(),
             network_aliases: self.network_alias.clone(),
             publish: Flag::parse_all("-p", &self.publish)?,
