@@ -286,7 +286,6 @@ impl Engine {
         tracing::debug!(%name, %id, image = %image.id, "creating container");
         // Check what can be checked now: the command, flags that parse alone.
         let argv = spec::command(&image.config, opts)?;
-        spec::capabilities(opts)?;
         network::validate(&self.root, &self.records, opts)?;
         let image_volumes: Vec<String> = image
             .config

@@ -12,6 +12,7 @@
 //! (`/run/berth/netns/<id>` for the default root): see [`network`].
 
 pub mod attach;
+pub mod caps;
 pub mod engine;
 pub mod init;
 pub mod monitor;

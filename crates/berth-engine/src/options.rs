@@ -3,10 +3,11 @@
 //!
 //! Flags with a syntax of their own are parsed once, where they enter (the CLI), into
 //! typed values ([`Flag`]`<`[`Memory`]`>`, [`Bytes`], [`Cpus`], [`Ulimit`], [`Sysctl`], [`MemorySwap`],
-//! [`DeviceSpec`], [`Publish`], [`SecurityOpt`], [`Ip`]),
+//! [`DeviceSpec`], [`Publish`], [`SecurityOpt`], [`Ip`], [`Cap`]),
 //! with errors that name the flag. A [`Flag`] keeps the text as given too: the record
 //! stores it, and `inspect` shows it, exactly as before the values were typed.
 
+use crate::caps::Cap;
 use berth_net::PortMapping;
 use oci_spec::runtime::PosixRlimitType;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -45,8 +46,10 @@ pub struct RunOptions {
     pub pids_limit: Option<i64>,
     #[serde(deserialize_with = "lenient_vec")]
     pub ulimits: Vec<Flag<Ulimit>>,
-    pub cap_add: Vec<String>,
-    pub cap_drop: Vec<String>,
+    #[serde(deserialize_with = "lenient_vec")]
+    pub cap_add: Vec<Flag<Cap>>,
+    #[serde(deserialize_with = "lenient_vec")]
+    pub cap_drop: Vec<Flag<Cap>>,
     pub privileged: bool,
     #[serde(deserialize_with = "lenient_vec")]
     pub security_opt: Vec<Flag<SecurityOpt>>,
@@ -368,6 +371,13 @@ impl FlagValue for DeviceSpec {
             container,
             permissions,
         })
+    }
+}
+
+impl FlagValue for Cap {
+    type Error = crate::caps::BadCap;
+    fn parse(_flag: &'static str, text: &str) -> Result<Self, Self::Error> {
+        text.parse()
     }
 }
 

@@ -21,7 +21,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use process::{capabilities, command, environment, normalize_cap, security_opts, SecurityOpts};
+pub use process::{capabilities, command, environment, security_opts, SecurityOpts};
 
 /// The `PATH` a container gets when its image sets none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -29,68 +29,7 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// The `ociVersion` berth writes.
 pub const OCI_VERSION: &str = "1.0.2";
 
-/// Docker's 14 default capabilities.
-pub const DEFAULT_CAPS: [&str; 14] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
-
-/// Every capability the kernel knows, by number.
-pub const ALL_CAPS: [&str; 41] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
+pub use crate::caps::{ALL_CAPS, DEFAULT_CAPS};
 
 /// Docker's masked paths (not with `--privileged`).
 pub const MASKED_PATHS: [&str; 11] = [
@@ -266,7 +205,7 @@ impl<'a> Inputs<'a> {
         ctx: &'a SpecContext,
         seccomp_file: Option<&'a str>,
     ) -> Result<Inputs<'a>, SpecError> {
-        let mut caps = capabilities(opts)?;
+        let mut caps = capabilities(opts);
         if ctx.bounding != 0 {
             caps.retain(|c| {
                 let bit = ALL_CAPS.iter().position(|x| x == c).unwrap_or(63);

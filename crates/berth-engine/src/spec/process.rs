@@ -226,59 +226,32 @@ pub fn environment(
     env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
-/// `CAP_X` from `x`, `X` or `CAP_X`; `ALL` stays `ALL`.
-pub fn normalize_cap(c: &str) -> Result<String, SpecError> {
-    let up = c.trim().to_ascii_uppercase();
-    if up == "ALL" {
-        return Ok(up);
-    }
-    let name = if up.starts_with("CAP_") {
-        up
-    } else {
-        format!("CAP_{up}")
-    };
-    if ALL_CAPS.contains(&name.as_str()) {
-        Ok(name)
-    } else {
-        Err(SpecError::BadCap(c.to_string()))
-    }
-}
-
 /// The capability set after `--cap-add`, `--cap-drop` and `--privileged`.
-pub fn capabilities(opts: &RunOptions) -> Result<Vec<String>, SpecError> {
-    let all: Vec<String> = ALL_CAPS.iter().map(|s| s.to_string()).collect();
+pub fn capabilities(opts: &RunOptions) -> Vec<String> {
+    let all = || ALL_CAPS.iter().map(|s| s.to_string());
     if opts.privileged {
-        return Ok(all);
+        return all().collect();
     }
-    let adds = opts
-        .cap_add
-        .iter()
-        .map(|c| normalize_cap(c))
-        .collect::<Result<Vec<_>, _>>()?;
-    let drops = opts
-        .cap_drop
-        .iter()
-        .map(|c| normalize_cap(c))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut caps: Vec<String> = if drops.iter().any(|d| d == "ALL") {
+    let dropped = |c: &str| opts.cap_drop.iter().any(|d| d.name() == c);
+    let mut caps: Vec<String> = if opts.cap_drop.iter().any(|d| d.is_all()) {
         vec![]
     } else {
         DEFAULT_CAPS
             .iter()
+            .filter(|c| !dropped(c))
             .map(|s| s.to_string())
-            .filter(|c| !drops.contains(c))
             .collect()
     };
-    if adds.iter().any(|a| a == "ALL") {
-        caps = all.into_iter().filter(|c| !drops.contains(c)).collect();
+    if opts.cap_add.iter().any(|a| a.is_all()) {
+        caps = all().filter(|c| !dropped(c)).collect();
     } else {
-        for a in adds {
-            if !caps.contains(&a) {
-                caps.push(a);
+        for a in &opts.cap_add {
+            if !caps.iter().any(|c| c == a.name()) {
+                caps.push(a.name().to_string());
             }
         }
     }
-    Ok(caps)
+    caps
 }
 
 /// `--ulimit`s, `nofile` checked against the caller's hard limit; with no `nofile`,
