@@ -634,7 +634,10 @@ mod tests {
     #[test]
     fn records_keep_the_text_as_given() {
         let stored = serde_json::json!({"memory": "64M", "memory_swap": "-1", "cpus": "1.50",
-            "ulimits": ["nofile=10:20"], "sysctls": ["net.ipv4.ip_forward=1"], "shm_size": "2m"});
+            "ulimits": ["nofile=10:20"], "sysctls": ["net.ipv4.ip_forward=1"], "shm_size": "2m",
+            "devices": ["/dev/null:/dev/n"], "security_opt": ["seccomp:unconfined"],
+            "publish": ["127.0.0.1:8080:80/udp"], "ip": "10.1.2.3", "dns": ["::1"],
+            "cap_add": ["net_admin"], "cap_drop": ["ALL"]});
         let o: RunOptions = serde_json::from_value(stored.clone()).unwrap();
         assert_eq!(o.memory.as_ref().unwrap().0, 64 << 20);
         assert_eq!(o.cpus.as_ref().unwrap().nano_cpus(), 1_500_000_000);
