@@ -5,15 +5,13 @@
 //! the CLI uses the rest.
 
 pub mod auth;
-pub mod display;
 pub mod manifest;
-mod progress;
 pub mod pull;
 pub mod reference;
 pub mod registry;
 pub mod store;
 pub mod unpack;
 
-pub use pull::{pull_blocking, Progress, PullError, PullOptions};
+pub use pull::{pull_blocking, Outcome, PullError, PullEvent, PullOptions, PullSink};
 pub use reference::{Reference, ReferenceError};
 pub use store::{Image, Store, StoreError};

@@ -16,7 +16,6 @@
 
 use crate::auth;
 use crate::manifest::{self, Compression, Descriptor, Fetched};
-use crate::progress::Reporter;
 use crate::reference::{Reference, ReferenceError};
 use crate::registry::{self, RegistryError, Repo};
 use crate::store::{
@@ -28,6 +27,7 @@ use std::io::{BufRead as _, Read, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Layers downloaded at once (Docker's default is 3).
 pub const PARALLEL_LAYERS: usize = 3;
@@ -39,31 +39,116 @@ const TAR_CHUNK: usize = 128 * 1024;
 /// Manifests and configs are read whole; refuse absurd ones.
 const MAX_SMALL_BLOB: u64 = 16 << 20;
 
-/// How pull progress is shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Progress {
-    /// Bars on a terminal, plain lines otherwise.
-    #[default]
-    Auto,
-    /// One line per event.
-    Plain,
-    /// Nothing.
-    Quiet,
-}
-
+/// What a pull does with the image besides fetching it.
 #[derive(Debug, Clone, Default)]
 pub struct PullOptions {
     /// `os/arch[/variant]`; the host's platform when `None`.
     pub platform: Option<String>,
-    /// Print only the pulled reference (like `docker pull -q`).
-    pub quiet: bool,
-    pub progress: Progress,
     /// Registries (host[:port]) to reach over plain HTTP, on top of the
     /// configured ones and loopback.
     pub insecure: Vec<String>,
-    /// Write progress to stderr (as `docker run` does when it pulls) rather
-    /// than stdout (as `docker pull` does). `Auto` then checks stderr's terminal.
-    pub stderr: bool,
+}
+
+/// What a pull is doing, reported to the caller's [`PullSink`] as it happens, in this order:
+/// `Resolving`; then, unless the image is already here, `LayerQueued` for each layer and, per
+/// layer, `LayerExists` or `LayerStarted`, `Downloaded`..., `LayerDone` (with
+/// `LayerRetrying` and a new `LayerStarted` when a download breaks off, `LayerFailed` when the
+/// layer fails); `Committed` and `Done` when the image is in the store; `Ended` last, always,
+/// whether the pull succeeded or failed.
+///
+/// Layers are named by the digest of their blob, as the manifest lists them. The library shows
+/// nothing itself: the caller draws (the CLI's bars), logs or ignores the events.
+#[derive(Debug, Clone, Copy)]
+pub enum PullEvent<'a> {
+    /// The pull of `reference` (the tag, or the digest, asked for) from `repository` begins.
+    Resolving {
+        /// The tag (`latest`), or the digest when the reference has one or no tag.
+        reference: &'a str,
+        /// The repository's path in its registry (`library/busybox`).
+        repository: &'a str,
+    },
+    /// A layer the image needs; what happens to it follows (Docker's "Pulling fs layer").
+    LayerQueued {
+        /// The layer's blob digest.
+        digest: &'a str,
+    },
+    /// The layer is in the store already: nothing to download.
+    LayerExists {
+        /// The layer's blob digest.
+        digest: &'a str,
+    },
+    /// The layer's download begins (again, after `LayerRetrying`): `size` compressed bytes.
+    LayerStarted {
+        /// The layer's blob digest.
+        digest: &'a str,
+        /// The blob's size, as the manifest gives it.
+        size: u64,
+    },
+    /// `bytes` more bytes of the layer's blob arrived (one event per chunk received; they are
+    /// decompressed and unpacked as they arrive, so there is no separate extracting step).
+    Downloaded {
+        /// The layer's blob digest.
+        digest: &'a str,
+        /// The bytes received since the last event for this layer.
+        bytes: u64,
+    },
+    /// The layer's download broke off; it restarts from its first byte after `wait`.
+    LayerRetrying {
+        /// The layer's blob digest.
+        digest: &'a str,
+        /// How long the pull waits before the next attempt.
+        wait: Duration,
+        /// Why the attempt failed.
+        error: &'a PullError,
+    },
+    /// The layer is verified, unpacked and in the store.
+    LayerDone {
+        /// The layer's blob digest.
+        digest: &'a str,
+    },
+    /// The layer could not be brought in; the pull fails.
+    LayerFailed {
+        /// The layer's blob digest.
+        digest: &'a str,
+    },
+    /// The image is in the store and its references point at it; `digest` is the digest of
+    /// the manifest (or index) that the reference resolved to.
+    Committed {
+        /// The manifest's (or index's) digest.
+        digest: &'a str,
+    },
+    /// The pull succeeded.
+    Done {
+        /// Docker's familiar name with the tag or digest asked for (`busybox:latest`).
+        name: &'a str,
+        /// Whether anything new came in.
+        outcome: Outcome,
+    },
+    /// The pull is over, successful or not: nothing follows.
+    Ended,
+}
+
+/// Whether a pull brought anything new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The image was here already; at most its tags changed.
+    UpToDate,
+    /// New content was downloaded.
+    Downloaded,
+}
+
+/// Receives a pull's [`PullEvent`]s. Called on the thread that runs the pull, between the
+/// steps of the download: keep it short (the CLI updates a progress bar). Any
+/// `Fn(PullEvent<'_>) + Sync` closure is one; `&|_| {}` ignores them.
+pub trait PullSink: Sync {
+    /// One event.
+    fn event(&self, event: PullEvent<'_>);
+}
+
+impl<F: Fn(PullEvent<'_>) + Sync> PullSink for F {
+    fn event(&self, event: PullEvent<'_>) {
+        self(event)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,8 +231,8 @@ impl PullError {
     }
 }
 
-/// An error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
+/// An error and its causes on one line, joined by `: `.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -259,12 +344,15 @@ fn runtime() -> Result<tokio::runtime::Runtime, PullError> {
         .map_err(PullError::Runtime)
 }
 
+/// Pulls `reference` into `store`, telling `events` what it does (see [`PullEvent`]).
+///
 /// Blocking: runs its own tokio runtime and shuts it down (all threads joined)
 /// before returning, so callers may fork afterwards.
 pub fn pull_blocking(
     store: &Store,
     reference: &str,
     opts: &PullOptions,
+    events: &dyn PullSink,
 ) -> Result<Image, PullError> {
     let r = Reference::parse(reference)?;
     let berth_root = store.root().parent().unwrap_or(store.root()).to_path_buf();
@@ -275,14 +363,13 @@ pub fn pull_blocking(
     store.clean_tmp_if_idle()?;
     // Held for the whole pull: garbage collection waits for it.
     let _pull_lock = store.lock_pull()?;
-    let reporter = Reporter::new(opts.progress, opts.quiet, opts.stderr);
     let repo = connect(&berth_root, &r, &opts.insecure, &r.to_string())?;
     let rt = runtime()?;
     let explicit = opts.platform.is_some();
-    let res = rt.block_on(pull(store, &repo, &r, (&want, explicit), &reporter));
+    let res = rt.block_on(pull(store, &repo, &r, (&want, explicit), events));
     // Dropping the runtime joins its worker and blocking threads.
     drop(rt);
-    reporter.finish_all();
+    events.event(PullEvent::Ended);
     let id = res?;
     store.sync()?;
     store
@@ -294,7 +381,7 @@ struct Ctx<'a> {
     store: &'a Store,
     repo: &'a Repo,
     image: String,
-    reporter: &'a Reporter,
+    events: &'a dyn PullSink,
 }
 
 impl Ctx<'_> {
@@ -388,27 +475,26 @@ async fn pull(
     repo: &Repo,
     r: &Reference,
     (want, explicit): (&manifest::Platform, bool),
-    reporter: &Reporter,
+    events: &dyn PullSink,
 ) -> Result<String, PullError> {
     let ctx = Ctx {
         store,
         repo,
         image: r.to_string(),
-        reporter,
+        events,
     };
     let shown_tag = r
         .tag
         .clone()
         .unwrap_or_else(|| r.api_reference().to_string());
-    if r.tag.is_some() && r.digest.is_none() {
-        reporter.line(&format!("{}: Pulling from {}", shown_tag, r.repository));
-    } else {
-        reporter.line(&format!(
-            "{}: Pulling from {}",
-            r.api_reference(),
-            r.repository
-        ));
-    }
+    events.event(PullEvent::Resolving {
+        reference: if r.tag.is_some() && r.digest.is_none() {
+            &shown_tag
+        } else {
+            r.api_reference()
+        },
+        repository: &r.repository,
+    });
     // The manifest, or the index and then the platform's manifest.
     let what = format!("manifest {}", ctx.image);
     let (body, digest, ct, header_digest) = ctx
@@ -500,11 +586,11 @@ async fn pull(
             };
             check_platform(&ctx.image, want, &got)?;
         }
-        commit(store, &rec, tag_ref, &digest_ref, reporter)?;
-        reporter.line(&format!(
-            "Status: Image is up to date for {}",
-            shown_name(r)
-        ));
+        commit(store, &rec, tag_ref, &digest_ref, events)?;
+        events.event(PullEvent::Done {
+            name: &shown_name(r),
+            outcome: Outcome::UpToDate,
+        });
         return Ok(id);
     }
 
@@ -597,7 +683,7 @@ async fn pull(
     for (i, (l, d)) in m.layers.iter().zip(&diff_ids).enumerate() {
         if !unique.iter().any(|(_, _, u, _)| *u == d) {
             unique.push((i, l, d, compressions[i]));
-            reporter.layer(&l.digest, "Pulling fs layer");
+            events.event(PullEvent::LayerQueued { digest: &l.digest });
         }
     }
     let sem = Arc::new(tokio::sync::Semaphore::new(PARALLEL_LAYERS));
@@ -665,11 +751,11 @@ async fn pull(
     };
     // Layers must be durable before a record points at them.
     store.sync()?;
-    commit(store, &rec, tag_ref, &digest_ref, reporter)?;
-    reporter.line(&format!(
-        "Status: Downloaded newer image for {}",
-        shown_name(r)
-    ));
+    commit(store, &rec, tag_ref, &digest_ref, events)?;
+    events.event(PullEvent::Done {
+        name: &shown_name(r),
+        outcome: Outcome::Downloaded,
+    });
     Ok(id)
 }
 
@@ -696,12 +782,11 @@ fn commit(
     rec: &ImageRecord,
     tag_ref: Option<String>,
     digest_ref: &str,
-    reporter: &Reporter,
+    events: &dyn PullSink,
 ) -> Result<(), PullError> {
     store.commit_image(rec, tag_ref.as_deref(), Some(digest_ref))?;
-    reporter.finish_all();
     let digest = digest_ref.rsplit_once('@').map_or(digest_ref, |(_, d)| d);
-    reporter.line(&format!("Digest: {digest}"));
+    events.event(PullEvent::Committed { digest });
     Ok(())
 }
 
@@ -732,7 +817,8 @@ async fn fetch_layer(
         .await
         .expect("lock task")?;
     if ctx.store.has_layer(diff_id) {
-        ctx.reporter.finished(&l.digest, "Already exists");
+        ctx.events
+            .event(PullEvent::LayerExists { digest: &l.digest });
         return Ok(ctx.store.layer_size(diff_id));
     }
     let mut attempt = 0;
@@ -740,20 +826,22 @@ async fn fetch_layer(
         attempt += 1;
         match stream_layer(ctx, l, diff_id, compression).await {
             Ok(size) => {
-                ctx.reporter.finished(&l.digest, "Pull complete");
+                ctx.events.event(PullEvent::LayerDone { digest: &l.digest });
                 return Ok(size);
             }
             Err(e) if e.transient() && attempt < LAYER_ATTEMPTS => {
                 let wait = registry::backoff(attempt);
                 tracing::debug!(layer = %l.digest, attempt, error = %e, "layer download failed, restarting it");
-                ctx.reporter.layer(
-                    &l.digest,
-                    &format!("Retrying in {:.1}s ({})", wait.as_secs_f32(), chain(&e)),
-                );
+                ctx.events.event(PullEvent::LayerRetrying {
+                    digest: &l.digest,
+                    wait,
+                    error: &e,
+                });
                 tokio::time::sleep(wait).await;
             }
             Err(e) => {
-                ctx.reporter.finished(&l.digest, "Failed");
+                ctx.events
+                    .event(PullEvent::LayerFailed { digest: &l.digest });
                 return Err(match e {
                     PullError::Interrupted {
                         image,
@@ -972,7 +1060,10 @@ async fn stream_layer_into(
         .get(&format!("blobs/{}", l.digest), None, &what)
         .await
         .map_err(|e| ctx.reg(e))?;
-    ctx.reporter.downloading(&l.digest, l.size);
+    ctx.events.event(PullEvent::LayerStarted {
+        digest: &l.digest,
+        size: l.size,
+    });
 
     let (ctx_tx, ctx_rx) = tokio::sync::mpsc::channel::<Msg>(CHANNEL_DEPTH);
     let (tar_tx, tar_rx) = std::sync::mpsc::sync_channel::<Option<Vec<u8>>>(8);
@@ -1023,7 +1114,7 @@ async fn stream_layer_into(
                 Ok(Some(c)) => c,
                 Ok(None) => break,
                 Err(e) => {
-                    let detail = chain(&e);
+                    let detail = error_chain(&e);
                     return Err(PullError::Interrupted {
                         image: ctx.image.clone(),
                         digest: l.digest.clone(),
@@ -1045,7 +1136,10 @@ async fn stream_layer_into(
                 });
             }
             hasher.update(&chunk);
-            ctx.reporter.advance(&l.digest, chunk.len() as u64);
+            ctx.events.event(PullEvent::Downloaded {
+                digest: &l.digest,
+                bytes: chunk.len() as u64,
+            });
             if ctx_tx.send(Msg::Data(chunk)).await.is_err() {
                 // The decompressor stopped: its error says why.
                 return Ok(());
@@ -1128,13 +1222,5 @@ mod tests {
         std::fs::write(dir.path().join("registries.json"), "[1]").unwrap();
         let err = super::insecure_registries(dir.path(), &flag).unwrap_err();
         assert!(err.to_string().contains("registries.json"), "{err}");
-    }
-
-    #[test]
-    fn short_digests() {
-        assert_eq!(
-            crate::progress::short(&format!("sha256:{}", "ab".repeat(32))),
-            "abababababab"
-        );
     }
 }

@@ -1,10 +1,11 @@
 //! Image commands: pull, images, rmi, tag, image inspect/prune/mount/unmount, login, logout.
 
+use super::display::{human_since, human_size};
+use super::progress::PullProgress;
 use super::Globals;
 use anyhow::Context as _;
-use berth_image::display::{human_since, human_size};
 use berth_image::store::{digest_hex, ImageRecord, Removal};
-use berth_image::{reference::familiar_repository, Image, Progress, PullOptions, Reference, Store};
+use berth_image::{reference::familiar_repository, Image, PullOptions, Reference, Store};
 use clap::{Args, Subcommand};
 use std::io::{Read as _, Write as _};
 
@@ -196,14 +197,7 @@ fn pull(a: PullArgs, g: &Globals) -> anyhow::Result<i32> {
     let store = open(g)?;
     let opts = PullOptions {
         platform: a.platform,
-        quiet: a.quiet,
-        progress: if a.quiet {
-            Progress::Quiet
-        } else {
-            Progress::Auto
-        },
         insecure: a.insecure,
-        stderr: false,
     };
     let r = Reference::parse(&a.reference)?;
     if r.tag.as_deref() == Some("latest")
@@ -213,7 +207,8 @@ fn pull(a: PullArgs, g: &Globals) -> anyhow::Result<i32> {
     {
         println!("Using default tag: latest");
     }
-    let image = berth_image::pull_blocking(&store, &a.reference, &opts)?;
+    let image =
+        berth_image::pull_blocking(&store, &a.reference, &opts, &PullProgress::new(a.quiet))?;
     if a.quiet {
         // Nothing but the manifest digest, so scripts can pin what they pulled.
         println!("{}", manifest_digest(&image, &r).unwrap_or(&image.id));
