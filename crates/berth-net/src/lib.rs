@@ -95,6 +95,8 @@ pub enum NetError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot make a network id: reading random bytes")]
+    Random(#[source] std::io::Error),
     #[error("corrupt network record {path}: {source}")]
     Corrupt {
         path: PathBuf,
