@@ -5,10 +5,12 @@
 //! the CLI uses the rest.
 
 pub mod auth;
+pub mod login;
 pub mod manifest;
 pub mod pull;
 pub mod reference;
 pub mod registry;
+pub mod settings;
 pub mod store;
 pub mod unpack;
 

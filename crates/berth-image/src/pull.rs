@@ -18,6 +18,7 @@ use crate::auth;
 use crate::manifest::{self, Compression, Descriptor, Fetched};
 use crate::reference::{Reference, ReferenceError};
 use crate::registry::{self, RegistryError, Repo};
+use crate::settings::{insecure_registries, SettingsError};
 use crate::store::{
     digest_hex, remove_any, Image, ImageRecord, LayerMeta, LayerRecord, Store, StoreError,
 };
@@ -216,8 +217,8 @@ pub enum PullError {
     },
     #[error("starting the pull's async runtime")]
     Runtime(#[source] std::io::Error),
-    #[error("reading {path}: {detail}")]
-    Settings { path: PathBuf, detail: String },
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
 }
 
 impl PullError {
@@ -250,38 +251,6 @@ fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> PullError + '_ {
     }
 }
 
-/// Registries reached over plain HTTP: `--insecure-registry` values,
-/// `BERTH_INSECURE_REGISTRIES` (comma separated) and `<root>/registries.json`
-/// (`{"insecure": ["host:port", ...]}`).
-pub fn insecure_registries(berth_root: &Path, extra: &[String]) -> Result<Vec<String>, PullError> {
-    let mut out: Vec<String> = extra.to_vec();
-    if let Ok(v) = std::env::var("BERTH_INSECURE_REGISTRIES") {
-        out.extend(
-            v.split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty()),
-        );
-    }
-    let p = berth_root.join("registries.json");
-    match std::fs::read(&p) {
-        Ok(b) => {
-            #[derive(serde::Deserialize)]
-            struct Conf {
-                #[serde(default)]
-                insecure: Vec<String>,
-            }
-            let c: Conf = serde_json::from_slice(&b).map_err(|e| PullError::Settings {
-                path: p.clone(),
-                detail: format!("{e} (expected {{\"insecure\": [\"host:port\"]}})"),
-            })?;
-            out.extend(c.insecure);
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_at(&p)(e)),
-    }
-    Ok(out)
-}
-
 /// Opens a registry connection for `r` with the stored credentials.
 pub(crate) fn connect(
     berth_root: &Path,
@@ -301,47 +270,6 @@ pub(crate) fn connect(
             source,
         }
     })
-}
-
-/// `berth login`: checks the credentials against the registry, then stores them.
-pub fn login_blocking(
-    berth_root: &Path,
-    host: &str,
-    creds: &auth::Credentials,
-    extra_insecure: &[String],
-) -> Result<PathBuf, PullError> {
-    let r = Reference::parse(&format!("{host}/berth-login-check"))?;
-    let insecure = insecure_registries(berth_root, extra_insecure)?;
-    let plain =
-        registry::is_loopback_host(&r.registry) || insecure.iter().any(|h| h == &r.registry);
-    let repo = Repo::new(
-        r.api_host(),
-        &r.repository,
-        host,
-        plain,
-        Some(creds.clone()),
-    )
-    .map_err(|source| PullError::Registry {
-        image: host.to_string(),
-        source,
-    })?;
-    let rt = runtime()?;
-    let res = rt.block_on(repo.check_login());
-    drop(rt);
-    res.map_err(|source| PullError::Registry {
-        image: host.to_string(),
-        source,
-    })?;
-    Ok(auth::store(berth_root, &r.registry, creds)?)
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, PullError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("berth-pull")
-        .enable_all()
-        .build()
-        .map_err(PullError::Runtime)
 }
 
 /// Pulls `reference` into `store`, telling `events` what it does (see [`PullEvent`]).
@@ -364,7 +292,7 @@ pub fn pull_blocking(
     // Held for the whole pull: garbage collection waits for it.
     let _pull_lock = store.lock_pull()?;
     let repo = connect(&berth_root, &r, &opts.insecure, &r.to_string())?;
-    let rt = runtime()?;
+    let rt = registry::runtime().map_err(PullError::Runtime)?;
     let explicit = opts.platform.is_some();
     let res = rt.block_on(pull(store, &repo, &r, (&want, explicit), events));
     // Dropping the runtime joins its worker and blocking threads.
@@ -1203,24 +1131,4 @@ async fn stream_layer_into(
         });
     }
     Ok(stats.bytes)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn insecure_registries_from_flag_env_and_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let flag = vec!["flag.example:5000".to_string()];
-        std::fs::write(
-            dir.path().join("registries.json"),
-            r#"{"insecure": ["file.example"]}"#,
-        )
-        .unwrap();
-        let got = super::insecure_registries(dir.path(), &flag).unwrap();
-        assert!(got.contains(&"flag.example:5000".to_string()), "{got:?}");
-        assert!(got.contains(&"file.example".to_string()), "{got:?}");
-        std::fs::write(dir.path().join("registries.json"), "[1]").unwrap();
-        let err = super::insecure_registries(dir.path(), &flag).unwrap_err();
-        assert!(err.to_string().contains("registries.json"), "{err}");
-    }
 }

@@ -506,7 +506,7 @@ fn login(a: LoginArgs, g: &Globals) -> anyhow::Result<i32> {
             .context("give the password with -p/--password or --password-stdin")?,
     };
     let creds = berth_image::auth::Credentials { username, password };
-    berth_image::pull::login_blocking(&g.root, &host, &creds, &a.insecure)
+    berth_image::login::login_blocking(&g.root, &host, &creds, &a.insecure)
         .with_context(|| format!("login to {host}"))?;
     println!("Login Succeeded");
     Ok(0)
