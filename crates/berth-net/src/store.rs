@@ -11,16 +11,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use berth_sys::atomic::Durability;
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::nl::Netlink;
-use crate::{
-    netns, nft, Attachment, ConnectOptions, Lease, NetError, Network, NetworkOptions, Protocol,
-    Subnet, Subnet6,
+use crate::error::NetError;
+use crate::model::{
+    Attachment, ConnectOptions, Lease, Network, NetworkOptions, Protocol, Subnet, Subnet6,
+    DEFAULT_BRIDGE, DEFAULT_BRIDGE_IFNAME, DEFAULT_NETWORK, DEFAULT_UPLINK_MTU,
 };
-
-/// The network containers join when nothing else is asked for.
-pub const DEFAULT_NETWORK: &str = "bridge";
-pub const DEFAULT_BRIDGE_IFNAME: &str = "berth0";
-pub const DEFAULT_BRIDGE: &str = "10.88.0.0/16";
+use crate::nl::Netlink;
+use crate::{netns, nft};
 
 /// How to start a network's DNS responder: `program args... NETWORKS_DIR NETWORK`, with `env`.
 /// The default is this executable with `__dns` (the hidden `berth __dns` command).
@@ -1016,12 +1013,10 @@ pub fn connect(
 }
 
 /// The uplink MTU of the calling thread's network namespace: that of the device of its IPv4
-/// default route, or [`crate::DEFAULT_UPLINK_MTU`] without one. Containers on networks with the
+/// default route, or [`DEFAULT_UPLINK_MTU`] without one. Containers on networks with the
 /// host-local MTU get it as their default route's MTU.
 pub fn uplink_mtu() -> Result<u32, NetError> {
-    Ok(Netlink::new()?
-        .uplink_mtu()?
-        .unwrap_or(crate::DEFAULT_UPLINK_MTU))
+    Ok(Netlink::new()?.uplink_mtu()?.unwrap_or(DEFAULT_UPLINK_MTU))
 }
 
 fn delete_veths(gone: &[Lease]) -> Result<(), NetError> {
