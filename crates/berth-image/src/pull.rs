@@ -171,7 +171,7 @@ pub enum PullError {
     #[error("pulling {image}: {what} {digest} failed verification: {detail}; the partial data was discarded, pull again (if it persists, the registry holds a corrupt copy)")]
     Verify {
         image: String,
-        what: &'static str,
+        what: Verified,
         digest: String,
         detail: String,
     },
@@ -221,11 +221,35 @@ pub enum PullError {
     Settings(#[from] SettingsError),
 }
 
+/// What failed a digest or size check ([`PullError::Verify`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    /// A manifest, index or config blob read whole.
+    Blob,
+    /// The manifest, against the digest the registry announced.
+    Manifest,
+    /// A layer blob.
+    Layer,
+    /// A layer blob that ended early: the connection broke, so another attempt may succeed.
+    TruncatedBlob,
+}
+
+impl std::fmt::Display for Verified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verified::Blob => "blob",
+            Verified::Manifest => "manifest",
+            Verified::Layer => "layer",
+            Verified::TruncatedBlob => "truncated blob",
+        })
+    }
+}
+
 impl PullError {
     fn transient(&self) -> bool {
         match self {
             PullError::Registry { source, .. } => source.is_transient(),
-            PullError::Verify { what, .. } => *what == "truncated blob",
+            PullError::Verify { what, .. } => *what == Verified::TruncatedBlob,
             PullError::Interrupted { .. } => true,
             _ => false,
         }
@@ -350,7 +374,7 @@ impl Ctx<'_> {
             if resp.content_length().is_some_and(|l| l > MAX_SMALL_BLOB) {
                 return Err(PullError::Verify {
                     image: self.image.clone(),
-                    what: "blob",
+                    what: Verified::Blob,
                     digest: digest.unwrap_or(what).to_string(),
                     detail: format!("{what} is larger than {MAX_SMALL_BLOB} bytes"),
                 });
@@ -377,7 +401,7 @@ impl Ctx<'_> {
                 if want != actual {
                     return Err(PullError::Verify {
                         image: self.image.clone(),
-                        what: "blob",
+                        what: Verified::Blob,
                         digest: want.to_string(),
                         detail: format!("{what} has digest {actual}"),
                     });
@@ -387,7 +411,7 @@ impl Ctx<'_> {
                 if body.len() as u64 != s {
                     return Err(PullError::Verify {
                         image: self.image.clone(),
-                        what: "blob",
+                        what: Verified::Blob,
                         digest: digest.unwrap_or(what).to_string(),
                         detail: format!("{what} is {} bytes, the manifest says {s}", body.len()),
                     });
@@ -438,7 +462,7 @@ async fn pull(
         if h.starts_with("sha256:") && *h != digest {
             return Err(PullError::Verify {
                 image: ctx.image.clone(),
-                what: "manifest",
+                what: Verified::Manifest,
                 digest: h.clone(),
                 detail: format!("the registry says its digest is {h}, the bytes hash to {digest}"),
             });
@@ -598,7 +622,7 @@ async fn pull(
         if !crate::reference::is_sha256_digest(&l.digest) {
             return Err(PullError::Verify {
                 image: ctx.image.clone(),
-                what: "layer",
+                what: Verified::Layer,
                 digest: l.digest.clone(),
                 detail: "only sha256 digests are supported".into(),
             });
@@ -1055,7 +1079,7 @@ async fn stream_layer_into(
             if received > l.size {
                 return Err(PullError::Verify {
                     image: ctx.image.clone(),
-                    what: "layer",
+                    what: Verified::Layer,
                     digest: l.digest.clone(),
                     detail: format!(
                         "the registry sent more than the {} bytes the manifest says",
@@ -1076,7 +1100,7 @@ async fn stream_layer_into(
         if received < l.size {
             return Err(PullError::Verify {
                 image: ctx.image.clone(),
-                what: "truncated blob",
+                what: Verified::TruncatedBlob,
                 digest: l.digest.clone(),
                 detail: format!("the download ended after {received} of {} bytes", l.size),
             });
@@ -1088,7 +1112,7 @@ async fn stream_layer_into(
         if actual != l.digest {
             return Err(PullError::Verify {
                 image: ctx.image.clone(),
-                what: "layer",
+                what: Verified::Layer,
                 digest: l.digest.clone(),
                 detail: format!("the downloaded bytes hash to {actual}"),
             });

@@ -60,6 +60,13 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("unmounting {image} at {}", path.display())]
+    Unmount {
+        image: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{image} is not mounted")]
     NotMounted { image: String },
 }
@@ -814,7 +821,7 @@ impl Store {
             });
         }
         rustix::mount::unmount(&merged, rustix::mount::UnmountFlags::empty()).map_err(|e| {
-            StoreError::Mount {
+            StoreError::Unmount {
                 image: reference.to_string(),
                 path: merged.clone(),
                 source: e.into(),
