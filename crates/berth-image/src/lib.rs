@@ -2,7 +2,8 @@
 //! pulling, and the layer unpacker.
 //!
 //! The engine uses [`Store`] (open, resolve, holds) and [`pull_blocking`];
-//! the CLI uses the rest.
+//! the CLI uses the rest. Nothing here prints: a pull reports [`PullEvent`]s to the
+//! [`PullSink`] its caller passes (the CLI draws them as progress bars).
 
 pub mod auth;
 pub mod login;
