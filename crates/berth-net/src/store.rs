@@ -644,7 +644,8 @@ impl NetStore {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
-        // SAFETY: setsid is async-signal-safe.
+        // SAFETY: the hook runs in the forked child before exec, where only async-signal-safe
+        // calls are allowed: it calls setsid(2), which is one, and allocates nothing.
         unsafe {
             c.pre_exec(|| {
                 libc::setsid();
