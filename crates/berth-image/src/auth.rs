@@ -225,38 +225,6 @@ pub fn remove(berth_root: &Path, host: &str) -> Result<(), AuthError> {
     write_json(&path, &doc)
 }
 
-/// Asks for a line on the terminal (`docker login` without `-u`/`-p`); the
-/// echo is off when `secret`. Errors when standard input is not a terminal.
-pub fn prompt(question: &str, secret: bool) -> std::io::Result<String> {
-    use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions};
-    let stdin = std::io::stdin();
-    if !rustix::termios::isatty(&stdin) {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "standard input is not a terminal",
-        ));
-    }
-    let saved = if secret {
-        let t = tcgetattr(&stdin)?;
-        let mut quiet = t.clone();
-        quiet.local_modes.remove(LocalModes::ECHO);
-        tcsetattr(&stdin, OptionalActions::Now, &quiet)?;
-        Some(t)
-    } else {
-        None
-    };
-    // Prompted only once the echo is off, so nothing typed after it shows.
-    eprint!("{question}");
-    let mut line = String::new();
-    let res = std::io::BufRead::read_line(&mut stdin.lock(), &mut line);
-    if let Some(t) = saved {
-        let _ = tcsetattr(&stdin, OptionalActions::Now, &t);
-        eprintln!();
-    }
-    res?;
-    Ok(line.trim_end_matches(['\n', '\r']).to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

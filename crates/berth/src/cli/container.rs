@@ -697,15 +697,9 @@ fn pull_image(
         // Progress goes to stdout: only show it on a terminal, so that the
         // output of `run` (and the id printed by `run -d`) stays clean in scripts.
         use std::io::IsTerminal;
-        let opts = berth_image::PullOptions {
-            progress: if std::io::stdout().is_terminal() {
-                berth_image::Progress::Auto
-            } else {
-                berth_image::Progress::Quiet
-            },
-            ..Default::default()
-        };
-        berth_image::pull_blocking(&store, image, &opts).with_context(|| format!("pulling {image}"))
+        let shown = super::progress::PullProgress::new(!std::io::stdout().is_terminal());
+        berth_image::pull_blocking(&store, image, &Default::default(), &shown)
+            .with_context(|| format!("pulling {image}"))
     };
     let _ = g;
     match policy {

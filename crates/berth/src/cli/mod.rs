@@ -2,8 +2,10 @@
 //! `image` (pull, images, rmi, ...), `container` (run, ps, exec, ...).
 
 pub mod container;
+mod display;
 pub mod image;
 pub mod network;
+mod progress;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
