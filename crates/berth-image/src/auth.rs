@@ -4,9 +4,8 @@
 //! `$DOCKER_CONFIG/config.json` (default `~/.docker/config.json`).
 
 use base64::Engine as _;
+use berth_sys::atomic::Durability;
 use serde_json::{Map, Value};
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -170,20 +169,9 @@ fn write_json(path: &Path, doc: &Map<String, Value>) -> Result<(), AuthError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(werr)?;
     }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(werr)?;
     let mut body = serde_json::to_vec_pretty(doc).expect("JSON map serializes");
     body.push(b'\n');
-    f.write_all(&body).map_err(werr)?;
-    f.sync_all().map_err(werr)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(werr)
+    berth_sys::atomic::write_mode(path, &body, Durability::Sync, 0o600).map_err(|e| werr(e.source))
 }
 
 /// Stores credentials for `host` in the login file.
