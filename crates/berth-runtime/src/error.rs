@@ -16,6 +16,8 @@ pub enum Error {
         /// The OS error.
         source: io::Error,
     },
+    #[error(transparent)]
+    Rootfs(#[from] crate::rootfs::RootfsError),
 }
 
 /// The runtime's result type.
@@ -42,6 +44,7 @@ impl Error {
         match self {
             Error::Sys { source, .. } => source.raw_os_error(),
             Error::Msg(_) => None,
+            Error::Rootfs(e) => e.errno(),
         }
     }
 }

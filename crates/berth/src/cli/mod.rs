@@ -100,7 +100,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         } => network::dns(networks_dir, network),
         Command::Runtime { mut args } => {
             args.insert(0, "berth-runtime".into());
-            Ok(berth_runtime::cli::main(args))
+            Ok(berth_runtime_cli::main(args))
         }
     }
 }
