@@ -111,6 +111,7 @@ pub fn runs_read_only() -> io::Result<bool> {
 /// Whether the executable behind `path` (a `/proc/<pid>/exe` link) can be written through it.
 pub fn exe_is_read_only(path: &str) -> io::Result<bool> {
     let c = CString::new(path).map_err(io::Error::other)?;
+    // SAFETY: statvfs is plain data; all zeroes is a valid value.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: c is a valid C string and st a valid out-pointer.
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {

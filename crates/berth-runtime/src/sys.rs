@@ -251,17 +251,6 @@ pub fn write_file(path: &str, data: &[u8]) -> io::Result<()> {
     f.write_all(data)
 }
 
-/// A process's start time (field 22 of /proc/PID/stat) and its state letter.
-pub fn proc_stat(pid: i32) -> Option<(u64, char)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    let mut it = rest.split(' ');
-    let state = it.next()?.chars().next()?;
-    // fields after the state: ppid(4) .. starttime(22) => 18 more
-    let start = it.nth(18)?.parse().ok()?;
-    Some((start, state))
-}
-
 /// pidfd_open(2).
 pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     // SAFETY: plain syscall.
@@ -281,7 +270,6 @@ pub fn pidfd_wait(fd: &OwnedFd, timeout_ms: i32) -> bool {
     unsafe { libc::poll(&mut p, 1, timeout_ms) > 0 }
 }
 
-/// The calling thread's errno as an io::Error.
 /// `mount_setattr(2)` on the mount `fd` refers to (`AT_EMPTY_PATH`), and with `recursive`
 /// on every mount below it: sets and clears `MOUNT_ATTR_*` bits; `userns` is the user
 /// namespace of a `MOUNT_ATTR_IDMAP` in `set`.
@@ -324,6 +312,7 @@ pub fn mount_setattr(
     Ok(())
 }
 
+/// The calling thread's errno as an io::Error.
 pub fn last() -> io::Error {
     io::Error::last_os_error()
 }
@@ -365,6 +354,7 @@ mod tests {
     fn cpu_lists() {
         let s = parse_cpuset("0-2,5").unwrap();
         for (c, want) in [(0, true), (1, true), (2, true), (3, false), (5, true)] {
+            // SAFETY: c < CPU_SETSIZE and s is an initialised cpu_set_t.
             assert_eq!(unsafe { libc::CPU_ISSET(c, &s) }, want, "cpu {c}");
         }
         assert!(parse_cpuset("3-1").is_none());
