@@ -263,7 +263,7 @@ pub fn main(args: Vec<String>) -> i32 {
     match r {
         Ok(code) => code,
         Err(e) => {
-            crate::log::error(&e.to_string());
+            crate::log::error_of(&e);
             // runc's code when exec cannot start the process; engines map it to 126/127.
             if matches!(cli.cmd, Cmd::Exec { .. }) {
                 255
