@@ -33,7 +33,7 @@
 
 use crate::error::{Ctx, Error, SysError};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 const GO: u8 = 1;
 const HOOKS: u8 = 2;
@@ -293,24 +293,9 @@ fn recv_packet(sock: &OwnedFd, p: &mut Packet) -> io::Result<Option<Vec<OwnedFd>
 
 /// A new close-on-exec socketpair: the parent's end and the child's.
 pub fn pair() -> Result<(ParentEnd, ChildEnd), SysError> {
-    let mut fds = [0; 2];
-    // SAFETY: fds is a valid buffer of two ints for the kernel to fill.
-    crate::sys::cvt(unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    })
-    .sys(|| "creating the parent/child socketpair")?;
-    // SAFETY: socketpair succeeded: both fds are new and owned by nothing else.
-    unsafe {
-        Ok((
-            ParentEnd(OwnedFd::from_raw_fd(fds[0])),
-            ChildEnd(OwnedFd::from_raw_fd(fds[1])),
-        ))
-    }
+    let (parent, child) = crate::sys::socketpair(libc::SOCK_SEQPACKET)
+        .sys(|| "creating the parent/child socketpair")?;
+    Ok((ParentEnd(parent), ChildEnd(child)))
 }
 
 /// The runtime's end: sends [`ToChild`], receives [`FromChild`].

@@ -53,7 +53,7 @@ use crate::init::{self, InitArgs};
 use crate::state::{self, Container, Op, Saved, StateError};
 use crate::sys;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// Errors of the lifecycle steps (the spec's, the state's, the init's and system calls'
@@ -632,7 +632,7 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         }
         if fds[0].revents & libc::POLLIN != 0 {
             let mut b = [0u8; 1];
-            // SAFETY: valid buffer.
+            // SAFETY: b is a live one-byte buffer and f an open fd.
             let n = unsafe { libc::read(f.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
             if n == 1 {
                 break;
@@ -1011,11 +1011,6 @@ pub fn list(root: &Path) -> Vec<Container> {
     }
     out.sort_by(|a, b| a.saved.id.cmp(&b.saved.id));
     out
-}
-
-/// Raw fd helper for callers that need the channel fd.
-pub fn raw(fd: &OwnedFd) -> RawFd {
-    fd.as_raw_fd()
 }
 
 /// Whether the kernel's OOM killer has killed a process of the container. Reads the

@@ -345,7 +345,7 @@ fn exec_child(
             crate::process::set_affinity(init)?;
         }
     }
-    // SAFETY: plain syscall.
+    // SAFETY: setsid takes no arguments and touches no memory of ours.
     unsafe { libc::setsid() };
     if process.terminal().unwrap_or(false) {
         crate::init::setup_terminal(console, false)?;

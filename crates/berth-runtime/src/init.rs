@@ -135,7 +135,7 @@ fn stage(a: &mut InitArgs) -> Result<Error> {
         if !joined.get() {
             a.chan.wait_joined()?;
             if cgroupns {
-                // SAFETY: plain syscall; we are in the container's cgroup now.
+                // SAFETY: unshare takes only flags; we are in the container's cgroup now.
                 sys::cvt(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) })
                     .sys(|| "creating the cgroup namespace")?;
             }
@@ -143,14 +143,14 @@ fn stage(a: &mut InitArgs) -> Result<Error> {
         }
         Ok(())
     };
-    // SAFETY: plain syscall.
+    // SAFETY: setsid takes no arguments and touches no memory of ours.
     unsafe { libc::setsid() };
     let userns = config::has_ns(spec, LinuxNamespaceType::User);
     if userns {
-        // SAFETY: plain syscalls.
+        // SAFETY: setresgid takes only integers.
         sys::cvt(unsafe { libc::setresgid(0, 0, 0) })
             .sys(|| "becoming gid 0 in the user namespace (map container gid 0)")?;
-        // SAFETY: plain syscalls.
+        // SAFETY: setresuid takes only integers.
         sys::cvt(unsafe { libc::setresuid(0, 0, 0) })
             .sys(|| "becoming uid 0 in the user namespace (map container uid 0)")?;
     }
@@ -204,7 +204,7 @@ fn stage(a: &mut InitArgs) -> Result<Error> {
     }
     rootfs::finalize(spec)?;
     if let Some(h) = spec.hostname().as_ref().filter(|h| !h.is_empty()) {
-        // SAFETY: valid buffer.
+        // SAFETY: the kernel reads h.len() bytes of h, which lives for the call.
         sys::cvt(unsafe { libc::sethostname(h.as_ptr().cast(), h.len()) })
             .sys(|| format!("setting hostname {h}"))?;
     }
@@ -212,7 +212,7 @@ fn stage(a: &mut InitArgs) -> Result<Error> {
         loopback_up()?;
     }
     if let Some(d) = spec.domainname().as_ref().filter(|h| !h.is_empty()) {
-        // SAFETY: valid buffer.
+        // SAFETY: the kernel reads d.len() bytes of d, which lives for the call.
         sys::cvt(unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) })
             .sys(|| format!("setting domainname {d}"))?;
     }
@@ -224,7 +224,8 @@ fn stage(a: &mut InitArgs) -> Result<Error> {
     }
     if !a.no_new_keyring {
         // A fresh session keyring so the container cannot read the host's keys.
-        // SAFETY: plain syscall (KEYCTL_JOIN_SESSION_KEYRING with an anonymous name).
+        // SAFETY: KEYCTL_JOIN_SESSION_KEYRING with a null name (an anonymous keyring):
+        // the kernel reads no memory of ours.
         unsafe { libc::syscall(libc::SYS_keyctl, 1, std::ptr::null::<libc::c_char>()) };
     }
     let mut keep: Vec<RawFd> = (3..3 + a.preserve_fds as RawFd).collect();
@@ -297,7 +298,7 @@ fn stage(a: &mut InitArgs) -> Result<Error> {
 /// A new network namespace starts with `lo` down. runc and crun bring it up, and programs
 /// expect 127.0.0.1 to answer, so the init does too (one ioctl; no netlink needed).
 fn loopback_up() -> Result<(), SysError> {
-    // SAFETY: plain syscall.
+    // SAFETY: socket takes only integers.
     let fd =
         sys::cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })
             .sys(|| "opening a socket to bring lo up")?;

@@ -234,7 +234,7 @@ pub fn set_sched(p: &Process) -> Result<()> {
             IOPriorityClass::IoprioClassIdle => 3,
         };
         let v = (class << 13) | io.priority();
-        // SAFETY: plain syscall.
+        // SAFETY: ioprio_set takes only integers (IOPRIO_WHO_PROCESS, self, the priority).
         let r = unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, v) };
         if r != 0 {
             return Err(SysError::last("setting process.ioPriority").into());
@@ -317,7 +317,7 @@ pub fn set_personality(domain: Option<&str>) -> Result<()> {
         Some("LINUX32") => 0x0008,
         Some(d) => return Err(ConfigError::Personality(d.to_string()).into()),
     };
-    // SAFETY: plain syscall.
+    // SAFETY: personality takes only an integer.
     if unsafe { libc::personality(v) } == -1 {
         return Err(SysError::last("setting the personality").into());
     }
@@ -466,10 +466,10 @@ pub fn set_user_and_caps(p: &Process, caps: &CapSets) -> Result<()> {
         return Err(ProcessError::SetgroupsDenied);
     }
     let (uid, gid) = (u.uid(), u.gid());
-    // SAFETY: plain syscalls.
+    // SAFETY: setresgid takes only integers.
     cvt(unsafe { libc::setresgid(gid, gid, gid) })
         .sys(|| format!("setting gid {gid} (is it mapped in the user namespace?)"))?;
-    // SAFETY: plain syscalls.
+    // SAFETY: setresuid takes only integers.
     cvt(unsafe { libc::setresuid(uid, uid, uid) })
         .sys(|| format!("setting uid {uid} (is it mapped in the user namespace?)"))?;
     sys::prctl(libc::PR_SET_KEEPCAPS, 0, 0).sys(|| "PR_SET_KEEPCAPS")?;

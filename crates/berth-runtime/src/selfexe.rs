@@ -144,7 +144,7 @@ pub fn read_only_view(path: &std::path::Path) -> io::Result<OwnedFd> {
     const OPEN_TREE_CLONE: libc::c_uint = 1;
     let c = CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
         .map_err(io::Error::other)?;
-    // SAFETY: plain syscall with a valid C string.
+    // SAFETY: open_tree reads the NUL-terminated path c, which lives for the call.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_open_tree,
@@ -174,7 +174,7 @@ pub fn read_only_view(path: &std::path::Path) -> io::Result<OwnedFd> {
 /// A memfd holding a copy of the running binary, sealed against every change.
 fn sealed_copy() -> io::Result<OwnedFd> {
     let exe = std::fs::File::open("/proc/self/exe")?;
-    // SAFETY: plain syscall with a valid C string.
+    // SAFETY: memfd_create reads a static NUL-terminated name.
     let fd = unsafe {
         libc::memfd_create(
             c"berth-runtime".as_ptr(),

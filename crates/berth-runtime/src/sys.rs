@@ -185,7 +185,7 @@ pub fn fstat(fd: RawFd) -> io::Result<libc::stat> {
 pub fn fstatfs_type(fd: RawFd) -> io::Result<i64> {
     // SAFETY: zeroed statfs is a valid out-buffer.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: valid buffer.
+    // SAFETY: st is a live statfs for the kernel to fill.
     cvt(unsafe { libc::fstatfs(fd, &mut st) })?;
     Ok(st.f_type as i64)
 }
@@ -231,6 +231,15 @@ pub fn close_fds_except(keep: &[RawFd]) {
     unsafe { libc::syscall(libc::SYS_close_range, next, u32::MAX, 0) };
 }
 
+/// A close-on-exec unix socketpair of type `ty` (`SOCK_STREAM`, `SOCK_SEQPACKET`).
+pub fn socketpair(ty: libc::c_int) -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid buffer of two ints for the kernel to fill.
+    cvt(unsafe { libc::socketpair(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) })?;
+    // SAFETY: socketpair succeeded: both fds are new and owned by nothing else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
 /// Marks every fd >= `first` close-on-exec.
 pub fn cloexec_from(first: u32) {
     // SAFETY: only flags change.
@@ -253,7 +262,7 @@ pub fn write_file(path: &str, data: &[u8]) -> io::Result<()> {
 
 /// pidfd_open(2).
 pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall.
+    // SAFETY: pidfd_open takes only integers.
     let r = cvt_long(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
     // SAFETY: new fd owned by us.
     Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })

@@ -122,7 +122,7 @@ pub fn proxy(master: &OwnedFd) {
             break;
         }
         if fds[0].revents != 0 {
-            // SAFETY: valid buffer.
+            // SAFETY: the kernel writes at most buf.len() bytes into buf.
             let n = unsafe { libc::read(master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
             if n <= 0 {
                 break;
@@ -130,7 +130,7 @@ pub fn proxy(master: &OwnedFd) {
             write_all(1, &buf[..n as usize]);
         }
         if fds[1].revents != 0 {
-            // SAFETY: valid buffer.
+            // SAFETY: the kernel writes at most buf.len() bytes into buf.
             let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
             if n <= 0 {
                 stdin_open = false;
@@ -147,7 +147,7 @@ pub fn proxy(master: &OwnedFd) {
 
 fn write_all(fd: RawFd, mut data: &[u8]) {
     while !data.is_empty() {
-        // SAFETY: valid buffer.
+        // SAFETY: the kernel reads data.len() bytes of data.
         let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
         if n <= 0 {
             return;
@@ -166,24 +166,9 @@ pub fn console_fds(
     match (console_socket, terminal) {
         (Some(p), _) => Ok((Some(connect_console(p)?), None)),
         (None, true) => {
-            let mut fds = [0; 2];
-            // SAFETY: valid buffer.
-            sys::cvt(unsafe {
-                libc::socketpair(
-                    libc::AF_UNIX,
-                    libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-                    0,
-                    fds.as_mut_ptr(),
-                )
-            })
-            .sys(|| "creating the console socketpair")?;
-            // SAFETY: new fds we own.
-            unsafe {
-                Ok((
-                    Some(OwnedFd::from_raw_fd(fds[0])),
-                    Some(OwnedFd::from_raw_fd(fds[1])),
-                ))
-            }
+            let (child, ours) =
+                sys::socketpair(libc::SOCK_STREAM).sys(|| "creating the console socketpair")?;
+            Ok((Some(child), Some(ours)))
         }
         _ => Ok((None, None)),
     }
