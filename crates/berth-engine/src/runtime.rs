@@ -16,7 +16,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-fn lib(r: berth_runtime::error::Result<()>) -> Result<(), RuntimeError> {
+fn lib(r: Result<(), impl std::fmt::Display>) -> Result<(), RuntimeError> {
     r.map_err(|e| RuntimeError::Failed(e.to_string()))
 }
 
@@ -236,7 +236,7 @@ pub fn exit_code_for_errno(errno: Option<i32>, during_exec: bool) -> i32 {
 
 /// Docker's exit code for a start that berth's own runtime, linked in, failed: from the
 /// error's errno (the init reports it over the stage channel with its message).
-pub fn start_failure_code(e: &berth_runtime::error::Error) -> i32 {
+pub fn start_failure_code(e: &impl berth_runtime::sys::Errno) -> i32 {
     exit_code_for_errno(e.errno(), e.during_exec())
 }
 

@@ -31,7 +31,7 @@
 //! [`send_fd`] and [`recv_fd`] carry one descriptor with data over any unix socket: runc's
 //! `--console-socket` protocol (the pty master, with the pty's name as data).
 
-use crate::error::{Ctx, Error, SysError};
+use crate::sys::{Errno, SysCtx, SysError};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
@@ -88,12 +88,38 @@ pub struct ChildError {
 
 impl ChildError {
     /// The report of `e`, as the child sends it.
-    pub fn of(e: &Error) -> ChildError {
+    pub fn of(e: &impl Errno) -> ChildError {
         ChildError {
             errno: e.errno(),
             exec: e.during_exec(),
             message: e.to_string(),
         }
+    }
+}
+
+/// What the parent gets instead of the message it waits for.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// The protocol failed.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// The child reported an error.
+    #[error(transparent)]
+    Child(#[from] ChildError),
+}
+
+impl Errno for StageError {
+    /// The errno: the child's, or of the failed send or receive.
+    fn errno(&self) -> Option<i32> {
+        match self {
+            StageError::Child(e) => e.errno,
+            StageError::Protocol(ProtocolError::Sys(e)) => e.errno(),
+            StageError::Protocol(_) => None,
+        }
+    }
+
+    fn during_exec(&self) -> bool {
+        matches!(self, StageError::Child(e) if e.exec)
     }
 }
 
@@ -343,7 +369,7 @@ impl ParentEnd {
     }
 
     /// Steps "hooks", "seccomp fd" and "ready": the next thing the child asks for.
-    pub fn wait_ready(&self) -> Result<Step, Error> {
+    pub fn wait_ready(&self) -> Result<Step, StageError> {
         match self.recv("the container process")? {
             Some(FromChild::Ready) => Ok(Step::Ready),
             Some(FromChild::Hooks) => Ok(Step::Hooks),
@@ -359,7 +385,7 @@ impl ParentEnd {
     }
 
     /// Step "pid", from the intermediate process.
-    pub fn recv_pid(&self) -> Result<i32, Error> {
+    pub fn recv_pid(&self) -> Result<i32, StageError> {
         const WHAT: &str = "the container's pid";
         match self.recv(WHAT)? {
             Some(FromChild::Pid(pid)) => Ok(pid),
@@ -375,22 +401,25 @@ impl ParentEnd {
 
     /// After start: Ok when the child exec'd (end-of-file), its error otherwise; a seccomp
     /// listener sent on the way goes to `on_seccomp`.
-    pub fn wait_exec(
+    pub fn wait_exec<E: From<StageError>>(
         &self,
-        mut on_seccomp: impl FnMut(OwnedFd) -> Result<(), Error>,
-    ) -> Result<(), Error> {
+        mut on_seccomp: impl FnMut(OwnedFd) -> Result<(), E>,
+    ) -> Result<(), E> {
         const WHAT: &str = "the container process to exec";
         loop {
-            match self.recv(WHAT)? {
+            let stage = |e: StageError| E::from(e);
+            match self.recv(WHAT).map_err(|e| stage(e.into()))? {
                 None => return Ok(()),
                 Some(FromChild::SeccompFd(fd)) => on_seccomp(fd)?,
-                Some(FromChild::Error(e)) => return Err(e.into()),
+                Some(FromChild::Error(e)) => return Err(stage(e.into())),
                 Some(m) => {
-                    return Err(ProtocolError::Unexpected {
-                        got: m.tag(),
-                        waiting_for: WHAT,
-                    }
-                    .into())
+                    return Err(stage(
+                        ProtocolError::Unexpected {
+                            got: m.tag(),
+                            waiting_for: WHAT,
+                        }
+                        .into(),
+                    ))
                 }
             }
         }
@@ -508,8 +537,8 @@ impl ChildEnd {
     }
 
     /// Step "error": reports a failure with its errno (best effort: the child exits next).
-    pub fn send_error(&self, e: &Error) {
-        let _ = self.send(&FromChild::Error(ChildError::of(e)), "reporting an error");
+    pub fn send_error(&self, e: ChildError) {
+        let _ = self.send(&FromChild::Error(e), "reporting an error");
     }
 }
 
@@ -649,14 +678,15 @@ mod tests {
         child.send_ready().unwrap();
         assert!(matches!(parent.wait_ready().unwrap(), Step::Ready));
         // An error arrives with its errno, at whatever step the parent waits on.
-        let e = Error::Sys(SysError {
+        let e = crate::error::Error::Sys(SysError {
             what: "mounting /proc".into(),
             source: io::Error::from_raw_os_error(libc::EPERM),
         });
-        child.send_error(&e);
+        child.send_error(ChildError::of(&e));
         let got = parent.recv_pid().unwrap_err();
         assert_eq!(got.errno(), Some(libc::EPERM));
         assert_eq!(got.to_string(), e.to_string());
+        assert_eq!(crate::error::Error::from(got).errno(), Some(libc::EPERM));
         // A message the step does not expect is a protocol error.
         parent.send_start().unwrap();
         assert!(matches!(
@@ -664,11 +694,11 @@ mod tests {
             Err(ProtocolError::Unexpected { got: START, .. })
         ));
         // The child's report stays readable after the parent failed on its own.
-        child.send_error(&e);
+        child.send_error(ChildError::of(&e));
         assert_eq!(parent.pending_error().unwrap().errno, Some(libc::EPERM));
         assert!(parent.pending_error().is_none());
         // End-of-file after start: the child exec'd.
         drop(child);
-        parent.wait_exec(|_| Ok(())).unwrap();
+        parent.wait_exec(|_| Ok::<(), StageError>(())).unwrap();
     }
 }

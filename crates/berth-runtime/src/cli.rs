@@ -450,7 +450,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             container::create(&create_opts(root, c), false, false)?;
             Ok(0)
         }
-        Cmd::Start { id } => container::start(root, id).map(|_| 0),
+        Cmd::Start { id } => Ok(container::start(root, id).map(|_| 0)?),
         Cmd::State { id } => {
             let c = Container::load(root, id)?;
             println!(
@@ -461,10 +461,10 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         }
         Cmd::Kill { all, id, signal } => {
             let sig = container::parse_signal(signal)?;
-            container::kill(root, id, sig, *all).map(|_| 0)
+            Ok(container::kill(root, id, sig, *all).map(|_| 0)?)
         }
-        Cmd::Delete { force, id } => container::delete(root, id, *force).map(|_| 0),
-        Cmd::Run { detach, c, .. } => container::run(&create_opts(root, c), *detach),
+        Cmd::Delete { force, id } => Ok(container::delete(root, id, *force).map(|_| 0)?),
+        Cmd::Run { detach, c, .. } => Ok(container::run(&create_opts(root, c), *detach)?),
         Cmd::Exec {
             process,
             tty,
@@ -482,7 +482,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             preserve_fds,
             id,
             args,
-        } => exec::exec(
+        } => Ok(exec::exec(
             root,
             &ExecOpts {
                 id: id.clone(),
@@ -502,7 +502,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
                 label: process_label.clone(),
                 preserve_fds: *preserve_fds,
             },
-        ),
+        )?),
         Cmd::Ps {
             format,
             id,
@@ -512,11 +512,11 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             list(root, format, *quiet);
             Ok(0)
         }
-        Cmd::Pause { id } => container::set_paused(root, id, true).map(|_| 0),
-        Cmd::Resume { id } => container::set_paused(root, id, false).map(|_| 0),
+        Cmd::Pause { id } => Ok(container::set_paused(root, id, true).map(|_| 0)?),
+        Cmd::Resume { id } => Ok(container::set_paused(root, id, false).map(|_| 0)?),
         Cmd::Update(u) => {
             let r = update_resources(u)?;
-            container::update(root, &u.id, &r).map(|_| 0)
+            Ok(container::update(root, &u.id, &r).map(|_| 0)?)
         }
         Cmd::Features => {
             println!(

@@ -45,24 +45,43 @@
 //! `<root>/<id>/exec.fifo` between create and start.
 
 use crate::cgroups::{CgroupError, Manager};
-use crate::channel::{self, ParentEnd, Step};
+use crate::channel::{self, ChildError, ParentEnd, ProtocolError, StageError, Step};
 use crate::config::{self, ConfigError};
-use crate::error::{Ctx, Error, Result, SysError};
-use crate::hooks::{self, state as hook_state};
+use crate::hooks::{self, state as hook_state, HookError};
+use crate::idmap::IdmapError;
 use crate::init::{self, InitArgs};
+use crate::seccomp::SeccompError;
 use crate::state::{self, Container, Op, Saved, StateError};
 use crate::sys;
+use crate::sys::{Errno, SysCtx, SysError};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-/// Errors of the lifecycle steps (the spec's, the state's, the init's and system calls'
-/// errors have their own types).
+/// Errors of the lifecycle operations: their own, and those of the modules they use.
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
     /// A system call failed.
     #[error(transparent)]
     Sys(#[from] SysError),
+    /// The bundle's config is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The container's id or state; an operation its state does not allow.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The stage protocol failed, or the init reported an error (with its errno).
+    #[error(transparent)]
+    Stage(#[from] StageError),
+    /// A prestart, createRuntime or startContainer hook.
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    /// Preparing an idmapped mount.
+    #[error(transparent)]
+    Idmap(#[from] IdmapError),
+    /// Compiling seccomp, or handing its listener to the agent.
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
     /// A cgroup operation failed while doing `what`.
     #[error("{what}: {source}")]
     Cgroup {
@@ -102,6 +121,30 @@ pub enum ContainerError {
         to_freeze: bool,
     },
 }
+
+impl From<ProtocolError> for ContainerError {
+    fn from(e: ProtocolError) -> ContainerError {
+        ContainerError::Stage(e.into())
+    }
+}
+
+impl Errno for ContainerError {
+    fn errno(&self) -> Option<i32> {
+        match self {
+            ContainerError::Stage(e) => e.errno(),
+            e => std::error::Error::source(e).and_then(sys::chain_errno),
+        }
+    }
+
+    fn during_exec(&self) -> bool {
+        match self {
+            ContainerError::Stage(e) => e.during_exec(),
+            _ => false,
+        }
+    }
+}
+
+type Result<T, E = ContainerError> = std::result::Result<T, E>;
 
 fn cgroup(what: impl Into<String>) -> impl FnOnce(CgroupError) -> ContainerError {
     let what = what.into();
@@ -265,7 +308,7 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
             crate::log::warn(&format!("rootless: running without cgroups: {e}"));
             None
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     };
     if let Some(m) = &mgr {
         crate::debug!("{}: cgroup {:?}", o.id, m.dirs());
@@ -364,7 +407,7 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
                 Ok(cchan.send_pid(pid)?)
             })();
             if let Err(e) = r {
-                cchan.send_error(&e);
+                cchan.send_error(ChildError::of(&e));
                 // SAFETY: leaving the helper child.
                 unsafe { libc::_exit(1) };
             }
@@ -395,12 +438,12 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
     // as `creating` (hooks may ask for it).
     // The init works on its own now: when a step here fails, its own report (if it failed
     // first) is the more useful message.
-    let theirs = |e: Error| match pchan.pending_error() {
-        Some(m) => Error::Child(m),
+    let theirs = |e: ContainerError| match pchan.pending_error() {
+        Some(m) => StageError::Child(m).into(),
         None => e,
     };
     let pid_start = berth_sys::proc::stat(pid)
-        .map_err(|_| theirs(ContainerError::InitExited.into()))?
+        .map_err(|_| theirs(ContainerError::InitExited))?
         .start_time;
     let mut container = Container {
         dir: dir.clone(),
@@ -433,7 +476,7 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
         if let Err(e) = m.add_pid_to(pid, join_self.is_empty(), cgfd.is_none()) {
             // SAFETY: killing our own child; its report (if it failed first) stays readable.
             unsafe { libc::kill(pid, libc::SIGKILL) };
-            return Err(theirs(cgroup("adding the init to its cgroup")(e).into()));
+            return Err(theirs(cgroup("adding the init to its cgroup")(e)));
         }
     }
     pchan.send_joined().map_err(|e| theirs(e.into()))?;
@@ -457,7 +500,7 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
         }
     }
     if !container.alive() {
-        return Err(ContainerError::InitExited.into());
+        return Err(ContainerError::InitExited);
     }
     if run_mode {
         // `run` starts the program at once: it execs while the state is written.
@@ -644,7 +687,7 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
             // The init closes the fifo as it exits: wait for the exit, so that the container
             // is stopped, as this says, when `start` returns.
             sys::pidfd_wait(&pidfd, 5000);
-            return Err(ContainerError::StartFailed.into());
+            return Err(ContainerError::StartFailed);
         }
     }
     std::fs::remove_file(&fifo).sys(|| format!("removing {}", fifo.display()))?;
@@ -720,7 +763,7 @@ fn await_exec(l: Launched) -> Result<(Container, Spec, Option<Manager>, Option<O
         };
         let forward = |fd| {
             crate::secc::forward(fd, &spec, &c.saved.id, c.saved.pid, &c.saved.bundle)
-                .map_err(Error::from)
+                .map_err(ContainerError::from)
         };
         chan.wait_exec(forward)?;
         Ok(master)
@@ -892,7 +935,7 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
     c.status().check(id, Op::Kill)?;
     if all {
         if let Some(m) = load_mgr(&c) {
-            return Ok(m.kill_all(sig).map_err(cgroup("kill --all"))?);
+            return m.kill_all(sig).map_err(cgroup("kill --all"));
         }
     }
     crate::debug!("{id}: signal {sig} to init pid {}", c.saved.pid);
@@ -973,7 +1016,7 @@ pub fn update(root: &Path, id: &str, r: &oci_spec::runtime::LinuxResources) -> R
     let Some(m) = load_mgr(&c) else {
         return Err(no_cgroup(id, false));
     };
-    Ok(m.apply(r).map_err(cgroup("update"))?)
+    m.apply(r).map_err(cgroup("update"))
 }
 
 /// The container's pids (from its cgroup; the init alone without one).
@@ -1020,16 +1063,15 @@ pub fn oom_killed(root: &Path, id: &str) -> Result<bool> {
     let Some(m) = load_mgr(&c) else {
         return Ok(false);
     };
-    Ok(m.oom_killed()
-        .map_err(cgroup(format!("reading the OOM kills of {id}")))?)
+    m.oom_killed()
+        .map_err(cgroup(format!("reading the OOM kills of {id}")))
 }
 
-fn no_cgroup(id: &str, to_freeze: bool) -> Error {
+fn no_cgroup(id: &str, to_freeze: bool) -> ContainerError {
     ContainerError::NoCgroup {
         id: id.to_string(),
         to_freeze,
     }
-    .into()
 }
 
 #[cfg(test)]

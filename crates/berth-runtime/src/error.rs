@@ -1,63 +1,41 @@
 //! The runtime's errors. Each module has its own enum that says what kind of thing failed
 //! (a bad spec, a container in the wrong state, a failed system call, a program that cannot
-//! be executed, a hook, the stage protocol, ...); [`Error`] wraps them all, so `?` works across
-//! modules, and [`Error::errno`] gives the OS error behind any of them (engines map it to
-//! Docker's exit codes 126/127).
+//! be executed, a hook, the stage protocol, ...). The modules that carry out an operation
+//! (`container`, `exec`, `init`) wrap the errors of the modules they use in their own enum;
+//! [`Error`], for the command line, wraps them all, so `?` works up to it, and
+//! [`Error::errno`] (or [`Errno`] on any of the operation enums) gives the OS error behind
+//! any of them: engines map it to Docker's exit codes 126/127. Only the command line and,
+//! until it has its own enum, `rootfs.rs` use this module; it uses every other one.
 //!
 //! | enum | module | what |
 //! |---|---|---|
-//! | [`SysError`] | every module | a system call that failed: what was being done and its errno |
-//! | [`ConfigError`] | [`crate::config`] | `config.json` unreadable, unparsable or invalid |
-//! | [`StateError`] | [`crate::state`] | container ids, `state.json`, wrong state for an operation |
-//! | [`ContainerError`] | [`crate::container`] | create/start/kill/... steps of the lifecycle |
-//! | [`ProtocolError`], [`ChildError`] | [`crate::channel`] | the stage protocol; an error the init or exec process reported (its errno and message) |
-//! | [`InitError`] | [`crate::init`] | the init's own checks |
-//! | [`ProcessError`] | [`crate::process`] | process attributes, the program lookup and `execve` |
-//! | [`ExecError`] | [`crate::exec`] | the `exec` command's options |
+//! | [`SysError`] | [`crate::sys`], used by every module | a system call that failed: what was being done and its errno |
+//! | [`ConfigError`] | [`crate::config`] | `config.json` unreadable, unparsable or invalid; spec values the init cannot use |
+//! | [`StateError`] | [`crate::state`] | container ids, `state.json`, an operation the container's state does not allow |
 //! | [`HookError`] | [`crate::hooks`] | OCI hooks |
 //! | [`IdmapError`] | [`crate::idmap`] | idmapped mounts |
 //! | [`CopyError`] | [`crate::copyup`] | `tmpcopyup` and volume copies |
 //! | [`SeccompError`] | [`crate::seccomp`] | compiling, loading and handing over seccomp filters |
+//! | [`ProcessError`] | [`crate::process`] | process attributes, the program lookup and `execve` (not found, not executable, with the errno) |
+//! | [`StageError`]: [`ProtocolError`], [`ChildError`] | [`crate::channel`] | the stage protocol; an error the init or exec process reported (its errno and message) |
+//! | [`InitError`](crate::init::InitError) | [`crate::init`] | the init and the exec process before `execve`: sent over the stage channel as a [`ChildError`], never returned |
+//! | [`ContainerError`] | [`crate::container`] | the lifecycle operations (create, start, kill, delete, pause, ...) |
+//! | [`ExecError`] | [`crate::exec`] | the `exec` command |
 
+use crate::sys::Errno;
 use std::io;
 
-pub use crate::channel::{ChildError, ProtocolError};
+pub use crate::channel::{ChildError, ProtocolError, StageError};
 pub use crate::config::ConfigError;
 pub use crate::container::ContainerError;
 pub use crate::copyup::CopyError;
 pub use crate::exec::ExecError;
 pub use crate::hooks::HookError;
 pub use crate::idmap::IdmapError;
-pub use crate::init::InitError;
 pub use crate::process::ProcessError;
 pub use crate::seccomp::SeccompError;
 pub use crate::state::StateError;
-
-/// A system call or file operation that failed while doing `what`; keeps the OS error.
-#[derive(Debug, thiserror::Error)]
-#[error("{what}: {source}")]
-pub struct SysError {
-    /// What was being done ("creating the cgroup namespace").
-    pub what: String,
-    /// The OS error.
-    #[source]
-    pub source: io::Error,
-}
-
-impl SysError {
-    /// The calling thread's errno, failing while doing `what`.
-    pub fn last(what: impl Into<String>) -> SysError {
-        SysError {
-            what: what.into(),
-            source: io::Error::last_os_error(),
-        }
-    }
-
-    /// The OS errno.
-    pub fn errno(&self) -> Option<i32> {
-        self.source.raw_os_error()
-    }
-}
+pub use crate::sys::SysError;
 
 /// Errors of the runtime: every message names the thing that failed and, where it helps, the fix.
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +49,7 @@ pub enum Error {
     /// Container ids and state on disk; an operation the container's state does not allow.
     #[error(transparent)]
     State(#[from] StateError),
-    /// A step of the container lifecycle.
+    /// A lifecycle operation.
     #[error(transparent)]
     Container(#[from] ContainerError),
     /// The stage protocol between the runtime and the process it started.
@@ -80,9 +58,6 @@ pub enum Error {
     /// An error the container's init (or exec process) reported over the stage channel.
     #[error(transparent)]
     Child(#[from] ChildError),
-    /// The init's own checks.
-    #[error(transparent)]
-    Init(#[from] InitError),
     /// Process attributes, the program lookup, `execve`.
     #[error(transparent)]
     Process(#[from] ProcessError),
@@ -112,39 +87,26 @@ pub enum Error {
 /// The runtime's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Adds "what was being done" to an `io::Result`.
+/// Adds "what was being done" to an `io::Result`, as the top-level [`Error`]. Transitional:
+/// for `rootfs.rs` until it has its own enum; every other module uses
+/// [`SysCtx`](crate::sys::SysCtx), whose [`SysError`] converts into [`Error`].
 pub trait Ctx<T> {
-    /// Wraps the error with the context computed by `f`, as a [`SysError`].
-    fn sys<S: Into<String>>(self, f: impl FnOnce() -> S) -> Result<T, SysError>;
-
-    /// [`Ctx::sys`], as the top-level [`Error`] (for `rootfs.rs` and the cgroups, which
-    /// return [`Result`]).
-    fn ctx<S: Into<String>>(self, f: impl FnOnce() -> S) -> Result<T>
-    where
-        Self: Sized,
-    {
-        self.sys(f).map_err(Error::Sys)
-    }
+    /// Wraps the error with the context computed by `f`.
+    fn ctx<S: Into<String>>(self, f: impl FnOnce() -> S) -> Result<T>;
 }
 
 impl<T> Ctx<T> for io::Result<T> {
-    fn sys<S: Into<String>>(self, f: impl FnOnce() -> S) -> Result<T, SysError> {
-        self.map_err(|source| SysError {
-            what: f().into(),
-            source,
-        })
+    fn ctx<S: Into<String>>(self, f: impl FnOnce() -> S) -> Result<T> {
+        Ok(crate::sys::SysCtx::sys(self, f)?)
     }
 }
 
-/// The errno of the first `io::Error` in `e`'s chain of sources, starting with `e` itself.
-pub fn chain_errno(mut e: &(dyn std::error::Error + 'static)) -> Option<i32> {
-    loop {
-        if let Some(io) = e.downcast_ref::<io::Error>() {
-            if let Some(n) = io.raw_os_error() {
-                return Some(n);
-            }
+impl From<StageError> for Error {
+    fn from(e: StageError) -> Error {
+        match e {
+            StageError::Protocol(e) => Error::Protocol(e),
+            StageError::Child(e) => Error::Child(e),
         }
-        e = e.source()?;
     }
 }
 
@@ -155,8 +117,10 @@ impl Error {
         match self {
             Error::Child(e) => e.errno,
             Error::Process(e) => e.errno(),
+            Error::Container(e) => e.errno(),
+            Error::Exec(e) => e.errno(),
             Error::Msg(_) => None,
-            e => std::error::Error::source(e).and_then(chain_errno),
+            e => std::error::Error::source(e).and_then(crate::sys::chain_errno),
         }
     }
 
@@ -166,8 +130,20 @@ impl Error {
         match self {
             Error::Child(e) => e.exec,
             Error::Process(e) => e.is_exec(),
+            Error::Container(e) => e.during_exec(),
+            Error::Exec(e) => e.during_exec(),
             _ => false,
         }
+    }
+}
+
+impl Errno for Error {
+    fn errno(&self) -> Option<i32> {
+        Error::errno(self)
+    }
+
+    fn during_exec(&self) -> bool {
+        Error::during_exec(self)
     }
 }
 

@@ -6,12 +6,13 @@
 //! exec comes back over the channel; a successful exec closes it.
 
 use crate::cgroups::{CgroupError, Manager};
-use crate::channel::{self, ChildEnd};
+use crate::channel::{self, ChildEnd, ChildError, ProtocolError, StageError};
 use crate::container::{block_signals, wait_child, write_pid_file};
-use crate::error::{Ctx, Error, Result};
-use crate::init::prepare_process;
-use crate::state::{Container, Op};
+use crate::init::{load_seccomp, prepare_process, InitError};
+use crate::seccomp::SeccompError;
+use crate::state::{Container, Op, StateError};
 use crate::sys;
+use crate::sys::{Errno, SysCtx, SysError};
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
@@ -21,6 +22,18 @@ use std::path::{Path, PathBuf};
 /// over the stage channel).
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
+    /// A system call failed.
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    /// The container's id or state; an operation its state does not allow.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The stage protocol failed, or the exec process reported an error (with its errno).
+    #[error(transparent)]
+    Stage(#[from] StageError),
+    /// Compiling seccomp, or handing its listener to the agent.
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
     /// `--process` does not parse.
     #[error("parsing --process {}: {source}", path.display())]
     ProcessFile {
@@ -57,6 +70,30 @@ pub enum ExecError {
     #[error("adding the exec process to the cgroup: {0}")]
     Cgroup(#[source] CgroupError),
 }
+
+impl From<ProtocolError> for ExecError {
+    fn from(e: ProtocolError) -> ExecError {
+        ExecError::Stage(e.into())
+    }
+}
+
+impl Errno for ExecError {
+    fn errno(&self) -> Option<i32> {
+        match self {
+            ExecError::Stage(e) => e.errno(),
+            e => std::error::Error::source(e).and_then(sys::chain_errno),
+        }
+    }
+
+    fn during_exec(&self) -> bool {
+        match self {
+            ExecError::Stage(e) => e.during_exec(),
+            _ => false,
+        }
+    }
+}
+
+type Result<T, E = ExecError> = std::result::Result<T, E>;
 
 /// Options of `exec`.
 #[derive(Debug, Default, Clone)]
@@ -109,15 +146,13 @@ const NS: [(LinuxNamespaceType, &str, libc::c_int); 8] = [
 fn build_process(o: &ExecOpts, base: &Process) -> Result<Process> {
     if let Some(f) = &o.process_file {
         let data = std::fs::read(f).sys(|| format!("reading --process {}", f.display()))?;
-        return Ok(
-            serde_json::from_slice(&data).map_err(|source| ExecError::ProcessFile {
-                path: f.clone(),
-                source,
-            })?,
-        );
+        return serde_json::from_slice(&data).map_err(|source| ExecError::ProcessFile {
+            path: f.clone(),
+            source,
+        });
     }
     if o.args.is_empty() {
-        return Err(ExecError::NoCommand.into());
+        return Err(ExecError::NoCommand);
     }
     let mut p = base.clone();
     p.set_args(Some(o.args.clone()));
@@ -198,10 +233,10 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
     let process = build_process(o, &base)?;
     let terminal = process.terminal().unwrap_or(false);
     if terminal && o.console_socket.is_none() && o.detach {
-        return Err(ExecError::TerminalWithoutConsole.into());
+        return Err(ExecError::TerminalWithoutConsole);
     }
     if !terminal && o.console_socket.is_some() {
-        return Err(ExecError::ConsoleWithoutTerminal.into());
+        return Err(ExecError::ConsoleWithoutTerminal);
     }
     let pid = c.saved.pid;
     let mut ns_fds: Vec<(libc::c_int, OwnedFd)> = Vec::new();
@@ -265,14 +300,14 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
                     Ok(e) => e,
                     Err(e) => e,
                 };
-                cchan.send_error(&e);
+                cchan.send_error(ChildError::of(&e));
                 // SAFETY: leaving the forked child without running the runtime's destructors.
                 unsafe { libc::_exit(127) };
             }
             Ok(cchan.send_pid(child)?)
         })();
         if let Err(e) = r {
-            cchan.send_error(&e);
+            cchan.send_error(ChildError::of(&e));
             // SAFETY: leaving the helper.
             unsafe { libc::_exit(1) };
         }
@@ -285,7 +320,7 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
     // SAFETY: reaping the helper.
     unsafe { libc::waitpid(mid, std::ptr::null_mut(), 0) };
     let child = child?;
-    let fail = |e: Error| -> Error {
+    let fail = |e: ExecError| -> ExecError {
         // SAFETY: killing and reaping our own child.
         unsafe {
             libc::kill(child, libc::SIGKILL);
@@ -294,8 +329,7 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
         e
     };
     if let Some(m) = &mgr {
-        m.add_pid(child)
-            .map_err(|e| fail(ExecError::Cgroup(e).into()))?;
+        m.add_pid(child).map_err(|e| fail(ExecError::Cgroup(e)))?;
     }
     crate::debug!("{}: exec process is pid {child}", o.id);
     pchan.send_go(child).map_err(|e| fail(e.into()))?;
@@ -310,7 +344,7 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
     };
     pchan
         .wait_exec(|fd| {
-            crate::secc::forward(fd, &spec, &o.id, child, &c.saved.bundle).map_err(Error::from)
+            crate::secc::forward(fd, &spec, &o.id, child, &c.saved.bundle).map_err(ExecError::from)
         })
         .map_err(fail)?;
     if let Some(p) = &o.pid_file {
@@ -336,7 +370,7 @@ fn exec_child(
     preserve_fds: u32,
     personality: Option<&str>,
     filter: Option<crate::seccomp::Filter>,
-) -> Result<Error> {
+) -> Result<InitError, InitError> {
     crate::init::unblock_signals();
     sys::prctl(libc::PR_SET_DUMPABLE, 0, 0).sys(|| "PR_SET_DUMPABLE")?;
     chan.wait_go()?;
@@ -358,11 +392,11 @@ fn exec_child(
         if nnp {
             Ok(())
         } else {
-            crate::secc::load(filter.take(), chan)
+            load_seccomp(filter.take(), chan)
         }
     })?;
     if nnp {
-        crate::secc::load(filter.take(), chan)?;
+        load_seccomp(filter.take(), chan)?;
     }
     Ok(exec.exec().into())
 }

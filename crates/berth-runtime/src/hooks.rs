@@ -1,8 +1,8 @@
 //! OCI hooks: each runs with the container state as JSON on stdin ([`state`]), its own args
 //! and env, and an optional timeout after which it is killed.
 
-use crate::error::{Ctx, SysError};
 use crate::sys;
+use crate::sys::{SysCtx, SysError};
 use oci_spec::runtime::{Hook, Spec};
 use std::io::Write;
 use std::os::unix::process::CommandExt;

@@ -3,8 +3,8 @@
 //! mappings (`mount_setattr(MOUNT_ATTR_IDMAP)`), and the init moves the detached tree onto its
 //! target inside the container (`move_mount`).
 
-use crate::error::{Ctx, SysError};
 use crate::sys;
+use crate::sys::{SysCtx, SysError};
 use oci_spec::runtime::{LinuxIdMapping, Mount, Spec};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;

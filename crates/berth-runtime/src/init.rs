@@ -10,20 +10,44 @@
 //! (or on the channel for `run`) → startContainer hooks → the fifo's byte → seccomp → execve.
 
 use crate::cgroups::CgroupError;
-use crate::channel::ChildEnd;
+use crate::channel::{ChildEnd, ChildError, ProtocolError};
 use crate::config::{self, ConfigError};
-use crate::error::{Ctx, Error, Result, SysError};
-use crate::hooks;
-use crate::process;
+use crate::hooks::{self, HookError};
+use crate::process::{self, ProcessError};
 use crate::rootfs::{self, RootfsCtx};
+use crate::seccomp::{Filter, SeccompError};
 use crate::sys;
+use crate::sys::{Errno, SysCtx, SysError};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
-/// The init's own failures (system calls fail as [`SysError`]s, which keep the errno).
+/// What fails in the init, or in an exec process, before `execve`. It is never returned to
+/// the runtime: the child sends it over the stage channel ([`ChildError::of`]) and exits.
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
+    /// A system call failed.
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    /// A value of the spec is not usable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Process attributes, the program lookup, `execve`.
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    /// A createContainer or startContainer hook.
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    /// The stage protocol.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// Loading seccomp.
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
+    /// Preparing the root filesystem (transitional: `rootfs.rs` still returns the runtime's
+    /// top-level error).
+    #[error(transparent)]
+    Rootfs(#[from] crate::error::Error),
     /// Joining the v1 cgroup hierarchies failed.
     #[error("joining the container's cgroups: {0}")]
     JoinCgroups(#[source] CgroupError),
@@ -34,6 +58,25 @@ pub enum InitError {
     #[error("/dev/console in the container is not a regular file or a character device")]
     BadConsole,
 }
+
+impl Errno for InitError {
+    fn errno(&self) -> Option<i32> {
+        match self {
+            InitError::Process(e) => e.errno(),
+            InitError::Rootfs(e) => e.errno(),
+            e => std::error::Error::source(e).and_then(sys::chain_errno),
+        }
+    }
+
+    fn during_exec(&self) -> bool {
+        match self {
+            InitError::Process(e) => e.is_exec(),
+            _ => false,
+        }
+    }
+}
+
+type Result<T, E = InitError> = std::result::Result<T, E>;
 
 /// Everything the init needs, prepared by the parent before clone.
 pub struct InitArgs<'a> {
@@ -71,7 +114,7 @@ pub fn run(mut a: InitArgs) -> ! {
         Ok(e) => e,
         Err(e) => e,
     };
-    a.chan.send_error(&err);
+    a.chan.send_error(ChildError::of(&err));
     // SAFETY: exiting the forked child without running the parent's destructors (they
     // belong to the runtime's copy of this memory).
     unsafe { libc::_exit(1) }
@@ -114,7 +157,7 @@ pub fn unblock_signals() {
     }
 }
 
-fn stage(a: &mut InitArgs) -> Result<Error> {
+fn stage(a: &mut InitArgs) -> Result<InitError> {
     let spec = a.spec;
     let mut filter = a.seccomp.take();
     unblock_signals();
@@ -131,7 +174,7 @@ fn stage(a: &mut InitArgs) -> Result<Error> {
     crate::cgroups::join_self(&a.join_self).map_err(InitError::JoinCgroups)?;
     let cgroupns = config::new_ns(spec, LinuxNamespaceType::Cgroup);
     let joined = std::cell::Cell::new(false);
-    let enter_cgroup = || -> Result<()> {
+    let enter_cgroup = || -> crate::error::Result<()> {
         if !joined.get() {
             a.chan.wait_joined()?;
             if cgroupns {
@@ -244,12 +287,12 @@ fn stage(a: &mut InitArgs) -> Result<Error> {
             Ok(())
         } else {
             // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it before dropping caps.
-            crate::secc::load(filter.take(), a.chan)
+            load_seccomp(filter.take(), a.chan)
         }
     })?;
     if filter.as_ref().is_some_and(|f| f.uses_notify()) {
         // The listener must reach the runtime before it exits: load now, not after start.
-        crate::secc::load(filter.take(), a.chan)?;
+        load_seccomp(filter.take(), a.chan)?;
     }
     sys::prctl(libc::PR_SET_PDEATHSIG, 0, 0).sys(|| "PR_SET_PDEATHSIG")?;
     crate::debug!(
@@ -290,9 +333,22 @@ fn stage(a: &mut InitArgs) -> Result<Error> {
         }
     }
     if nnp {
-        crate::secc::load(filter.take(), a.chan)?;
+        load_seccomp(filter.take(), a.chan)?;
     }
     Ok(exec.exec().into())
+}
+
+/// Loads `filter` into the calling process; a notify listener goes to the runtime over the
+/// channel (the agent's socket path is only reachable from the runtime's mount namespace),
+/// which hands it on ([`crate::secc::forward`]).
+pub fn load_seccomp(filter: Option<Filter>, chan: &ChildEnd) -> Result<()> {
+    let Some(filter) = filter else {
+        return Ok(());
+    };
+    if let Some(fd) = filter.load()? {
+        chan.send_seccomp_fd(fd)?;
+    }
+    Ok(())
 }
 
 /// A new network namespace starts with `lo` down. runc and crun bring it up, and programs
@@ -324,7 +380,7 @@ fn loopback_up() -> Result<(), SysError> {
 /// slave the controlling terminal and stdio. `console_dev`: also bind it to /dev/console.
 pub fn setup_terminal(console: Option<RawFd>, console_dev: bool) -> Result<()> {
     let Some(sock) = console else {
-        return Err(InitError::NoConsoleSocket.into());
+        return Err(InitError::NoConsoleSocket);
     };
     let (master, slave, name) = crate::terminal::open_pty()?;
     if console_dev {
@@ -350,7 +406,7 @@ pub fn setup_terminal(console: Option<RawFd>, console_dev: bool) -> Result<()> {
         let st = sys::fstat(null.as_raw_fd()).sys(|| "fstat /dev/console")?;
         let fmt = st.st_mode & libc::S_IFMT;
         if fmt != libc::S_IFREG && fmt != libc::S_IFCHR {
-            return Err(InitError::BadConsole.into());
+            return Err(InitError::BadConsole);
         }
         sys::mount(
             Some(&sys::fd_path(&slave)),

@@ -143,7 +143,7 @@ pub fn error(msg: &str) {
 
 /// [`error`] for a runtime error: a JSON log line also carries its [`ErrorFields`] when it
 /// has an errno.
-pub fn error_of(e: &crate::error::Error) {
+pub fn error_of(e: &impl crate::sys::Errno) {
     let msg = e.to_string();
     eprintln!("berth-runtime: {msg}");
     let fields = e.errno().map(|errno| ErrorFields {

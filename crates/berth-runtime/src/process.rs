@@ -4,8 +4,8 @@
 //! and the executable lookup.
 
 use crate::config::ConfigError;
-use crate::error::{Ctx, SysError};
 use crate::sys::{self, cvt};
+use crate::sys::{SysCtx, SysError};
 use oci_spec::runtime::{IOPriorityClass, LinuxSchedulerPolicy, Process};
 use std::ffi::CString;
 use std::io;
@@ -88,7 +88,7 @@ impl ProcessError {
     pub fn errno(&self) -> Option<i32> {
         match self {
             ProcessError::NotFound(_) => Some(libc::ENOENT),
-            e => std::error::Error::source(e).and_then(crate::error::chain_errno),
+            e => std::error::Error::source(e).and_then(crate::sys::chain_errno),
         }
     }
 

@@ -8,8 +8,8 @@
 //! still present is `created`; alive and frozen by `pause` is `paused`; alive otherwise is
 //! `running`; dead or a zombie is `stopped`.
 
-use crate::error::{Ctx, SysError};
 use crate::sys;
+use crate::sys::{SysCtx, SysError};
 use berth_sys::atomic::{self, Durability, WriteError};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

@@ -5,6 +5,70 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+/// A system call or file operation that failed while doing `what`; keeps the OS error.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct SysError {
+    /// What was being done ("creating the cgroup namespace").
+    pub what: String,
+    /// The OS error.
+    #[source]
+    pub source: io::Error,
+}
+
+impl SysError {
+    /// The calling thread's errno, failing while doing `what`.
+    pub fn last(what: impl Into<String>) -> SysError {
+        SysError {
+            what: what.into(),
+            source: io::Error::last_os_error(),
+        }
+    }
+
+    /// The OS errno.
+    pub fn errno(&self) -> Option<i32> {
+        self.source.raw_os_error()
+    }
+}
+
+/// Adds "what was being done" to an `io::Result`.
+pub trait SysCtx<T> {
+    /// Wraps the error with the context computed by `f`, as a [`SysError`].
+    fn sys<S: Into<String>>(self, f: impl FnOnce() -> S) -> Result<T, SysError>;
+}
+
+impl<T> SysCtx<T> for io::Result<T> {
+    fn sys<S: Into<String>>(self, f: impl FnOnce() -> S) -> Result<T, SysError> {
+        self.map_err(|source| SysError {
+            what: f().into(),
+            source,
+        })
+    }
+}
+
+/// An error that may have an OS errno behind it: what the stage channel and the log's error
+/// line carry besides the message.
+pub trait Errno: std::fmt::Display {
+    /// The OS errno behind the error.
+    fn errno(&self) -> Option<i32>;
+    /// Whether finding or executing the container's program failed.
+    fn during_exec(&self) -> bool {
+        false
+    }
+}
+
+/// The errno of the first `io::Error` in `e`'s chain of sources, starting with `e` itself.
+pub fn chain_errno(mut e: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    loop {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            if let Some(n) = io.raw_os_error() {
+                return Some(n);
+            }
+        }
+        e = e.source()?;
+    }
+}
+
 /// Turns a -1 return into the thread's errno.
 pub fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret == -1 {

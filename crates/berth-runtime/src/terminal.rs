@@ -3,8 +3,8 @@
 //! foreground `run`/`exec` without a console socket, proxied to the runtime's own stdio.
 
 use crate::channel;
-use crate::error::{Ctx, SysError};
 use crate::sys;
+use crate::sys::{SysCtx, SysError};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 type Result<T> = std::result::Result<T, SysError>;
