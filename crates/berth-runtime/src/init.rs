@@ -451,3 +451,36 @@ pub fn prepare_process(
     }
     Ok(process::lookup(process)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_keeps_the_errno_and_whether_the_program_failed() {
+        let e: InitError = ProcessError::NotFound("nope".into()).into();
+        let r = ChildError::of(&e);
+        assert_eq!((r.errno, r.exec), (Some(libc::ENOENT), true));
+        assert_eq!(
+            r.message,
+            "exec: \"nope\": executable file not found in $PATH"
+        );
+        let e: InitError = SysError {
+            what: "mounting /proc".into(),
+            source: std::io::Error::from_raw_os_error(libc::EPERM),
+        }
+        .into();
+        let r = ChildError::of(&e);
+        assert_eq!((r.errno, r.exec), (Some(libc::EPERM), false));
+        assert_eq!(r.message, e.to_string());
+        let r = ChildError::of(&InitError::NoConsoleSocket);
+        assert_eq!((r.errno, r.exec), (None, false));
+        // What rootfs.rs returns keeps its errno too.
+        let e: InitError = crate::error::Error::from(SysError {
+            what: "bind source /x".into(),
+            source: std::io::Error::from_raw_os_error(libc::ENOENT),
+        })
+        .into();
+        assert_eq!(e.errno(), Some(libc::ENOENT));
+    }
+}
