@@ -832,7 +832,10 @@ impl Engine {
         // The runtime failed to start the process: Docker's 126/127.
         let msg = crate::runtime::clean_message(&runtime_log);
         if code == 255 && msg.contains("exec") {
-            return Ok(match crate::runtime::start_failure_code(&msg) {
+            // berth's runtime logs the errno; another runtime's message is searched.
+            let code = crate::runtime::logged_failure_code(&runtime_log)
+                .unwrap_or_else(|| crate::runtime::start_failure_code_from_text(&msg));
+            return Ok(match code {
                 125 => 126,
                 c => c,
             });

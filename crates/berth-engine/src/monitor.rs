@@ -7,7 +7,7 @@
 
 use crate::attach::{self, FrameReader};
 use crate::record::{now_rfc3339, Records};
-use crate::runtime::{clean_message, start_failure_code, Runtime};
+use crate::runtime::{clean_message, start_failure_code, start_failure_code_from_text, Runtime};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
@@ -285,13 +285,15 @@ impl Started {
 /// Why a start failed: Docker's exit code for it and the message.
 type StartFailure = (i32, String);
 
+/// A runtime binary's failure: its stderr is all there is, so the code comes from the text
+/// (runc's output; berth's own runtime is typed when linked in, see `launch_in_process`).
 fn failure(msg: String) -> StartFailure {
     let msg = if msg.is_empty() {
         "the OCI runtime failed to create the container".to_string()
     } else {
         msg
     };
-    (start_failure_code(&msg), msg)
+    (start_failure_code_from_text(&msg), msg)
 }
 
 /// berth's runtime, linked in: the init is cloned from this process (one exec fewer per
@@ -326,7 +328,7 @@ fn launch_in_process(cfg: &MonitorConfig) -> Result<Started, StartFailure> {
             }
         }
     }
-    let (pid, master) = r.map_err(|e| failure(e.to_string()))?;
+    let (pid, master) = r.map_err(|e| (start_failure_code(&e), e.to_string()))?;
     s.pid = pid;
     s.master = master;
     Ok(s)

@@ -16,7 +16,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-fn lib(r: berth_runtime::error::Result<()>) -> Result<(), RuntimeError> {
+fn lib(r: Result<(), impl std::fmt::Display>) -> Result<(), RuntimeError> {
     r.map_err(|e| RuntimeError::Failed(e.to_string()))
 }
 
@@ -222,9 +222,44 @@ pub fn clean_message(stderr: &[u8]) -> String {
     msgs.join("; ")
 }
 
-/// Docker's exit code for a failed container start: 127 when the command is
-/// missing, 126 when it cannot be executed, else 125.
-pub fn start_failure_code(message: &str) -> i32 {
+/// Docker's exit code for a container start that failed with the OS error `errno`: 127 when
+/// the program is missing (`ENOENT`), 126 when it cannot be executed (`EACCES`, `ENOEXEC`,
+/// `EISDIR`, or `EPERM` from executing it), else 125.
+pub fn exit_code_for_errno(errno: Option<i32>, during_exec: bool) -> i32 {
+    match errno {
+        Some(libc::ENOENT) => 127,
+        Some(libc::EACCES | libc::ENOEXEC | libc::EISDIR) => 126,
+        Some(libc::EPERM) if during_exec => 126,
+        _ => 125,
+    }
+}
+
+/// Docker's exit code for a start that berth's own runtime, linked in, failed: from the
+/// error's errno (the init reports it over the stage channel with its message).
+pub fn start_failure_code(e: &impl berth_runtime::sys::Errno) -> i32 {
+    exit_code_for_errno(e.errno(), e.during_exec())
+}
+
+/// Docker's exit code from the error line berth's runtime binary writes with
+/// `--log-format json`, which carries `errno` and `exec` fields. None when the log has no
+/// such line (another runtime, or an error without an errno).
+pub fn logged_failure_code(log: &[u8]) -> Option<i32> {
+    String::from_utf8_lossy(log).lines().rev().find_map(|line| {
+        let v: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
+        if v.get("level")?.as_str()? != "error" {
+            return None;
+        }
+        let errno = i32::try_from(v.get("errno")?.as_i64()?).ok()?;
+        let exec = v.get("exec").and_then(|e| e.as_bool()).unwrap_or(false);
+        Some(exit_code_for_errno(Some(errno), exec))
+    })
+}
+
+/// Fallback for runtimes whose errors are only text (runc's output, or a runtime binary's
+/// stderr): Docker's exit code found by searching the message, as Docker does: 127 when the
+/// command is missing, 126 when it cannot be executed, else 125. berth's own runtime gives
+/// its errno instead ([`start_failure_code`], [`logged_failure_code`]).
+pub fn start_failure_code_from_text(message: &str) -> i32 {
     let m = message.to_ascii_lowercase();
     if m.contains("executable file not found")
         || m.contains("no such file or directory")
@@ -250,11 +285,60 @@ mod tests {
         let m = clean_message(e);
         assert!(m.starts_with("runc create failed"), "{m}");
         assert!(m.contains("\"nope\""));
-        assert_eq!(start_failure_code(&m), 127);
+        assert_eq!(start_failure_code_from_text(&m), 127);
         assert_eq!(
-            start_failure_code("exec: \"/etc/passwd\": permission denied"),
+            start_failure_code_from_text("exec: \"/etc/passwd\": permission denied"),
             126
         );
-        assert_eq!(start_failure_code("cgroup: bad thing"), 125);
+        assert_eq!(start_failure_code_from_text("cgroup: bad thing"), 125);
+    }
+
+    #[test]
+    fn codes_from_the_errno() {
+        assert_eq!(exit_code_for_errno(Some(libc::ENOENT), true), 127);
+        assert_eq!(exit_code_for_errno(Some(libc::ENOENT), false), 127);
+        for e in [libc::EACCES, libc::ENOEXEC, libc::EISDIR] {
+            assert_eq!(exit_code_for_errno(Some(e), true), 126, "{e}");
+        }
+        assert_eq!(exit_code_for_errno(Some(libc::EPERM), true), 126);
+        assert_eq!(exit_code_for_errno(Some(libc::EPERM), false), 125);
+        assert_eq!(exit_code_for_errno(Some(libc::EBUSY), true), 125);
+        assert_eq!(exit_code_for_errno(None, true), 125);
+    }
+
+    #[test]
+    fn codes_from_the_runtimes_typed_errors() {
+        use berth_runtime::error::{ChildError, Error, SysError};
+        let child = |errno, exec| {
+            Error::Child(ChildError {
+                errno,
+                exec,
+                message: "whatever the text says: not found".into(),
+            })
+        };
+        assert_eq!(start_failure_code(&child(Some(libc::ENOENT), true)), 127);
+        assert_eq!(start_failure_code(&child(Some(libc::EACCES), true)), 126);
+        assert_eq!(start_failure_code(&child(Some(libc::EPERM), true)), 126);
+        // The text is not searched: an error without an errno is 125.
+        assert_eq!(start_failure_code(&child(None, false)), 125);
+        let sys = Error::Sys(SysError {
+            what: "mounting /data".into(),
+            source: std::io::Error::from_raw_os_error(libc::EPERM),
+        });
+        assert_eq!(start_failure_code(&sys), 125);
+    }
+
+    #[test]
+    fn codes_from_the_runtimes_json_log() {
+        let log = br#"{"level":"debug","msg":"exec","time":"t"}
+{"level":"error","msg":"exec: \"nope\": executable file not found in $PATH","time":"t","errno":2,"exec":true}
+"#;
+        assert_eq!(logged_failure_code(log), Some(127));
+        let log = br#"{"level":"error","msg":"exec: \"/etc\": is a directory","time":"t","errno":21,"exec":true}"#;
+        assert_eq!(logged_failure_code(log), Some(126));
+        // runc's lines have no errno: the caller falls back to the text.
+        let log = br#"{"level":"error","msg":"exec failed: permission denied","time":"t"}"#;
+        assert_eq!(logged_failure_code(log), None);
+        assert_eq!(logged_failure_code(b"not json"), None);
     }
 }

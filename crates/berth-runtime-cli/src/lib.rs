@@ -78,6 +78,39 @@ pub enum CliError {
     Resources(serde_json::Error),
 }
 
+impl<E> From<E> for CliError
+where
+    E: RuntimeOperationError,
+{
+    fn from(e: E) -> CliError {
+        CliError::Runtime(e.into())
+    }
+}
+
+/// The runtime's per-operation errors, which the command line reports as the runtime's.
+trait RuntimeOperationError: Into<berth_runtime::error::Error> {}
+impl RuntimeOperationError for berth_runtime::error::ContainerError {}
+impl RuntimeOperationError for berth_runtime::error::ExecError {}
+impl RuntimeOperationError for berth_runtime::error::StateError {}
+impl RuntimeOperationError for berth_runtime::error::ConfigError {}
+impl RuntimeOperationError for berth_runtime::error::SysError {}
+
+impl berth_runtime::sys::Errno for CliError {
+    fn errno(&self) -> Option<i32> {
+        match self {
+            CliError::Runtime(e) => e.errno(),
+            _ => None,
+        }
+    }
+
+    fn during_exec(&self) -> bool {
+        match self {
+            CliError::Runtime(e) => e.during_exec(),
+            _ => false,
+        }
+    }
+}
+
 /// The command line's result type.
 pub type Result<T> = std::result::Result<T, CliError>;
 
@@ -117,7 +150,7 @@ pub fn main(args: Vec<String>) -> i32 {
     match r {
         Ok(code) => code,
         Err(e) => {
-            berth_runtime::log::error(&e.to_string());
+            berth_runtime::log::error_of(&e);
             // runc's code when exec cannot start the process; engines map it to 126/127.
             if matches!(cli.cmd, Cmd::Exec { .. }) {
                 255

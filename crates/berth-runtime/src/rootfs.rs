@@ -50,7 +50,7 @@ pub struct RootfsCtx<'a> {
     pub idmapped: &'a [(usize, std::os::fd::RawFd)],
     /// Waits until the process is in the container's cgroups (and in its cgroup namespace):
     /// needed before a cgroup2 mount in a cgroup namespace.
-    pub enter_cgroup: &'a dyn Fn() -> crate::error::Result<()>,
+    pub enter_cgroup: &'a dyn Fn() -> std::result::Result<(), syscall::BoxError>,
     /// The container's directory in each cgroup hierarchy, by the hierarchy's mount point (from
     /// the runtime, so cgroup mounts need not wait until the init is in its cgroups).
     pub cgroup_dirs: &'a [(PathBuf, PathBuf)],
@@ -625,7 +625,7 @@ fn mount_cgroup(
         .any(|m| m.v2 && m.mount_point == Path::new("/sys/fs/cgroup"));
     if pure_v2 {
         // Born in its cgroup (CLONE_INTO_CGROUP): the runtime's go-ahead comes at once.
-        (c.enter_cgroup)().map_err(|e| RootfsError::Cgroup(Box::new(e)))?;
+        (c.enter_cgroup)().map_err(RootfsError::Cgroup)?;
         if c.cgroupns {
             s.mount(
                 Some("cgroup2"),

@@ -265,7 +265,7 @@ pub enum RootfsError {
     Idmap(BoxError),
     /// Waiting to be in the container's cgroups failed.
     #[error(transparent)]
-    Cgroup(Box<crate::error::Error>),
+    Cgroup(BoxError),
 }
 
 impl RootfsError {
@@ -280,19 +280,15 @@ impl RootfsError {
             RootfsError::Copyup { source, .. } | RootfsError::Idmap(source) => {
                 errno_of(source.as_ref())
             }
-            RootfsError::Cgroup(e) => e.errno(),
+            RootfsError::Cgroup(e) => errno_of(e.as_ref()),
             _ => None,
         }
     }
 }
 
-/// The errno of a boxed error of the runtime or the OS.
+/// The errno of a boxed error: the first OS error in its chain of sources.
 fn errno_of(e: &(dyn std::error::Error + Send + Sync + 'static)) -> Option<i32> {
-    if let Some(e) = e.downcast_ref::<crate::error::Error>() {
-        return e.errno();
-    }
-    e.downcast_ref::<io::Error>()
-        .and_then(io::Error::raw_os_error)
+    crate::sys::chain_errno(e)
 }
 
 /// Adds the step to an `io::Result`.
