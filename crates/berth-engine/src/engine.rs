@@ -4,7 +4,9 @@
 use crate::attach::{self, ClientOptions, Outcome};
 use crate::monitor::{self, MonitorConfig};
 use crate::options::{parse_signal, RunOptions};
-use crate::record::{now_rfc3339, pid_alive, random_id, Container, RecordError, Records, State};
+use crate::record::{
+    now_rfc3339, pid_alive, random_id, Container, RecordError, Records, State, Status,
+};
 use crate::runtime::{Runtime, RuntimeError};
 use crate::spec::{self, HostDevice, SpecContext};
 use crate::{network, overlay, volume};
@@ -335,7 +337,7 @@ impl Engine {
                 networks: Vec::new(),
                 restart_count: 0,
                 state: State {
-                    status: "created".into(),
+                    status: Status::Created,
                     ..Default::default()
                 },
             };
@@ -519,15 +521,17 @@ impl Engine {
         let lock = self.records.lock(id)?;
         let mut c = self.records.load(id)?;
         self.reconcile_locked(&mut c);
-        match c.state.status.as_str() {
-            "running" | "paused" => return Err(EngineError::AlreadyRunning(c.id)),
-            "removing" => {
-                return Err(EngineError::Other(format!(
-                    "container {} is being removed",
+        if !c.state.status.can_start() {
+            return Err(match c.state.status {
+                Status::Removing => {
+                    EngineError::Other(format!("container {} is being removed", c.id))
+                }
+                Status::Dead => EngineError::Other(format!(
+                    "container {} is dead: remove it and create it again",
                     c.id
-                )))
-            }
-            _ => {}
+                )),
+                _ => EngineError::AlreadyRunning(c.id),
+            });
         }
         // The record is rewritten below only when starting changed it: every rewrite is a
         // new file on disk.
@@ -564,8 +568,8 @@ impl Engine {
     /// Marks a container whose monitor and process are gone as exited and
     /// releases what it held (after a kill -9 of berth or the monitor).
     fn reconcile_locked(&self, c: &mut Container) -> bool {
-        let active = matches!(c.state.status.as_str(), "running" | "paused")
-            || (c.state.monitor_pid > 0 && c.state.status == "created");
+        let active = c.state.status.is_active()
+            || (c.state.monitor_pid > 0 && c.state.status == Status::Created);
         if !active || pid_alive(c.state.monitor_pid) || pid_alive(c.state.pid) {
             return false;
         }
@@ -575,7 +579,7 @@ impl Engine {
         );
         self.runtime.delete_force(&c.id);
         let _ = teardown(&self.records, &c.id);
-        c.state.status = "exited".into();
+        c.state.status = Status::Exited;
         if c.state.started_at.is_some() && c.state.finished_at.is_none() {
             c.state.exit_code = 255;
             c.state.finished_at = Some(now_rfc3339());
@@ -591,7 +595,7 @@ impl Engine {
     pub fn get(&self, key: &str) -> Result<Container, EngineError> {
         let id = self.records.find(key)?;
         let mut c = self.records.load(&id)?;
-        if matches!(c.state.status.as_str(), "running" | "paused" | "created") {
+        if c.state.status.needs_reconcile() {
             let _l = self.records.lock(&id)?;
             c = self.records.load(&id)?;
             self.reconcile_locked(&mut c);
@@ -606,7 +610,7 @@ impl Engine {
         self.records.sweep();
         let mut out = Vec::new();
         for c in self.records.list()? {
-            if matches!(c.state.status.as_str(), "running" | "paused" | "created") {
+            if c.state.status.needs_reconcile() {
                 if let Ok(c) = self.get(&c.id) {
                     out.push(c);
                 }
@@ -623,7 +627,7 @@ impl Engine {
         let mut delay = Duration::from_millis(2);
         loop {
             match self.get(id) {
-                Ok(c) if matches!(c.state.status.as_str(), "running" | "paused") => {}
+                Ok(c) if c.state.status.is_active() => {}
                 Ok(c) if c.state.monitor_pid > 0 && pid_alive(c.state.monitor_pid) => {}
                 _ => return true,
             }
@@ -639,7 +643,7 @@ impl Engine {
     pub fn kill(&self, key: &str, signal: &str) -> Result<Container, EngineError> {
         let sig = parse_signal(signal).ok_or_else(|| EngineError::BadSignal(signal.into()))?;
         let c = self.get(key)?;
-        if c.state.status != "running" && c.state.status != "paused" {
+        if !c.state.status.can_kill() {
             return Err(EngineError::NotRunning(c.id));
         }
         if c.state.pid > 0 && unsafe { libc::kill(c.state.pid, sig) } != 0 {
@@ -666,10 +670,10 @@ impl Engine {
     /// container's --stop-timeout or 10).
     pub fn stop(&self, key: &str, timeout: Option<i64>) -> Result<Container, EngineError> {
         let c = self.get(key)?;
-        if c.state.status == "paused" {
+        if c.state.status == Status::Paused {
             let _ = self.runtime.resume(&c.id);
         }
-        if !matches!(c.state.status.as_str(), "running" | "paused") {
+        if !c.state.status.can_kill() {
             return Ok(c);
         }
         let t = timeout.or(c.options.stop_timeout).unwrap_or(10);
@@ -694,11 +698,11 @@ impl Engine {
     /// `rm [-f] [-v]`.
     pub fn remove(&self, key: &str, force: bool, volumes: bool) -> Result<String, EngineError> {
         let c = self.get(key)?;
-        if matches!(c.state.status.as_str(), "running" | "paused") {
+        if !c.state.status.can_remove_without_force() {
             if !force {
                 return Err(EngineError::RemoveRunning(c.id));
             }
-            if c.state.status == "paused" {
+            if c.state.status == Status::Paused {
                 let _ = self.runtime.resume(&c.id);
             }
             if c.state.pid <= 0 || unsafe { libc::kill(c.state.pid, libc::SIGKILL) } != 0 {
@@ -716,8 +720,12 @@ impl Engine {
 
     pub fn pause(&self, key: &str, pause: bool) -> Result<Container, EngineError> {
         let c = self.get(key)?;
-        let want = if pause { "running" } else { "paused" };
-        if c.state.status != want {
+        let allowed = if pause {
+            c.state.status.can_pause()
+        } else {
+            c.state.status.can_unpause()
+        };
+        if !allowed {
             return Err(if pause {
                 EngineError::NotRunning(c.id)
             } else {
@@ -730,8 +738,12 @@ impl Engine {
             self.runtime.resume(&c.id)?;
         }
         Ok(self.records.update(&c.id, |c| {
-            if matches!(c.state.status.as_str(), "running" | "paused") {
-                c.state.status = if pause { "paused" } else { "running" }.into();
+            if c.state.status.is_active() {
+                c.state.status = if pause {
+                    Status::Paused
+                } else {
+                    Status::Running
+                };
             }
         })?)
     }
@@ -751,7 +763,7 @@ impl Engine {
         env: &[String],
     ) -> Result<i32, EngineError> {
         let c = self.get(key)?;
-        if c.state.status != "running" {
+        if !c.state.status.can_exec() {
             return Err(EngineError::NotRunning(c.id));
         }
         let dir = self.records.run_dir(&c.id);
@@ -843,7 +855,7 @@ impl Engine {
     /// Pids in the container (`top`).
     pub fn pids(&self, key: &str) -> Result<Vec<i32>, EngineError> {
         let c = self.get(key)?;
-        if !matches!(c.state.status.as_str(), "running" | "paused") {
+        if !c.state.status.can_attach() {
             return Err(EngineError::NotRunning(c.id));
         }
         Ok(self.runtime.ps(&c.id)?)
@@ -853,7 +865,7 @@ impl Engine {
     pub fn prune(&self) -> Result<Vec<String>, EngineError> {
         let mut out = Vec::new();
         for c in self.list()? {
-            if !matches!(c.state.status.as_str(), "running" | "paused") {
+            if c.state.status.can_remove_without_force() {
                 out.push(self.remove(&c.id, false, false)?);
             }
         }
@@ -892,7 +904,7 @@ impl Engine {
     /// Connects to a running container's monitor.
     pub fn connect(&self, key: &str) -> Result<(Container, OwnedFd), EngineError> {
         let c = self.get(key)?;
-        if !matches!(c.state.status.as_str(), "running" | "paused") {
+        if !c.state.status.can_attach() {
             return Err(EngineError::Other(format!(
                 "You cannot attach to a stopped container, start it first ({})",
                 c.id
@@ -941,11 +953,11 @@ impl Engine {
             "Args": c.args,
             "State": {
                 "Status": c.state.status,
-                "Running": c.state.status == "running" || c.state.status == "paused",
-                "Paused": c.state.status == "paused",
-                "Restarting": false,
+                "Running": c.state.status.is_active(),
+                "Paused": c.state.status == Status::Paused,
+                "Restarting": c.state.status == Status::Restarting,
                 "OOMKilled": c.state.oom_killed,
-                "Dead": false,
+                "Dead": c.state.status == Status::Dead,
                 "Pid": c.state.pid,
                 "ExitCode": c.state.exit_code,
                 "Error": c.state.error,

@@ -6,7 +6,7 @@
 //! It runs a poll(2) loop on one thread: no async runtime, little memory.
 
 use crate::attach::{self, FrameReader};
-use crate::record::{now_rfc3339, Records};
+use crate::record::{now_rfc3339, Records, Status};
 use crate::runtime::{clean_message, start_failure_code, Runtime};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -236,9 +236,9 @@ fn fail(cfg: &MonitorConfig, clients: &mut Vec<Client>, code: i32, msg: &str) {
         });
         let _ = cfg.records.update(&cfg.id, |c| {
             c.state.status = if c.state.started_at.is_some() {
-                "exited".into()
+                Status::Exited
             } else {
-                "created".into()
+                Status::Created
             };
             c.state.exit_code = code;
             c.state.error = msg.to_string();
@@ -504,7 +504,7 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
     let _ = cfg.records.update(&cfg.id, |c| {
         c.state.pid = pid;
         c.state.monitor_pid = my_pid;
-        c.state.status = "running".into();
+        c.state.status = Status::Running;
         c.state.started_at = Some(now_rfc3339());
         c.state.finished_at = None;
         c.state.exit_code = 0;
@@ -699,7 +699,7 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
             cfg.runtime.delete_force(&cfg.id)
         });
         let _ = cfg.records.update(&cfg.id, |c| {
-            c.state.status = "exited".into();
+            c.state.status = Status::Exited;
             c.state.exit_code = code;
             c.state.pid = 0;
             c.state.monitor_pid = 0;

@@ -42,11 +42,132 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RecordError 
     }
 }
 
+/// A container's state, as Docker names them. On disk and in `inspect` and `ps` each is its
+/// lowercase name (`"running"`, ...). berth itself writes [`Status::Created`],
+/// [`Status::Running`], [`Status::Paused`] and [`Status::Exited`]; the others are Docker's
+/// remaining states, which berth understands when it reads them but does not enter.
+///
+/// A name this berth does not know (a record written by another version) reads as
+/// [`Status::Exited`]: nothing of the container is assumed to be alive, and it can be
+/// started or removed as a stopped container can.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// Recorded and never started, or its start failed before the process ran.
+    #[default]
+    Created,
+    /// Its process runs under a monitor.
+    Running,
+    /// Its processes are frozen (`pause`).
+    Paused,
+    /// Being restarted by a restart policy (Docker's; berth has no restart policies).
+    Restarting,
+    /// Its removal is under way.
+    Removing,
+    /// Its process ended (or its monitor died and it was reconciled).
+    Exited,
+    /// Docker's state for a container whose removal failed half-way.
+    Dead,
+}
+
+impl Status {
+    /// The name on disk and in `inspect`/`ps`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Restarting => "restarting",
+            Status::Removing => "removing",
+            Status::Exited => "exited",
+            Status::Dead => "dead",
+        }
+    }
+
+    /// The state named `s`; an empty name (a record without one) is [`Status::Created`], an
+    /// unknown one [`Status::Exited`] (see the type's docs).
+    pub fn from_name(s: &str) -> Status {
+        match s {
+            "created" | "" => Status::Created,
+            "running" => Status::Running,
+            "paused" => Status::Paused,
+            "restarting" => Status::Restarting,
+            "removing" => Status::Removing,
+            "dead" => Status::Dead,
+            _ => Status::Exited,
+        }
+    }
+
+    /// A monitor and a process may be alive: running or paused (or restarting). Docker's
+    /// `State.Running`, and what `ps` lists without `-a`.
+    pub fn is_active(self) -> bool {
+        matches!(self, Status::Running | Status::Paused | Status::Restarting)
+    }
+
+    /// Whether the record must be checked against the processes it names before it is
+    /// believed: an active container, or a created one whose monitor is starting it.
+    pub fn needs_reconcile(self) -> bool {
+        self.is_active() || self == Status::Created
+    }
+
+    /// `start` may start it: it is not active, not being removed, not dead.
+    pub fn can_start(self) -> bool {
+        matches!(self, Status::Created | Status::Exited)
+    }
+
+    /// `kill` (and `stop`'s signals) reach it: it has a process.
+    pub fn can_kill(self) -> bool {
+        self.is_active()
+    }
+
+    /// `pause` applies: it runs.
+    pub fn can_pause(self) -> bool {
+        self == Status::Running
+    }
+
+    /// `unpause` applies: it is paused.
+    pub fn can_unpause(self) -> bool {
+        self == Status::Paused
+    }
+
+    /// `exec` may run a process in it: it runs (and is not paused).
+    pub fn can_exec(self) -> bool {
+        self == Status::Running
+    }
+
+    /// `attach`, `top` and `logs --follow` have a live container to follow.
+    pub fn can_attach(self) -> bool {
+        self.is_active()
+    }
+
+    /// `rm` without `--force` may remove it: nothing of it runs.
+    pub fn can_remove_without_force(self) -> bool {
+        !self.is_active()
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Status {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Status {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Status, D::Error> {
+        let name = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Ok(Status::from_name(&name))
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct State {
-    /// created, running, paused, exited.
-    pub status: String,
+    pub status: Status,
     pub pid: i32,
     pub exit_code: i32,
     pub started_at: Option<String>,
@@ -535,3 +656,62 @@ const NOUNS: [&str; 40] = [
     "wright",
     "yalow",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [Status; 7] = [
+        Status::Created,
+        Status::Running,
+        Status::Paused,
+        Status::Restarting,
+        Status::Removing,
+        Status::Exited,
+        Status::Dead,
+    ];
+
+    #[test]
+    fn statuses_serialize_as_docker_names_and_read_back() {
+        for s in ALL {
+            let text = serde_json::to_string(&s).unwrap();
+            assert_eq!(text, format!("\"{}\"", s.as_str()));
+            assert_eq!(serde_json::from_str::<Status>(&text).unwrap(), s);
+        }
+        assert_eq!(
+            serde_json::to_string(&Status::Running).unwrap(),
+            r#""running""#
+        );
+        assert_eq!(Status::Paused.to_string(), "paused");
+    }
+
+    #[test]
+    fn unknown_or_missing_statuses_still_load() {
+        let st: State = serde_json::from_str(r#"{"status": "hibernating", "pid": 7}"#).unwrap();
+        assert_eq!(st.status, Status::Exited);
+        assert_eq!(st.pid, 7);
+        let st: State = serde_json::from_str(r#"{"pid": 7}"#).unwrap();
+        assert_eq!(st.status, Status::Created);
+        let st: State = serde_json::from_str(r#"{"status": ""}"#).unwrap();
+        assert_eq!(st.status, Status::Created);
+    }
+
+    #[test]
+    fn what_each_status_allows() {
+        use Status::*;
+        let active: Vec<Status> = ALL.into_iter().filter(|s| s.is_active()).collect();
+        assert_eq!(active, [Running, Paused, Restarting]);
+        let startable: Vec<Status> = ALL.into_iter().filter(|s| s.can_start()).collect();
+        assert_eq!(startable, [Created, Exited]);
+        assert!(Running.can_pause() && !Paused.can_pause() && !Exited.can_pause());
+        assert!(Paused.can_unpause() && !Running.can_unpause());
+        assert!(Running.can_exec() && !Paused.can_exec());
+        assert!(Running.can_kill() && Paused.can_kill() && !Exited.can_kill());
+        for s in ALL {
+            assert_eq!(s.can_remove_without_force(), !s.is_active(), "{s}");
+            assert_eq!(s.can_attach(), s.is_active(), "{s}");
+        }
+        assert!(Created.needs_reconcile() && Running.needs_reconcile());
+        assert!(!Exited.needs_reconcile() && !Dead.needs_reconcile());
+    }
+}

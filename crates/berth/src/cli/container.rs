@@ -3,7 +3,7 @@
 use super::Globals;
 use anyhow::{anyhow, bail, Context, Result};
 use berth_engine::attach::{parse_detach_keys, ClientOptions, Outcome, DEFAULT_DETACH_KEYS};
-use berth_engine::record::Container;
+use berth_engine::record::{Container, Status};
 use berth_engine::{Engine, EngineError, RunOptions};
 use clap::{ArgAction, Args, Subcommand};
 use std::io::Write;
@@ -745,7 +745,7 @@ fn finish(engine: &Engine, id: &str, outcome: Outcome) -> Result<i32> {
         Outcome::Closed => {
             engine.wait_stopped(id, Some(Duration::from_secs(5)));
             match engine.get(id) {
-                Ok(c) if c.state.status == "exited" => Ok(c.state.exit_code),
+                Ok(c) if c.state.status == Status::Exited => Ok(c.state.exit_code),
                 _ => bail!(
                     "the monitor of container {id} exited unexpectedly; see `berth inspect {id}`"
                 ),
@@ -855,21 +855,24 @@ fn since(ts: &str) -> Duration {
 }
 
 fn status_text(c: &Container) -> String {
-    match c.state.status.as_str() {
-        "running" => format!(
-            "Up {}",
-            human_duration(since(c.state.started_at.as_deref().unwrap_or("")))
-        ),
-        "paused" => format!(
-            "Up {} (Paused)",
-            human_duration(since(c.state.started_at.as_deref().unwrap_or("")))
-        ),
-        "exited" => format!(
+    let ago = |t: &Option<String>| human_duration(since(t.as_deref().unwrap_or("")));
+    match c.state.status {
+        Status::Running => format!("Up {}", ago(&c.state.started_at)),
+        Status::Paused => format!("Up {} (Paused)", ago(&c.state.started_at)),
+        Status::Exited => format!(
             "Exited ({}) {} ago",
             c.state.exit_code,
-            human_duration(since(c.state.finished_at.as_deref().unwrap_or("")))
+            ago(&c.state.finished_at)
         ),
-        _ => "Created".into(),
+        // Docker's texts for the states berth reads but never enters.
+        Status::Restarting => format!(
+            "Restarting ({}) {} ago",
+            c.state.exit_code,
+            ago(&c.state.finished_at)
+        ),
+        Status::Removing => "Removal In Progress".into(),
+        Status::Dead => "Dead".into(),
+        Status::Created => "Created".into(),
     }
 }
 
@@ -894,7 +897,7 @@ fn cmd_ps(
     let mut list: Vec<Container> = engine
         .list()?
         .into_iter()
-        .filter(|c| all || matches!(c.state.status.as_str(), "running" | "paused"))
+        .filter(|c| all || c.state.status.is_active())
         .collect();
     list.reverse();
     let id = |c: &Container| {
@@ -1046,7 +1049,7 @@ fn cmd_logs(
         loop {
             let running = engine
                 .get(&c.id)
-                .map(|c| matches!(c.state.status.as_str(), "running" | "paused"))
+                .map(|c| c.state.status.is_active())
                 .unwrap_or(false);
             let data = std::fs::read(&path).unwrap_or_default();
             if data.len() > offset {
@@ -1131,7 +1134,7 @@ fn cmd_stats(engine: &Engine, keys: &[String], all: bool, no_stream: bool) -> Re
             engine
                 .list()?
                 .into_iter()
-                .filter(|c| all || c.state.status == "running")
+                .filter(|c| all || c.state.status == Status::Running)
                 .collect()
         } else {
             keys.iter()
@@ -1256,7 +1259,7 @@ fn cmd_df(engine: &Engine) -> Result<i32> {
         .sum();
     let ctr_active = containers
         .iter()
-        .filter(|c| matches!(c.state.status.as_str(), "running" | "paused"))
+        .filter(|c| c.state.status.is_active())
         .count();
     let vols = berth_engine::volume::list(&engine.root)?;
     let vol_size: u64 = vols
