@@ -4,9 +4,7 @@
 use crate::attach::{self, ClientOptions, Outcome};
 use crate::monitor::{self, MonitorConfig};
 use crate::options::{parse_signal, RunOptions};
-use crate::record::{
-    now_rfc3339, pid_alive, random_id, Container, RecordError, Records, State, Status,
-};
+use crate::record::{now_rfc3339, random_id, Container, RecordError, Records, State, Status};
 use crate::runtime::{Runtime, RuntimeError};
 use crate::spec::{self, HostDevice, SpecContext};
 use crate::{network, overlay, volume};
@@ -294,7 +292,7 @@ impl Engine {
             }
             None => self.records.random_name()?,
         };
-        let id = random_id();
+        let id = random_id()?;
         tracing::debug!(%name, %id, image = %image.id, "creating container");
         // Check what can be checked now: the command, flags that parse alone.
         let argv = spec::command(&image.config, opts)?;
@@ -570,7 +568,7 @@ impl Engine {
     fn reconcile_locked(&self, c: &mut Container) -> bool {
         let active = c.state.status.is_active()
             || (c.state.monitor_pid > 0 && c.state.status == Status::Created);
-        if !active || pid_alive(c.state.monitor_pid) || pid_alive(c.state.pid) {
+        if !active || c.state.monitor_alive() || c.state.process_alive() {
             return false;
         }
         tracing::info!(
@@ -585,8 +583,7 @@ impl Engine {
             c.state.finished_at = Some(now_rfc3339());
             c.state.error = "the container's monitor died".into();
         }
-        c.state.pid = 0;
-        c.state.monitor_pid = 0;
+        c.state.clear_processes();
         let _ = self.records.save(c);
         true
     }
@@ -628,7 +625,7 @@ impl Engine {
         loop {
             match self.get(id) {
                 Ok(c) if c.state.status.is_active() => {}
-                Ok(c) if c.state.monitor_pid > 0 && pid_alive(c.state.monitor_pid) => {}
+                Ok(c) if c.state.monitor_pid > 0 && c.state.monitor_alive() => {}
                 _ => return true,
             }
             if timeout.is_some_and(|t| start.elapsed() >= t) {
@@ -808,7 +805,7 @@ impl Engine {
         if let Some(o) = p.as_object_mut() {
             o.remove("consoleSize");
         }
-        let pf = dir.join(format!("exec-{}.json", random_id()[..12].to_owned()));
+        let pf = dir.join(format!("exec-{}.json", &random_id()?[..12]));
         fs::write(&pf, serde_json::to_vec(&p).unwrap()).map_err(io(&pf))?;
         let log = pf.with_extension("log");
         let (mut cmdl, _program) = self.runtime.container_command();
@@ -859,6 +856,11 @@ impl Engine {
             return Err(EngineError::NotRunning(c.id));
         }
         Ok(self.runtime.ps(&c.id)?)
+    }
+
+    /// The processes in the container, as `top` shows them.
+    pub fn top(&self, key: &str) -> Result<Vec<ProcessInfo>, EngineError> {
+        Ok(self.pids(key)?.into_iter().map(ProcessInfo::read).collect())
     }
 
     /// Every stopped container removed (`container prune`).
@@ -1093,6 +1095,57 @@ fn host_device(spec_str: &str) -> Result<HostDevice, EngineError> {
     })
 }
 
+/// One process of a container (`top`); unreadable fields (the process ended meanwhile) are
+/// `?`, zero or empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pub pid: i32,
+    /// The real uid (`/proc/PID/status`), as text.
+    pub uid: String,
+    /// User and system CPU time, in clock ticks.
+    pub cpu_ticks: u64,
+    /// The command line, arguments joined by spaces.
+    pub cmd: String,
+}
+
+impl ProcessInfo {
+    fn read(pid: i32) -> ProcessInfo {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let uid = status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("?")
+            .to_string();
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let cmd = fs::read(format!("/proc/{pid}/cmdline"))
+            .unwrap_or_default()
+            .split(|b| *b == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        ProcessInfo {
+            pid,
+            uid,
+            cpu_ticks: cpu_ticks(&stat),
+            cmd,
+        }
+    }
+}
+
+/// utime + stime (fields 14 and 15) of `/proc/PID/stat`'s text; 0 when unreadable.
+/// `berth_sys::proc::Stat` does not carry them; the fields are counted the same way, from
+/// the command name's last `)`.
+fn cpu_ticks(stat: &str) -> u64 {
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| fields.get(i).and_then(|x| x.parse::<u64>().ok());
+    field(11).unwrap_or(0) + field(12).unwrap_or(0)
+}
+
 /// One sample of a container's counters for `stats`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Usage {
@@ -1151,7 +1204,58 @@ pub fn dir_size(p: &Path) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::init_unreachable;
+    use super::{cpu_ticks, init_unreachable};
+
+    /// A record whose monitor and process pids now name other processes (here: this test
+    /// process, alive, with another start time) is a dead container: reconciling marks it
+    /// exited. With the recorded start times matching, it stays running.
+    #[test]
+    fn a_reused_pid_does_not_keep_a_dead_container_running() {
+        use crate::record::{Container, State, Status};
+        let t = tempfile::tempdir().unwrap();
+        let engine =
+            super::Engine::open(&t.path().join("root"), Some(&t.path().join("run"))).unwrap();
+        let me = std::process::id() as i32;
+        let real = berth_sys::proc::stat(me).unwrap().start_time;
+        for (id, recorded, alive) in [
+            ("a".repeat(64), real + 1, false),
+            ("b".repeat(64), real, true),
+        ] {
+            std::fs::create_dir_all(engine.records.container_dir(&id)).unwrap();
+            let c = Container {
+                id: id.clone(),
+                name: id[..8].into(),
+                state: State {
+                    status: Status::Running,
+                    pid: me,
+                    pid_start_time: Some(recorded),
+                    monitor_pid: me,
+                    monitor_start_time: Some(recorded),
+                    started_at: Some(crate::record::now_rfc3339()),
+                    ..State::default()
+                },
+                ..Container::default()
+            };
+            engine.records.save(&c).unwrap();
+            let got = engine.get(&id).unwrap().state;
+            if alive {
+                assert_eq!(got.status, Status::Running);
+                assert_eq!(got.pid, me);
+            } else {
+                assert_eq!(got.status, Status::Exited);
+                assert_eq!((got.pid, got.monitor_pid, got.exit_code), (0, 0, 255));
+                assert_eq!(got.monitor_start_time, None);
+            }
+        }
+    }
+
+    #[test]
+    fn cpu_ticks_add_user_and_system_time() {
+        let line = "4242 (a (b) c) S 17 4242 4242 0 -1 4194560 100 0 0 0 31 11 0 0 20 0 1 0 \
+                    987654 1000 10";
+        assert_eq!(cpu_ticks(line), 42);
+        assert_eq!(cpu_ticks("garbage"), 0);
+    }
     use serde_json::{json, Value};
 
     #[test]

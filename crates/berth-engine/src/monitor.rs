@@ -10,7 +10,7 @@ use crate::record::{now_rfc3339, Records, Status};
 use crate::runtime::{clean_message, start_failure_code, Runtime};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -125,26 +125,14 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(Into::into)
 }
 
+/// The pty master a runtime sends over `--console-socket`.
 fn recv_fd(sock: BorrowedFd<'_>) -> Option<OwnedFd> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     let mut buf = [0u8; 4096];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut cmsg = nix::cmsg_space!([i32; 4]);
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .ok()?;
-    for c in msg.cmsgs().ok()? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(fd) = fds.first() {
-                return Some(unsafe { OwnedFd::from_raw_fd(*fd) });
-            }
-        }
-    }
-    None
+    berth_sys::fdpass::recv(sock, &mut buf)
+        .ok()?
+        .fds
+        .into_iter()
+        .next()
 }
 
 /// Whether the OOM killer killed a process of the container. berth's own runtime reads
@@ -242,8 +230,7 @@ fn fail(cfg: &MonitorConfig, clients: &mut Vec<Client>, code: i32, msg: &str) {
             };
             c.state.exit_code = code;
             c.state.error = msg.to_string();
-            c.state.pid = 0;
-            c.state.monitor_pid = 0;
+            c.state.clear_processes();
             c.state.finished_at = Some(now_rfc3339());
         });
     }
@@ -502,8 +489,7 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
     };
     let my_pid = std::process::id() as i32;
     let _ = cfg.records.update(&cfg.id, |c| {
-        c.state.pid = pid;
-        c.state.monitor_pid = my_pid;
+        c.state.set_processes(pid, my_pid);
         c.state.status = Status::Running;
         c.state.started_at = Some(now_rfc3339());
         c.state.finished_at = None;
@@ -701,8 +687,7 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
         let _ = cfg.records.update(&cfg.id, |c| {
             c.state.status = Status::Exited;
             c.state.exit_code = code;
-            c.state.pid = 0;
-            c.state.monitor_pid = 0;
+            c.state.clear_processes();
             c.state.oom_killed = oom;
             c.state.finished_at = Some(now_rfc3339());
         });

@@ -6,7 +6,6 @@ use crate::options::RunOptions;
 use crate::spec::ResolvedMount;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -33,6 +32,9 @@ pub enum RecordError {
     NameInUse { name: String, id: String },
     #[error("invalid container name {0:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
     BadName(String),
+    /// The kernel gave no random bytes for an id or a name.
+    #[error("reading random bytes for an id: {0}")]
+    Random(#[source] std::io::Error),
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RecordError + '_ {
@@ -169,13 +171,50 @@ impl<'de> Deserialize<'de> for Status {
 pub struct State {
     pub status: Status,
     pub pid: i32,
+    /// The start time of `pid` (`/proc/PID/stat`'s field 22), so that a recycled pid is not
+    /// taken for the container's process. None in records of an older berth.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid_start_time: Option<u64>,
     pub exit_code: i32,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub oom_killed: bool,
     /// Pid of the monitor process while it runs.
     pub monitor_pid: i32,
+    /// The start time of `monitor_pid`, as for [`State::pid_start_time`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitor_start_time: Option<u64>,
     pub error: String,
+}
+
+impl State {
+    /// Records the container's process and its monitor, with their start times.
+    pub fn set_processes(&mut self, pid: i32, monitor_pid: i32) {
+        let start = |p: i32| berth_sys::proc::stat(p).ok().map(|s| s.start_time);
+        self.pid = pid;
+        self.pid_start_time = start(pid);
+        self.monitor_pid = monitor_pid;
+        self.monitor_start_time = start(monitor_pid);
+    }
+
+    /// Forgets the container's process and monitor (they are gone).
+    pub fn clear_processes(&mut self) {
+        self.pid = 0;
+        self.pid_start_time = None;
+        self.monitor_pid = 0;
+        self.monitor_start_time = None;
+    }
+
+    /// Whether the recorded container process still lives (and is the same process: its pid
+    /// may have been reused since).
+    pub fn process_alive(&self) -> bool {
+        berth_sys::proc::alive(self.pid, self.pid_start_time)
+    }
+
+    /// Whether the recorded monitor still lives, as for [`State::process_alive`].
+    pub fn monitor_alive(&self) -> bool {
+        berth_sys::proc::alive(self.monitor_pid, self.monitor_start_time)
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -240,12 +279,22 @@ pub fn lock_file(path: &Path) -> Result<Lock, RecordError> {
     Ok(Lock(f))
 }
 
+/// Replaces the file at `path` atomically (records, volume metadata).
+///
+/// Without fsync ([`Durability::NoSync`]): a record is rewritten at every start, exit and
+/// state change, and a sync on each would put a disk flush on the path of every container
+/// start. A reader never sees a partial record (the rename is atomic); after a host crash a
+/// record may be the previous one, which reconciling (no monitor alive) turns into an exited
+/// container, as it does for every container that was running.
+///
+/// [`Durability::NoSync`]: berth_sys::atomic::Durability::NoSync
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RecordError> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(data).map_err(io_err(&tmp))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(io_err(path))
+    berth_sys::atomic::write(path, data, berth_sys::atomic::Durability::NoSync).map_err(|e| {
+        RecordError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    })
 }
 
 impl Records {
@@ -478,7 +527,7 @@ impl Records {
     /// A Docker-like `adjective_noun` name not in use.
     pub fn random_name(&self) -> Result<String, RecordError> {
         for attempt in 0..1000u32 {
-            let r = random_u64();
+            let r = berth_sys::rand::u64().map_err(RecordError::Random)?;
             let mut n = format!(
                 "{}_{}",
                 ADJECTIVES[(r % ADJECTIVES.len() as u64) as usize],
@@ -491,21 +540,14 @@ impl Records {
                 return Ok(n);
             }
         }
-        Ok(random_id()[..12].to_string())
+        Ok(random_id()?[..12].to_string())
     }
 }
 
-pub fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()).ok();
-    u64::from_ne_bytes(b)
-}
-
-/// 64 hex digits.
-pub fn random_id() -> String {
-    let mut b = [0u8; 32];
-    rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()).ok();
-    b.iter().map(|x| format!("{x:02x}")).collect()
+/// A new id: 64 hex digits of randomness (containers, anonymous volumes). Fails when the
+/// kernel gives no random bytes, rather than handing out the same id twice.
+pub fn random_id() -> Result<String, RecordError> {
+    berth_sys::rand::hex_id(32).map_err(RecordError::Random)
 }
 
 pub fn now_rfc3339() -> String {
@@ -552,24 +594,6 @@ pub fn parse_since(s: &str) -> Result<i64, String> {
     };
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
     Ok(now - secs * 1_000_000_000)
-}
-
-/// True when a process with this pid exists.
-/// Whether `pid` is a live process: one that exists and is not a zombie (a monitor or init
-/// killed with -9 stays a zombie until its new parent reaps it, and is dead for us).
-pub fn pid_alive(pid: i32) -> bool {
-    if pid <= 0 || unsafe { libc::kill(pid, 0) } != 0 {
-        return false;
-    }
-    // The state is the field after the parenthesised command name.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !matches!(
-            stat.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().as_bytes().first()),
-            Some(Some(b'Z' | b'X'))
-        ),
-        Err(_) => false,
-    }
 }
 
 const ADJECTIVES: [&str; 40] = [

@@ -1073,39 +1073,16 @@ fn cmd_logs(
 }
 
 fn cmd_top(engine: &Engine, key: &str) -> Result<i32> {
-    let pids = engine.pids(key)?;
-    let rows: Vec<[String; 4]> = pids
-        .iter()
+    let rows: Vec<[String; 4]> = engine
+        .top(key)?
+        .into_iter()
         .map(|p| {
-            let status = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
-            let uid = status
-                .lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .unwrap_or("?")
-                .to_string();
-            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-            let fields: Vec<&str> = stat
-                .rsplit_once(')')
-                .map(|x| x.1)
-                .unwrap_or("")
-                .split_whitespace()
-                .collect();
-            let ticks: u64 = fields.get(11).and_then(|x| x.parse().ok()).unwrap_or(0)
-                + fields.get(12).and_then(|x| x.parse().ok()).unwrap_or(0);
-            let secs = ticks / 100;
-            let cmd = std::fs::read(format!("/proc/{p}/cmdline"))
-                .unwrap_or_default()
-                .split(|b| *b == 0)
-                .filter(|s| !s.is_empty())
-                .map(|s| String::from_utf8_lossy(s).into_owned())
-                .collect::<Vec<_>>()
-                .join(" ");
+            let secs = p.cpu_ticks / 100;
             [
-                uid,
-                p.to_string(),
+                p.uid,
+                p.pid.to_string(),
                 format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60),
-                cmd,
+                p.cmd,
             ]
         })
         .collect();
@@ -1197,7 +1174,10 @@ fn cmd_volume(engine: &Engine, v: VolumeSub) -> Result<i32> {
     use berth_engine::volume;
     match v {
         VolumeSub::Create { name, label } => {
-            let name = name.unwrap_or_else(berth_engine::record::random_id);
+            let name = match name {
+                Some(n) => n,
+                None => berth_engine::record::random_id()?,
+            };
             let (v, _) = volume::ensure(&engine.root, &name, &label, false)?;
             println!("{}", v.name);
             Ok(0)
