@@ -7,6 +7,7 @@ use crate::options::{parse_signal, RunOptions};
 use crate::record::{now_rfc3339, random_id, Container, RecordError, Records, State, Status};
 use crate::runtime::{Runtime, RuntimeError};
 use crate::spec::{self, HostDevice, SpecContext};
+use crate::teardown::{remove_files, rootfs, spawn_or_run, teardown, TeardownError};
 use crate::{network, overlay, volume};
 use berth_image::{Image, Store};
 use serde_json::{json, Value};
@@ -26,6 +27,8 @@ pub enum EngineError {
     Volume(#[from] volume::VolumeError),
     #[error(transparent)]
     Overlay(#[from] overlay::OverlayError),
+    #[error(transparent)]
+    Teardown(#[from] TeardownError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
@@ -85,164 +88,6 @@ pub fn host_arch() -> &'static str {
         "powerpc64" => "ppc64le",
         a => a,
     }
-}
-
-fn rootfs(records: &Records, id: &str) -> PathBuf {
-    records.run_dir(id).join("bundle/rootfs")
-}
-
-/// Releases the container's network (as Docker does when a container stops: its address,
-/// published ports and namespace; `start` connects it again) and unmounts its root (and
-/// anything left below it).
-pub fn teardown(records: &Records, id: &str) -> Result<(), EngineError> {
-    teardown_after(records, id, || {})
-}
-
-/// [`teardown`], with `first` (deleting the runtime's container) run meanwhile: the
-/// network is released and `first` run on two more threads while this one unmounts the
-/// root, since all three wait on the kernel (namespace, cgroup and mount teardown) more
-/// than they work.
-pub fn teardown_after(
-    records: &Records,
-    id: &str,
-    first: impl FnOnce() + Send,
-) -> Result<(), EngineError> {
-    std::thread::scope(|scope| {
-        let net = records
-            .dir
-            .parent()
-            .map(|root| spawn_or_run(scope, "network", move || network::release(root, id)));
-        let runtime = spawn_or_run(scope, "runtime", first);
-        let unmounted = overlay::unmount(&rootfs(records, id)).and_then(|()| {
-            // Where a berth that kept bundles under --root mounted it.
-            overlay::unmount(&records.container_dir(id).join("bundle/rootfs"))
-        });
-        if runtime.join().is_err() {
-            tracing::warn!("deleting {id} from the runtime: the thread panicked");
-        }
-        match net.map(Job::join) {
-            Some(Ok(Err(e))) => tracing::warn!("releasing the network of {id}: {e}"),
-            Some(Err(_)) => tracing::warn!("releasing the network of {id}: the thread panicked"),
-            _ => {}
-        }
-        unmounted?;
-        Ok(())
-    })
-}
-
-/// Work on a scoped thread, or its result when no thread could be started for it.
-enum Job<'scope, T> {
-    Thread(std::thread::ScopedJoinHandle<'scope, T>),
-    Done(T),
-}
-
-impl<T> Job<'_, T> {
-    /// The result; Err when the thread panicked.
-    fn join(self) -> std::thread::Result<T> {
-        match self {
-            Job::Thread(h) => h.join(),
-            Job::Done(v) => Ok(v),
-        }
-    }
-}
-
-/// Runs `f` on a scoped thread named `name`, or here and now when no thread can be started
-/// (so that the work is never skipped).
-fn spawn_or_run<'scope, T: Send + 'scope>(
-    scope: &'scope std::thread::Scope<'scope, '_>,
-    name: &str,
-    f: impl FnOnce() -> T + Send + 'scope,
-) -> Job<'scope, T> {
-    let cell = std::sync::Arc::new(std::sync::Mutex::new(Some(f)));
-    let take = |c: &std::sync::Mutex<Option<_>>| {
-        c.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .expect("run once")
-    };
-    let theirs = cell.clone();
-    match std::thread::Builder::new()
-        .name(name.into())
-        .spawn_scoped(scope, move || take(&theirs)())
-    {
-        Ok(h) => Job::Thread(h),
-        Err(_) => Job::Done(take(&cell)()),
-    }
-}
-
-/// Removes everything of a stopped container: runtime state, overlay, its
-/// directory, its image hold and (with `volumes`) its anonymous volumes.
-pub fn remove_files(
-    root: &Path,
-    records: &Records,
-    runtime: &Runtime,
-    id: &str,
-    volumes: bool,
-) -> Result<(), EngineError> {
-    remove_files_later(root, records, runtime, id, volumes)?.delete();
-    Ok(())
-}
-
-/// A removed container's directory tree, already renamed out of sight
-/// (`containers/.trash/<id>`): what is left is deleting its files.
-#[must_use = "the directory is only deleted by delete()"]
-pub struct Leftover(Option<PathBuf>);
-
-impl Leftover {
-    pub fn delete(self) {
-        if let Some(p) = self.0 {
-            if let Err(e) = fs::remove_dir_all(&p) {
-                tracing::warn!("deleting {}: {e}", p.display());
-            }
-        }
-    }
-}
-
-/// [`remove_files`] up to the deletion of the directory's contents: the container is gone
-/// (no record, name, image hold, runtime state, mounts or network) when this returns, and
-/// its directory is one rename away in the trash. The monitor of a `--rm` container reports
-/// the exit first and deletes the files after: on a busy filesystem, unlinking a container's
-/// files costs more than everything else in its removal.
-pub fn remove_files_later(
-    root: &Path,
-    records: &Records,
-    runtime: &Runtime,
-    id: &str,
-    volumes: bool,
-) -> Result<Leftover, EngineError> {
-    let c = records.load(id).ok();
-    teardown_after(records, id, || runtime.delete_force(id))?;
-    let run = records.run_dir(id);
-    if run.exists() {
-        // Unmounted above; on the run root's tmpfs these few files go at once.
-        fs::remove_dir_all(&run).map_err(io(&run))?;
-    }
-    let dir = records.container_dir(id);
-    let mut left = Leftover(None);
-    if dir.exists() {
-        let trash = records.trash_dir().join(id);
-        let moved = fs::create_dir_all(records.trash_dir()).and_then(|_| fs::rename(&dir, &trash));
-        match moved {
-            Ok(()) => left = Leftover(Some(trash)),
-            Err(_) => fs::remove_dir_all(&dir).map_err(io(&dir))?,
-        }
-    }
-    if let Some(c) = &c {
-        records.release_name(&c.name, id);
-    }
-    if let Ok(store) = Store::open(root) {
-        if let Err(e) = store.remove_hold(id) {
-            tracing::debug!("releasing the image hold of {id}: {e}");
-        }
-    }
-    if let (true, Some(c)) = (volumes, c) {
-        for m in c.mounts.iter().filter(|m| m.anonymous) {
-            if let Some(n) = &m.name {
-                let _ = volume::delete(root, n);
-            }
-        }
-    }
-    Ok(left)
 }
 
 /// Whether no process can reach a container's init before it execs the program: the spec

@@ -14,6 +14,7 @@
 pub mod attach;
 pub mod engine;
 pub mod init;
+pub mod logs;
 pub mod monitor;
 pub mod network;
 pub mod options;
@@ -22,6 +23,7 @@ pub mod record;
 pub mod runtime;
 pub mod seccomp;
 pub mod spec;
+pub mod teardown;
 pub mod user;
 pub mod volume;
 

@@ -6,6 +6,7 @@
 //! It runs a poll(2) loop on one thread: no async runtime, little memory.
 
 use crate::attach::{self, FrameReader};
+use crate::logs::{self, Stream};
 use crate::record::{now_rfc3339, Records, Status};
 use crate::runtime::{clean_message, start_failure_code, Runtime};
 use std::fs::{File, OpenOptions};
@@ -104,19 +105,10 @@ struct Log {
 }
 
 impl Log {
-    fn write(&mut self, stream: &str, data: &[u8]) {
+    fn write(&mut self, stream: Stream, data: &[u8]) {
         let Some(f) = self.file.as_mut() else { return };
-        let time = now_rfc3339();
         let mut out = Vec::new();
-        for piece in data.split_inclusive(|b| *b == b'\n') {
-            let line = serde_json::json!({
-                "log": String::from_utf8_lossy(piece),
-                "stream": stream,
-                "time": time,
-            });
-            serde_json::to_writer(&mut out, &line).ok();
-            out.push(b'\n');
-        }
+        logs::append(&mut out, stream, data, &now_rfc3339());
         let _ = f.write_all(&out);
     }
 }
@@ -216,10 +208,16 @@ fn fail(cfg: &MonitorConfig, clients: &mut Vec<Client>, code: i32, msg: &str) {
     // `--rm` finishes before the client hears the outcome, as with Docker; the record is
     // only written when that fails.
     let removed = cfg.auto_remove
-        && crate::engine::remove_files(&cfg.berth_root, &cfg.records, &cfg.runtime, &cfg.id, true)
-            .is_ok();
+        && crate::teardown::remove_files(
+            &cfg.berth_root,
+            &cfg.records,
+            &cfg.runtime,
+            &cfg.id,
+            true,
+        )
+        .is_ok();
     if !removed {
-        let _ = crate::engine::teardown_after(&cfg.records, &cfg.id, || {
+        let _ = crate::teardown::teardown_after(&cfg.records, &cfg.id, || {
             cfg.runtime.delete_force(&cfg.id)
         });
         let _ = cfg.records.update(&cfg.id, |c| {
@@ -499,16 +497,16 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
     });
     broadcast(&mut clients, attach::STARTED, &[]);
 
-    // Output sources: (fd, stream name).
-    let mut sources: Vec<(OwnedFd, &'static str)> = Vec::new();
+    // Output sources: (fd, stream).
+    let mut sources: Vec<(OwnedFd, Stream)> = Vec::new();
     if let Some(m) = master.as_ref() {
-        sources.push((m.try_clone()?, "stdout"));
+        sources.push((m.try_clone()?, Stream::Stdout));
     }
     if let Some(o) = out_r.take() {
-        sources.push((o, "stdout"));
+        sources.push((o, Stream::Stdout));
     }
     if let Some(e) = err_r.take() {
-        sources.push((e, "stderr"));
+        sources.push((e, Stream::Stderr));
     }
     let mut buf = vec![0u8; 32 * 1024];
     let mut exit: Option<i32> = None;
@@ -595,7 +593,7 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
             match attach::read_some(sources[i].0.as_fd(), &mut buf) {
                 Ok(Some(n)) => {
                     log.write(stream, &buf[..n]);
-                    let typ = if stream == "stderr" {
+                    let typ = if stream == Stream::Stderr {
                         attach::STDERR
                     } else {
                         attach::STDOUT
@@ -669,7 +667,7 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
     // `--rm`: the record goes with the rest (remove_files deletes the runtime's container
     // too); it is only written when that fails.
     let left = if cfg.auto_remove {
-        crate::engine::remove_files_later(
+        crate::teardown::remove_files_later(
             &cfg.berth_root,
             &cfg.records,
             &cfg.runtime,
@@ -681,7 +679,7 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
         None
     };
     if left.is_none() {
-        let _ = crate::engine::teardown_after(&cfg.records, &cfg.id, || {
+        let _ = crate::teardown::teardown_after(&cfg.records, &cfg.id, || {
             cfg.runtime.delete_force(&cfg.id)
         });
         let _ = cfg.records.update(&cfg.id, |c| {

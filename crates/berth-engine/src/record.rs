@@ -321,7 +321,7 @@ impl Records {
     }
 
     /// Where removed containers' directories wait to be deleted (see
-    /// `engine::remove_files_later`); leftovers older than a minute (their remover died)
+    /// `teardown::remove_files_later`); leftovers older than a minute (their remover died)
     /// are deleted by [`Records::sweep`].
     pub fn trash_dir(&self) -> PathBuf {
         self.dir.join(".trash")

@@ -3,6 +3,7 @@
 use super::Globals;
 use anyhow::{anyhow, bail, Context, Result};
 use berth_engine::attach::{parse_detach_keys, ClientOptions, Outcome, DEFAULT_DETACH_KEYS};
+use berth_engine::logs::{LogLine, Stream};
 use berth_engine::record::{Container, Status};
 use berth_engine::{Engine, EngineError, RunOptions};
 use clap::{ArgAction, Args, Subcommand};
@@ -1016,22 +1017,20 @@ fn cmd_logs(
         lines.drain(..skip);
     }
     let emit = |line: &[u8]| -> Result<()> {
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else {
+        let Some(l) = LogLine::parse(line) else {
             return Ok(());
         };
-        let time = v["time"].as_str().unwrap_or("");
         if let Some(t) = since_t {
-            if berth_engine::record::unix_nanos(time).is_some_and(|x| x < t) {
+            if berth_engine::record::unix_nanos(&l.time).is_some_and(|x| x < t) {
                 return Ok(());
             }
         }
-        let text = v["log"].as_str().unwrap_or("");
         let out = if timestamps {
-            format!("{time} {text}")
+            format!("{} {}", l.time, l.log)
         } else {
-            text.to_string()
+            l.log
         };
-        if v["stream"] == "stderr" {
+        if l.stream == Stream::Stderr {
             let mut e = std::io::stderr().lock();
             e.write_all(out.as_bytes())?;
         } else {
