@@ -383,7 +383,7 @@ impl Engine {
             c.restart_count += 1;
         }
         let in_process = match self.prepare(&mut c) {
-            Ok(safe) => safe && self.runtime.builtin,
+            Ok(safe) => safe && self.runtime.can_launch_in_process(),
             Err(e) => {
                 let _ = teardown(&self.records, id);
                 return Err(e);

@@ -127,27 +127,6 @@ fn recv_fd(sock: BorrowedFd<'_>) -> Option<OwnedFd> {
         .next()
 }
 
-/// Whether the OOM killer killed a process of the container. berth's own runtime reads
-/// its cgroup wherever it is (v1 `memory.oom_control`, v2 `memory.events`); for another
-/// runtime, the cgroup is looked for where berth's spec put it.
-fn oom_killed(runtime: &Runtime, id: &str) -> bool {
-    if runtime.builtin {
-        return berth_runtime::container::oom_killed(&runtime.state_root, id).unwrap_or(false);
-    }
-    [
-        format!("/sys/fs/cgroup/memory/berth/{id}/memory.oom_control"),
-        format!("/sys/fs/cgroup/berth/{id}/memory.events"),
-    ]
-    .iter()
-    .filter_map(|p| std::fs::read_to_string(p).ok())
-    .flat_map(|s| {
-        s.lines()
-            .filter_map(|l| l.strip_prefix("oom_kill ")?.trim().parse::<u64>().ok())
-            .collect::<Vec<_>>()
-    })
-    .any(|n| n > 0)
-}
-
 /// Gives back the memory an idle monitor does not need. The monitor is a fork of
 /// the berth command, so its resident set starts with every page of code and
 /// heap that command touched. Code and read-only data that were never written
@@ -296,7 +275,7 @@ fn launch_in_process(cfg: &MonitorConfig) -> Result<Started, StartFailure> {
         unsafe { libc::dup2(end.as_raw_fd(), fd as i32) };
     }
     let opts = berth_runtime::container::CreateOpts {
-        root: cfg.runtime.state_root.clone(),
+        root: cfg.runtime.state_root().to_path_buf(),
         id: cfg.id.clone(),
         bundle: cfg.records.run_dir(&cfg.id).join("bundle"),
         ..Default::default()
@@ -660,7 +639,7 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
         }
     }
     let code = exit.unwrap_or(255);
-    let oom = oom_killed(&cfg.runtime, &cfg.id);
+    let oom = cfg.runtime.oom_killed(&cfg.id);
     drop(sources);
     drop(master);
     let _ = std::fs::remove_file(&sock_path);
