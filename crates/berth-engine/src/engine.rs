@@ -4,6 +4,7 @@
 use crate::attach::{self, ClientOptions, Outcome};
 use crate::monitor::{self, MonitorConfig};
 use crate::options::{parse_signal, RunOptions};
+use crate::process::{self, SingleThreaded};
 use crate::record::{now_rfc3339, random_id, Container, RecordError, Records, State, Status};
 use crate::runtime::{Runtime, RuntimeError};
 use crate::spec::{self, HostDevice, SpecContext};
@@ -359,8 +360,9 @@ impl Engine {
     }
 
     /// Starts a created or exited container under a new monitor and returns
-    /// the socket to it. The caller must be single-threaded (this forks).
-    pub fn start(&self, id: &str) -> Result<OwnedFd, EngineError> {
+    /// the socket to it. This forks (the monitor): the caller proves with `single` that
+    /// no other thread runs; the threads this function starts are joined before the fork.
+    pub fn start(&self, id: &str, single: SingleThreaded) -> Result<OwnedFd, EngineError> {
         let lock = self.records.lock(id)?;
         let mut c = self.records.load(id)?;
         self.reconcile_locked(&mut c);
@@ -405,7 +407,8 @@ impl Engine {
             in_process,
         };
         tracing::debug!(runtime = %self.runtime.name(), "starting the monitor of {}", c.id);
-        monitor::spawn(cfg).map_err(|e| EngineError::Other(format!("starting the monitor: {e}")))
+        monitor::spawn(cfg, single)
+            .map_err(|e| EngineError::Other(format!("starting the monitor: {e}")))
     }
 
     /// Marks a container whose monitor and process are gone as exited and
@@ -488,7 +491,7 @@ impl Engine {
         if !c.state.status.can_kill() {
             return Err(EngineError::NotRunning(c.id));
         }
-        if c.state.pid > 0 && unsafe { libc::kill(c.state.pid, sig) } != 0 {
+        if process::signal(c.state.pid, sig).is_err() {
             self.runtime.kill(&c.id, sig)?;
         }
         Ok(c)
@@ -521,7 +524,7 @@ impl Engine {
         let t = timeout.or(c.options.stop_timeout).unwrap_or(10);
         let pid = c.state.pid;
         if t != 0 && pid > 0 {
-            unsafe { libc::kill(pid, Self::stop_signal(&c)) };
+            let _ = process::signal(pid, Self::stop_signal(&c));
         }
         let limit = if t < 0 {
             None
@@ -529,7 +532,7 @@ impl Engine {
             Some(Duration::from_secs(t as u64))
         };
         if !self.wait_stopped(&c.id, limit) {
-            if pid <= 0 || unsafe { libc::kill(pid, libc::SIGKILL) } != 0 {
+            if process::signal(pid, libc::SIGKILL).is_err() {
                 let _ = self.runtime.kill(&c.id, libc::SIGKILL);
             }
             self.wait_stopped(&c.id, Some(Duration::from_secs(30)));
@@ -547,7 +550,7 @@ impl Engine {
             if c.state.status == Status::Paused {
                 let _ = self.runtime.resume(&c.id);
             }
-            if c.state.pid <= 0 || unsafe { libc::kill(c.state.pid, libc::SIGKILL) } != 0 {
+            if process::signal(c.state.pid, libc::SIGKILL).is_err() {
                 let _ = self.runtime.kill(&c.id, libc::SIGKILL);
             }
             self.wait_stopped(&c.id, Some(Duration::from_secs(10)));

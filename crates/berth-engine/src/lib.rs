@@ -11,6 +11,8 @@
 //! and the network namespaces of running containers, bind-mounted, in `<root>/netns/<id>`
 //! (`/run/berth/netns/<id>` for the default root): see [`network`].
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod attach;
 pub mod engine;
 pub mod init;
@@ -19,6 +21,7 @@ pub mod monitor;
 pub mod network;
 pub mod options;
 pub mod overlay;
+pub mod process;
 pub mod record;
 pub mod runtime;
 pub mod seccomp;

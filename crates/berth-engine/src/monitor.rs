@@ -7,6 +7,7 @@
 
 use crate::attach::{self, FrameReader};
 use crate::logs::{self, Stream};
+use crate::process::SingleThreaded;
 use crate::record::{now_rfc3339, Records, Status};
 use crate::runtime::{clean_message, start_failure_code, Runtime};
 use std::fs::{File, OpenOptions};
@@ -30,10 +31,10 @@ pub struct MonitorConfig {
 }
 
 /// Forks the monitor (in a new session) and returns the client's end of a
-/// socket connected to it. The caller must be single-threaded. One fork, not
+/// socket connected to it. The caller must be single-threaded (`_single`). One fork, not
 /// two: berth itself is short-lived, and once it exits the monitor is
 /// reparented (and reaped) like any orphan.
-pub fn spawn(cfg: MonitorConfig) -> std::io::Result<OwnedFd> {
+pub fn spawn(cfg: MonitorConfig, _single: SingleThreaded) -> std::io::Result<OwnedFd> {
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
     use nix::unistd::{fork, ForkResult};
     let (client, mon) = socketpair(
@@ -43,6 +44,9 @@ pub fn spawn(cfg: MonitorConfig) -> std::io::Result<OwnedFd> {
         SockFlag::SOCK_CLOEXEC,
     )
     .map_err(std::io::Error::from)?;
+    // SAFETY: the caller holds a `SingleThreaded` token: no other thread exists, so the child
+    // inherits no lock (malloc's, stdio's) held by a thread that does not exist in it, and
+    // may run ordinary Rust code.
     match unsafe { fork() }.map_err(std::io::Error::from)? {
         ForkResult::Parent { .. } => {
             drop(mon);
@@ -55,6 +59,8 @@ pub fn spawn(cfg: MonitorConfig) -> std::io::Result<OwnedFd> {
                 Ok(()) => 0,
                 Err(_) => 1,
             };
+            // SAFETY: `_exit` has no preconditions; it ends the monitor without running
+            // atexit handlers or flushing stdio buffers copied from the parent.
             unsafe { libc::_exit(code) }
         }
     }
@@ -63,9 +69,7 @@ pub fn spawn(cfg: MonitorConfig) -> std::io::Result<OwnedFd> {
 /// Points 0, 1, 2 at /dev/null and closes every other fd but `keep`.
 fn detach_fds(keep: &[i32]) {
     if let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") {
-        for fd in 0..3 {
-            unsafe { libc::dup2(null.as_raw_fd(), fd) };
-        }
+        stdio_to(&null);
     }
     let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
         .map(|rd| {
@@ -76,9 +80,21 @@ fn detach_fds(keep: &[i32]) {
         .unwrap_or_default();
     for fd in fds {
         if fd > 2 && !keep.contains(&fd) {
+            // SAFETY: called first thing in the freshly forked monitor, which owns no
+            // descriptor object but `keep` (its config holds paths only): nothing that
+            // would use a closed number is left. What the berth command had open (the
+            // image store, a terminal, its log) must not stay open for the container's life.
             unsafe { libc::close(fd) };
         }
     }
+}
+
+/// Points the standard descriptors 0, 1 and 2 at `fd` (errors are ignored: the monitor
+/// carries on with what it has).
+fn stdio_to(fd: &impl AsFd) {
+    let _ = rustix::stdio::dup2_stdin(fd);
+    let _ = rustix::stdio::dup2_stdout(fd);
+    let _ = rustix::stdio::dup2_stderr(fd);
 }
 
 /// A socket path that fits in sun_path: `/proc/self/fd/N/NAME` through an
@@ -135,6 +151,7 @@ fn recv_fd(sock: BorrowedFd<'_>) -> Option<OwnedFd> {
 /// back in if used. Writable or relocated mappings are left alone; free heap
 /// goes back to the kernel with malloc_trim.
 fn shed_memory() {
+    // SAFETY: malloc_trim has no preconditions; it only returns free heap to the kernel.
     unsafe { libc::malloc_trim(0) };
     let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
         return;
@@ -270,9 +287,10 @@ fn launch_in_process(cfg: &MonitorConfig) -> Result<Started, StartFailure> {
         let (s, ends) = Started::pipes(cfg.interactive).map_err(io)?;
         (s, Some(ends))
     };
-    for (fd, end) in child_ends.iter().flatten().enumerate() {
-        // SAFETY: pointing our own standard descriptors at fds we own.
-        unsafe { libc::dup2(end.as_raw_fd(), fd as i32) };
+    if let Some([stdin, stdout, stderr]) = &child_ends {
+        let _ = rustix::stdio::dup2_stdin(stdin);
+        let _ = rustix::stdio::dup2_stdout(stdout);
+        let _ = rustix::stdio::dup2_stderr(stderr);
     }
     let opts = berth_runtime::container::CreateOpts {
         root: cfg.runtime.state_root().to_path_buf(),
@@ -284,10 +302,7 @@ fn launch_in_process(cfg: &MonitorConfig) -> Result<Started, StartFailure> {
     if child_ends.is_some() {
         drop(child_ends);
         if let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") {
-            for fd in 0..3 {
-                // SAFETY: as above.
-                unsafe { libc::dup2(null.as_raw_fd(), fd) };
-            }
+            stdio_to(&null);
         }
     }
     let (pid, master) = r.map_err(|e| failure(e.to_string()))?;
@@ -415,7 +430,7 @@ fn launch_with_binary(cfg: &MonitorConfig) -> Result<Started, StartFailure> {
 
 fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
     detach_fds(&[first_client.as_raw_fd()]);
-    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let _ = nix::sys::prctl::set_child_subreaper(true);
     let dir = cfg.records.container_dir(&cfg.id);
     let mut clients = vec![Client {
         fd: first_client,
@@ -430,7 +445,9 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(std::io::Error::from)?;
     // Nothing of ours may die of SIGPIPE when a client goes away.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    // SAFETY: SIG_IGN installs no handler code; no other thread exists to race with.
+    unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn) }
+        .map_err(std::io::Error::from)?;
 
     let sock_path = cfg.records.run_dir(&cfg.id).join("attach.sock");
     let _ = std::fs::remove_file(&sock_path);
@@ -624,7 +641,7 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
                     attach::SIGNAL if data.len() >= 4 => {
                         let sig = i32::from_be_bytes(data[..4].try_into().unwrap());
                         if exit.is_none() {
-                            unsafe { libc::kill(pid, sig) };
+                            let _ = crate::process::signal(pid, sig);
                         }
                     }
                     _ => {}

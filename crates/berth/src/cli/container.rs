@@ -4,6 +4,7 @@ use super::Globals;
 use anyhow::{anyhow, bail, Context, Result};
 use berth_engine::attach::{parse_detach_keys, ClientOptions, Outcome, DEFAULT_DETACH_KEYS};
 use berth_engine::logs::{LogLine, Stream};
+use berth_engine::process::SingleThreaded;
 use berth_engine::record::{Container, Status};
 use berth_engine::{Engine, EngineError, RunOptions};
 use clap::{ArgAction, Args, Subcommand};
@@ -484,7 +485,7 @@ fn run_inner(cmd: ContainerCommand, g: &Globals) -> Result<i32> {
             Some("--") => command[1..].to_vec(),
             _ => command.clone(),
         };
-        return Ok(berth_engine::init::run(&c));
+        return Ok(berth_engine::init::run(&c, single_threaded()?));
     }
     let engine = Engine::open(&g.root, g.runroot.as_deref())?;
     match cmd {
@@ -518,7 +519,7 @@ fn run_inner(cmd: ContainerCommand, g: &Globals) -> Result<i32> {
         }),
         ContainerCommand::Restart(StopArgs { time, containers }) => each(&containers, |k| {
             let c = engine.stop(k, time)?;
-            let sock = engine.start(&c.id)?;
+            let sock = engine.start(&c.id, single_threaded()?)?;
             wait_started(&sock)?;
             println!("{k}");
             Ok(())
@@ -673,6 +674,13 @@ fn run_inner(cmd: ContainerCommand, g: &Globals) -> Result<i32> {
     }
 }
 
+/// The token for the engine's calls that fork. berth's container commands run on the main
+/// thread, and every thread they start (an image pull's, parallel removals) is joined
+/// before they return, so the check holds wherever a container is started.
+fn single_threaded() -> Result<SingleThreaded> {
+    Ok(SingleThreaded::check()?)
+}
+
 /// Runs `f` for each container; errors are printed and make the exit code 1.
 fn each(keys: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<i32> {
     let mut code = 0;
@@ -771,7 +779,7 @@ fn cmd_run(
         println!("{}", c.id);
         return Ok(0);
     }
-    let sock = match engine.start(&c.id) {
+    let sock = match engine.start(&c.id, single_threaded()?) {
         Ok(s) => s,
         Err(e) => {
             if rm {
@@ -814,7 +822,7 @@ fn cmd_start(
         }
         let detach_keys = detach_keys_arg(detach_keys)?;
         let c = engine.get(&keys[0])?;
-        let sock = engine.start(&c.id)?;
+        let sock = engine.start(&c.id, single_threaded()?)?;
         let o = ClientOptions {
             stdin: interactive && c.options.interactive,
             tty: c.options.tty,
@@ -826,7 +834,7 @@ fn cmd_start(
     }
     each(keys, |k| {
         let c = engine.get(k)?;
-        let sock = engine.start(&c.id)?;
+        let sock = engine.start(&c.id, single_threaded()?)?;
         wait_started(&sock)?;
         println!("{k}");
         Ok(())
