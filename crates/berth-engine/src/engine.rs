@@ -54,6 +54,9 @@ pub enum EngineError {
     Paused(String),
     #[error("invalid signal {0:?}")]
     BadSignal(String),
+    /// Writing what a command shows (its output closed).
+    #[error(transparent)]
+    Output(std::io::Error),
     /// The container could not start: Docker's exit code and the message.
     #[error("{1}")]
     StartFailed(i32, String),

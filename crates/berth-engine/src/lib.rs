@@ -14,6 +14,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod attach;
+pub mod commands;
 pub mod engine;
 pub mod init;
 pub mod logs;

@@ -3,7 +3,8 @@
 use super::Globals;
 use anyhow::{anyhow, bail, Context, Result};
 use berth_engine::attach::{parse_detach_keys, ClientOptions, Outcome, DEFAULT_DETACH_KEYS};
-use berth_engine::logs::{LogLine, Stream};
+use berth_engine::commands::LogsOptions;
+use berth_engine::logs::Stream;
 use berth_engine::process::SingleThreaded;
 use berth_engine::record::{Container, Status};
 use berth_engine::{Engine, EngineError, RunOptions};
@@ -518,8 +519,7 @@ fn run_inner(cmd: ContainerCommand, g: &Globals) -> Result<i32> {
             Ok(())
         }),
         ContainerCommand::Restart(StopArgs { time, containers }) => each(&containers, |k| {
-            let c = engine.stop(k, time)?;
-            let sock = engine.start(&c.id, single_threaded()?)?;
+            let sock = engine.restart(k, time, single_threaded()?)?;
             wait_started(&sock)?;
             println!("{k}");
             Ok(())
@@ -534,37 +534,20 @@ fn run_inner(cmd: ContainerCommand, g: &Globals) -> Result<i32> {
             volumes,
             containers,
         } => {
-            // Removals are independent (each takes its container's lock):
-            // run them a few at a time, report in the order given.
-            let mut results: Vec<Option<Result<(), String>>> = vec![None; containers.len()];
-            for (chunk, slots) in containers.chunks(8).zip(results.chunks_mut(8)) {
-                std::thread::scope(|s| {
-                    let handles: Vec<_> = chunk
-                        .iter()
-                        .map(|k| {
-                            let engine = &engine;
-                            s.spawn(move || {
-                                engine
-                                    .remove(k, force, volumes)
-                                    .map(|_| ())
-                                    .map_err(|e| super::format_error(&e.into()))
-                            })
-                        })
-                        .collect();
-                    for (h, slot) in handles.into_iter().zip(slots.iter_mut()) {
-                        *slot = Some(h.join().unwrap_or_else(|_| Err("panicked".into())));
-                    }
-                });
-            }
             let mut code = 0;
-            for (k, r) in containers.iter().zip(results) {
+            for (k, r) in containers
+                .iter()
+                .zip(engine.remove_all(&containers, force, volumes))
+            {
                 match r {
-                    Some(Ok(())) => println!("{k}"),
-                    Some(Err(e)) => {
-                        eprintln!("Error response from daemon: {e}");
+                    Ok(_) => println!("{k}"),
+                    Err(e) => {
+                        eprintln!(
+                            "Error response from daemon: {}",
+                            super::format_error(&e.into())
+                        );
                         code = 1;
                     }
-                    None => {}
                 }
             }
             Ok(code)
@@ -619,14 +602,9 @@ fn run_inner(cmd: ContainerCommand, g: &Globals) -> Result<i32> {
             finish(&engine, &c.id, Engine::attach(&sock, &o)?)
         }
         ContainerCommand::Wait { containers } => {
-            let mut last = 0;
             for k in &containers {
-                let c = engine.get(k)?;
-                engine.wait_stopped(&c.id, None);
-                last = engine.get(&c.id).map(|c| c.state.exit_code).unwrap_or(0);
-                println!("{last}");
+                println!("{}", engine.wait(k)?);
             }
-            let _ = last;
             Ok(0)
         }
         ContainerCommand::Inspect { containers } => {
@@ -751,15 +729,12 @@ fn finish(engine: &Engine, id: &str, outcome: Outcome) -> Result<i32> {
         Outcome::Exited(code) => Ok(code),
         Outcome::Failed(code, msg) => Err(EngineError::StartFailed(code, msg).into()),
         Outcome::Started | Outcome::Detached => Ok(0),
-        Outcome::Closed => {
-            engine.wait_stopped(id, Some(Duration::from_secs(5)));
-            match engine.get(id) {
-                Ok(c) if c.state.status == Status::Exited => Ok(c.state.exit_code),
-                _ => bail!(
-                    "the monitor of container {id} exited unexpectedly; see `berth inspect {id}`"
-                ),
+        Outcome::Closed => match engine.exit_code_after_lost_monitor(id) {
+            Some(code) => Ok(code),
+            None => {
+                bail!("the monitor of container {id} exited unexpectedly; see `berth inspect {id}`")
             }
-        }
+        },
     }
 }
 
@@ -903,12 +878,7 @@ fn cmd_ps(
     no_trunc: bool,
     format: Option<&str>,
 ) -> Result<i32> {
-    let mut list: Vec<Container> = engine
-        .list()?
-        .into_iter()
-        .filter(|c| all || c.state.status.is_active())
-        .collect();
-    list.reverse();
+    let list = engine.ps(all)?;
     let id = |c: &Container| {
         if no_trunc {
             c.id.clone()
@@ -1006,33 +976,12 @@ fn cmd_logs(
     tail: &str,
     since_s: Option<&str>,
 ) -> Result<i32> {
-    let c = engine.get(key)?;
-    let path = engine.log_path(&c.id);
-    let since_t = since_s
-        .map(berth_engine::record::parse_since)
-        .transpose()
-        .map_err(|e| anyhow!(e))?;
-    let data = std::fs::read(&path).unwrap_or_default();
-    let mut lines: Vec<&[u8]> = data
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .collect();
-    if tail != "all" {
-        let n: usize = tail
-            .parse()
-            .map_err(|_| anyhow!("--tail {tail:?}: expected a number or all"))?;
-        let skip = lines.len().saturating_sub(n);
-        lines.drain(..skip);
-    }
-    let emit = |line: &[u8]| -> Result<()> {
-        let Some(l) = LogLine::parse(line) else {
-            return Ok(());
-        };
-        if let Some(t) = since_t {
-            if berth_engine::record::unix_nanos(&l.time).is_some_and(|x| x < t) {
-                return Ok(());
-            }
-        }
+    let opts = LogsOptions {
+        follow,
+        tail,
+        since: since_s,
+    };
+    engine.logs(key, &opts, |l| {
         let out = if timestamps {
             format!("{} {}", l.time, l.log)
         } else {
@@ -1047,35 +996,7 @@ fn cmd_logs(
             o.flush()?;
         }
         Ok(())
-    };
-    for l in &lines {
-        emit(l)?;
-    }
-    if follow {
-        let mut offset = data.len() - data.iter().rev().take_while(|b| **b != b'\n').count();
-        loop {
-            let running = engine
-                .get(&c.id)
-                .map(|c| c.state.status.is_active())
-                .unwrap_or(false);
-            let data = std::fs::read(&path).unwrap_or_default();
-            if data.len() > offset {
-                let new = &data[offset..];
-                let complete = new.len() - new.iter().rev().take_while(|b| **b != b'\n').count();
-                for l in new[..complete]
-                    .split(|b| *b == b'\n')
-                    .filter(|l| !l.is_empty())
-                {
-                    emit(l)?;
-                }
-                offset += complete;
-            }
-            if !running {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+    })?;
     Ok(0)
 }
 
@@ -1114,39 +1035,24 @@ fn bytes_human(b: u64) -> String {
 
 fn cmd_stats(engine: &Engine, keys: &[String], all: bool, no_stream: bool) -> Result<i32> {
     loop {
-        let list: Vec<Container> = if keys.is_empty() {
-            engine
-                .list()?
-                .into_iter()
-                .filter(|c| all || c.state.status == Status::Running)
-                .collect()
-        } else {
-            keys.iter()
-                .map(|k| engine.get(k))
-                .collect::<Result<_, _>>()?
-        };
-        let first: Vec<_> = list.iter().map(|c| engine.usage(&c.id)).collect();
-        let t0 = std::time::Instant::now();
-        std::thread::sleep(Duration::from_millis(500));
-        let dt = t0.elapsed().as_nanos() as f64;
-        let mut rows = Vec::new();
-        for (c, a) in list.iter().zip(first) {
-            let b = engine.usage(&c.id);
-            let cpu = (b.cpu_ns.saturating_sub(a.cpu_ns)) as f64 / dt * 100.0;
-            let limit = if b.memory_limit == 0 || b.memory_limit > (1 << 60) {
-                host_mem()
-            } else {
-                b.memory_limit
-            };
-            rows.push([
-                c.id[..12].to_string(),
-                c.name.clone(),
-                format!("{cpu:.2}%"),
-                format!("{} / {}", bytes_human(b.memory), bytes_human(limit)),
-                format!("{:.2}%", b.memory as f64 / limit.max(1) as f64 * 100.0),
-                b.pids.to_string(),
-            ]);
-        }
+        let rows: Vec<[String; 6]> = engine
+            .stats(keys, all, Duration::from_millis(500))?
+            .into_iter()
+            .map(|(c, s)| {
+                [
+                    c.id[..12].to_string(),
+                    c.name,
+                    format!("{:.2}%", s.cpu_percent),
+                    format!(
+                        "{} / {}",
+                        bytes_human(s.memory),
+                        bytes_human(s.memory_limit)
+                    ),
+                    format!("{:.2}%", s.memory_percent),
+                    s.pids.to_string(),
+                ]
+            })
+            .collect();
         print_table(
             &[
                 "CONTAINER ID",
@@ -1164,28 +1070,11 @@ fn cmd_stats(engine: &Engine, keys: &[String], all: bool, no_stream: bool) -> Re
     }
 }
 
-fn host_mem() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        * 1024
-}
-
 fn cmd_volume(engine: &Engine, v: VolumeSub) -> Result<i32> {
     use berth_engine::volume;
     match v {
         VolumeSub::Create { name, label } => {
-            let name = match name {
-                Some(n) => n,
-                None => berth_engine::record::random_id()?,
-            };
-            let (v, _) = volume::ensure(&engine.root, &name, &label, false)?;
+            let v = engine.volume_create(name.as_deref(), &label)?;
             println!("{}", v.name);
             Ok(0)
         }
@@ -1216,14 +1105,7 @@ fn cmd_volume(engine: &Engine, v: VolumeSub) -> Result<i32> {
         }
         VolumeSub::Prune { all, force: _ } => {
             println!("Deleted Volumes:");
-            let mut reclaimed = 0;
-            for v in volume::list(&engine.root)? {
-                if (all || v.anonymous) && engine.volume_users(&v.name)?.is_empty() {
-                    reclaimed += berth_engine::engine::dir_size(&v.mountpoint);
-                    engine.volume_remove(&v.name, false)?;
-                    println!("{}", v.name);
-                }
-            }
+            let reclaimed = engine.volume_prune(all, |name| println!("{name}"))?;
             println!("\nTotal reclaimed space: {}", bytes_human(reclaimed));
             Ok(0)
         }
@@ -1231,52 +1113,25 @@ fn cmd_volume(engine: &Engine, v: VolumeSub) -> Result<i32> {
 }
 
 fn cmd_df(engine: &Engine) -> Result<i32> {
-    let store = berth_image::Store::open(&engine.root)?;
-    let images = store.list().unwrap_or_default();
-    let holds = store.holds().unwrap_or_default();
-    let img_size: u64 = images.iter().map(|(i, _)| i.size).sum();
-    let img_active = images
-        .iter()
-        .filter(|(i, _)| holds.values().any(|h| *h == i.id))
-        .count();
-    let containers = engine.list()?;
-    let ctr_size: u64 = containers
-        .iter()
-        .map(|c| berth_engine::engine::dir_size(&engine.records.container_dir(&c.id).join("upper")))
-        .sum();
-    let ctr_active = containers
-        .iter()
-        .filter(|c| c.state.status.is_active())
-        .count();
-    let vols = berth_engine::volume::list(&engine.root)?;
-    let vol_size: u64 = vols
-        .iter()
-        .map(|v| berth_engine::engine::dir_size(&v.mountpoint))
-        .sum();
-    let mut vol_active = 0;
-    for v in &vols {
-        if !engine.volume_users(&v.name)?.is_empty() {
-            vol_active += 1;
-        }
-    }
+    let du = engine.disk_usage()?;
     let rows = vec![
         [
             "Images".to_string(),
-            images.len().to_string(),
-            img_active.to_string(),
-            bytes_human(img_size),
+            du.images.total.to_string(),
+            du.images.active.to_string(),
+            bytes_human(du.images.size),
         ],
         [
             "Containers".to_string(),
-            containers.len().to_string(),
-            ctr_active.to_string(),
-            bytes_human(ctr_size),
+            du.containers.total.to_string(),
+            du.containers.active.to_string(),
+            bytes_human(du.containers.size),
         ],
         [
             "Local Volumes".to_string(),
-            vols.len().to_string(),
-            vol_active.to_string(),
-            bytes_human(vol_size),
+            du.volumes.total.to_string(),
+            du.volumes.active.to_string(),
+            bytes_human(du.volumes.size),
         ],
     ];
     print_table(&["TYPE", "TOTAL", "ACTIVE", "SIZE"], &rows);
