@@ -91,6 +91,16 @@ impl Engine {
         results
     }
 
+    /// `run`'s start of the container it just created: when the start fails, a `--rm`
+    /// container is removed (with its anonymous volumes) before the error is returned.
+    pub fn start_new(&self, c: &Container, single: SingleThreaded) -> Result<OwnedFd, EngineError> {
+        self.start(&c.id, single).inspect_err(|_| {
+            if c.options.rm {
+                let _ = self.remove(&c.id, true, true);
+            }
+        })
+    }
+
     /// `restart`: stops the container (see [`Engine::stop`]) and starts it again; returns
     /// the socket to its new monitor.
     pub fn restart(

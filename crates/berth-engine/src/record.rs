@@ -596,6 +596,50 @@ pub fn parse_since(s: &str) -> Result<i64, String> {
     Ok(now - secs * 1_000_000_000)
 }
 
+/// Docker's "5 seconds", "About a minute", "3 hours".
+pub fn human_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        2..=59 => format!("{s} seconds"),
+        60..=119 => "About a minute".into(),
+        120..=3599 => format!("{} minutes", s / 60),
+        3600..=7199 => "About an hour".into(),
+        7200..=172_799 => format!("{} hours", s / 3600),
+        172_800..=1_209_599 => format!("{} days", s / 86400),
+        1_209_600..=5_183_999 => format!("{} weeks", s / 604_800),
+        5_184_000..=31_535_999 => format!("{} months", s / 2_592_000),
+        _ => format!("{} years", s / 31_536_000),
+    }
+}
+
+impl Container {
+    /// Docker's `STATUS` column: "Up 5 minutes", "Exited (0) 2 hours ago", "Created".
+    pub fn status_text(&self) -> String {
+        let c = self;
+        let ago = |t: &Option<String>| human_duration(age(t.as_deref().unwrap_or("")));
+        match c.state.status {
+            Status::Running => format!("Up {}", ago(&c.state.started_at)),
+            Status::Paused => format!("Up {} (Paused)", ago(&c.state.started_at)),
+            Status::Exited => format!(
+                "Exited ({}) {} ago",
+                c.state.exit_code,
+                ago(&c.state.finished_at)
+            ),
+            // Docker's texts for the states berth reads but never enters.
+            Status::Restarting => format!(
+                "Restarting ({}) {} ago",
+                c.state.exit_code,
+                ago(&c.state.finished_at)
+            ),
+            Status::Removing => "Removal In Progress".into(),
+            Status::Dead => "Dead".into(),
+            Status::Created => "Created".into(),
+        }
+    }
+}
+
 const ADJECTIVES: [&str; 40] = [
     "admiring",
     "agitated",
@@ -718,6 +762,23 @@ mod tests {
         assert_eq!(st.status, Status::Created);
         let st: State = serde_json::from_str(r#"{"status": ""}"#).unwrap();
         assert_eq!(st.status, Status::Created);
+    }
+
+    #[test]
+    fn status_texts_are_dockers() {
+        use std::time::Duration;
+        assert_eq!(human_duration(Duration::from_secs(0)), "Less than a second");
+        assert_eq!(human_duration(Duration::from_secs(90)), "About a minute");
+        assert_eq!(human_duration(Duration::from_secs(3 * 3600)), "3 hours");
+        let mut c = Container::default();
+        assert_eq!(c.status_text(), "Created");
+        c.state.status = Status::Exited;
+        c.state.exit_code = 3;
+        c.state.finished_at = Some(now_rfc3339());
+        assert_eq!(c.status_text(), "Exited (3) Less than a second ago");
+        c.state.status = Status::Paused;
+        c.state.started_at = Some(now_rfc3339());
+        assert_eq!(c.status_text(), "Up Less than a second (Paused)");
     }
 
     #[test]

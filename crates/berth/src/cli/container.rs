@@ -6,7 +6,7 @@ use berth_engine::attach::{parse_detach_keys, ClientOptions, Outcome, DEFAULT_DE
 use berth_engine::commands::LogsOptions;
 use berth_engine::logs::Stream;
 use berth_engine::process::SingleThreaded;
-use berth_engine::record::{Container, Status};
+use berth_engine::record::{age, human_duration, Container};
 use berth_engine::{Engine, EngineError, RunOptions};
 use clap::{ArgAction, Args, Subcommand};
 use std::io::Write;
@@ -754,15 +754,7 @@ fn cmd_run(
         println!("{}", c.id);
         return Ok(0);
     }
-    let sock = match engine.start(&c.id, single_threaded()?) {
-        Ok(s) => s,
-        Err(e) => {
-            if rm {
-                let _ = engine.remove(&c.id, true, true);
-            }
-            return Err(e.into());
-        }
-    };
+    let sock = engine.start_new(&c, single_threaded()?)?;
     if detach {
         wait_started(&sock)?;
         println!("{}", c.id);
@@ -816,50 +808,6 @@ fn cmd_start(
     })
 }
 
-/// Docker's "5 seconds", "About a minute", "3 hours".
-pub fn human_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0 => "Less than a second".into(),
-        1 => "1 second".into(),
-        2..=59 => format!("{s} seconds"),
-        60..=119 => "About a minute".into(),
-        120..=3599 => format!("{} minutes", s / 60),
-        3600..=7199 => "About an hour".into(),
-        7200..=172_799 => format!("{} hours", s / 3600),
-        172_800..=1_209_599 => format!("{} days", s / 86400),
-        1_209_600..=5_183_999 => format!("{} weeks", s / 604_800),
-        5_184_000..=31_535_999 => format!("{} months", s / 2_592_000),
-        _ => format!("{} years", s / 31_536_000),
-    }
-}
-
-fn since(ts: &str) -> Duration {
-    berth_engine::record::age(ts)
-}
-
-fn status_text(c: &Container) -> String {
-    let ago = |t: &Option<String>| human_duration(since(t.as_deref().unwrap_or("")));
-    match c.state.status {
-        Status::Running => format!("Up {}", ago(&c.state.started_at)),
-        Status::Paused => format!("Up {} (Paused)", ago(&c.state.started_at)),
-        Status::Exited => format!(
-            "Exited ({}) {} ago",
-            c.state.exit_code,
-            ago(&c.state.finished_at)
-        ),
-        // Docker's texts for the states berth reads but never enters.
-        Status::Restarting => format!(
-            "Restarting ({}) {} ago",
-            c.state.exit_code,
-            ago(&c.state.finished_at)
-        ),
-        Status::Removing => "Removal In Progress".into(),
-        Status::Dead => "Dead".into(),
-        Status::Created => "Created".into(),
-    }
-}
-
 fn command_text(c: &Container, trunc: bool) -> String {
     let mut s = std::iter::once(c.path.as_str())
         .chain(c.args.iter().map(String::as_str))
@@ -899,8 +847,8 @@ fn cmd_ps(
                 "Image": c.image,
                 "Command": command_text(c, !no_trunc),
                 "CreatedAt": c.created,
-                "RunningFor": format!("{} ago", human_duration(since(&c.created))),
-                "Status": status_text(c),
+                "RunningFor": format!("{} ago", human_duration(age(&c.created))),
+                "Status": c.status_text(),
                 "State": c.state.status,
                 "Ports": berth_net::ports_summary(&berth_engine::network::ports(c)),
                 "Names": c.name,
@@ -919,8 +867,8 @@ fn cmd_ps(
                 id(c),
                 c.image.clone(),
                 command_text(c, !no_trunc),
-                format!("{} ago", human_duration(since(&c.created))),
-                status_text(c),
+                format!("{} ago", human_duration(age(&c.created))),
+                c.status_text(),
                 berth_net::ports_summary(&berth_engine::network::ports(c)),
                 c.name.clone(),
             ]
