@@ -494,7 +494,7 @@ impl Engine {
         if !c.state.status.can_kill() {
             return Err(EngineError::NotRunning(c.id));
         }
-        if process::signal(c.state.pid, sig).is_err() {
+        if c.state.pid > 0 && process::signal(c.state.pid, sig).is_err() {
             self.runtime.kill(&c.id, sig)?;
         }
         Ok(c)

@@ -68,11 +68,15 @@ fn threads(status: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Sends signal `sig` to process `pid`. Named signals and the real-time ones are sent;
-/// another number, or a pid that names no single process (0 or less), is `EINVAL`.
+/// Sends signal `sig` to process `pid`, as `kill(2)`. Named signals and the real-time ones
+/// are sent, and 0 only checks that the process exists; another number, or a pid that names
+/// no single process (0 or less), is `EINVAL`.
 pub fn signal(pid: i32, sig: i32) -> std::io::Result<()> {
-    use rustix::process::{kill_process, Pid, Signal};
+    use rustix::process::{kill_process, test_kill_process, Pid, Signal};
     let pid = Pid::from_raw(pid).ok_or(rustix::io::Errno::INVAL)?;
+    if sig == 0 {
+        return test_kill_process(pid).map_err(Into::into);
+    }
     let sig = match Signal::from_named_raw(sig) {
         Some(s) => s,
         None if (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&sig) => {
@@ -110,7 +114,7 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id() as i32;
-        signal(pid, 0).unwrap_err();
+        signal(pid, 0).unwrap();
         signal(0, libc::SIGTERM).unwrap_err();
         signal(pid, 1000).unwrap_err();
         signal(pid, libc::SIGRTMIN() + 1).unwrap();
