@@ -971,7 +971,6 @@ impl ProcessInfo {
             .and_then(|l| l.split_whitespace().nth(1))
             .unwrap_or("?")
             .to_string();
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         let cmd = fs::read(format!("/proc/{pid}/cmdline"))
             .unwrap_or_default()
             .split(|b| *b == 0)
@@ -982,22 +981,12 @@ impl ProcessInfo {
         ProcessInfo {
             pid,
             uid,
-            cpu_ticks: cpu_ticks(&stat),
+            cpu_ticks: berth_sys::proc::stat(pid)
+                .map(|s| s.utime + s.stime)
+                .unwrap_or(0),
             cmd,
         }
     }
-}
-
-/// utime + stime (fields 14 and 15) of `/proc/PID/stat`'s text; 0 when unreadable.
-/// `berth_sys::proc::Stat` does not carry them; the fields are counted the same way, from
-/// the command name's last `)`.
-fn cpu_ticks(stat: &str) -> u64 {
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |i: usize| fields.get(i).and_then(|x| x.parse::<u64>().ok());
-    field(11).unwrap_or(0) + field(12).unwrap_or(0)
 }
 
 /// One sample of a container's counters for `stats`.
@@ -1058,7 +1047,7 @@ pub fn dir_size(p: &Path) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{cpu_ticks, init_unreachable};
+    use super::init_unreachable;
 
     /// A record whose monitor and process pids now name other processes (here: this test
     /// process, alive, with another start time) is a dead container: reconciling marks it
@@ -1103,13 +1092,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn cpu_ticks_add_user_and_system_time() {
-        let line = "4242 (a (b) c) S 17 4242 4242 0 -1 4194560 100 0 0 0 31 11 0 0 20 0 1 0 \
-                    987654 1000 10";
-        assert_eq!(cpu_ticks(line), 42);
-        assert_eq!(cpu_ticks("garbage"), 0);
-    }
     use serde_json::{json, Value};
 
     #[test]
