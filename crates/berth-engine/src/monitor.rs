@@ -9,7 +9,9 @@ use crate::attach::{self, FrameReader};
 use crate::logs::{self, Stream};
 use crate::process::SingleThreaded;
 use crate::record::{now_rfc3339, Records, Status};
-use crate::runtime::{clean_message, start_failure_code, start_failure_code_from_text, Runtime};
+use crate::runtime::{
+    clean_message, logged_failure_code, start_failure_code, start_failure_code_from_text, Runtime,
+};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
@@ -266,8 +268,9 @@ impl Started {
 /// Why a start failed: Docker's exit code for it and the message.
 type StartFailure = (i32, String);
 
-/// A runtime binary's failure: its stderr is all there is, so the code comes from the text
-/// (runc's output; berth's own runtime is typed when linked in, see `launch_in_process`).
+/// A runtime binary's failure from its stderr alone: the code comes from the text (runc's
+/// output; berth's own runtime is typed when linked in, see `launch_in_process`, and logs
+/// its errno when executed, see `launch_with_binary`).
 fn failure(msg: String) -> StartFailure {
     let msg = if msg.is_empty() {
         "the OCI runtime failed to create the container".to_string()
@@ -323,6 +326,16 @@ fn launch_with_binary(cfg: &MonitorConfig) -> Result<Started, StartFailure> {
     let _ = std::fs::remove_file(&pid_file);
     let bundle = dir.join("bundle");
     let (mut cmd, _program) = cfg.runtime.container_command();
+    // berth's own runtime puts the errno of a failure on a JSON log line: the exit code
+    // then comes from it, not from searching the text.
+    let runtime_log = dir.join("runtime.log");
+    let _ = std::fs::remove_file(&runtime_log);
+    if cfg.runtime.can_launch_in_process() {
+        cmd.arg("--log")
+            .arg(&runtime_log)
+            .arg("--log-format")
+            .arg("json");
+    }
     // `run --detach` creates and starts in one runtime invocation.
     cmd.arg("run")
         .arg("--detach")
@@ -397,6 +410,9 @@ fn launch_with_binary(cfg: &MonitorConfig) -> Result<Started, StartFailure> {
         }
     }
     let status = child.wait().map_err(io)?;
+    if status.success() {
+        let _ = std::fs::remove_file(&runtime_log);
+    }
     if let (Some(l), None) = (&console_listener, &s.master) {
         if let Ok((c, _)) = l.accept() {
             let _ = c.set_nonblocking(false);
@@ -410,12 +426,16 @@ fn launch_with_binary(cfg: &MonitorConfig) -> Result<Started, StartFailure> {
             msg.extend(attach::read_available(e));
         }
         let msg = clean_message(&msg);
-        if msg.is_empty() {
-            return Err(failure(format!(
+        let logged = std::fs::read(&runtime_log).unwrap_or_default();
+        let _ = std::fs::remove_file(&runtime_log);
+        let (code, msg) = if msg.is_empty() {
+            failure(format!(
                 "the OCI runtime failed to create the container ({status})"
-            )));
-        }
-        return Err(failure(msg));
+            ))
+        } else {
+            failure(msg)
+        };
+        return Err((logged_failure_code(&logged).unwrap_or(code), msg));
     }
     s.pid = std::fs::read_to_string(&pid_file)
         .ok()
