@@ -4,9 +4,11 @@
 use crate::attach::{self, ClientOptions, Outcome};
 use crate::monitor::{self, MonitorConfig};
 use crate::options::{parse_signal, RunOptions};
-use crate::record::{now_rfc3339, pid_alive, random_id, Container, RecordError, Records, State};
+use crate::process::{self, SingleThreaded};
+use crate::record::{now_rfc3339, random_id, Container, RecordError, Records, State, Status};
 use crate::runtime::{Runtime, RuntimeError};
 use crate::spec::{self, HostDevice, SpecContext};
+use crate::teardown::{remove_files, rootfs, spawn_or_run, teardown, TeardownError};
 use crate::{network, overlay, volume};
 use berth_image::{Image, Store};
 use oci_spec::runtime::Spec;
@@ -27,6 +29,8 @@ pub enum EngineError {
     Volume(#[from] volume::VolumeError),
     #[error(transparent)]
     Overlay(#[from] overlay::OverlayError),
+    #[error(transparent)]
+    Teardown(#[from] TeardownError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
@@ -51,6 +55,9 @@ pub enum EngineError {
     Paused(String),
     #[error("invalid signal {0:?}")]
     BadSignal(String),
+    /// Writing what a command shows (its output closed).
+    #[error(transparent)]
+    Output(std::io::Error),
     /// The container could not start: Docker's exit code and the message.
     #[error("{1}")]
     StartFailed(i32, String),
@@ -86,164 +93,6 @@ pub fn host_arch() -> &'static str {
         "powerpc64" => "ppc64le",
         a => a,
     }
-}
-
-fn rootfs(records: &Records, id: &str) -> PathBuf {
-    records.run_dir(id).join("bundle/rootfs")
-}
-
-/// Releases the container's network (as Docker does when a container stops: its address,
-/// published ports and namespace; `start` connects it again) and unmounts its root (and
-/// anything left below it).
-pub fn teardown(records: &Records, id: &str) -> Result<(), EngineError> {
-    teardown_after(records, id, || {})
-}
-
-/// [`teardown`], with `first` (deleting the runtime's container) run meanwhile: the
-/// network is released and `first` run on two more threads while this one unmounts the
-/// root, since all three wait on the kernel (namespace, cgroup and mount teardown) more
-/// than they work.
-pub fn teardown_after(
-    records: &Records,
-    id: &str,
-    first: impl FnOnce() + Send,
-) -> Result<(), EngineError> {
-    std::thread::scope(|scope| {
-        let net = records
-            .dir
-            .parent()
-            .map(|root| spawn_or_run(scope, "network", move || network::release(root, id)));
-        let runtime = spawn_or_run(scope, "runtime", first);
-        let unmounted = overlay::unmount(&rootfs(records, id)).and_then(|()| {
-            // Where a berth that kept bundles under --root mounted it.
-            overlay::unmount(&records.container_dir(id).join("bundle/rootfs"))
-        });
-        if runtime.join().is_err() {
-            tracing::warn!("deleting {id} from the runtime: the thread panicked");
-        }
-        match net.map(Job::join) {
-            Some(Ok(Err(e))) => tracing::warn!("releasing the network of {id}: {e}"),
-            Some(Err(_)) => tracing::warn!("releasing the network of {id}: the thread panicked"),
-            _ => {}
-        }
-        unmounted?;
-        Ok(())
-    })
-}
-
-/// Work on a scoped thread, or its result when no thread could be started for it.
-enum Job<'scope, T> {
-    Thread(std::thread::ScopedJoinHandle<'scope, T>),
-    Done(T),
-}
-
-impl<T> Job<'_, T> {
-    /// The result; Err when the thread panicked.
-    fn join(self) -> std::thread::Result<T> {
-        match self {
-            Job::Thread(h) => h.join(),
-            Job::Done(v) => Ok(v),
-        }
-    }
-}
-
-/// Runs `f` on a scoped thread named `name`, or here and now when no thread can be started
-/// (so that the work is never skipped).
-fn spawn_or_run<'scope, T: Send + 'scope>(
-    scope: &'scope std::thread::Scope<'scope, '_>,
-    name: &str,
-    f: impl FnOnce() -> T + Send + 'scope,
-) -> Job<'scope, T> {
-    let cell = std::sync::Arc::new(std::sync::Mutex::new(Some(f)));
-    let take = |c: &std::sync::Mutex<Option<_>>| {
-        c.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .expect("run once")
-    };
-    let theirs = cell.clone();
-    match std::thread::Builder::new()
-        .name(name.into())
-        .spawn_scoped(scope, move || take(&theirs)())
-    {
-        Ok(h) => Job::Thread(h),
-        Err(_) => Job::Done(take(&cell)()),
-    }
-}
-
-/// Removes everything of a stopped container: runtime state, overlay, its
-/// directory, its image hold and (with `volumes`) its anonymous volumes.
-pub fn remove_files(
-    root: &Path,
-    records: &Records,
-    runtime: &Runtime,
-    id: &str,
-    volumes: bool,
-) -> Result<(), EngineError> {
-    remove_files_later(root, records, runtime, id, volumes)?.delete();
-    Ok(())
-}
-
-/// A removed container's directory tree, already renamed out of sight
-/// (`containers/.trash/<id>`): what is left is deleting its files.
-#[must_use = "the directory is only deleted by delete()"]
-pub struct Leftover(Option<PathBuf>);
-
-impl Leftover {
-    pub fn delete(self) {
-        if let Some(p) = self.0 {
-            if let Err(e) = fs::remove_dir_all(&p) {
-                tracing::warn!("deleting {}: {e}", p.display());
-            }
-        }
-    }
-}
-
-/// [`remove_files`] up to the deletion of the directory's contents: the container is gone
-/// (no record, name, image hold, runtime state, mounts or network) when this returns, and
-/// its directory is one rename away in the trash. The monitor of a `--rm` container reports
-/// the exit first and deletes the files after: on a busy filesystem, unlinking a container's
-/// files costs more than everything else in its removal.
-pub fn remove_files_later(
-    root: &Path,
-    records: &Records,
-    runtime: &Runtime,
-    id: &str,
-    volumes: bool,
-) -> Result<Leftover, EngineError> {
-    let c = records.load(id).ok();
-    teardown_after(records, id, || runtime.delete_force(id))?;
-    let run = records.run_dir(id);
-    if run.exists() {
-        // Unmounted above; on the run root's tmpfs these few files go at once.
-        fs::remove_dir_all(&run).map_err(io(&run))?;
-    }
-    let dir = records.container_dir(id);
-    let mut left = Leftover(None);
-    if dir.exists() {
-        let trash = records.trash_dir().join(id);
-        let moved = fs::create_dir_all(records.trash_dir()).and_then(|_| fs::rename(&dir, &trash));
-        match moved {
-            Ok(()) => left = Leftover(Some(trash)),
-            Err(_) => fs::remove_dir_all(&dir).map_err(io(&dir))?,
-        }
-    }
-    if let Some(c) = &c {
-        records.release_name(&c.name, id);
-    }
-    if let Ok(store) = Store::open(root) {
-        if let Err(e) = store.remove_hold(id) {
-            tracing::debug!("releasing the image hold of {id}: {e}");
-        }
-    }
-    if let (true, Some(c)) = (volumes, c) {
-        for m in c.mounts.iter().filter(|m| m.anonymous) {
-            if let Some(n) = &m.name {
-                let _ = volume::delete(root, n);
-            }
-        }
-    }
-    Ok(left)
 }
 
 /// How `run`/`start` attach.
@@ -282,7 +131,7 @@ impl Engine {
             }
             None => self.records.random_name()?,
         };
-        let id = random_id();
+        let id = random_id()?;
         tracing::debug!(%name, %id, image = %image.id, "creating container");
         // Check what can be checked now: the command, flags that parse alone.
         let argv = spec::command(&image.config, opts)?;
@@ -323,7 +172,7 @@ impl Engine {
                 networks: Vec::new(),
                 restart_count: 0,
                 state: State {
-                    status: "created".into(),
+                    status: Status::Created,
                     ..Default::default()
                 },
             };
@@ -492,20 +341,23 @@ impl Engine {
     }
 
     /// Starts a created or exited container under a new monitor and returns
-    /// the socket to it. The caller must be single-threaded (this forks).
-    pub fn start(&self, id: &str) -> Result<OwnedFd, EngineError> {
+    /// the socket to it. This forks (the monitor): the caller proves with `single` that
+    /// no other thread runs; the threads this function starts are joined before the fork.
+    pub fn start(&self, id: &str, single: SingleThreaded) -> Result<OwnedFd, EngineError> {
         let lock = self.records.lock(id)?;
         let mut c = self.records.load(id)?;
         self.reconcile_locked(&mut c);
-        match c.state.status.as_str() {
-            "running" | "paused" => return Err(EngineError::AlreadyRunning(c.id)),
-            "removing" => {
-                return Err(EngineError::Other(format!(
-                    "container {} is being removed",
+        if !c.state.status.can_start() {
+            return Err(match c.state.status {
+                Status::Removing => {
+                    EngineError::Other(format!("container {} is being removed", c.id))
+                }
+                Status::Dead => EngineError::Other(format!(
+                    "container {} is dead: remove it and create it again",
                     c.id
-                )))
-            }
-            _ => {}
+                )),
+                _ => EngineError::AlreadyRunning(c.id),
+            });
         }
         // The record is rewritten below only when starting changed it: every rewrite is a
         // new file on disk.
@@ -514,7 +366,7 @@ impl Engine {
             c.restart_count += 1;
         }
         let in_process = match self.prepare(&mut c) {
-            Ok(safe) => safe && self.runtime.builtin,
+            Ok(safe) => safe && self.runtime.can_launch_in_process(),
             Err(e) => {
                 let _ = teardown(&self.records, id);
                 return Err(e);
@@ -536,15 +388,16 @@ impl Engine {
             in_process,
         };
         tracing::debug!(runtime = %self.runtime.name(), "starting the monitor of {}", c.id);
-        monitor::spawn(cfg).map_err(|e| EngineError::Other(format!("starting the monitor: {e}")))
+        monitor::spawn(cfg, single)
+            .map_err(|e| EngineError::Other(format!("starting the monitor: {e}")))
     }
 
     /// Marks a container whose monitor and process are gone as exited and
     /// releases what it held (after a kill -9 of berth or the monitor).
     fn reconcile_locked(&self, c: &mut Container) -> bool {
-        let active = matches!(c.state.status.as_str(), "running" | "paused")
-            || (c.state.monitor_pid > 0 && c.state.status == "created");
-        if !active || pid_alive(c.state.monitor_pid) || pid_alive(c.state.pid) {
+        let active = c.state.status.is_active()
+            || (c.state.monitor_pid > 0 && c.state.status == Status::Created);
+        if !active || c.state.monitor_alive() || c.state.process_alive() {
             return false;
         }
         tracing::info!(
@@ -553,14 +406,13 @@ impl Engine {
         );
         self.runtime.delete_force(&c.id);
         let _ = teardown(&self.records, &c.id);
-        c.state.status = "exited".into();
+        c.state.status = Status::Exited;
         if c.state.started_at.is_some() && c.state.finished_at.is_none() {
             c.state.exit_code = 255;
             c.state.finished_at = Some(now_rfc3339());
             c.state.error = "the container's monitor died".into();
         }
-        c.state.pid = 0;
-        c.state.monitor_pid = 0;
+        c.state.clear_processes();
         let _ = self.records.save(c);
         true
     }
@@ -569,7 +421,7 @@ impl Engine {
     pub fn get(&self, key: &str) -> Result<Container, EngineError> {
         let id = self.records.find(key)?;
         let mut c = self.records.load(&id)?;
-        if matches!(c.state.status.as_str(), "running" | "paused" | "created") {
+        if c.state.status.needs_reconcile() {
             let _l = self.records.lock(&id)?;
             c = self.records.load(&id)?;
             self.reconcile_locked(&mut c);
@@ -584,7 +436,7 @@ impl Engine {
         self.records.sweep();
         let mut out = Vec::new();
         for c in self.records.list()? {
-            if matches!(c.state.status.as_str(), "running" | "paused" | "created") {
+            if c.state.status.needs_reconcile() {
                 if let Ok(c) = self.get(&c.id) {
                     out.push(c);
                 }
@@ -601,8 +453,8 @@ impl Engine {
         let mut delay = Duration::from_millis(2);
         loop {
             match self.get(id) {
-                Ok(c) if matches!(c.state.status.as_str(), "running" | "paused") => {}
-                Ok(c) if c.state.monitor_pid > 0 && pid_alive(c.state.monitor_pid) => {}
+                Ok(c) if c.state.status.is_active() => {}
+                Ok(c) if c.state.monitor_pid > 0 && c.state.monitor_alive() => {}
                 _ => return true,
             }
             if timeout.is_some_and(|t| start.elapsed() >= t) {
@@ -617,10 +469,10 @@ impl Engine {
     pub fn kill(&self, key: &str, signal: &str) -> Result<Container, EngineError> {
         let sig = parse_signal(signal).ok_or_else(|| EngineError::BadSignal(signal.into()))?;
         let c = self.get(key)?;
-        if c.state.status != "running" && c.state.status != "paused" {
+        if !c.state.status.can_kill() {
             return Err(EngineError::NotRunning(c.id));
         }
-        if c.state.pid > 0 && unsafe { libc::kill(c.state.pid, sig) } != 0 {
+        if c.state.pid > 0 && process::signal(c.state.pid, sig).is_err() {
             self.runtime.kill(&c.id, sig)?;
         }
         Ok(c)
@@ -644,16 +496,16 @@ impl Engine {
     /// container's --stop-timeout or 10).
     pub fn stop(&self, key: &str, timeout: Option<i64>) -> Result<Container, EngineError> {
         let c = self.get(key)?;
-        if c.state.status == "paused" {
+        if c.state.status == Status::Paused {
             let _ = self.runtime.resume(&c.id);
         }
-        if !matches!(c.state.status.as_str(), "running" | "paused") {
+        if !c.state.status.can_kill() {
             return Ok(c);
         }
         let t = timeout.or(c.options.stop_timeout).unwrap_or(10);
         let pid = c.state.pid;
         if t != 0 && pid > 0 {
-            unsafe { libc::kill(pid, Self::stop_signal(&c)) };
+            let _ = process::signal(pid, Self::stop_signal(&c));
         }
         let limit = if t < 0 {
             None
@@ -661,7 +513,7 @@ impl Engine {
             Some(Duration::from_secs(t as u64))
         };
         if !self.wait_stopped(&c.id, limit) {
-            if pid <= 0 || unsafe { libc::kill(pid, libc::SIGKILL) } != 0 {
+            if process::signal(pid, libc::SIGKILL).is_err() {
                 let _ = self.runtime.kill(&c.id, libc::SIGKILL);
             }
             self.wait_stopped(&c.id, Some(Duration::from_secs(30)));
@@ -672,14 +524,14 @@ impl Engine {
     /// `rm [-f] [-v]`.
     pub fn remove(&self, key: &str, force: bool, volumes: bool) -> Result<String, EngineError> {
         let c = self.get(key)?;
-        if matches!(c.state.status.as_str(), "running" | "paused") {
+        if !c.state.status.can_remove_without_force() {
             if !force {
                 return Err(EngineError::RemoveRunning(c.id));
             }
-            if c.state.status == "paused" {
+            if c.state.status == Status::Paused {
                 let _ = self.runtime.resume(&c.id);
             }
-            if c.state.pid <= 0 || unsafe { libc::kill(c.state.pid, libc::SIGKILL) } != 0 {
+            if process::signal(c.state.pid, libc::SIGKILL).is_err() {
                 let _ = self.runtime.kill(&c.id, libc::SIGKILL);
             }
             self.wait_stopped(&c.id, Some(Duration::from_secs(10)));
@@ -694,8 +546,12 @@ impl Engine {
 
     pub fn pause(&self, key: &str, pause: bool) -> Result<Container, EngineError> {
         let c = self.get(key)?;
-        let want = if pause { "running" } else { "paused" };
-        if c.state.status != want {
+        let allowed = if pause {
+            c.state.status.can_pause()
+        } else {
+            c.state.status.can_unpause()
+        };
+        if !allowed {
             return Err(if pause {
                 EngineError::NotRunning(c.id)
             } else {
@@ -708,8 +564,12 @@ impl Engine {
             self.runtime.resume(&c.id)?;
         }
         Ok(self.records.update(&c.id, |c| {
-            if matches!(c.state.status.as_str(), "running" | "paused") {
-                c.state.status = if pause { "paused" } else { "running" }.into();
+            if c.state.status.is_active() {
+                c.state.status = if pause {
+                    Status::Paused
+                } else {
+                    Status::Running
+                };
             }
         })?)
     }
@@ -729,7 +589,7 @@ impl Engine {
         env: &[String],
     ) -> Result<i32, EngineError> {
         let c = self.get(key)?;
-        if c.state.status != "running" {
+        if !c.state.status.can_exec() {
             return Err(EngineError::NotRunning(c.id));
         }
         let dir = self.records.run_dir(&c.id);
@@ -768,7 +628,7 @@ impl Engine {
             p.set_user(pu);
         }
         p.set_console_size(None);
-        let pf = dir.join(format!("exec-{}.json", random_id()[..12].to_owned()));
+        let pf = dir.join(format!("exec-{}.json", &random_id()?[..12]));
         fs::write(&pf, serde_json::to_vec(&p).unwrap()).map_err(io(&pf))?;
         let log = pf.with_extension("log");
         let (mut cmdl, _program) = self.runtime.container_command();
@@ -804,7 +664,10 @@ impl Engine {
         // The runtime failed to start the process: Docker's 126/127.
         let msg = crate::runtime::clean_message(&runtime_log);
         if code == 255 && msg.contains("exec") {
-            return Ok(match crate::runtime::start_failure_code(&msg) {
+            // berth's runtime logs the errno; another runtime's message is searched.
+            let code = crate::runtime::logged_failure_code(&runtime_log)
+                .unwrap_or_else(|| crate::runtime::start_failure_code_from_text(&msg));
+            return Ok(match code {
                 125 => 126,
                 c => c,
             });
@@ -815,17 +678,22 @@ impl Engine {
     /// Pids in the container (`top`).
     pub fn pids(&self, key: &str) -> Result<Vec<i32>, EngineError> {
         let c = self.get(key)?;
-        if !matches!(c.state.status.as_str(), "running" | "paused") {
+        if !c.state.status.can_attach() {
             return Err(EngineError::NotRunning(c.id));
         }
         Ok(self.runtime.ps(&c.id)?)
+    }
+
+    /// The processes in the container, as `top` shows them.
+    pub fn top(&self, key: &str) -> Result<Vec<ProcessInfo>, EngineError> {
+        Ok(self.pids(key)?.into_iter().map(ProcessInfo::read).collect())
     }
 
     /// Every stopped container removed (`container prune`).
     pub fn prune(&self) -> Result<Vec<String>, EngineError> {
         let mut out = Vec::new();
         for c in self.list()? {
-            if !matches!(c.state.status.as_str(), "running" | "paused") {
+            if c.state.status.can_remove_without_force() {
                 out.push(self.remove(&c.id, false, false)?);
             }
         }
@@ -864,7 +732,7 @@ impl Engine {
     /// Connects to a running container's monitor.
     pub fn connect(&self, key: &str) -> Result<(Container, OwnedFd), EngineError> {
         let c = self.get(key)?;
-        if !matches!(c.state.status.as_str(), "running" | "paused") {
+        if !c.state.status.can_attach() {
             return Err(EngineError::Other(format!(
                 "You cannot attach to a stopped container, start it first ({})",
                 c.id
@@ -912,11 +780,11 @@ impl Engine {
             "Args": c.args,
             "State": {
                 "Status": c.state.status,
-                "Running": c.state.status == "running" || c.state.status == "paused",
-                "Paused": c.state.status == "paused",
-                "Restarting": false,
+                "Running": c.state.status.is_active(),
+                "Paused": c.state.status == Status::Paused,
+                "Restarting": c.state.status == Status::Restarting,
                 "OOMKilled": c.state.oom_killed,
-                "Dead": false,
+                "Dead": c.state.status == Status::Dead,
                 "Pid": c.state.pid,
                 "ExitCode": c.state.exit_code,
                 "Error": c.state.error,
@@ -1019,6 +887,46 @@ pub fn caller_bounding() -> u64 {
         .unwrap_or(0)
 }
 
+/// One process of a container (`top`); unreadable fields (the process ended meanwhile) are
+/// `?`, zero or empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pub pid: i32,
+    /// The real uid (`/proc/PID/status`), as text.
+    pub uid: String,
+    /// User and system CPU time, in clock ticks.
+    pub cpu_ticks: u64,
+    /// The command line, arguments joined by spaces.
+    pub cmd: String,
+}
+
+impl ProcessInfo {
+    fn read(pid: i32) -> ProcessInfo {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let uid = status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("?")
+            .to_string();
+        let cmd = fs::read(format!("/proc/{pid}/cmdline"))
+            .unwrap_or_default()
+            .split(|b| *b == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        ProcessInfo {
+            pid,
+            uid,
+            cpu_ticks: berth_sys::proc::stat(pid)
+                .map(|s| s.utime + s.stime)
+                .unwrap_or(0),
+            cmd,
+        }
+    }
+}
+
 /// One sample of a container's counters for `stats`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Usage {
@@ -1073,4 +981,50 @@ pub fn dir_size(p: &Path) -> u64 {
         }
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    /// A record whose monitor and process pids now name other processes (here: this test
+    /// process, alive, with another start time) is a dead container: reconciling marks it
+    /// exited. With the recorded start times matching, it stays running.
+    #[test]
+    fn a_reused_pid_does_not_keep_a_dead_container_running() {
+        use crate::record::{Container, State, Status};
+        let t = tempfile::tempdir().unwrap();
+        let engine =
+            super::Engine::open(&t.path().join("root"), Some(&t.path().join("run"))).unwrap();
+        let me = std::process::id() as i32;
+        let real = berth_sys::proc::stat(me).unwrap().start_time;
+        for (id, recorded, alive) in [
+            ("a".repeat(64), real + 1, false),
+            ("b".repeat(64), real, true),
+        ] {
+            std::fs::create_dir_all(engine.records.container_dir(&id)).unwrap();
+            let c = Container {
+                id: id.clone(),
+                name: id[..8].into(),
+                state: State {
+                    status: Status::Running,
+                    pid: me,
+                    pid_start_time: Some(recorded),
+                    monitor_pid: me,
+                    monitor_start_time: Some(recorded),
+                    started_at: Some(crate::record::now_rfc3339()),
+                    ..State::default()
+                },
+                ..Container::default()
+            };
+            engine.records.save(&c).unwrap();
+            let got = engine.get(&id).unwrap().state;
+            if alive {
+                assert_eq!(got.status, Status::Running);
+                assert_eq!(got.pid, me);
+            } else {
+                assert_eq!(got.status, Status::Exited);
+                assert_eq!((got.pid, got.monitor_pid, got.exit_code), (0, 0, 255));
+                assert_eq!(got.monitor_start_time, None);
+            }
+        }
+    }
 }

@@ -7,6 +7,7 @@
 //! mounted read-only into the container and started through its loader: it
 //! works in any image, and the container never sees a writable host binary.
 
+use crate::process::SingleThreaded;
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
@@ -102,8 +103,9 @@ pub fn prepare_bundle(berth_root: &Path) -> Result<InitBundle, InitError> {
 }
 
 /// PID 1 inside the container: start `cmd`, forward signals, reap zombies,
-/// exit with the command's status (128+N when a signal ended it).
-pub fn run(cmd: &[String]) -> i32 {
+/// exit with the command's status (128+N when a signal ended it). This forks the command:
+/// the caller proves with `_single` that no other thread runs.
+pub fn run(cmd: &[String], _single: SingleThreaded) -> i32 {
     if cmd.is_empty() {
         eprintln!("berth init: no command given");
         return 125;
@@ -119,11 +121,14 @@ pub fn run(cmd: &[String]) -> i32 {
     {
         return 125;
     }
+    // SAFETY: the caller holds a `SingleThreaded` token: the child inherits no lock held by
+    // another thread; it only restores its signal state and execs (or `_exit`s).
     let child = match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             let _ = old.thread_set_mask();
             // berth's runtime ignores SIGPIPE (Rust's default); the command must not
             // inherit that through exec.
+            // SAFETY: SIG_DFL installs no handler code, in a single-threaded child.
             unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
             let args: Vec<CString> = cmd
                 .iter()
@@ -136,6 +141,8 @@ pub fn run(cmd: &[String]) -> i32 {
             } else {
                 126
             };
+            // SAFETY: `_exit` has no preconditions; the child of a fork must not run the
+            // parent's atexit handlers or flush its stdio buffers.
             unsafe { libc::_exit(code) }
         }
         Ok(ForkResult::Parent { child }) => child,

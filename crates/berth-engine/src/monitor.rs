@@ -6,11 +6,15 @@
 //! It runs a poll(2) loop on one thread: no async runtime, little memory.
 
 use crate::attach::{self, FrameReader};
-use crate::record::{now_rfc3339, Records};
-use crate::runtime::{clean_message, start_failure_code, Runtime};
+use crate::logs::{self, Stream};
+use crate::process::SingleThreaded;
+use crate::record::{now_rfc3339, Records, Status};
+use crate::runtime::{
+    clean_message, logged_failure_code, start_failure_code, start_failure_code_from_text, Runtime,
+};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -29,10 +33,10 @@ pub struct MonitorConfig {
 }
 
 /// Forks the monitor (in a new session) and returns the client's end of a
-/// socket connected to it. The caller must be single-threaded. One fork, not
+/// socket connected to it. The caller must be single-threaded (`_single`). One fork, not
 /// two: berth itself is short-lived, and once it exits the monitor is
 /// reparented (and reaped) like any orphan.
-pub fn spawn(cfg: MonitorConfig) -> std::io::Result<OwnedFd> {
+pub fn spawn(cfg: MonitorConfig, _single: SingleThreaded) -> std::io::Result<OwnedFd> {
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
     use nix::unistd::{fork, ForkResult};
     let (client, mon) = socketpair(
@@ -42,6 +46,9 @@ pub fn spawn(cfg: MonitorConfig) -> std::io::Result<OwnedFd> {
         SockFlag::SOCK_CLOEXEC,
     )
     .map_err(std::io::Error::from)?;
+    // SAFETY: the caller holds a `SingleThreaded` token: no other thread exists, so the child
+    // inherits no lock (malloc's, stdio's) held by a thread that does not exist in it, and
+    // may run ordinary Rust code.
     match unsafe { fork() }.map_err(std::io::Error::from)? {
         ForkResult::Parent { .. } => {
             drop(mon);
@@ -54,6 +61,8 @@ pub fn spawn(cfg: MonitorConfig) -> std::io::Result<OwnedFd> {
                 Ok(()) => 0,
                 Err(_) => 1,
             };
+            // SAFETY: `_exit` has no preconditions; it ends the monitor without running
+            // atexit handlers or flushing stdio buffers copied from the parent.
             unsafe { libc::_exit(code) }
         }
     }
@@ -62,9 +71,7 @@ pub fn spawn(cfg: MonitorConfig) -> std::io::Result<OwnedFd> {
 /// Points 0, 1, 2 at /dev/null and closes every other fd but `keep`.
 fn detach_fds(keep: &[i32]) {
     if let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") {
-        for fd in 0..3 {
-            unsafe { libc::dup2(null.as_raw_fd(), fd) };
-        }
+        stdio_to(&null);
     }
     let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
         .map(|rd| {
@@ -75,9 +82,21 @@ fn detach_fds(keep: &[i32]) {
         .unwrap_or_default();
     for fd in fds {
         if fd > 2 && !keep.contains(&fd) {
+            // SAFETY: called first thing in the freshly forked monitor, which owns no
+            // descriptor object but `keep` (its config holds paths only): nothing that
+            // would use a closed number is left. What the berth command had open (the
+            // image store, a terminal, its log) must not stay open for the container's life.
             unsafe { libc::close(fd) };
         }
     }
+}
+
+/// Points the standard descriptors 0, 1 and 2 at `fd` (errors are ignored: the monitor
+/// carries on with what it has).
+fn stdio_to(fd: &impl AsFd) {
+    let _ = rustix::stdio::dup2_stdin(fd);
+    let _ = rustix::stdio::dup2_stdout(fd);
+    let _ = rustix::stdio::dup2_stderr(fd);
 }
 
 /// A socket path that fits in sun_path: `/proc/self/fd/N/NAME` through an
@@ -104,19 +123,10 @@ struct Log {
 }
 
 impl Log {
-    fn write(&mut self, stream: &str, data: &[u8]) {
+    fn write(&mut self, stream: Stream, data: &[u8]) {
         let Some(f) = self.file.as_mut() else { return };
-        let time = now_rfc3339();
         let mut out = Vec::new();
-        for piece in data.split_inclusive(|b| *b == b'\n') {
-            let line = serde_json::json!({
-                "log": String::from_utf8_lossy(piece),
-                "stream": stream,
-                "time": time,
-            });
-            serde_json::to_writer(&mut out, &line).ok();
-            out.push(b'\n');
-        }
+        logs::append(&mut out, stream, data, &now_rfc3339());
         let _ = f.write_all(&out);
     }
 }
@@ -125,47 +135,14 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(Into::into)
 }
 
+/// The pty master a runtime sends over `--console-socket`.
 fn recv_fd(sock: BorrowedFd<'_>) -> Option<OwnedFd> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     let mut buf = [0u8; 4096];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut cmsg = nix::cmsg_space!([i32; 4]);
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .ok()?;
-    for c in msg.cmsgs().ok()? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(fd) = fds.first() {
-                return Some(unsafe { OwnedFd::from_raw_fd(*fd) });
-            }
-        }
-    }
-    None
-}
-
-/// Whether the OOM killer killed a process of the container. berth's own runtime reads
-/// its cgroup wherever it is (v1 `memory.oom_control`, v2 `memory.events`); for another
-/// runtime, the cgroup is looked for where berth's spec put it.
-fn oom_killed(runtime: &Runtime, id: &str) -> bool {
-    if runtime.builtin {
-        return berth_runtime::container::oom_killed(&runtime.state_root, id).unwrap_or(false);
-    }
-    [
-        format!("/sys/fs/cgroup/memory/berth/{id}/memory.oom_control"),
-        format!("/sys/fs/cgroup/berth/{id}/memory.events"),
-    ]
-    .iter()
-    .filter_map(|p| std::fs::read_to_string(p).ok())
-    .flat_map(|s| {
-        s.lines()
-            .filter_map(|l| l.strip_prefix("oom_kill ")?.trim().parse::<u64>().ok())
-            .collect::<Vec<_>>()
-    })
-    .any(|n| n > 0)
+    berth_sys::fdpass::recv(sock, &mut buf)
+        .ok()?
+        .fds
+        .into_iter()
+        .next()
 }
 
 /// Gives back the memory an idle monitor does not need. The monitor is a fork of
@@ -176,6 +153,7 @@ fn oom_killed(runtime: &Runtime, id: &str) -> bool {
 /// back in if used. Writable or relocated mappings are left alone; free heap
 /// goes back to the kernel with malloc_trim.
 fn shed_memory() {
+    // SAFETY: malloc_trim has no preconditions; it only returns free heap to the kernel.
     unsafe { libc::malloc_trim(0) };
     let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
         return;
@@ -228,22 +206,27 @@ fn fail(cfg: &MonitorConfig, clients: &mut Vec<Client>, code: i32, msg: &str) {
     // `--rm` finishes before the client hears the outcome, as with Docker; the record is
     // only written when that fails.
     let removed = cfg.auto_remove
-        && crate::engine::remove_files(&cfg.berth_root, &cfg.records, &cfg.runtime, &cfg.id, true)
-            .is_ok();
+        && crate::teardown::remove_files(
+            &cfg.berth_root,
+            &cfg.records,
+            &cfg.runtime,
+            &cfg.id,
+            true,
+        )
+        .is_ok();
     if !removed {
-        let _ = crate::engine::teardown_after(&cfg.records, &cfg.id, || {
+        let _ = crate::teardown::teardown_after(&cfg.records, &cfg.id, || {
             cfg.runtime.delete_force(&cfg.id)
         });
         let _ = cfg.records.update(&cfg.id, |c| {
             c.state.status = if c.state.started_at.is_some() {
-                "exited".into()
+                Status::Exited
             } else {
-                "created".into()
+                Status::Created
             };
             c.state.exit_code = code;
             c.state.error = msg.to_string();
-            c.state.pid = 0;
-            c.state.monitor_pid = 0;
+            c.state.clear_processes();
             c.state.finished_at = Some(now_rfc3339());
         });
     }
@@ -285,13 +268,16 @@ impl Started {
 /// Why a start failed: Docker's exit code for it and the message.
 type StartFailure = (i32, String);
 
+/// A runtime binary's failure from its stderr alone: the code comes from the text (runc's
+/// output; berth's own runtime is typed when linked in, see `launch_in_process`, and logs
+/// its errno when executed, see `launch_with_binary`).
 fn failure(msg: String) -> StartFailure {
     let msg = if msg.is_empty() {
         "the OCI runtime failed to create the container".to_string()
     } else {
         msg
     };
-    (start_failure_code(&msg), msg)
+    (start_failure_code_from_text(&msg), msg)
 }
 
 /// berth's runtime, linked in: the init is cloned from this process (one exec fewer per
@@ -306,12 +292,13 @@ fn launch_in_process(cfg: &MonitorConfig) -> Result<Started, StartFailure> {
         let (s, ends) = Started::pipes(cfg.interactive).map_err(io)?;
         (s, Some(ends))
     };
-    for (fd, end) in child_ends.iter().flatten().enumerate() {
-        // SAFETY: pointing our own standard descriptors at fds we own.
-        unsafe { libc::dup2(end.as_raw_fd(), fd as i32) };
+    if let Some([stdin, stdout, stderr]) = &child_ends {
+        let _ = rustix::stdio::dup2_stdin(stdin);
+        let _ = rustix::stdio::dup2_stdout(stdout);
+        let _ = rustix::stdio::dup2_stderr(stderr);
     }
     let opts = berth_runtime::container::CreateOpts {
-        root: cfg.runtime.state_root.clone(),
+        root: cfg.runtime.state_root().to_path_buf(),
         id: cfg.id.clone(),
         bundle: cfg.records.run_dir(&cfg.id).join("bundle"),
         ..Default::default()
@@ -320,13 +307,10 @@ fn launch_in_process(cfg: &MonitorConfig) -> Result<Started, StartFailure> {
     if child_ends.is_some() {
         drop(child_ends);
         if let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") {
-            for fd in 0..3 {
-                // SAFETY: as above.
-                unsafe { libc::dup2(null.as_raw_fd(), fd) };
-            }
+            stdio_to(&null);
         }
     }
-    let (pid, master) = r.map_err(|e| failure(e.to_string()))?;
+    let (pid, master) = r.map_err(|e| (start_failure_code(&e), e.to_string()))?;
     s.pid = pid;
     s.master = master;
     Ok(s)
@@ -342,6 +326,16 @@ fn launch_with_binary(cfg: &MonitorConfig) -> Result<Started, StartFailure> {
     let _ = std::fs::remove_file(&pid_file);
     let bundle = dir.join("bundle");
     let (mut cmd, _program) = cfg.runtime.container_command();
+    // berth's own runtime puts the errno of a failure on a JSON log line: the exit code
+    // then comes from it, not from searching the text.
+    let runtime_log = dir.join("runtime.log");
+    let _ = std::fs::remove_file(&runtime_log);
+    if cfg.runtime.can_launch_in_process() {
+        cmd.arg("--log")
+            .arg(&runtime_log)
+            .arg("--log-format")
+            .arg("json");
+    }
     // `run --detach` creates and starts in one runtime invocation.
     cmd.arg("run")
         .arg("--detach")
@@ -416,6 +410,9 @@ fn launch_with_binary(cfg: &MonitorConfig) -> Result<Started, StartFailure> {
         }
     }
     let status = child.wait().map_err(io)?;
+    if status.success() {
+        let _ = std::fs::remove_file(&runtime_log);
+    }
     if let (Some(l), None) = (&console_listener, &s.master) {
         if let Ok((c, _)) = l.accept() {
             let _ = c.set_nonblocking(false);
@@ -429,12 +426,16 @@ fn launch_with_binary(cfg: &MonitorConfig) -> Result<Started, StartFailure> {
             msg.extend(attach::read_available(e));
         }
         let msg = clean_message(&msg);
-        if msg.is_empty() {
-            return Err(failure(format!(
+        let logged = std::fs::read(&runtime_log).unwrap_or_default();
+        let _ = std::fs::remove_file(&runtime_log);
+        let (code, msg) = if msg.is_empty() {
+            failure(format!(
                 "the OCI runtime failed to create the container ({status})"
-            )));
-        }
-        return Err(failure(msg));
+            ))
+        } else {
+            failure(msg)
+        };
+        return Err((logged_failure_code(&logged).unwrap_or(code), msg));
     }
     s.pid = std::fs::read_to_string(&pid_file)
         .ok()
@@ -451,7 +452,7 @@ fn launch_with_binary(cfg: &MonitorConfig) -> Result<Started, StartFailure> {
 
 fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
     detach_fds(&[first_client.as_raw_fd()]);
-    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let _ = nix::sys::prctl::set_child_subreaper(true);
     let dir = cfg.records.container_dir(&cfg.id);
     let mut clients = vec![Client {
         fd: first_client,
@@ -466,7 +467,9 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(std::io::Error::from)?;
     // Nothing of ours may die of SIGPIPE when a client goes away.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    // SAFETY: SIG_IGN installs no handler code; no other thread exists to race with.
+    unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn) }
+        .map_err(std::io::Error::from)?;
 
     let sock_path = cfg.records.run_dir(&cfg.id).join("attach.sock");
     let _ = std::fs::remove_file(&sock_path);
@@ -502,9 +505,8 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
     };
     let my_pid = std::process::id() as i32;
     let _ = cfg.records.update(&cfg.id, |c| {
-        c.state.pid = pid;
-        c.state.monitor_pid = my_pid;
-        c.state.status = "running".into();
+        c.state.set_processes(pid, my_pid);
+        c.state.status = Status::Running;
         c.state.started_at = Some(now_rfc3339());
         c.state.finished_at = None;
         c.state.exit_code = 0;
@@ -513,16 +515,16 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
     });
     broadcast(&mut clients, attach::STARTED, &[]);
 
-    // Output sources: (fd, stream name).
-    let mut sources: Vec<(OwnedFd, &'static str)> = Vec::new();
+    // Output sources: (fd, stream).
+    let mut sources: Vec<(OwnedFd, Stream)> = Vec::new();
     if let Some(m) = master.as_ref() {
-        sources.push((m.try_clone()?, "stdout"));
+        sources.push((m.try_clone()?, Stream::Stdout));
     }
     if let Some(o) = out_r.take() {
-        sources.push((o, "stdout"));
+        sources.push((o, Stream::Stdout));
     }
     if let Some(e) = err_r.take() {
-        sources.push((e, "stderr"));
+        sources.push((e, Stream::Stderr));
     }
     let mut buf = vec![0u8; 32 * 1024];
     let mut exit: Option<i32> = None;
@@ -609,7 +611,7 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
             match attach::read_some(sources[i].0.as_fd(), &mut buf) {
                 Ok(Some(n)) => {
                     log.write(stream, &buf[..n]);
-                    let typ = if stream == "stderr" {
+                    let typ = if stream == Stream::Stderr {
                         attach::STDERR
                     } else {
                         attach::STDOUT
@@ -661,7 +663,7 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
                     attach::SIGNAL if data.len() >= 4 => {
                         let sig = i32::from_be_bytes(data[..4].try_into().unwrap());
                         if exit.is_none() {
-                            unsafe { libc::kill(pid, sig) };
+                            let _ = crate::process::signal(pid, sig);
                         }
                     }
                     _ => {}
@@ -676,14 +678,14 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
         }
     }
     let code = exit.unwrap_or(255);
-    let oom = oom_killed(&cfg.runtime, &cfg.id);
+    let oom = cfg.runtime.oom_killed(&cfg.id);
     drop(sources);
     drop(master);
     let _ = std::fs::remove_file(&sock_path);
     // `--rm`: the record goes with the rest (remove_files deletes the runtime's container
     // too); it is only written when that fails.
     let left = if cfg.auto_remove {
-        crate::engine::remove_files_later(
+        crate::teardown::remove_files_later(
             &cfg.berth_root,
             &cfg.records,
             &cfg.runtime,
@@ -695,14 +697,13 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
         None
     };
     if left.is_none() {
-        let _ = crate::engine::teardown_after(&cfg.records, &cfg.id, || {
+        let _ = crate::teardown::teardown_after(&cfg.records, &cfg.id, || {
             cfg.runtime.delete_force(&cfg.id)
         });
         let _ = cfg.records.update(&cfg.id, |c| {
-            c.state.status = "exited".into();
+            c.state.status = Status::Exited;
             c.state.exit_code = code;
-            c.state.pid = 0;
-            c.state.monitor_pid = 0;
+            c.state.clear_processes();
             c.state.oom_killed = oom;
             c.state.finished_at = Some(now_rfc3339());
         });

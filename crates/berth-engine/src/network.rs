@@ -13,7 +13,7 @@
 //! containers whose records are gone still held.
 
 use crate::options::RunOptions;
-use crate::record::{pid_alive, Container, Records};
+use crate::record::{Container, Records, Status};
 use berth_net::{Attachment, ConnectOptions, NetError, NetStore, NetworkMode};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -178,7 +178,7 @@ pub fn attach(
             if is_netns(&own) {
                 return Ok(Some(own));
             }
-            if peer.state.status != "running" || !pid_alive(peer.state.pid) {
+            if peer.state.status != Status::Running || !peer.state.process_alive() {
                 return Err(NetworkError::PeerNotRunning(other));
             }
             return Ok(Some(PathBuf::from(format!(
@@ -363,7 +363,7 @@ pub fn release(root: &Path, id: &str) -> Result<(), NetworkError> {
 }
 
 fn running(c: &Container) -> bool {
-    matches!(c.state.status.as_str(), "running" | "paused")
+    c.state.status.is_active()
 }
 
 fn reclaim(st: &NetStore, records: &Records) -> Result<usize, NetError> {

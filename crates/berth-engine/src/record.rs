@@ -6,7 +6,6 @@ use crate::options::RunOptions;
 use crate::spec::ResolvedMount;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -33,6 +32,9 @@ pub enum RecordError {
     NameInUse { name: String, id: String },
     #[error("invalid container name {0:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
     BadName(String),
+    /// The kernel gave no random bytes for an id or a name.
+    #[error("reading random bytes for an id: {0}")]
+    Random(#[source] std::io::Error),
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RecordError + '_ {
@@ -42,19 +44,177 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RecordError 
     }
 }
 
+/// A container's state, as Docker names them. On disk and in `inspect` and `ps` each is its
+/// lowercase name (`"running"`, ...). berth itself writes [`Status::Created`],
+/// [`Status::Running`], [`Status::Paused`] and [`Status::Exited`]; the others are Docker's
+/// remaining states, which berth understands when it reads them but does not enter.
+///
+/// A name this berth does not know (a record written by another version) reads as
+/// [`Status::Exited`]: nothing of the container is assumed to be alive, and it can be
+/// started or removed as a stopped container can.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// Recorded and never started, or its start failed before the process ran.
+    #[default]
+    Created,
+    /// Its process runs under a monitor.
+    Running,
+    /// Its processes are frozen (`pause`).
+    Paused,
+    /// Being restarted by a restart policy (Docker's; berth has no restart policies).
+    Restarting,
+    /// Its removal is under way.
+    Removing,
+    /// Its process ended (or its monitor died and it was reconciled).
+    Exited,
+    /// Docker's state for a container whose removal failed half-way.
+    Dead,
+}
+
+impl Status {
+    /// The name on disk and in `inspect`/`ps`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Restarting => "restarting",
+            Status::Removing => "removing",
+            Status::Exited => "exited",
+            Status::Dead => "dead",
+        }
+    }
+
+    /// The state named `s`; an empty name (a record without one) is [`Status::Created`], an
+    /// unknown one [`Status::Exited`] (see the type's docs).
+    pub fn from_name(s: &str) -> Status {
+        match s {
+            "created" | "" => Status::Created,
+            "running" => Status::Running,
+            "paused" => Status::Paused,
+            "restarting" => Status::Restarting,
+            "removing" => Status::Removing,
+            "dead" => Status::Dead,
+            _ => Status::Exited,
+        }
+    }
+
+    /// A monitor and a process may be alive: running or paused (or restarting). Docker's
+    /// `State.Running`, and what `ps` lists without `-a`.
+    pub fn is_active(self) -> bool {
+        matches!(self, Status::Running | Status::Paused | Status::Restarting)
+    }
+
+    /// Whether the record must be checked against the processes it names before it is
+    /// believed: an active container, or a created one whose monitor is starting it.
+    pub fn needs_reconcile(self) -> bool {
+        self.is_active() || self == Status::Created
+    }
+
+    /// `start` may start it: it is not active, not being removed, not dead.
+    pub fn can_start(self) -> bool {
+        matches!(self, Status::Created | Status::Exited)
+    }
+
+    /// `kill` (and `stop`'s signals) reach it: it has a process.
+    pub fn can_kill(self) -> bool {
+        self.is_active()
+    }
+
+    /// `pause` applies: it runs.
+    pub fn can_pause(self) -> bool {
+        self == Status::Running
+    }
+
+    /// `unpause` applies: it is paused.
+    pub fn can_unpause(self) -> bool {
+        self == Status::Paused
+    }
+
+    /// `exec` may run a process in it: it runs (and is not paused).
+    pub fn can_exec(self) -> bool {
+        self == Status::Running
+    }
+
+    /// `attach`, `top` and `logs --follow` have a live container to follow.
+    pub fn can_attach(self) -> bool {
+        self.is_active()
+    }
+
+    /// `rm` without `--force` may remove it: nothing of it runs.
+    pub fn can_remove_without_force(self) -> bool {
+        !self.is_active()
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Status {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Status {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Status, D::Error> {
+        let name = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Ok(Status::from_name(&name))
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct State {
-    /// created, running, paused, exited.
-    pub status: String,
+    pub status: Status,
     pub pid: i32,
+    /// The start time of `pid` (`/proc/PID/stat`'s field 22), so that a recycled pid is not
+    /// taken for the container's process. None in records of an older berth.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid_start_time: Option<u64>,
     pub exit_code: i32,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub oom_killed: bool,
     /// Pid of the monitor process while it runs.
     pub monitor_pid: i32,
+    /// The start time of `monitor_pid`, as for [`State::pid_start_time`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitor_start_time: Option<u64>,
     pub error: String,
+}
+
+impl State {
+    /// Records the container's process and its monitor, with their start times.
+    pub fn set_processes(&mut self, pid: i32, monitor_pid: i32) {
+        let start = |p: i32| berth_sys::proc::stat(p).ok().map(|s| s.start_time);
+        self.pid = pid;
+        self.pid_start_time = start(pid);
+        self.monitor_pid = monitor_pid;
+        self.monitor_start_time = start(monitor_pid);
+    }
+
+    /// Forgets the container's process and monitor (they are gone).
+    pub fn clear_processes(&mut self) {
+        self.pid = 0;
+        self.pid_start_time = None;
+        self.monitor_pid = 0;
+        self.monitor_start_time = None;
+    }
+
+    /// Whether the recorded container process still lives (and is the same process: its pid
+    /// may have been reused since).
+    pub fn process_alive(&self) -> bool {
+        berth_sys::proc::alive(self.pid, self.pid_start_time)
+    }
+
+    /// Whether the recorded monitor still lives, as for [`State::process_alive`].
+    pub fn monitor_alive(&self) -> bool {
+        berth_sys::proc::alive(self.monitor_pid, self.monitor_start_time)
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -119,12 +279,22 @@ pub fn lock_file(path: &Path) -> Result<Lock, RecordError> {
     Ok(Lock(f))
 }
 
+/// Replaces the file at `path` atomically (records, volume metadata).
+///
+/// Without fsync ([`Durability::NoSync`]): a record is rewritten at every start, exit and
+/// state change, and a sync on each would put a disk flush on the path of every container
+/// start. A reader never sees a partial record (the rename is atomic); after a host crash a
+/// record may be the previous one, which reconciling (no monitor alive) turns into an exited
+/// container, as it does for every container that was running.
+///
+/// [`Durability::NoSync`]: berth_sys::atomic::Durability::NoSync
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RecordError> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(data).map_err(io_err(&tmp))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(io_err(path))
+    berth_sys::atomic::write(path, data, berth_sys::atomic::Durability::NoSync).map_err(|e| {
+        RecordError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    })
 }
 
 impl Records {
@@ -151,7 +321,7 @@ impl Records {
     }
 
     /// Where removed containers' directories wait to be deleted (see
-    /// `engine::remove_files_later`); leftovers older than a minute (their remover died)
+    /// `teardown::remove_files_later`); leftovers older than a minute (their remover died)
     /// are deleted by [`Records::sweep`].
     pub fn trash_dir(&self) -> PathBuf {
         self.dir.join(".trash")
@@ -357,7 +527,7 @@ impl Records {
     /// A Docker-like `adjective_noun` name not in use.
     pub fn random_name(&self) -> Result<String, RecordError> {
         for attempt in 0..1000u32 {
-            let r = random_u64();
+            let r = berth_sys::rand::u64().map_err(RecordError::Random)?;
             let mut n = format!(
                 "{}_{}",
                 ADJECTIVES[(r % ADJECTIVES.len() as u64) as usize],
@@ -370,21 +540,14 @@ impl Records {
                 return Ok(n);
             }
         }
-        Ok(random_id()[..12].to_string())
+        Ok(random_id()?[..12].to_string())
     }
 }
 
-pub fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()).ok();
-    u64::from_ne_bytes(b)
-}
-
-/// 64 hex digits.
-pub fn random_id() -> String {
-    let mut b = [0u8; 32];
-    rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()).ok();
-    b.iter().map(|x| format!("{x:02x}")).collect()
+/// A new id: 64 hex digits of randomness (containers, anonymous volumes). Fails when the
+/// kernel gives no random bytes, rather than handing out the same id twice.
+pub fn random_id() -> Result<String, RecordError> {
+    berth_sys::rand::hex_id(32).map_err(RecordError::Random)
 }
 
 pub fn now_rfc3339() -> String {
@@ -433,21 +596,47 @@ pub fn parse_since(s: &str) -> Result<i64, String> {
     Ok(now - secs * 1_000_000_000)
 }
 
-/// True when a process with this pid exists.
-/// Whether `pid` is a live process: one that exists and is not a zombie (a monitor or init
-/// killed with -9 stays a zombie until its new parent reaps it, and is dead for us).
-pub fn pid_alive(pid: i32) -> bool {
-    if pid <= 0 || unsafe { libc::kill(pid, 0) } != 0 {
-        return false;
+/// Docker's "5 seconds", "About a minute", "3 hours".
+pub fn human_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        2..=59 => format!("{s} seconds"),
+        60..=119 => "About a minute".into(),
+        120..=3599 => format!("{} minutes", s / 60),
+        3600..=7199 => "About an hour".into(),
+        7200..=172_799 => format!("{} hours", s / 3600),
+        172_800..=1_209_599 => format!("{} days", s / 86400),
+        1_209_600..=5_183_999 => format!("{} weeks", s / 604_800),
+        5_184_000..=31_535_999 => format!("{} months", s / 2_592_000),
+        _ => format!("{} years", s / 31_536_000),
     }
-    // The state is the field after the parenthesised command name.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !matches!(
-            stat.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().as_bytes().first()),
-            Some(Some(b'Z' | b'X'))
-        ),
-        Err(_) => false,
+}
+
+impl Container {
+    /// Docker's `STATUS` column: "Up 5 minutes", "Exited (0) 2 hours ago", "Created".
+    pub fn status_text(&self) -> String {
+        let c = self;
+        let ago = |t: &Option<String>| human_duration(age(t.as_deref().unwrap_or("")));
+        match c.state.status {
+            Status::Running => format!("Up {}", ago(&c.state.started_at)),
+            Status::Paused => format!("Up {} (Paused)", ago(&c.state.started_at)),
+            Status::Exited => format!(
+                "Exited ({}) {} ago",
+                c.state.exit_code,
+                ago(&c.state.finished_at)
+            ),
+            // Docker's texts for the states berth reads but never enters.
+            Status::Restarting => format!(
+                "Restarting ({}) {} ago",
+                c.state.exit_code,
+                ago(&c.state.finished_at)
+            ),
+            Status::Removing => "Removal In Progress".into(),
+            Status::Dead => "Dead".into(),
+            Status::Created => "Created".into(),
+        }
     }
 }
 
@@ -535,3 +724,79 @@ const NOUNS: [&str; 40] = [
     "wright",
     "yalow",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [Status; 7] = [
+        Status::Created,
+        Status::Running,
+        Status::Paused,
+        Status::Restarting,
+        Status::Removing,
+        Status::Exited,
+        Status::Dead,
+    ];
+
+    #[test]
+    fn statuses_serialize_as_docker_names_and_read_back() {
+        for s in ALL {
+            let text = serde_json::to_string(&s).unwrap();
+            assert_eq!(text, format!("\"{}\"", s.as_str()));
+            assert_eq!(serde_json::from_str::<Status>(&text).unwrap(), s);
+        }
+        assert_eq!(
+            serde_json::to_string(&Status::Running).unwrap(),
+            r#""running""#
+        );
+        assert_eq!(Status::Paused.to_string(), "paused");
+    }
+
+    #[test]
+    fn unknown_or_missing_statuses_still_load() {
+        let st: State = serde_json::from_str(r#"{"status": "hibernating", "pid": 7}"#).unwrap();
+        assert_eq!(st.status, Status::Exited);
+        assert_eq!(st.pid, 7);
+        let st: State = serde_json::from_str(r#"{"pid": 7}"#).unwrap();
+        assert_eq!(st.status, Status::Created);
+        let st: State = serde_json::from_str(r#"{"status": ""}"#).unwrap();
+        assert_eq!(st.status, Status::Created);
+    }
+
+    #[test]
+    fn status_texts_are_dockers() {
+        use std::time::Duration;
+        assert_eq!(human_duration(Duration::from_secs(0)), "Less than a second");
+        assert_eq!(human_duration(Duration::from_secs(90)), "About a minute");
+        assert_eq!(human_duration(Duration::from_secs(3 * 3600)), "3 hours");
+        let mut c = Container::default();
+        assert_eq!(c.status_text(), "Created");
+        c.state.status = Status::Exited;
+        c.state.exit_code = 3;
+        c.state.finished_at = Some(now_rfc3339());
+        assert_eq!(c.status_text(), "Exited (3) Less than a second ago");
+        c.state.status = Status::Paused;
+        c.state.started_at = Some(now_rfc3339());
+        assert_eq!(c.status_text(), "Up Less than a second (Paused)");
+    }
+
+    #[test]
+    fn what_each_status_allows() {
+        use Status::*;
+        let active: Vec<Status> = ALL.into_iter().filter(|s| s.is_active()).collect();
+        assert_eq!(active, [Running, Paused, Restarting]);
+        let startable: Vec<Status> = ALL.into_iter().filter(|s| s.can_start()).collect();
+        assert_eq!(startable, [Created, Exited]);
+        assert!(Running.can_pause() && !Paused.can_pause() && !Exited.can_pause());
+        assert!(Paused.can_unpause() && !Running.can_unpause());
+        assert!(Running.can_exec() && !Paused.can_exec());
+        assert!(Running.can_kill() && Paused.can_kill() && !Exited.can_kill());
+        for s in ALL {
+            assert_eq!(s.can_remove_without_force(), !s.is_active(), "{s}");
+            assert_eq!(s.can_attach(), s.is_active(), "{s}");
+        }
+        assert!(Created.needs_reconcile() && Running.needs_reconcile());
+        assert!(!Exited.needs_reconcile() && !Dead.needs_reconcile());
+    }
+}

@@ -157,7 +157,10 @@ pub fn resolve(
                           out: &mut Vec<ResolvedMount>|
      -> Result<(), VolumeError> {
         let anonymous = name.is_none();
-        let name = name.map(String::from).unwrap_or_else(random_id);
+        let name = match name {
+            Some(n) => n.to_string(),
+            None => random_id()?,
+        };
         let (v, created) = ensure(root, &name, &[], anonymous)?;
         if created {
             fresh.push(name.clone());

@@ -4,9 +4,8 @@
 //! `$DOCKER_CONFIG/config.json` (default `~/.docker/config.json`).
 
 use base64::Engine as _;
+use berth_sys::atomic::Durability;
 use serde_json::{Map, Value};
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -170,20 +169,9 @@ fn write_json(path: &Path, doc: &Map<String, Value>) -> Result<(), AuthError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(werr)?;
     }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(werr)?;
     let mut body = serde_json::to_vec_pretty(doc).expect("JSON map serializes");
     body.push(b'\n');
-    f.write_all(&body).map_err(werr)?;
-    f.sync_all().map_err(werr)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(werr)
+    berth_sys::atomic::write_mode(path, &body, Durability::Sync, 0o600).map_err(|e| werr(e.source))
 }
 
 /// Stores credentials for `host` in the login file.
@@ -223,38 +211,6 @@ pub fn remove(berth_root: &Path, host: &str) -> Result<(), AuthError> {
         return Err(not_logged_in());
     }
     write_json(&path, &doc)
-}
-
-/// Asks for a line on the terminal (`docker login` without `-u`/`-p`); the
-/// echo is off when `secret`. Errors when standard input is not a terminal.
-pub fn prompt(question: &str, secret: bool) -> std::io::Result<String> {
-    use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions};
-    let stdin = std::io::stdin();
-    if !rustix::termios::isatty(&stdin) {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "standard input is not a terminal",
-        ));
-    }
-    let saved = if secret {
-        let t = tcgetattr(&stdin)?;
-        let mut quiet = t.clone();
-        quiet.local_modes.remove(LocalModes::ECHO);
-        tcsetattr(&stdin, OptionalActions::Now, &quiet)?;
-        Some(t)
-    } else {
-        None
-    };
-    // Prompted only once the echo is off, so nothing typed after it shows.
-    eprint!("{question}");
-    let mut line = String::new();
-    let res = std::io::BufRead::read_line(&mut stdin.lock(), &mut line);
-    if let Some(t) = saved {
-        let _ = tcsetattr(&stdin, OptionalActions::Now, &t);
-        eprintln!();
-    }
-    res?;
-    Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
 #[cfg(test)]

@@ -16,9 +16,9 @@
 
 use crate::auth;
 use crate::manifest::{self, Compression, Descriptor, Fetched};
-use crate::progress::Reporter;
 use crate::reference::{Reference, ReferenceError};
 use crate::registry::{self, RegistryError, Repo};
+use crate::settings::{insecure_registries, SettingsError};
 use crate::store::{
     digest_hex, remove_any, Image, ImageRecord, LayerMeta, LayerRecord, Store, StoreError,
 };
@@ -28,6 +28,7 @@ use std::io::{BufRead as _, Read, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Layers downloaded at once (Docker's default is 3).
 pub const PARALLEL_LAYERS: usize = 3;
@@ -39,31 +40,116 @@ const TAR_CHUNK: usize = 128 * 1024;
 /// Manifests and configs are read whole; refuse absurd ones.
 const MAX_SMALL_BLOB: u64 = 16 << 20;
 
-/// How pull progress is shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Progress {
-    /// Bars on a terminal, plain lines otherwise.
-    #[default]
-    Auto,
-    /// One line per event.
-    Plain,
-    /// Nothing.
-    Quiet,
-}
-
+/// What a pull does with the image besides fetching it.
 #[derive(Debug, Clone, Default)]
 pub struct PullOptions {
     /// `os/arch[/variant]`; the host's platform when `None`.
     pub platform: Option<String>,
-    /// Print only the pulled reference (like `docker pull -q`).
-    pub quiet: bool,
-    pub progress: Progress,
     /// Registries (host[:port]) to reach over plain HTTP, on top of the
     /// configured ones and loopback.
     pub insecure: Vec<String>,
-    /// Write progress to stderr (as `docker run` does when it pulls) rather
-    /// than stdout (as `docker pull` does). `Auto` then checks stderr's terminal.
-    pub stderr: bool,
+}
+
+/// What a pull is doing, reported to the caller's [`PullSink`] as it happens, in this order:
+/// `Resolving`; then, unless the image is already here, `LayerQueued` for each layer and, per
+/// layer, `LayerExists` or `LayerStarted`, `Downloaded`..., `LayerDone` (with
+/// `LayerRetrying` and a new `LayerStarted` when a download breaks off, `LayerFailed` when the
+/// layer fails); `Committed` and `Done` when the image is in the store; `Ended` last, always,
+/// whether the pull succeeded or failed.
+///
+/// Layers are named by the digest of their blob, as the manifest lists them. The library shows
+/// nothing itself: the caller draws (the CLI's bars), logs or ignores the events.
+#[derive(Debug, Clone, Copy)]
+pub enum PullEvent<'a> {
+    /// The pull of `reference` (the tag, or the digest, asked for) from `repository` begins.
+    Resolving {
+        /// The tag (`latest`), or the digest when the reference has one or no tag.
+        reference: &'a str,
+        /// The repository's path in its registry (`library/busybox`).
+        repository: &'a str,
+    },
+    /// A layer the image needs; what happens to it follows (Docker's "Pulling fs layer").
+    LayerQueued {
+        /// The layer's blob digest.
+        digest: &'a str,
+    },
+    /// The layer is in the store already: nothing to download.
+    LayerExists {
+        /// The layer's blob digest.
+        digest: &'a str,
+    },
+    /// The layer's download begins (again, after `LayerRetrying`): `size` compressed bytes.
+    LayerStarted {
+        /// The layer's blob digest.
+        digest: &'a str,
+        /// The blob's size, as the manifest gives it.
+        size: u64,
+    },
+    /// `bytes` more bytes of the layer's blob arrived (one event per chunk received; they are
+    /// decompressed and unpacked as they arrive, so there is no separate extracting step).
+    Downloaded {
+        /// The layer's blob digest.
+        digest: &'a str,
+        /// The bytes received since the last event for this layer.
+        bytes: u64,
+    },
+    /// The layer's download broke off; it restarts from its first byte after `wait`.
+    LayerRetrying {
+        /// The layer's blob digest.
+        digest: &'a str,
+        /// How long the pull waits before the next attempt.
+        wait: Duration,
+        /// Why the attempt failed.
+        error: &'a PullError,
+    },
+    /// The layer is verified, unpacked and in the store.
+    LayerDone {
+        /// The layer's blob digest.
+        digest: &'a str,
+    },
+    /// The layer could not be brought in; the pull fails.
+    LayerFailed {
+        /// The layer's blob digest.
+        digest: &'a str,
+    },
+    /// The image is in the store and its references point at it; `digest` is the digest of
+    /// the manifest (or index) that the reference resolved to.
+    Committed {
+        /// The manifest's (or index's) digest.
+        digest: &'a str,
+    },
+    /// The pull succeeded.
+    Done {
+        /// Docker's familiar name with the tag or digest asked for (`busybox:latest`).
+        name: &'a str,
+        /// Whether anything new came in.
+        outcome: Outcome,
+    },
+    /// The pull is over, successful or not: nothing follows.
+    Ended,
+}
+
+/// Whether a pull brought anything new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The image was here already; at most its tags changed.
+    UpToDate,
+    /// New content was downloaded.
+    Downloaded,
+}
+
+/// Receives a pull's [`PullEvent`]s. Called on the thread that runs the pull, between the
+/// steps of the download: keep it short (the CLI updates a progress bar). Any
+/// `Fn(PullEvent<'_>) + Sync` closure is one; `&|_| {}` ignores them.
+pub trait PullSink: Sync {
+    /// One event.
+    fn event(&self, event: PullEvent<'_>);
+}
+
+impl<F: Fn(PullEvent<'_>) + Sync> PullSink for F {
+    fn event(&self, event: PullEvent<'_>) {
+        self(event)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +171,7 @@ pub enum PullError {
     #[error("pulling {image}: {what} {digest} failed verification: {detail}; the partial data was discarded, pull again (if it persists, the registry holds a corrupt copy)")]
     Verify {
         image: String,
-        what: &'static str,
+        what: Verified,
         digest: String,
         detail: String,
     },
@@ -131,23 +217,47 @@ pub enum PullError {
     },
     #[error("starting the pull's async runtime")]
     Runtime(#[source] std::io::Error),
-    #[error("reading {path}: {detail}")]
-    Settings { path: PathBuf, detail: String },
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+}
+
+/// What failed a digest or size check ([`PullError::Verify`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    /// A manifest, index or config blob read whole.
+    Blob,
+    /// The manifest, against the digest the registry announced.
+    Manifest,
+    /// A layer blob.
+    Layer,
+    /// A layer blob that ended early: the connection broke, so another attempt may succeed.
+    TruncatedBlob,
+}
+
+impl std::fmt::Display for Verified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verified::Blob => "blob",
+            Verified::Manifest => "manifest",
+            Verified::Layer => "layer",
+            Verified::TruncatedBlob => "truncated blob",
+        })
+    }
 }
 
 impl PullError {
     fn transient(&self) -> bool {
         match self {
             PullError::Registry { source, .. } => source.is_transient(),
-            PullError::Verify { what, .. } => *what == "truncated blob",
+            PullError::Verify { what, .. } => *what == Verified::TruncatedBlob,
             PullError::Interrupted { .. } => true,
             _ => false,
         }
     }
 }
 
-/// An error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
+/// An error and its causes on one line, joined by `: `.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -163,38 +273,6 @@ fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> PullError + '_ {
         path: path.to_path_buf(),
         source,
     }
-}
-
-/// Registries reached over plain HTTP: `--insecure-registry` values,
-/// `BERTH_INSECURE_REGISTRIES` (comma separated) and `<root>/registries.json`
-/// (`{"insecure": ["host:port", ...]}`).
-pub fn insecure_registries(berth_root: &Path, extra: &[String]) -> Result<Vec<String>, PullError> {
-    let mut out: Vec<String> = extra.to_vec();
-    if let Ok(v) = std::env::var("BERTH_INSECURE_REGISTRIES") {
-        out.extend(
-            v.split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty()),
-        );
-    }
-    let p = berth_root.join("registries.json");
-    match std::fs::read(&p) {
-        Ok(b) => {
-            #[derive(serde::Deserialize)]
-            struct Conf {
-                #[serde(default)]
-                insecure: Vec<String>,
-            }
-            let c: Conf = serde_json::from_slice(&b).map_err(|e| PullError::Settings {
-                path: p.clone(),
-                detail: format!("{e} (expected {{\"insecure\": [\"host:port\"]}})"),
-            })?;
-            out.extend(c.insecure);
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_at(&p)(e)),
-    }
-    Ok(out)
 }
 
 /// Opens a registry connection for `r` with the stored credentials.
@@ -218,53 +296,15 @@ pub(crate) fn connect(
     })
 }
 
-/// `berth login`: checks the credentials against the registry, then stores them.
-pub fn login_blocking(
-    berth_root: &Path,
-    host: &str,
-    creds: &auth::Credentials,
-    extra_insecure: &[String],
-) -> Result<PathBuf, PullError> {
-    let r = Reference::parse(&format!("{host}/berth-login-check"))?;
-    let insecure = insecure_registries(berth_root, extra_insecure)?;
-    let plain =
-        registry::is_loopback_host(&r.registry) || insecure.iter().any(|h| h == &r.registry);
-    let repo = Repo::new(
-        r.api_host(),
-        &r.repository,
-        host,
-        plain,
-        Some(creds.clone()),
-    )
-    .map_err(|source| PullError::Registry {
-        image: host.to_string(),
-        source,
-    })?;
-    let rt = runtime()?;
-    let res = rt.block_on(repo.check_login());
-    drop(rt);
-    res.map_err(|source| PullError::Registry {
-        image: host.to_string(),
-        source,
-    })?;
-    Ok(auth::store(berth_root, &r.registry, creds)?)
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, PullError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("berth-pull")
-        .enable_all()
-        .build()
-        .map_err(PullError::Runtime)
-}
-
+/// Pulls `reference` into `store`, telling `events` what it does (see [`PullEvent`]).
+///
 /// Blocking: runs its own tokio runtime and shuts it down (all threads joined)
 /// before returning, so callers may fork afterwards.
 pub fn pull_blocking(
     store: &Store,
     reference: &str,
     opts: &PullOptions,
+    events: &dyn PullSink,
 ) -> Result<Image, PullError> {
     let r = Reference::parse(reference)?;
     let berth_root = store.root().parent().unwrap_or(store.root()).to_path_buf();
@@ -275,14 +315,13 @@ pub fn pull_blocking(
     store.clean_tmp_if_idle()?;
     // Held for the whole pull: garbage collection waits for it.
     let _pull_lock = store.lock_pull()?;
-    let reporter = Reporter::new(opts.progress, opts.quiet, opts.stderr);
     let repo = connect(&berth_root, &r, &opts.insecure, &r.to_string())?;
-    let rt = runtime()?;
+    let rt = registry::runtime().map_err(PullError::Runtime)?;
     let explicit = opts.platform.is_some();
-    let res = rt.block_on(pull(store, &repo, &r, (&want, explicit), &reporter));
+    let res = rt.block_on(pull(store, &repo, &r, (&want, explicit), events));
     // Dropping the runtime joins its worker and blocking threads.
     drop(rt);
-    reporter.finish_all();
+    events.event(PullEvent::Ended);
     let id = res?;
     store.sync()?;
     store
@@ -294,7 +333,7 @@ struct Ctx<'a> {
     store: &'a Store,
     repo: &'a Repo,
     image: String,
-    reporter: &'a Reporter,
+    events: &'a dyn PullSink,
 }
 
 impl Ctx<'_> {
@@ -335,7 +374,7 @@ impl Ctx<'_> {
             if resp.content_length().is_some_and(|l| l > MAX_SMALL_BLOB) {
                 return Err(PullError::Verify {
                     image: self.image.clone(),
-                    what: "blob",
+                    what: Verified::Blob,
                     digest: digest.unwrap_or(what).to_string(),
                     detail: format!("{what} is larger than {MAX_SMALL_BLOB} bytes"),
                 });
@@ -362,7 +401,7 @@ impl Ctx<'_> {
                 if want != actual {
                     return Err(PullError::Verify {
                         image: self.image.clone(),
-                        what: "blob",
+                        what: Verified::Blob,
                         digest: want.to_string(),
                         detail: format!("{what} has digest {actual}"),
                     });
@@ -372,7 +411,7 @@ impl Ctx<'_> {
                 if body.len() as u64 != s {
                     return Err(PullError::Verify {
                         image: self.image.clone(),
-                        what: "blob",
+                        what: Verified::Blob,
                         digest: digest.unwrap_or(what).to_string(),
                         detail: format!("{what} is {} bytes, the manifest says {s}", body.len()),
                     });
@@ -388,27 +427,26 @@ async fn pull(
     repo: &Repo,
     r: &Reference,
     (want, explicit): (&manifest::Platform, bool),
-    reporter: &Reporter,
+    events: &dyn PullSink,
 ) -> Result<String, PullError> {
     let ctx = Ctx {
         store,
         repo,
         image: r.to_string(),
-        reporter,
+        events,
     };
     let shown_tag = r
         .tag
         .clone()
         .unwrap_or_else(|| r.api_reference().to_string());
-    if r.tag.is_some() && r.digest.is_none() {
-        reporter.line(&format!("{}: Pulling from {}", shown_tag, r.repository));
-    } else {
-        reporter.line(&format!(
-            "{}: Pulling from {}",
-            r.api_reference(),
-            r.repository
-        ));
-    }
+    events.event(PullEvent::Resolving {
+        reference: if r.tag.is_some() && r.digest.is_none() {
+            &shown_tag
+        } else {
+            r.api_reference()
+        },
+        repository: &r.repository,
+    });
     // The manifest, or the index and then the platform's manifest.
     let what = format!("manifest {}", ctx.image);
     let (body, digest, ct, header_digest) = ctx
@@ -424,7 +462,7 @@ async fn pull(
         if h.starts_with("sha256:") && *h != digest {
             return Err(PullError::Verify {
                 image: ctx.image.clone(),
-                what: "manifest",
+                what: Verified::Manifest,
                 digest: h.clone(),
                 detail: format!("the registry says its digest is {h}, the bytes hash to {digest}"),
             });
@@ -500,11 +538,11 @@ async fn pull(
             };
             check_platform(&ctx.image, want, &got)?;
         }
-        commit(store, &rec, tag_ref, &digest_ref, reporter)?;
-        reporter.line(&format!(
-            "Status: Image is up to date for {}",
-            shown_name(r)
-        ));
+        commit(store, &rec, tag_ref, &digest_ref, events)?;
+        events.event(PullEvent::Done {
+            name: &shown_name(r),
+            outcome: Outcome::UpToDate,
+        });
         return Ok(id);
     }
 
@@ -584,7 +622,7 @@ async fn pull(
         if !crate::reference::is_sha256_digest(&l.digest) {
             return Err(PullError::Verify {
                 image: ctx.image.clone(),
-                what: "layer",
+                what: Verified::Layer,
                 digest: l.digest.clone(),
                 detail: "only sha256 digests are supported".into(),
             });
@@ -597,7 +635,7 @@ async fn pull(
     for (i, (l, d)) in m.layers.iter().zip(&diff_ids).enumerate() {
         if !unique.iter().any(|(_, _, u, _)| *u == d) {
             unique.push((i, l, d, compressions[i]));
-            reporter.layer(&l.digest, "Pulling fs layer");
+            events.event(PullEvent::LayerQueued { digest: &l.digest });
         }
     }
     let sem = Arc::new(tokio::sync::Semaphore::new(PARALLEL_LAYERS));
@@ -665,11 +703,11 @@ async fn pull(
     };
     // Layers must be durable before a record points at them.
     store.sync()?;
-    commit(store, &rec, tag_ref, &digest_ref, reporter)?;
-    reporter.line(&format!(
-        "Status: Downloaded newer image for {}",
-        shown_name(r)
-    ));
+    commit(store, &rec, tag_ref, &digest_ref, events)?;
+    events.event(PullEvent::Done {
+        name: &shown_name(r),
+        outcome: Outcome::Downloaded,
+    });
     Ok(id)
 }
 
@@ -696,12 +734,11 @@ fn commit(
     rec: &ImageRecord,
     tag_ref: Option<String>,
     digest_ref: &str,
-    reporter: &Reporter,
+    events: &dyn PullSink,
 ) -> Result<(), PullError> {
     store.commit_image(rec, tag_ref.as_deref(), Some(digest_ref))?;
-    reporter.finish_all();
     let digest = digest_ref.rsplit_once('@').map_or(digest_ref, |(_, d)| d);
-    reporter.line(&format!("Digest: {digest}"));
+    events.event(PullEvent::Committed { digest });
     Ok(())
 }
 
@@ -732,7 +769,8 @@ async fn fetch_layer(
         .await
         .expect("lock task")?;
     if ctx.store.has_layer(diff_id) {
-        ctx.reporter.finished(&l.digest, "Already exists");
+        ctx.events
+            .event(PullEvent::LayerExists { digest: &l.digest });
         return Ok(ctx.store.layer_size(diff_id));
     }
     let mut attempt = 0;
@@ -740,20 +778,22 @@ async fn fetch_layer(
         attempt += 1;
         match stream_layer(ctx, l, diff_id, compression).await {
             Ok(size) => {
-                ctx.reporter.finished(&l.digest, "Pull complete");
+                ctx.events.event(PullEvent::LayerDone { digest: &l.digest });
                 return Ok(size);
             }
             Err(e) if e.transient() && attempt < LAYER_ATTEMPTS => {
                 let wait = registry::backoff(attempt);
                 tracing::debug!(layer = %l.digest, attempt, error = %e, "layer download failed, restarting it");
-                ctx.reporter.layer(
-                    &l.digest,
-                    &format!("Retrying in {:.1}s ({})", wait.as_secs_f32(), chain(&e)),
-                );
+                ctx.events.event(PullEvent::LayerRetrying {
+                    digest: &l.digest,
+                    wait,
+                    error: &e,
+                });
                 tokio::time::sleep(wait).await;
             }
             Err(e) => {
-                ctx.reporter.finished(&l.digest, "Failed");
+                ctx.events
+                    .event(PullEvent::LayerFailed { digest: &l.digest });
                 return Err(match e {
                     PullError::Interrupted {
                         image,
@@ -972,7 +1012,10 @@ async fn stream_layer_into(
         .get(&format!("blobs/{}", l.digest), None, &what)
         .await
         .map_err(|e| ctx.reg(e))?;
-    ctx.reporter.downloading(&l.digest, l.size);
+    ctx.events.event(PullEvent::LayerStarted {
+        digest: &l.digest,
+        size: l.size,
+    });
 
     let (ctx_tx, ctx_rx) = tokio::sync::mpsc::channel::<Msg>(CHANNEL_DEPTH);
     let (tar_tx, tar_rx) = std::sync::mpsc::sync_channel::<Option<Vec<u8>>>(8);
@@ -1023,7 +1066,7 @@ async fn stream_layer_into(
                 Ok(Some(c)) => c,
                 Ok(None) => break,
                 Err(e) => {
-                    let detail = chain(&e);
+                    let detail = error_chain(&e);
                     return Err(PullError::Interrupted {
                         image: ctx.image.clone(),
                         digest: l.digest.clone(),
@@ -1036,7 +1079,7 @@ async fn stream_layer_into(
             if received > l.size {
                 return Err(PullError::Verify {
                     image: ctx.image.clone(),
-                    what: "layer",
+                    what: Verified::Layer,
                     digest: l.digest.clone(),
                     detail: format!(
                         "the registry sent more than the {} bytes the manifest says",
@@ -1045,7 +1088,10 @@ async fn stream_layer_into(
                 });
             }
             hasher.update(&chunk);
-            ctx.reporter.advance(&l.digest, chunk.len() as u64);
+            ctx.events.event(PullEvent::Downloaded {
+                digest: &l.digest,
+                bytes: chunk.len() as u64,
+            });
             if ctx_tx.send(Msg::Data(chunk)).await.is_err() {
                 // The decompressor stopped: its error says why.
                 return Ok(());
@@ -1054,7 +1100,7 @@ async fn stream_layer_into(
         if received < l.size {
             return Err(PullError::Verify {
                 image: ctx.image.clone(),
-                what: "truncated blob",
+                what: Verified::TruncatedBlob,
                 digest: l.digest.clone(),
                 detail: format!("the download ended after {received} of {} bytes", l.size),
             });
@@ -1066,7 +1112,7 @@ async fn stream_layer_into(
         if actual != l.digest {
             return Err(PullError::Verify {
                 image: ctx.image.clone(),
-                what: "layer",
+                what: Verified::Layer,
                 digest: l.digest.clone(),
                 detail: format!("the downloaded bytes hash to {actual}"),
             });
@@ -1109,32 +1155,4 @@ async fn stream_layer_into(
         });
     }
     Ok(stats.bytes)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn insecure_registries_from_flag_env_and_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let flag = vec!["flag.example:5000".to_string()];
-        std::fs::write(
-            dir.path().join("registries.json"),
-            r#"{"insecure": ["file.example"]}"#,
-        )
-        .unwrap();
-        let got = super::insecure_registries(dir.path(), &flag).unwrap();
-        assert!(got.contains(&"flag.example:5000".to_string()), "{got:?}");
-        assert!(got.contains(&"file.example".to_string()), "{got:?}");
-        std::fs::write(dir.path().join("registries.json"), "[1]").unwrap();
-        let err = super::insecure_registries(dir.path(), &flag).unwrap_err();
-        assert!(err.to_string().contains("registries.json"), "{err}");
-    }
-
-    #[test]
-    fn short_digests() {
-        assert_eq!(
-            crate::progress::short(&format!("sha256:{}", "ab".repeat(32))),
-            "abababababab"
-        );
-    }
 }

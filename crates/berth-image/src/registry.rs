@@ -13,6 +13,16 @@
 use crate::auth::Credentials;
 use std::time::Duration;
 
+/// The async runtime a blocking call (a pull, a login) runs the client on: two workers, shut
+/// down by the caller (dropping it joins every thread) before it returns, so callers may fork.
+pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("berth-registry")
+        .enable_all()
+        .build()
+}
+
 /// Attempts per request (the first one included).
 pub const MAX_ATTEMPTS: u32 = 5;
 const BACKOFF_START: Duration = Duration::from_millis(200);

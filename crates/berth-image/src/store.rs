@@ -17,11 +17,11 @@
 //! layer are in place, so an interrupted pull never leaves a visible image.
 
 use crate::reference::{is_hex64, Reference};
+use berth_sys::atomic::Durability;
+use berth_sys::overlay::{is_mounted, Overlay};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::io::Write as _;
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -55,6 +55,13 @@ pub enum StoreError {
     TagWithDigest(String),
     #[error("mounting {image} at {}", path.display())]
     Mount {
+        image: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unmounting {image} at {}", path.display())]
+    Unmount {
         image: String,
         path: PathBuf,
         #[source]
@@ -226,14 +233,17 @@ impl Store {
             .join(format!("{what}.{}.{n}", std::process::id()))
     }
 
-    /// Writes `bytes` to `dest` atomically (temp file + rename). No fsync: a
-    /// pull syncs the whole filesystem once at the end.
+    /// Writes `bytes` to `dest` atomically through a temporary file under tmp/ (where
+    /// [`Store::clean_tmp_if_idle`] finds it if this process dies). No fsync: a pull syncs the
+    /// whole filesystem once at the end.
     pub(crate) fn write_atomic(&self, dest: &Path, bytes: &[u8]) -> Result<(), StoreError> {
         let tmp = self.tmp_path("write");
-        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(bytes).map_err(io_err(&tmp))?;
-        drop(f);
-        std::fs::rename(&tmp, dest).map_err(io_err(dest))
+        berth_sys::atomic::write_via(&tmp, dest, bytes, Durability::NoSync).map_err(|e| {
+            StoreError::Io {
+                path: e.path,
+                source: e.source,
+            }
+        })
     }
 
     fn lock_file(
@@ -303,7 +313,7 @@ impl Store {
             // Metadata writes (tag, rmi, holds) don't take the gc lock: keep
             // the temp files of processes still alive.
             if let Some(pid) = name.split('.').nth(1).and_then(|p| p.parse::<u32>().ok()) {
-                if name.starts_with("write.") && Path::new(&format!("/proc/{pid}")).exists() {
+                if name.starts_with("write.") && berth_sys::proc::alive(pid as i32, None) {
                     continue;
                 }
             }
@@ -759,7 +769,7 @@ impl Store {
     pub fn mount(&self, reference: &str) -> Result<PathBuf, StoreError> {
         let (image, _) = self.get(reference)?;
         let (base, merged) = self.mount_paths(&image.id);
-        if is_mountpoint(&merged) {
+        if is_mounted(&merged) {
             return Ok(merged);
         }
         let holder = format!("mount-{}", &digest_hex(&image.id)[..12]);
@@ -768,57 +778,27 @@ impl Store {
         for d in [&merged, &empty] {
             std::fs::create_dir_all(d).map_err(io_err(d))?;
         }
-        // overlay wants the uppermost lowerdir first, and at least two of them
-        // without an upperdir.
-        let mut lowers: Vec<PathBuf> = image.layer_dirs.iter().rev().cloned().collect();
-        if lowers.len() < 2 {
-            lowers.push(empty.clone());
+        // Without an upperdir overlay wants at least two lower directories: an empty one
+        // goes below a single layer.
+        let mut lower: Vec<PathBuf> = image.layer_dirs.clone();
+        if lower.len() < 2 {
+            lower.insert(0, empty.clone());
         }
-        let lowerdir = |paths: &[PathBuf]| {
-            format!(
-                "lowerdir={}",
-                paths
-                    .iter()
-                    .map(|p| escape_overlay_path(p))
-                    .collect::<Vec<_>>()
-                    .join(":")
-            )
-        };
-        let mut data = lowerdir(&lowers);
-        // Mount options must fit in a page. With many layers, name them
-        // relative to the store root and mount from there (this process is
-        // single-threaded here, so changing directory is safe).
-        let mut old_cwd = None;
-        if data.len() > 4000 {
-            let rel: Vec<PathBuf> = lowers
-                .iter()
-                .map(|p| {
-                    p.strip_prefix(&self.root)
-                        .map(Path::to_path_buf)
-                        .unwrap_or_else(|_| p.clone())
-                })
-                .collect();
-            data = lowerdir(&rel);
-            old_cwd = std::env::current_dir().ok();
-            std::env::set_current_dir(&self.root).map_err(io_err(&self.root))?;
+        let res = Overlay {
+            lower: &lower,
+            upper: None,
+            volatile: false,
+            read_only: true,
+            nodev: true,
         }
-        let res = rustix::mount::mount(
-            "overlay",
-            &merged,
-            "overlay",
-            rustix::mount::MountFlags::RDONLY | rustix::mount::MountFlags::NODEV,
-            Some(std::ffi::CString::new(data).expect("no NUL").as_c_str()),
-        );
-        if let Some(cwd) = old_cwd {
-            let _ = std::env::set_current_dir(cwd);
-        }
+        .mount(&merged);
         if let Err(e) = res {
             let _ = self.remove_hold(&holder);
             let _ = std::fs::remove_dir_all(&base);
             return Err(StoreError::Mount {
                 image: reference.to_string(),
                 path: merged,
-                source: e.into(),
+                source: e,
             });
         }
         Ok(merged)
@@ -829,7 +809,7 @@ impl Store {
         let (image, _) = self.get(reference)?;
         let (base, merged) = self.mount_paths(&image.id);
         let holder = format!("mount-{}", &digest_hex(&image.id)[..12]);
-        if !is_mountpoint(&merged) {
+        if !is_mounted(&merged) {
             // Unmounted behind berth's back: clear what is left of it.
             if base.exists() {
                 std::fs::remove_dir_all(&base).map_err(io_err(&base))?;
@@ -841,7 +821,7 @@ impl Store {
             });
         }
         rustix::mount::unmount(&merged, rustix::mount::UnmountFlags::empty()).map_err(|e| {
-            StoreError::Mount {
+            StoreError::Unmount {
                 image: reference.to_string(),
                 path: merged.clone(),
                 source: e.into(),
@@ -856,28 +836,6 @@ impl Store {
     pub(crate) fn sync(&self) -> Result<(), StoreError> {
         let f = File::open(&self.root).map_err(io_err(&self.root))?;
         rustix::fs::syncfs(&f).map_err(|e| io_err(&self.root)(e.into()))
-    }
-}
-
-fn escape_overlay_path(p: &Path) -> String {
-    let s = p.to_string_lossy();
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, ':' | ',' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn is_mountpoint(p: &Path) -> bool {
-    let (Ok(m), Some(parent)) = (std::fs::symlink_metadata(p), p.parent()) else {
-        return false;
-    };
-    match std::fs::symlink_metadata(parent) {
-        Ok(pm) => m.dev() != pm.dev() || m.ino() == pm.ino(),
-        Err(_) => false,
     }
 }
 
@@ -1008,5 +966,46 @@ mod tests {
         drop(pull);
         store.gc().unwrap().unwrap();
         assert!(!store.has_layer(&a) && !store.has_layer(&c));
+    }
+
+    /// `image mount` of more layers than one page of mount options holds, in a store whose
+    /// path has overlay's separators, leaves the process's working directory alone.
+    #[test]
+    fn mount_of_many_layers_keeps_the_cwd() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: mounting needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("a:b,c");
+        let store = Store::open(&root).unwrap();
+        let layers: Vec<String> = (0..60u8).map(|i| format!("{i:02x}").repeat(32)).collect();
+        let refs: Vec<&str> = layers.iter().map(String::as_str).collect();
+        let rec = fake_image(&store, 1, &refs);
+        for (i, l) in layers.iter().enumerate() {
+            std::fs::write(store.layer_dir(l).join(format!("f{i}")), b"x").unwrap();
+        }
+        std::fs::write(store.layer_dir(&layers[59]).join("f0"), b"top").unwrap();
+        store
+            .commit_image(&rec, Some("docker.io/library/many:latest"), None)
+            .unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        let merged = store.mount("many").unwrap();
+        assert_eq!(std::env::current_dir().unwrap(), cwd);
+        assert!(is_mounted(&merged));
+        assert_eq!(
+            std::fs::read(merged.join("f0")).unwrap(),
+            b"top",
+            "upper layers win"
+        );
+        assert!(merged.join("f1").exists() && merged.join("f59").exists());
+        assert_eq!(
+            store.mount("many").unwrap(),
+            merged,
+            "mounting twice is a no-op"
+        );
+        store.unmount("many").unwrap();
+        assert!(!is_mounted(&merged) && !merged.exists());
+        assert!(store.holds().unwrap().is_empty());
     }
 }

@@ -389,8 +389,12 @@ thread_local! {
     static PEAK: Cell<isize> = const { Cell::new(0) };
 }
 
+// SAFETY: every allocation and deallocation is the system allocator's, with the caller's
+// layout unchanged; the counting beside it never allocates (thread-local cells, `try_with` so
+// nothing runs during thread teardown).
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's layout, passed on as `GlobalAlloc::alloc` requires.
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
             let _ = LIVE.try_with(|l| {
@@ -402,6 +406,7 @@ unsafe impl GlobalAlloc for Counting {
         p
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `alloc` above (the system allocator) with this layout.
         unsafe { System.dealloc(ptr, layout) };
         let _ = LIVE.try_with(|l| l.set(l.get() - layout.size() as isize));
     }

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::{NetError, NetStore, Network, NetworkOptions};
+use crate::error::NetError;
+use crate::model::{Network, NetworkOptions, DEFAULT_NETWORK};
+use crate::store::{uplink_mtu, NetStore};
 
 /// `network inspect` option of networks with the host-local MTU: the MTU of the bridge and
 /// veth pairs (Docker's `com.docker.network.driver.mtu` is shown instead where `-o mtu=N` set it).
@@ -86,7 +88,7 @@ pub fn inspect_json(store: &NetStore, n: &Network) -> Result<serde_json::Value, 
         None => {
             let link = n.link_mtu();
             options[BRIDGE_MTU] = json!(link.to_string());
-            let route = n.route_mtu(Some(crate::uplink_mtu()?), link);
+            let route = n.route_mtu(Some(uplink_mtu()?), link);
             options[ROUTE_MTU] = json!(route.unwrap_or(link).to_string());
         }
     }
@@ -128,7 +130,7 @@ fn chrono_like(secs: u64) -> String {
 pub fn inspect(store: &NetStore, names: &[String]) -> Result<String, NetError> {
     let mut v = Vec::new();
     for name in names {
-        let n = if name == crate::DEFAULT_NETWORK {
+        let n = if name == DEFAULT_NETWORK {
             store.default_bridge()?
         } else {
             store.inspect(name)?

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use crate::Network;
+use crate::model::Network;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DnsError {

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 
-use crate::{Lease, Network, Protocol};
+use crate::model::{Lease, Network, Protocol};
 
 pub const TABLE: &str = "berth";
 
@@ -491,7 +491,7 @@ pub fn update_ports(add: &[PortElem], del: &[PortElem]) -> Result<(), NftError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::PortMapping;
+    use crate::model::PortMapping;
 
     fn net(ipv6: bool) -> Network {
         Network {
@@ -524,7 +524,7 @@ mod tests {
             ifname: "eth0".into(),
             ports: ports
                 .iter()
-                .flat_map(|p| crate::parse_publish(p).unwrap())
+                .flat_map(|p| crate::publish::parse_publish(p).unwrap())
                 .collect::<Vec<PortMapping>>(),
         }
     }

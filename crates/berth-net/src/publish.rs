@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use crate::{PortMapping, Protocol};
+use crate::model::{PortMapping, Protocol};
 
 #[derive(Debug, thiserror::Error)]
 #[error(

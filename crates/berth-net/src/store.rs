@@ -2,25 +2,22 @@
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use berth_sys::atomic::Durability;
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::nl::Netlink;
-use crate::{
-    netns, nft, Attachment, ConnectOptions, Lease, NetError, Network, NetworkOptions, Protocol,
-    Subnet, Subnet6,
+use crate::error::NetError;
+use crate::model::{
+    Attachment, ConnectOptions, Lease, Network, NetworkOptions, Protocol, Subnet, Subnet6,
+    DEFAULT_BRIDGE, DEFAULT_BRIDGE_IFNAME, DEFAULT_NETWORK, DEFAULT_UPLINK_MTU,
 };
-
-/// The network containers join when nothing else is asked for.
-pub const DEFAULT_NETWORK: &str = "bridge";
-pub const DEFAULT_BRIDGE_IFNAME: &str = "berth0";
-pub const DEFAULT_BRIDGE: &str = "10.88.0.0/16";
+use crate::nl::Netlink;
+use crate::{netns, nft};
 
 /// How to start a network's DNS responder: `program args... NETWORKS_DIR NETWORK`, with `env`.
 /// The default is this executable with `__dns` (the hidden `berth __dns` command).
@@ -78,13 +75,10 @@ fn valid_name(name: &str) -> bool {
         && c.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
-/// 64 hex digits from the kernel's random source.
-fn random_id() -> String {
-    let mut b = [0u8; 32];
-    if let Ok(mut f) = File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut f, &mut b);
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
+/// A network id: 64 hex digits from the kernel's random source (an error, never zeros, when
+/// it cannot be read).
+fn random_id() -> Result<String, NetError> {
+    berth_sys::rand::hex_id(32).map_err(NetError::Random)
 }
 
 /// A short stable hash for interface names.
@@ -94,12 +88,22 @@ fn fnv(s: &str) -> u64 {
     })
 }
 
+/// Writes `data` to `path` atomically, through a hidden temporary file beside it (so listings
+/// of `*.json` never see it). No fsync, as before: the records describe kernel state that does
+/// not outlive a reboot either, and connecting a container must stay cheap.
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), NetError> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = File::create(&tmp).map_err(io("cannot write", &tmp))?;
-    f.write_all(data).map_err(io("cannot write", &tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io("cannot rename into place", path))
+    berth_sys::atomic::write(path, data, Durability::NoSync).map_err(|e| {
+        let what = if e.path == path {
+            "cannot rename into place"
+        } else {
+            "cannot write"
+        };
+        NetError::Io {
+            what,
+            path: e.path,
+            source: e.source,
+        }
+    })
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, NetError> {
@@ -328,7 +332,7 @@ impl NetStore {
             }
             None => Ipv4Addr::from(first),
         };
-        let id = random_id();
+        let id = random_id()?;
         let (subnet6, gateway6) = if opts.ipv6 {
             let s6: Subnet6 = match &opts.subnet6 {
                 Some(s) => s.parse()?,
@@ -412,7 +416,7 @@ impl NetStore {
         }
         let net = Network {
             name: DEFAULT_NETWORK.into(),
-            id: random_id(),
+            id: random_id()?,
             driver: "bridge".into(),
             bridge: DEFAULT_BRIDGE_IFNAME.into(),
             subnet: DEFAULT_BRIDGE.parse()?,
@@ -611,8 +615,8 @@ impl NetStore {
         let s = std::fs::read_to_string(self.pid_path(name)).ok()?;
         let mut w = s.split_whitespace();
         let pid: i32 = w.next()?.parse().ok()?;
-        let start = w.next()?;
-        (proc_start_time(pid).as_deref() == Some(start)).then_some(pid)
+        let start: u64 = w.next()?.parse().ok()?;
+        berth_sys::proc::alive(pid, Some(start)).then_some(pid)
     }
 
     fn ensure_dns(&self, net: &Network) -> Result<(), NetError> {
@@ -640,7 +644,8 @@ impl NetStore {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
-        // SAFETY: setsid is async-signal-safe.
+        // SAFETY: the hook runs in the forked child before exec, where only async-signal-safe
+        // calls are allowed: it calls setsid(2), which is one, and allocates nothing.
         unsafe {
             c.pre_exec(|| {
                 libc::setsid();
@@ -654,7 +659,7 @@ impl NetStore {
         drop(child);
         let deadline = Instant::now() + Duration::from_secs(5);
         while !ready.exists() {
-            if Instant::now() > deadline || proc_start_time(pid).is_none() {
+            if Instant::now() > deadline || !berth_sys::proc::alive(pid, None) {
                 return Err(crate::dns::DnsError::NotReady {
                     network: net.name.clone(),
                 }
@@ -662,7 +667,10 @@ impl NetStore {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        let start = proc_start_time(pid).unwrap_or_default();
+        // No start time (it died meanwhile) leaves a pid file that names no live responder.
+        let start = berth_sys::proc::stat(pid)
+            .map(|s| s.start_time.to_string())
+            .unwrap_or_default();
         write_atomic(
             &self.pid_path(&net.name),
             format!("{pid} {start}\n").as_bytes(),
@@ -686,17 +694,6 @@ impl NetStore {
         let _ = std::fs::remove_file(self.pid_path(name));
         let _ = std::fs::remove_file(self.dir.join("dns").join(format!("{name}.ready")));
     }
-}
-
-/// Field 22 of /proc/PID/stat (the start time in clock ticks), to tell a recycled pid apart.
-fn proc_start_time(pid: i32) -> Option<String> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &s[s.rfind(')')? + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    if fields.first() == Some(&"Z") {
-        return None;
-    }
-    fields.get(19).map(|s| s.to_string())
 }
 
 const V6_ANY: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
@@ -1017,12 +1014,10 @@ pub fn connect(
 }
 
 /// The uplink MTU of the calling thread's network namespace: that of the device of its IPv4
-/// default route, or [`crate::DEFAULT_UPLINK_MTU`] without one. Containers on networks with the
+/// default route, or [`DEFAULT_UPLINK_MTU`] without one. Containers on networks with the
 /// host-local MTU get it as their default route's MTU.
 pub fn uplink_mtu() -> Result<u32, NetError> {
-    Ok(Netlink::new()?
-        .uplink_mtu()?
-        .unwrap_or(crate::DEFAULT_UPLINK_MTU))
+    Ok(Netlink::new()?.uplink_mtu()?.unwrap_or(DEFAULT_UPLINK_MTU))
 }
 
 fn delete_veths(gone: &[Lease]) -> Result<(), NetError> {
@@ -1121,4 +1116,62 @@ pub fn release(store: &NetStore, container_id: &str) -> Result<Vec<String>, NetE
         store.sync_rules(false)?;
     }
     Ok(nets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_pid_needs_the_recorded_start_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = NetStore::open(dir.path()).unwrap();
+        let me = std::process::id() as i32;
+        let start = berth_sys::proc::stat(me).unwrap().start_time;
+        write_atomic(&store.pid_path("n"), format!("{me} {start}\n").as_bytes()).unwrap();
+        assert_eq!(store.dns_pid("n"), Some(me));
+        // The same pid with another start time is a recycled pid: not the responder.
+        write_atomic(
+            &store.pid_path("n"),
+            format!("{me} {}\n", start + 1).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(store.dns_pid("n"), None);
+        // A pid file written when the responder died before its start time was read.
+        write_atomic(&store.pid_path("n"), format!("{me} \n").as_bytes()).unwrap();
+        assert_eq!(store.dns_pid("n"), None);
+    }
+
+    #[test]
+    fn records_are_written_whole_and_leave_no_temporary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("front.json");
+        write_atomic(&p, b"{}").unwrap();
+        write_atomic(&p, b"{\"a\":1}").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"{\"a\":1}");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["front.json"]);
+        let err = write_atomic(&dir.path().join("missing/x.json"), b"{}").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                NetError::Io {
+                    what: "cannot write",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn network_ids_are_random_hex() {
+        let (a, b) = (random_id().unwrap(), random_id().unwrap());
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
 }

@@ -1,10 +1,121 @@
 //! Loading and validating a bundle's `config.json`, and the default spec `berth-runtime spec` writes.
 
-use crate::bail;
-use crate::error::{Error, Result};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+
+/// A bundle's `config.json` that cannot be read, parsed or used as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `config.json` could not be read.
+    #[error("reading {}: {source} (is --bundle the directory holding config.json?)", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `config.json` is not a valid runtime spec.
+    #[error("parsing {}: {source}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// No `root`.
+    #[error("config.json has no root: set root.path to the bundle's rootfs directory")]
+    NoRoot,
+    /// `root.path` does not resolve.
+    #[error("rootfs ({}) does not exist: {source}; create it or fix root.path", path.display())]
+    RootMissing {
+        /// The rootfs path, joined to the bundle.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `root.path` is not a directory.
+    #[error("rootfs ({}) is not a directory", .0.display())]
+    RootNotDir(PathBuf),
+    /// No `process`.
+    #[error("config.json has no process: the container needs process.args")]
+    NoProcess,
+    /// `process.args` is empty.
+    #[error("process.args must not be empty: name the program to run")]
+    NoArgs,
+    /// `process.cwd` is relative.
+    #[error("process.cwd {:?} must be an absolute path", .0.display())]
+    RelativeCwd(PathBuf),
+    /// An rlimit type is listed twice.
+    #[error("process.rlimits lists {0} twice: keep one entry per type")]
+    DuplicateRlimit(String),
+    /// A namespace type is listed twice.
+    #[error("namespace {0} is listed twice in linux.namespaces")]
+    DuplicateNamespace(LinuxNamespaceType),
+    /// A namespace to join does not exist.
+    #[error("namespace path {} for {ns} does not exist", path.display())]
+    NamespacePath {
+        /// The namespace type.
+        ns: LinuxNamespaceType,
+        /// Its path.
+        path: PathBuf,
+    },
+    /// A new user namespace without id mappings.
+    #[error("user namespace enabled, but linux.uidMappings/gidMappings are missing: add a mapping for the container's root")]
+    UserNsWithoutMappings,
+    /// Id mappings without a user namespace.
+    #[error("uid/gid mappings are set, but the user namespace isn't enabled in linux.namespaces")]
+    MappingsWithoutUserNs,
+    /// A hostname without a new UTS namespace.
+    #[error("unable to set hostname without a private UTS namespace: add {{\"type\": \"uts\"}} to linux.namespaces")]
+    HostnameWithoutUts,
+    /// A domainname without a new UTS namespace.
+    #[error("unable to set domainname without a private UTS namespace")]
+    DomainnameWithoutUts,
+    /// A field the spec allows but berth-runtime does not implement.
+    #[error("{0}")]
+    Unsupported(&'static str),
+    /// `linux.rootfsPropagation` is not a propagation mode.
+    #[error("linux.rootfsPropagation {0:?} is not a valid propagation mode")]
+    BadPropagation(String),
+    /// A sysctl the container may not set.
+    #[error("sysctl {key:?} {reason}")]
+    Sysctl {
+        /// The sysctl as written in the config.
+        key: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// A hook with a relative path.
+    #[error("hook path {} must be absolute", .0.display())]
+    RelativeHook(PathBuf),
+    /// `process.terminal` without a console socket, for a runtime that detaches.
+    #[error("cannot allocate tty if berth-runtime will detach without setting console socket: pass --console-socket or set process.terminal to false")]
+    TerminalWithoutConsole,
+    /// `--console-socket` without `process.terminal`.
+    #[error("--console-socket given but process.terminal is false: set process.terminal to true or drop --console-socket")]
+    ConsoleWithoutTerminal,
+    /// An unknown `linux.timeOffsets` clock.
+    #[error("linux.timeOffsets: unknown clock {0:?} (monotonic or boottime)")]
+    TimeOffsetClock(String),
+    /// An unknown rlimit type.
+    #[error("unknown rlimit type {0}")]
+    Rlimit(String),
+    /// An unknown `linux.personality` domain.
+    #[error("unknown personality domain {0}")]
+    Personality(String),
+    /// A CPU list that does not parse.
+    #[error("invalid CPU list {0:?} in execCPUAffinity")]
+    CpuList(String),
+    /// No mount namespace.
+    #[error("linux.namespaces must include a mount namespace")]
+    NoMountNamespace,
+}
+
+type Result<T> = std::result::Result<T, ConfigError>;
 
 /// Reads `<bundle>/config.json`, makes the root and relative bind sources absolute, and validates it.
 pub fn load(bundle: &Path) -> Result<Spec> {
@@ -15,11 +126,9 @@ pub fn load(bundle: &Path) -> Result<Spec> {
 /// to the bundle's config.json must not affect the container).
 pub fn load_with_text(bundle: &Path) -> Result<(Spec, Vec<u8>)> {
     let path = bundle.join("config.json");
-    let text = std::fs::read(&path).map_err(|e| {
-        Error::Msg(format!(
-            "reading {}: {e} (is --bundle the directory holding config.json?)",
-            path.display()
-        ))
+    let text = std::fs::read(&path).map_err(|source| ConfigError::Read {
+        path: path.clone(),
+        source,
     })?;
     let mut spec = parse(&text, &path, true)?;
     absolutize(&mut spec, bundle)?;
@@ -33,7 +142,10 @@ pub fn load_with_text(bundle: &Path) -> Result<(Spec, Vec<u8>)> {
 pub fn parse(text: &[u8], path: &Path, warn: bool) -> Result<Spec> {
     let err = match serde_json::from_slice(text) {
         Ok(spec) => return Ok(spec),
-        Err(e) => Error::Msg(format!("parsing {}: {e}", path.display())),
+        Err(source) => ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        },
     };
     let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(text) else {
         return Err(err);
@@ -67,22 +179,21 @@ pub fn parse(text: &[u8], path: &Path, warn: bool) -> Result<Spec> {
         );
     }
     // Back through bytes: one instance of the (large) Spec deserializer serves both paths.
-    let text = serde_json::to_vec(&v).map_err(|e| Error::Msg(format!("{e}")))?;
-    serde_json::from_slice(&text)
-        .map_err(|e| Error::Msg(format!("parsing {}: {e}", path.display())))
+    let parse = |source| ConfigError::Parse {
+        path: path.to_path_buf(),
+        source,
+    };
+    let text = serde_json::to_vec(&v).map_err(parse)?;
+    serde_json::from_slice(&text).map_err(parse)
 }
 
 fn absolutize(spec: &mut Spec, bundle: &Path) -> Result<()> {
     let Some(root) = spec.root_mut() else {
-        bail!("config.json has no root: set root.path to the bundle's rootfs directory");
+        return Err(ConfigError::NoRoot);
     };
     let p = bundle.join(root.path());
-    let canon = std::fs::canonicalize(&p).map_err(|e| {
-        Error::Msg(format!(
-            "rootfs ({}) does not exist: {e}; create it or fix root.path",
-            p.display()
-        ))
-    })?;
+    let canon =
+        std::fs::canonicalize(&p).map_err(|source| ConfigError::RootMissing { path: p, source })?;
     root.set_path(canon);
     if let Some(mounts) = spec.mounts_mut() {
         for m in mounts.iter_mut() {
@@ -126,38 +237,32 @@ pub fn new_ns(spec: &Spec, t: LinuxNamespaceType) -> bool {
 fn validate(spec: &Spec) -> Result<()> {
     let root = spec.root().as_ref().expect("absolutized");
     if !root.path().is_dir() {
-        bail!("rootfs ({}) is not a directory", root.path().display());
+        return Err(ConfigError::RootNotDir(root.path().clone()));
     }
     let Some(process) = spec.process() else {
-        bail!("config.json has no process: the container needs process.args");
+        return Err(ConfigError::NoProcess);
     };
     match process.args() {
         Some(a) if !a.is_empty() && !a[0].is_empty() => {}
-        _ => bail!("process.args must not be empty: name the program to run"),
+        _ => return Err(ConfigError::NoArgs),
     }
     if !process.cwd().is_absolute() {
-        bail!(
-            "process.cwd {:?} must be an absolute path",
-            process.cwd().display()
-        );
+        return Err(ConfigError::RelativeCwd(process.cwd().clone()));
     }
     let mut types = HashSet::new();
     for r in process.rlimits().iter().flatten() {
         if !types.insert(r.typ().to_string()) {
-            bail!(
-                "process.rlimits lists {} twice: keep one entry per type",
-                r.typ()
-            );
+            return Err(ConfigError::DuplicateRlimit(r.typ().to_string()));
         }
     }
     let mut seen = HashSet::new();
     for (t, path) in namespaces(spec) {
         if !seen.insert(t) {
-            bail!("namespace {t} is listed twice in linux.namespaces");
+            return Err(ConfigError::DuplicateNamespace(t));
         }
         if let Some(p) = path {
             if !p.exists() {
-                bail!("namespace path {} for {t} does not exist", p.display());
+                return Err(ConfigError::NamespacePath { ns: t, path: p });
             }
         }
     }
@@ -172,34 +277,36 @@ fn validate(spec: &Spec) -> Result<()> {
                 && l.gid_mappings().as_ref().is_some_and(|m| !m.is_empty())
         });
         if !ok {
-            bail!("user namespace enabled, but linux.uidMappings/gidMappings are missing: add a mapping for the container's root");
+            return Err(ConfigError::UserNsWithoutMappings);
         }
     } else if maps && !has_ns(spec, LinuxNamespaceType::User) {
-        bail!("uid/gid mappings are set, but the user namespace isn't enabled in linux.namespaces");
+        return Err(ConfigError::MappingsWithoutUserNs);
     }
     if spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
         && !new_ns(spec, LinuxNamespaceType::Uts)
     {
-        bail!("unable to set hostname without a private UTS namespace: add {{\"type\": \"uts\"}} to linux.namespaces");
+        return Err(ConfigError::HostnameWithoutUts);
     }
     if spec.domainname().as_ref().is_some_and(|h| !h.is_empty())
         && !new_ns(spec, LinuxNamespaceType::Uts)
     {
-        bail!("unable to set domainname without a private UTS namespace");
+        return Err(ConfigError::DomainnameWithoutUts);
     }
     // A relative mount destination is relative to "/" (config.md; deprecated but allowed).
     if let Some(l) = linux {
         // Accepted by the spec but not implemented here: refusing beats ignoring them.
         if l.intel_rdt().is_some() {
-            bail!(
-                "linux.intelRdt is not supported by berth-runtime (no resctrl support): remove it"
-            );
+            return Err(ConfigError::Unsupported(
+                "linux.intelRdt is not supported by berth-runtime (no resctrl support): remove it",
+            ));
         }
         if l.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
-            bail!("linux.netDevices is not supported by berth-runtime: remove it and move the interface into the container's network namespace yourself");
+            return Err(ConfigError::Unsupported("linux.netDevices is not supported by berth-runtime: remove it and move the interface into the container's network namespace yourself"));
         }
         if l.memory_policy().is_some() {
-            bail!("linux.memoryPolicy is not supported by berth-runtime: remove it");
+            return Err(ConfigError::Unsupported(
+                "linux.memoryPolicy is not supported by berth-runtime: remove it",
+            ));
         }
         if let Some(p) = l.rootfs_propagation() {
             if !matches!(
@@ -213,7 +320,7 @@ fn validate(spec: &Spec) -> Result<()> {
                     | "unbindable"
                     | "runbindable"
             ) {
-                bail!("linux.rootfsPropagation {p:?} is not a valid propagation mode");
+                return Err(ConfigError::BadPropagation(p.clone()));
             }
         }
         if let Some(s) = l.sysctl() {
@@ -236,7 +343,7 @@ fn validate(spec: &Spec) -> Result<()> {
         {
             for hook in list {
                 if !hook.path().is_absolute() {
-                    bail!("hook path {} must be absolute", hook.path().display());
+                    return Err(ConfigError::RelativeHook(hook.path().clone()));
                 }
             }
         }
@@ -245,6 +352,12 @@ fn validate(spec: &Spec) -> Result<()> {
 }
 
 fn check_sysctl(spec: &Spec, key: &str) -> Result<()> {
+    let refuse = |reason| {
+        Err(ConfigError::Sysctl {
+            key: key.to_string(),
+            reason,
+        })
+    };
     let k = key.replace('/', ".");
     let ipc = k.starts_with("fs.mqueue.")
         || matches!(
@@ -260,22 +373,22 @@ fn check_sysctl(spec: &Spec, key: &str) -> Result<()> {
         );
     if ipc {
         if !new_ns(spec, LinuxNamespaceType::Ipc) {
-            bail!(
-                "sysctl {key:?} is not allowed in the host's ipc namespace: add an ipc namespace"
-            );
+            return refuse("is not allowed in the host's ipc namespace: add an ipc namespace");
         }
         return Ok(());
     }
     if k.starts_with("net.") {
         if !has_ns(spec, LinuxNamespaceType::Network) {
-            bail!("sysctl {key:?} is not allowed in the host's network namespace: add a network namespace");
+            return refuse(
+                "is not allowed in the host's network namespace: add a network namespace",
+            );
         }
         return Ok(());
     }
     if k == "kernel.hostname" || k == "kernel.domainname" {
-        bail!("sysctl {key:?} is not allowed: use the config's hostname/domainname fields");
+        return refuse("is not allowed: use the config's hostname/domainname fields");
     }
-    bail!("sysctl {key:?} is not in a separate kernel namespace, so the container may not set it")
+    refuse("is not in a separate kernel namespace, so the container may not set it")
 }
 
 /// runc's default `config.json` (what `runc spec` writes), optionally the rootless variant.
@@ -359,6 +472,83 @@ const DEFAULT_SPEC: &str = r#"{
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spec(v: serde_json::Value) -> Spec {
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// A valid spec whose root is `root`, changed by `f`.
+    fn checked(root: &Path, f: impl FnOnce(&mut serde_json::Value)) -> Result<()> {
+        let mut v = serde_json::json!({
+            "ociVersion": "1.2.0",
+            "root": {"path": root},
+            "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+            "linux": {"namespaces": [{"type": "mount"}, {"type": "uts"}]}
+        });
+        f(&mut v);
+        validate(&spec(v))
+    }
+
+    #[test]
+    fn validation_errors_say_what_is_wrong() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        checked(root, |_| {}).unwrap();
+        let e = checked(root, |v| v["process"]["args"] = serde_json::json!([])).unwrap_err();
+        assert!(matches!(e, ConfigError::NoArgs), "{e}");
+        let e = checked(root, |v| v["process"]["cwd"] = "rel".into()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "process.cwd \"rel\" must be an absolute path"
+        );
+        let e = checked(root, |v| {
+            v["hostname"] = "h".into();
+            v["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}]);
+        })
+        .unwrap_err();
+        assert!(matches!(e, ConfigError::HostnameWithoutUts), "{e}");
+        assert!(e.to_string().contains("add {\"type\": \"uts\"}"), "{e}");
+        let e = checked(root, |v| {
+            v["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}, {"type": "mount"}]);
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "namespace mnt is listed twice in linux.namespaces"
+        );
+        let e = checked(root, |v| {
+            v["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ip_forward": "1"});
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "sysctl \"net.ipv4.ip_forward\" is not allowed in the host's network namespace: \
+             add a network namespace"
+        );
+        let e = checked(root, |v| {
+            v["linux"]["sysctl"] = serde_json::json!({"kernel.hostname": "x"});
+        })
+        .unwrap_err();
+        assert!(matches!(e, ConfigError::Sysctl { .. }), "{e}");
+        let e = checked(root, |v| {
+            v["hooks"] = serde_json::json!({"prestart": [{"path": "rel/hook"}]});
+        })
+        .unwrap_err();
+        assert_eq!(e.to_string(), "hook path rel/hook must be absolute");
+    }
+
+    #[test]
+    fn unreadable_and_unparsable_configs() {
+        let d = tempfile::tempdir().unwrap();
+        let e = load(d.path()).unwrap_err();
+        assert!(matches!(&e, ConfigError::Read { source, .. }
+            if source.raw_os_error() == Some(libc::ENOENT)));
+        assert!(e
+            .to_string()
+            .contains("is --bundle the directory holding config.json?"));
+        std::fs::write(d.path().join("config.json"), "{").unwrap();
+        assert!(matches!(load(d.path()), Err(ConfigError::Parse { .. })));
+    }
 
     #[test]
     fn default_specs_parse_as_oci_specs() {

@@ -44,18 +44,112 @@
 //! bundle, rootfs, created, annotations, saved cgroup manager, paused flag) and
 //! `<root>/<id>/exec.fifo` between create and start.
 
-use crate::bail;
-use crate::cgroups::Manager;
-use crate::channel::{Channel, Step};
-use crate::config;
-use crate::error::{Ctx, Error, Result};
-use crate::hooks;
-use crate::init::{self, hook_state, InitArgs};
-use crate::state::{self, Container, Saved, Status};
+use crate::cgroups::{CgroupError, Manager};
+use crate::channel::{self, ChildError, ParentEnd, ProtocolError, StageError, Step};
+use crate::config::{self, ConfigError};
+use crate::hooks::{self, state as hook_state, HookError};
+use crate::idmap::IdmapError;
+use crate::init::{self, InitArgs};
+use crate::seccomp::SeccompError;
+use crate::state::{self, Container, Op, Saved, StateError};
 use crate::sys;
+use crate::sys::{Errno, SysCtx, SysError};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+
+/// Errors of the lifecycle operations: their own, and those of the modules they use.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    /// A system call failed.
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    /// The bundle's config is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The container's id or state; an operation its state does not allow.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The stage protocol failed, or the init reported an error (with its errno).
+    #[error(transparent)]
+    Stage(#[from] StageError),
+    /// A prestart, createRuntime or startContainer hook.
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    /// Preparing an idmapped mount.
+    #[error(transparent)]
+    Idmap(#[from] IdmapError),
+    /// Compiling seccomp, or handing its listener to the agent.
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
+    /// A cgroup operation failed while doing `what`.
+    #[error("{what}: {source}")]
+    Cgroup {
+        /// What was being done (`pause`, `applying linux.resources`, ...).
+        what: String,
+        /// The cgroup manager's error.
+        #[source]
+        source: CgroupError,
+    },
+    /// The init died while `create` prepared it, without a report.
+    #[error("the container's init exited during create")]
+    InitExited,
+    /// The init closed the exec fifo without its byte.
+    #[error(
+        "the container's init exited before its program started: a startContainer hook \
+         failed or the init was killed (the container is stopped; delete it)"
+    )]
+    StartFailed,
+    /// A signal number out of range.
+    #[error("invalid signal number {0}")]
+    SignalNumber(i32),
+    /// `RTMIN+N` with a bad `N`.
+    #[error("unknown signal {0:?}")]
+    RtSignal(String),
+    /// A signal name that does not exist.
+    #[error("unknown signal {0:?}: use a name like TERM or KILL, or a number")]
+    UnknownSignal(String),
+    /// The container survived SIGKILL.
+    #[error("container {0} did not die after SIGKILL")]
+    KillTimeout(String),
+    /// The operation needs the container's cgroup, and it has none (rootless).
+    #[error("container {id:?} has no cgroup{}", if *.to_freeze { " to freeze" } else { "" })]
+    NoCgroup {
+        /// The container.
+        id: String,
+        /// The cgroup was needed for `pause`/`resume`.
+        to_freeze: bool,
+    },
+}
+
+impl From<ProtocolError> for ContainerError {
+    fn from(e: ProtocolError) -> ContainerError {
+        ContainerError::Stage(e.into())
+    }
+}
+
+impl Errno for ContainerError {
+    fn errno(&self) -> Option<i32> {
+        match self {
+            ContainerError::Stage(e) => e.errno(),
+            e => std::error::Error::source(e).and_then(sys::chain_errno),
+        }
+    }
+
+    fn during_exec(&self) -> bool {
+        match self {
+            ContainerError::Stage(e) => e.during_exec(),
+            _ => false,
+        }
+    }
+}
+
+type Result<T, E = ContainerError> = std::result::Result<T, E>;
+
+fn cgroup(what: impl Into<String>) -> impl FnOnce(CgroupError) -> ContainerError {
+    let what = what.into();
+    move |source| ContainerError::Cgroup { what, source }
+}
 
 /// Options of `create` and `run`.
 #[derive(Debug, Default, Clone)]
@@ -85,7 +179,7 @@ pub struct Launched {
     /// The spec.
     pub spec: Spec,
     /// Parent end of the channel.
-    pub chan: Channel,
+    pub chan: ParentEnd,
     /// The cgroup manager.
     pub cgroup: Option<Manager>,
     /// Internal console (foreground run with a terminal and no --console-socket).
@@ -155,7 +249,7 @@ pub fn join_order(t: LinuxNamespaceType) -> u8 {
 pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launched> {
     state::check_id(&o.id)?;
     let bundle = std::fs::canonicalize(&o.bundle)
-        .ctx(|| format!("bundle directory {}", o.bundle.display()))?;
+        .sys(|| format!("bundle directory {}", o.bundle.display()))?;
     let (spec, config_text) = config::load_with_text(&bundle)?;
     let process = spec.process().as_ref().expect("validated");
     crate::debug!(
@@ -166,22 +260,19 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
     );
     let terminal = process.terminal().unwrap_or(false);
     if terminal && o.console_socket.is_none() && !foreground {
-        bail!("cannot allocate tty if berth-runtime will detach without setting console socket: pass --console-socket or set process.terminal to false");
+        return Err(ConfigError::TerminalWithoutConsole.into());
     }
     if !terminal && o.console_socket.is_some() {
-        bail!("--console-socket given but process.terminal is false: set process.terminal to true or drop --console-socket");
+        return Err(ConfigError::ConsoleWithoutTerminal.into());
     }
-    std::fs::create_dir_all(&o.root).ctx(|| format!("creating --root {}", o.root.display()))?;
+    std::fs::create_dir_all(&o.root).sys(|| format!("creating --root {}", o.root.display()))?;
     let dir = state::dir(&o.root, &o.id);
     match std::fs::create_dir(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            bail!(
-                "container with id {:?} already exists: delete it first or pick another id",
-                o.id
-            )
+            return Err(StateError::Exists(o.id.clone()).into());
         }
-        Err(e) => return Err(e).ctx(|| format!("creating {}", dir.display())),
+        Err(e) => return Err(Err(e).sys(|| format!("creating {}", dir.display()))?),
     }
     let mut cleanup = Cleanup {
         dir: Some(dir.clone()),
@@ -194,13 +285,13 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
         None
     } else {
         let fifo = dir.join("exec.fifo");
-        let c = sys::cstr(fifo.to_str().unwrap_or_default()).ctx(|| "bad path")?;
-        // SAFETY: valid C string.
+        let c = sys::cstr(fifo.to_str().unwrap_or_default()).sys(|| "bad path")?;
+        // SAFETY: c is a valid NUL-terminated string that lives for the call.
         sys::cvt(unsafe { libc::mkfifo(c.as_ptr(), 0o622) })
-            .ctx(|| format!("creating {}", fifo.display()))?;
+            .sys(|| format!("creating {}", fifo.display()))?;
         Some(
             sys::open(fifo.to_str().unwrap_or_default(), libc::O_PATH, 0)
-                .ctx(|| format!("opening {}", fifo.display()))?,
+                .sys(|| format!("opening {}", fifo.display()))?,
         )
     };
     let (console, console_peer) =
@@ -224,7 +315,7 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
     }
     cleanup.cgroup = mgr.clone();
     let cgfd = mgr.as_ref().and_then(|m| m.v2_dir_fd());
-    let (pchan, cchan) = Channel::pair()?;
+    let (pchan, cchan) = channel::pair()?;
     let nss = config::namespaces(&spec);
     let mut flags: u64 = 0;
     let mut joins: Vec<(LinuxNamespaceType, PathBuf)> = Vec::new();
@@ -275,7 +366,7 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
     };
     let pid = if joins.is_empty() && !new_time {
         let pid = sys::clone3(flags, cgfd.as_ref().map(|f| f.as_raw_fd()))
-            .ctx(|| "cloning the container's init (clone3)")?;
+            .sys(|| "cloning the container's init (clone3)")?;
         if pid == 0 {
             drop(pchan);
             init::run(args);
@@ -286,37 +377,37 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
             .iter()
             .map(|(t, p)| {
                 sys::open(p.to_str().unwrap_or_default(), libc::O_RDONLY, 0)
-                    .ctx(|| format!("opening namespace {t} at {}", p.display()))
+                    .sys(|| format!("opening namespace {t} at {}", p.display()))
                     .map(|fd| (*t, fd))
             })
-            .collect::<Result<_>>()?;
-        let mid = sys::clone3(0, None).ctx(|| "forking the namespace-joining helper")?;
+            .collect::<Result<_, SysError>>()?;
+        let mid = sys::clone3(0, None).sys(|| "forking the namespace-joining helper")?;
         if mid == 0 {
             drop(pchan);
             let r = (|| -> Result<()> {
                 for (t, fd) in &ns_fds {
-                    // SAFETY: setns on an fd we opened.
+                    // SAFETY: setns on an fd we opened and still own.
                     sys::cvt(unsafe { libc::setns(fd.as_raw_fd(), ns_flag(*t)) })
-                        .ctx(|| format!("joining the {t} namespace"))?;
+                        .sys(|| format!("joining the {t} namespace"))?;
                 }
                 if new_time {
-                    // SAFETY: plain syscall; affects only our children.
+                    // SAFETY: plain syscall without pointers; affects only our children.
                     sys::cvt(unsafe { libc::unshare(0x80) })
-                        .ctx(|| "creating the time namespace")?;
+                        .sys(|| "creating the time namespace")?;
                     write_time_offsets(&spec)?;
                 }
                 let pid = sys::clone3(
                     flags | libc::CLONE_PARENT as u64,
                     cgfd.as_ref().map(|f| f.as_raw_fd()),
                 )
-                .ctx(|| "cloning the container's init (clone3)")?;
+                .sys(|| "cloning the container's init (clone3)")?;
                 if pid == 0 {
                     init::run(args);
                 }
-                cchan.send_pid(pid)
+                Ok(cchan.send_pid(pid)?)
             })();
             if let Err(e) = r {
-                cchan.send_error(&e.to_string());
+                cchan.send_error(ChildError::of(&e));
                 // SAFETY: leaving the helper child.
                 unsafe { libc::_exit(1) };
             }
@@ -340,22 +431,20 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
             &format!("/proc/{pid}/oom_score_adj"),
             adj.to_string().as_bytes(),
         )
-        .ctx(|| format!("setting oom_score_adj {adj} (lowering it needs CAP_SYS_RESOURCE)"))?;
+        .sys(|| format!("setting oom_score_adj {adj} (lowering it needs CAP_SYS_RESOURCE)"))?;
     }
     pchan.send_go(pid)?;
     // The init prepares its mounts meanwhile. From here `state` and `list` show the container
     // as `creating` (hooks may ask for it).
     // The init works on its own now: when a step here fails, its own report (if it failed
     // first) is the more useful message.
-    let theirs = |e: Error| match pchan.pending_error() {
-        Some(m) => Error::Msg(m),
+    let theirs = |e: ContainerError| match pchan.pending_error() {
+        Some(m) => StageError::Child(m).into(),
         None => e,
     };
-    let (pid_start, _) = sys::proc_stat(pid).ok_or_else(|| {
-        theirs(Error::Msg(
-            "the container's init exited during create".into(),
-        ))
-    })?;
+    let pid_start = berth_sys::proc::stat(pid)
+        .map_err(|_| theirs(ContainerError::InitExited))?
+        .start_time;
     let mut container = Container {
         dir: dir.clone(),
         saved: Saved {
@@ -376,7 +465,7 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
     };
     container.save()?;
     let copy = container.config_copy();
-    std::fs::write(&copy, &config_text).ctx(|| format!("writing {}", copy.display()))?;
+    std::fs::write(&copy, &config_text).sys(|| format!("writing {}", copy.display()))?;
     drop(config_text);
     if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststop().clone()) {
         cleanup.poststop = Some((h, hook_state(&o.id, "stopped", pid, &bundle, &spec)));
@@ -387,12 +476,10 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
         if let Err(e) = m.add_pid_to(pid, join_self.is_empty(), cgfd.is_none()) {
             // SAFETY: killing our own child; its report (if it failed first) stays readable.
             unsafe { libc::kill(pid, libc::SIGKILL) };
-            return Err(theirs(Error::Msg(format!(
-                "adding the init to its cgroup: {e}"
-            ))));
+            return Err(theirs(cgroup("adding the init to its cgroup")(e)));
         }
     }
-    pchan.send_joined().map_err(theirs)?;
+    pchan.send_joined().map_err(|e| theirs(e.into()))?;
     crate::debug!("{}: init released and in its cgroup", o.id);
     loop {
         match pchan.wait_ready()? {
@@ -413,7 +500,7 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
         }
     }
     if !container.alive() {
-        bail!("the container's init exited during create");
+        return Err(ContainerError::InitExited);
     }
     if run_mode {
         // `run` starts the program at once: it execs while the state is written.
@@ -440,10 +527,9 @@ pub fn create(o: &CreateOpts, run_mode: bool, foreground: bool) -> Result<Launch
 
 /// Creates the container's cgroups and applies `linux.resources` plus runc's default device
 /// rules.
-fn setup_cgroup(spec: &Spec, cg_path: Option<&str>, id: &str) -> Result<Manager> {
-    let mgr = Manager::new(cg_path, id).map_err(|e| Error::Msg(format!("cgroup: {e}")))?;
-    mgr.create()
-        .map_err(|e| Error::Msg(format!("cgroup: {e}")))?;
+fn setup_cgroup(spec: &Spec, cg_path: Option<&str>, id: &str) -> Result<Manager, ContainerError> {
+    let mgr = Manager::new(cg_path, id).map_err(cgroup("cgroup"))?;
+    mgr.create().map_err(cgroup("cgroup"))?;
     let mut r = spec
         .linux()
         .as_ref()
@@ -454,7 +540,7 @@ fn setup_cgroup(spec: &Spec, cg_path: Option<&str>, id: &str) -> Result<Manager>
     r.set_devices(Some(devs));
     if let Err(e) = mgr.apply(&r) {
         let _ = mgr.destroy();
-        return Err(Error::Msg(format!("applying linux.resources: {e}")));
+        return Err(cgroup("applying linux.resources")(e));
     }
     Ok(mgr)
 }
@@ -472,7 +558,7 @@ fn write_time_offsets(spec: &Spec) -> Result<()> {
         let id = match clock.as_str() {
             "monotonic" => "monotonic",
             "boottime" => "boottime",
-            other => bail!("linux.timeOffsets: unknown clock {other:?} (monotonic or boottime)"),
+            other => return Err(ConfigError::TimeOffsetClock(other.to_string()).into()),
         };
         text.push_str(&format!(
             "{id} {} {}\n",
@@ -480,11 +566,13 @@ fn write_time_offsets(spec: &Spec) -> Result<()> {
             off.nanosecs().unwrap_or(0)
         ));
     }
-    sys::write_file("/proc/self/timens_offsets", text.as_bytes())
-        .ctx(|| "writing /proc/self/timens_offsets")
+    Ok(
+        sys::write_file("/proc/self/timens_offsets", text.as_bytes())
+            .sys(|| "writing /proc/self/timens_offsets")?,
+    )
 }
 
-fn write_id_maps(spec: &Spec, pid: i32) -> Result<()> {
+fn write_id_maps(spec: &Spec, pid: i32) -> Result<(), SysError> {
     let l = spec.linux().as_ref().expect("validated");
     let fmt = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
         m.iter()
@@ -496,26 +584,31 @@ fn write_id_maps(spec: &Spec, pid: i32) -> Result<()> {
         &format!("/proc/{pid}/uid_map"),
         fmt(l.uid_mappings()).as_bytes(),
     )
-    .ctx(|| "writing uid_map (check linux.uidMappings)")?;
+    .sys(|| "writing uid_map (check linux.uidMappings)")?;
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         // Unprivileged, the kernel accepts a gid map only with setgroups denied.
         sys::write_file(&format!("/proc/{pid}/setgroups"), b"deny")
-            .ctx(|| "denying setgroups in the user namespace (rootless)")?;
+            .sys(|| "denying setgroups in the user namespace (rootless)")?;
     }
     sys::write_file(
         &format!("/proc/{pid}/gid_map"),
         fmt(l.gid_mappings()).as_bytes(),
     )
-    .ctx(|| "writing gid_map (check linux.gidMappings)")?;
+    .sys(|| "writing gid_map (check linux.gidMappings)")?;
     Ok(())
 }
 
 /// Writes a pid file atomically.
-pub fn write_pid_file(p: &Path, pid: i32) -> Result<()> {
+pub fn write_pid_file(p: &Path, pid: i32) -> Result<(), StateError> {
     let tmp = p.with_extension("berth-tmp");
-    std::fs::write(&tmp, pid.to_string()).ctx(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, p).ctx(|| format!("writing --pid-file {}", p.display()))
+    berth_sys::atomic::write_via(
+        &tmp,
+        p,
+        pid.to_string().as_bytes(),
+        berth_sys::atomic::Durability::NoSync,
+    )?;
+    Ok(())
 }
 
 fn load_mgr(c: &Container) -> Option<Manager> {
@@ -553,24 +646,15 @@ fn spec_with_hooks(c: &Container, kind: &str) -> Option<Spec> {
 pub fn start(root: &Path, id: &str) -> Result<()> {
     let c = Container::load(root, id)?;
     let _lock = state::lock(&c.dir)?;
-    match c.status() {
-        Status::Created => {}
-        Status::Stopped => {
-            bail!("cannot start a container that has stopped: delete it and create it again")
-        }
-        Status::Running | Status::Paused => {
-            bail!("cannot start an already running container {id:?}")
-        }
-        Status::Creating => bail!("container {id:?} is still being created"),
-    }
+    c.status().check(id, Op::Start)?;
     let fifo = c.fifo();
     let f = sys::open(
         fifo.to_str().unwrap_or_default(),
         libc::O_RDONLY | libc::O_NONBLOCK,
         0,
     )
-    .ctx(|| format!("opening {}", fifo.display()))?;
-    let pidfd = sys::pidfd_open(c.saved.pid).ctx(|| "watching the init")?;
+    .sys(|| format!("opening {}", fifo.display()))?;
+    let pidfd = sys::pidfd_open(c.saved.pid).sys(|| "watching the init")?;
     loop {
         let mut fds = [
             libc::pollfd {
@@ -587,11 +671,11 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         // SAFETY: valid pollfd array.
         let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, 100) };
         if r < 0 && sys::last().raw_os_error() != Some(libc::EINTR) {
-            return Err(sys::last()).ctx(|| "waiting on the exec fifo");
+            return Err(Err(sys::last()).sys(|| "waiting on the exec fifo")?);
         }
         if fds[0].revents & libc::POLLIN != 0 {
             let mut b = [0u8; 1];
-            // SAFETY: valid buffer.
+            // SAFETY: b is a live one-byte buffer and f an open fd.
             let n = unsafe { libc::read(f.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
             if n == 1 {
                 break;
@@ -603,13 +687,10 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
             // The init closes the fifo as it exits: wait for the exit, so that the container
             // is stopped, as this says, when `start` returns.
             sys::pidfd_wait(&pidfd, 5000);
-            bail!(
-                "the container's init exited before its program started: a startContainer hook \
-                 failed or the init was killed (the container is stopped; delete it)"
-            );
+            return Err(ContainerError::StartFailed);
         }
     }
-    std::fs::remove_file(&fifo).ctx(|| format!("removing {}", fifo.display()))?;
+    std::fs::remove_file(&fifo).sys(|| format!("removing {}", fifo.display()))?;
     crate::debug!("{id}: started (init pid {})", c.saved.pid);
     if let Some(spec) = spec_with_hooks(&c, "poststart") {
         run_poststart(&c, &spec);
@@ -674,14 +755,16 @@ fn await_exec(l: Launched) -> Result<(Container, Spec, Option<Manager>, Option<O
     let r = (|| {
         let master = match &console_peer {
             Some(peer) => Some(
-                crate::channel::recv_fd(peer.as_raw_fd())
-                    .ctx(|| "receiving the container's pty")?
+                channel::recv_fd(peer.as_raw_fd())
+                    .sys(|| "receiving the container's pty")?
                     .0,
             ),
             None => None,
         };
-        let forward =
-            |fd| crate::secc::forward(fd, &spec, &c.saved.id, c.saved.pid, &c.saved.bundle);
+        let forward = |fd| {
+            crate::secc::forward(fd, &spec, &c.saved.id, c.saved.pid, &c.saved.bundle)
+                .map_err(ContainerError::from)
+        };
         chan.wait_exec(forward)?;
         Ok(master)
     })();
@@ -791,12 +874,12 @@ pub fn destroy(c: &Container, mgr: Option<&Manager>, spec: Option<&Spec>) {
 }
 
 /// Parses a signal given by name (KILL, SIGKILL) or number.
-pub fn parse_signal(s: &str) -> Result<i32> {
+pub fn parse_signal(s: &str) -> Result<i32, ContainerError> {
     if let Ok(n) = s.parse::<i32>() {
         if (1..=64).contains(&n) {
             return Ok(n);
         }
-        bail!("invalid signal number {n}");
+        return Err(ContainerError::SignalNumber(n));
     }
     let up = s.to_ascii_uppercase();
     let name = up.strip_prefix("SIG").unwrap_or(&up);
@@ -837,9 +920,9 @@ pub fn parse_signal(s: &str) -> Result<i32> {
                 libc::SIGRTMIN()
                     + rest
                         .parse::<i32>()
-                        .map_err(|_| Error::Msg(format!("unknown signal {s:?}")))?
+                        .map_err(|_| ContainerError::RtSignal(s.to_string()))?
             } else {
-                bail!("unknown signal {s:?}: use a name like TERM or KILL, or a number")
+                return Err(ContainerError::UnknownSignal(s.to_string()));
             }
         }
     };
@@ -849,19 +932,15 @@ pub fn parse_signal(s: &str) -> Result<i32> {
 /// `kill`.
 pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
     let c = Container::load(root, id)?;
-    if c.status() == Status::Stopped {
-        bail!("container not running: {id:?} has stopped (delete it)");
-    }
+    c.status().check(id, Op::Kill)?;
     if all {
         if let Some(m) = load_mgr(&c) {
-            return m
-                .kill_all(sig)
-                .map_err(|e| Error::Msg(format!("kill --all: {e}")));
+            return m.kill_all(sig).map_err(cgroup("kill --all"));
         }
     }
     crate::debug!("{id}: signal {sig} to init pid {}", c.saved.pid);
     // SAFETY: signalling the container's init (its start time was just checked).
-    sys::cvt(unsafe { libc::kill(c.saved.pid, sig) }).ctx(|| format!("signalling {id}"))?;
+    sys::cvt(unsafe { libc::kill(c.saved.pid, sig) }).sys(|| format!("signalling {id}"))?;
     Ok(())
 }
 
@@ -875,19 +954,17 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
                 let _ = std::fs::remove_dir_all(state::dir(root, id));
                 return Ok(());
             }
-            return Err(e);
+            return Err(e.into());
         }
     };
     let _lock = state::lock(&c.dir)?;
     let mgr = load_mgr(&c);
-    match c.status() {
-        Status::Stopped => {}
-        Status::Created | Status::Running | Status::Paused | Status::Creating => {
-            if !force {
-                bail!("cannot delete container {id:?} that is not stopped: {} (stop it first or use --force)", c.status().as_str());
-            }
-            kill_and_wait(&c, mgr.as_ref())?;
+    let status = c.status();
+    if !status.allows(Op::Delete) {
+        if !force {
+            status.check(id, Op::Delete)?;
         }
+        kill_and_wait(&c, mgr.as_ref())?;
     }
     let spec = spec_with_hooks(&c, "poststop");
     crate::debug!("{id}: deleting (was {})", c.status().as_str());
@@ -895,7 +972,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     Ok(())
 }
 
-fn kill_and_wait(c: &Container, mgr: Option<&Manager>) -> Result<()> {
+fn kill_and_wait(c: &Container, mgr: Option<&Manager>) -> Result<(), ContainerError> {
     let pidfd = sys::pidfd_open(c.saved.pid).ok();
     if let Some(m) = mgr {
         let _ = m.thaw();
@@ -909,7 +986,7 @@ fn kill_and_wait(c: &Container, mgr: Option<&Manager>) -> Result<()> {
                 return Ok(());
             }
         }
-        bail!("container {} did not die after SIGKILL", c.saved.id);
+        return Err(ContainerError::KillTimeout(c.saved.id.clone()));
     }
     Ok(())
 }
@@ -918,39 +995,35 @@ fn kill_and_wait(c: &Container, mgr: Option<&Manager>) -> Result<()> {
 pub fn set_paused(root: &Path, id: &str, pause: bool) -> Result<()> {
     let mut c = Container::load(root, id)?;
     let _lock = state::lock(&c.dir)?;
-    let st = c.status();
-    if pause && st != Status::Running {
-        bail!("cannot pause container {id:?}: it is {}", st.as_str());
-    }
-    if !pause && st != Status::Paused {
-        bail!("cannot resume container {id:?}: it is not paused");
-    }
+    let op = if pause { Op::Pause } else { Op::Resume };
+    c.status().check(id, op)?;
     let Some(m) = load_mgr(&c) else {
-        bail!("container {id:?} has no cgroup to freeze");
+        return Err(no_cgroup(id, true));
     };
-    if pause { m.freeze() } else { m.thaw() }
-        .map_err(|e| Error::Msg(format!("{}: {e}", if pause { "pause" } else { "resume" })))?;
+    if pause { m.freeze() } else { m.thaw() }.map_err(cgroup(if pause {
+        "pause"
+    } else {
+        "resume"
+    }))?;
     c.saved.paused = pause;
-    c.save()
+    Ok(c.save()?)
 }
 
 /// `update`: applies new resources to the container's cgroup.
 pub fn update(root: &Path, id: &str, r: &oci_spec::runtime::LinuxResources) -> Result<()> {
     let c = Container::load(root, id)?;
-    if c.status() == Status::Stopped {
-        bail!("cannot update container {id:?}: it is stopped");
-    }
+    c.status().check(id, Op::Update)?;
     let Some(m) = load_mgr(&c) else {
-        bail!("container {id:?} has no cgroup");
+        return Err(no_cgroup(id, false));
     };
-    m.apply(r).map_err(|e| Error::Msg(format!("update: {e}")))
+    m.apply(r).map_err(cgroup("update"))
 }
 
 /// The container's pids (from its cgroup; the init alone without one).
 pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
     let c = Container::load(root, id)?;
     match load_mgr(&c) {
-        Some(m) => m.pids().map_err(|e| Error::Msg(format!("ps: {e}"))),
+        Some(m) => Ok(m.pids().map_err(cgroup("ps"))?),
         None if c.alive() => Ok(vec![c.saved.pid]),
         None => Ok(vec![]),
     }
@@ -959,13 +1032,11 @@ pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
 /// `events --stats` data.
 pub fn stats(root: &Path, id: &str) -> Result<serde_json::Value> {
     let c = Container::load(root, id)?;
-    if c.status() == Status::Stopped {
-        bail!("container {id:?} is stopped");
-    }
+    c.status().check(id, Op::Stats)?;
     let Some(m) = load_mgr(&c) else {
-        bail!("container {id:?} has no cgroup");
+        return Err(no_cgroup(id, false));
     };
-    let s = m.stats().map_err(|e| Error::Msg(format!("stats: {e}")))?;
+    let s = m.stats().map_err(cgroup("stats"))?;
     Ok(serde_json::json!({"type": "stats", "id": id, "data": s}))
 }
 
@@ -985,11 +1056,6 @@ pub fn list(root: &Path) -> Vec<Container> {
     out
 }
 
-/// Raw fd helper for callers that need the channel fd.
-pub fn raw(fd: &OwnedFd) -> RawFd {
-    fd.as_raw_fd()
-}
-
 /// Whether the kernel's OOM killer has killed a process of the container. Reads the
 /// container's cgroup, so it answers after the container stopped, until `delete`.
 pub fn oom_killed(root: &Path, id: &str) -> Result<bool> {
@@ -998,7 +1064,14 @@ pub fn oom_killed(root: &Path, id: &str) -> Result<bool> {
         return Ok(false);
     };
     m.oom_killed()
-        .map_err(|e| Error::Msg(format!("reading the OOM kills of {id}: {e}")))
+        .map_err(cgroup(format!("reading the OOM kills of {id}")))
+}
+
+fn no_cgroup(id: &str, to_freeze: bool) -> ContainerError {
+    ContainerError::NoCgroup {
+        id: id.to_string(),
+        to_freeze,
+    }
 }
 
 #[cfg(test)]

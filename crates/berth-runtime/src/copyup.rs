@@ -7,11 +7,36 @@
 //! `*at` calls relative to its directory's descriptor and never follows a symlink, so a
 //! link in the image can neither pull host files in nor write outside the target.
 
-use crate::error::{Ctx, Result};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+/// A copy that failed: the entry and the OS error.
+#[derive(Debug, thiserror::Error)]
+#[error("tmpcopyup: {}{source}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
+pub struct CopyError {
+    /// The entry that failed, below the copied directory (names joined by ": ").
+    pub path: String,
+    /// The OS error.
+    #[source]
+    pub source: io::Error,
+}
+
+impl From<io::Error> for CopyError {
+    fn from(source: io::Error) -> CopyError {
+        CopyError {
+            path: String::new(),
+            source,
+        }
+    }
+}
+
+impl From<rustix::io::Errno> for CopyError {
+    fn from(e: rustix::io::Errno) -> CopyError {
+        io::Error::from(e).into()
+    }
+}
 
 /// Deeper trees are refused rather than recursed into (the stack is the init's).
 const MAX_DEPTH: u32 = 128;
@@ -19,15 +44,16 @@ const MAX_DEPTH: u32 = 128;
 /// Copies the contents of directory `from` into directory `to`: directories, regular files,
 /// symlinks, devices and fifos, with their owners, modes and times (hard links become
 /// separate files, sockets are skipped).
-pub fn copy_dir(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> Result<()> {
-    copy_entries(from, to, 0).ctx(|| "tmpcopyup")
+pub fn copy_dir(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> Result<(), CopyError> {
+    copy_entries(from, to, 0)
 }
 
-fn copy_entries(from: BorrowedFd<'_>, to: BorrowedFd<'_>, depth: u32) -> io::Result<()> {
+fn copy_entries(from: BorrowedFd<'_>, to: BorrowedFd<'_>, depth: u32) -> Result<(), CopyError> {
     if depth > MAX_DEPTH {
         return Err(io::Error::other(format!(
             "the directory tree is more than {MAX_DEPTH} levels deep"
-        )));
+        ))
+        .into());
     }
     let mut dir = rfs::Dir::read_from(from)?;
     while let Some(entry) = dir.read() {
@@ -36,13 +62,25 @@ fn copy_entries(from: BorrowedFd<'_>, to: BorrowedFd<'_>, depth: u32) -> io::Res
         if name == c"." || name == c".." {
             continue;
         }
-        copy_entry(from, to, name, depth)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", name.to_string_lossy())))?;
+        copy_entry(from, to, name, depth).map_err(|mut e| {
+            let name = name.to_string_lossy();
+            e.path = if e.path.is_empty() {
+                name.into_owned()
+            } else {
+                format!("{name}: {}", e.path)
+            };
+            e
+        })?;
     }
     Ok(())
 }
 
-fn copy_entry(from: BorrowedFd<'_>, to: BorrowedFd<'_>, name: &CStr, depth: u32) -> io::Result<()> {
+fn copy_entry(
+    from: BorrowedFd<'_>,
+    to: BorrowedFd<'_>,
+    name: &CStr,
+    depth: u32,
+) -> Result<(), CopyError> {
     let st = rfs::statat(from, name, AtFlags::SYMLINK_NOFOLLOW)?;
     let mode = Mode::from_raw_mode(st.st_mode & 0o7777);
     let kind = FileType::from_raw_mode(st.st_mode);
@@ -118,6 +156,26 @@ fn open_dir(at: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
 mod tests {
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    #[test]
+    fn a_failed_entry_is_named_and_keeps_its_errno() {
+        let t = tempfile::tempdir().unwrap();
+        let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+        std::fs::create_dir_all(src.join("a")).unwrap();
+        std::fs::create_dir_all(dst.join("a")).unwrap();
+        let e = copy_dir(dir_fd(&src).as_fd(), dir_fd(&dst).as_fd()).unwrap_err();
+        assert_eq!(e.path, "a");
+        assert_eq!(e.source.raw_os_error(), Some(libc::EEXIST));
+        assert!(e.to_string().starts_with("tmpcopyup: a: "), "{e}");
+        // Below the top, the names of the directories on the way come first.
+        let deep = (0..=MAX_DEPTH + 1).fold(src.join("d"), |p, _| p.join("d"));
+        std::fs::create_dir_all(&deep).unwrap();
+        let dst2 = t.path().join("dst2");
+        std::fs::create_dir(&dst2).unwrap();
+        let e = copy_dir(dir_fd(&src.join("d")).as_fd(), dir_fd(&dst2).as_fd()).unwrap_err();
+        assert!(e.path.starts_with("d: d: d: "), "{}", e.path);
+        assert!(e.to_string().ends_with("levels deep"), "{e}");
+    }
 
     fn dir_fd(p: &std::path::Path) -> OwnedFd {
         rfs::open(

@@ -5,18 +5,95 @@
 //! process config (rlimits, user, caps, cwd, no_new_privs, seccomp) and execs. An error before
 //! exec comes back over the channel; a successful exec closes it.
 
-use crate::bail;
-use crate::cgroups::Manager;
-use crate::channel::Channel;
-use crate::container::{block_signals, join_order, wait_child, write_pid_file};
-use crate::error::{Ctx, Error, Result};
-use crate::init::prepare_process;
-use crate::state::{Container, Status};
+use crate::cgroups::{CgroupError, Manager};
+use crate::channel::{self, ChildEnd, ChildError, ProtocolError, StageError};
+use crate::container::{block_signals, wait_child, write_pid_file};
+use crate::init::{load_seccomp, prepare_process, InitError};
+use crate::seccomp::SeccompError;
+use crate::state::{Container, Op, StateError};
 use crate::sys;
+use crate::sys::{Errno, SysCtx, SysError};
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+/// Errors of the `exec` command's options and set-up (the process's own failures come back
+/// over the stage channel).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// A system call failed.
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    /// The container's id or state; an operation its state does not allow.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The stage protocol failed, or the exec process reported an error (with its errno).
+    #[error(transparent)]
+    Stage(#[from] StageError),
+    /// Compiling seccomp, or handing its listener to the agent.
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
+    /// `--process` does not parse.
+    #[error("parsing --process {}: {source}", path.display())]
+    ProcessFile {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Neither a command nor `--process`.
+    #[error("exec needs a command: berth-runtime exec ID COMMAND [ARGS...] or --process FILE")]
+    NoCommand,
+    /// `--user` is not numeric.
+    #[error("--user {0:?}: use a numeric uid[:gid]")]
+    User(String),
+    /// `--cap` names no capability.
+    #[error("--cap {0}: unknown capability")]
+    Cap(String),
+    /// The container's config cannot be read.
+    #[error("reading the config of container {id:?} (in {} or its bundle)", dir.display())]
+    NoConfig {
+        /// The container.
+        id: String,
+        /// Its state directory.
+        dir: PathBuf,
+    },
+    /// `-t` with `--detach` and no console socket.
+    #[error("cannot allocate tty if berth-runtime will detach without setting console socket")]
+    TerminalWithoutConsole,
+    /// `--console-socket` without `-t`.
+    #[error("--console-socket given but no terminal was requested (-t)")]
+    ConsoleWithoutTerminal,
+    /// Adding the process to the container's cgroup failed.
+    #[error("adding the exec process to the cgroup: {0}")]
+    Cgroup(#[source] CgroupError),
+}
+
+impl From<ProtocolError> for ExecError {
+    fn from(e: ProtocolError) -> ExecError {
+        ExecError::Stage(e.into())
+    }
+}
+
+impl Errno for ExecError {
+    fn errno(&self) -> Option<i32> {
+        match self {
+            ExecError::Stage(e) => e.errno(),
+            e => std::error::Error::source(e).and_then(sys::chain_errno),
+        }
+    }
+
+    fn during_exec(&self) -> bool {
+        match self {
+            ExecError::Stage(e) => e.during_exec(),
+            _ => false,
+        }
+    }
+}
+
+type Result<T, E = ExecError> = std::result::Result<T, E>;
 
 /// Options of `exec`.
 #[derive(Debug, Default, Clone)]
@@ -68,12 +145,14 @@ const NS: [(LinuxNamespaceType, &str, libc::c_int); 8] = [
 
 fn build_process(o: &ExecOpts, base: &Process) -> Result<Process> {
     if let Some(f) = &o.process_file {
-        let data = std::fs::read(f).ctx(|| format!("reading --process {}", f.display()))?;
-        return serde_json::from_slice(&data)
-            .map_err(|e| Error::Msg(format!("parsing --process {}: {e}", f.display())));
+        let data = std::fs::read(f).sys(|| format!("reading --process {}", f.display()))?;
+        return serde_json::from_slice(&data).map_err(|source| ExecError::ProcessFile {
+            path: f.clone(),
+            source,
+        });
     }
     if o.args.is_empty() {
-        bail!("exec needs a command: berth-runtime exec ID COMMAND [ARGS...] or --process FILE");
+        return Err(ExecError::NoCommand);
     }
     let mut p = base.clone();
     p.set_args(Some(o.args.clone()));
@@ -95,13 +174,9 @@ fn build_process(o: &ExecOpts, base: &Process) -> Result<Process> {
             Some((a, b)) => (a, Some(b)),
             None => (u.as_str(), None),
         };
-        let uid: u32 = uid
-            .parse()
-            .map_err(|_| Error::Msg(format!("--user {u:?}: use a numeric uid[:gid]")))?;
+        let uid: u32 = uid.parse().map_err(|_| ExecError::User(u.clone()))?;
         let gid: u32 = match gid {
-            Some(g) => g
-                .parse()
-                .map_err(|_| Error::Msg(format!("--user {u:?}: use a numeric uid[:gid]")))?,
+            Some(g) => g.parse().map_err(|_| ExecError::User(u.clone()))?,
             None => 0,
         };
         let user = p.user_mut();
@@ -114,11 +189,11 @@ fn build_process(o: &ExecOpts, base: &Process) -> Result<Process> {
     }
     if !o.caps.is_empty() {
         let mut caps = p.capabilities().clone().unwrap_or_default();
-        let add = |set: &Option<oci_spec::runtime::Capabilities>| -> Result<oci_spec::runtime::Capabilities> {
+        let add = |set: &Option<oci_spec::runtime::Capabilities>| -> Result<oci_spec::runtime::Capabilities, ExecError> {
             let mut s = set.clone().unwrap_or_default();
             for c in &o.caps {
                 let cap = serde_json::from_value(serde_json::Value::String(c.to_ascii_uppercase()))
-                    .map_err(|_| Error::Msg(format!("--cap {c}: unknown capability")))?;
+                    .map_err(|_| ExecError::Cap(c.clone()))?;
                 s.insert(cap);
             }
             Ok(s)
@@ -149,29 +224,19 @@ fn ns_inode(path: &str) -> Option<(u64, u64)> {
 /// `exec`; returns the exit code (foreground) or 0 (detached).
 pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
     let c = Container::load(root, &o.id)?;
-    match c.status() {
-        Status::Stopped => bail!("cannot exec in a stopped container {:?}", o.id),
-        Status::Paused => bail!(
-            "cannot exec in a paused container {:?}: resume it first",
-            o.id
-        ),
-        _ => {}
-    }
-    let spec = crate::container::load_spec(&c).ok_or_else(|| {
-        Error::Msg(format!(
-            "reading the config of container {:?} (in {} or its bundle)",
-            o.id,
-            c.dir.display()
-        ))
+    c.status().check(&o.id, Op::Exec)?;
+    let spec = crate::container::load_spec(&c).ok_or_else(|| ExecError::NoConfig {
+        id: o.id.clone(),
+        dir: c.dir.clone(),
     })?;
     let base = spec.process().clone().unwrap_or_default();
     let process = build_process(o, &base)?;
     let terminal = process.terminal().unwrap_or(false);
     if terminal && o.console_socket.is_none() && o.detach {
-        bail!("cannot allocate tty if berth-runtime will detach without setting console socket");
+        return Err(ExecError::TerminalWithoutConsole);
     }
     if !terminal && o.console_socket.is_some() {
-        bail!("--console-socket given but no terminal was requested (-t)");
+        return Err(ExecError::ConsoleWithoutTerminal);
     }
     let pid = c.saved.pid;
     let mut ns_fds: Vec<(libc::c_int, OwnedFd)> = Vec::new();
@@ -183,10 +248,9 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
         if ns_inode(&theirs) == ns_inode(&format!("/proc/self/ns/{name}")) {
             continue;
         }
-        let fd = sys::open(&theirs, libc::O_RDONLY, 0).ctx(|| format!("opening {theirs}"))?;
+        let fd = sys::open(&theirs, libc::O_RDONLY, 0).sys(|| format!("opening {theirs}"))?;
         ns_fds.push((flag, fd));
     }
-    let _ = join_order;
     crate::debug!(
         "{}: exec {:?}: joining {} namespaces of init pid {pid}",
         o.id,
@@ -205,25 +269,25 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
     } else {
         Some(block_signals())
     };
-    let (pchan, cchan) = Channel::pair()?;
+    let (pchan, cchan) = channel::pair()?;
     let filter = crate::secc::compile(&spec, root)?;
     let personality = spec
         .linux()
         .as_ref()
         .and_then(|l| l.personality().as_ref())
         .map(|p| p.domain().to_string());
-    let mid = sys::clone3(0, None).ctx(|| "forking the exec helper")?;
+    let mid = sys::clone3(0, None).sys(|| "forking the exec helper")?;
     if mid == 0 {
         drop(pchan);
         let r = (|| -> Result<()> {
-            sys::prctl(libc::PR_SET_DUMPABLE, 0, 0).ctx(|| "PR_SET_DUMPABLE")?;
+            sys::prctl(libc::PR_SET_DUMPABLE, 0, 0).sys(|| "PR_SET_DUMPABLE")?;
             for (flag, fd) in &ns_fds {
-                // SAFETY: setns on an fd we opened.
+                // SAFETY: setns on an fd we opened and still own.
                 sys::cvt(unsafe { libc::setns(fd.as_raw_fd(), *flag) })
-                    .ctx(|| format!("joining the container's namespace ({flag:#x})"))?;
+                    .sys(|| format!("joining the container's namespace ({flag:#x})"))?;
             }
             let child =
-                sys::clone3(libc::CLONE_PARENT as u64, None).ctx(|| "cloning the exec process")?;
+                sys::clone3(libc::CLONE_PARENT as u64, None).sys(|| "cloning the exec process")?;
             if child == 0 {
                 let e = match exec_child(
                     &process,
@@ -236,14 +300,14 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
                     Ok(e) => e,
                     Err(e) => e,
                 };
-                cchan.send_error(&e.to_string());
-                // SAFETY: leaving the child.
+                cchan.send_error(ChildError::of(&e));
+                // SAFETY: leaving the forked child without running the runtime's destructors.
                 unsafe { libc::_exit(127) };
             }
-            cchan.send_pid(child)
+            Ok(cchan.send_pid(child)?)
         })();
         if let Err(e) = r {
-            cchan.send_error(&e.to_string());
+            cchan.send_error(ChildError::of(&e));
             // SAFETY: leaving the helper.
             unsafe { libc::_exit(1) };
         }
@@ -256,7 +320,7 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
     // SAFETY: reaping the helper.
     unsafe { libc::waitpid(mid, std::ptr::null_mut(), 0) };
     let child = child?;
-    let fail = |e: Error| -> Error {
+    let fail = |e: ExecError| -> ExecError {
         // SAFETY: killing and reaping our own child.
         unsafe {
             libc::kill(child, libc::SIGKILL);
@@ -265,25 +329,23 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
         e
     };
     if let Some(m) = &mgr {
-        m.add_pid(child).map_err(|e| {
-            fail(Error::Msg(format!(
-                "adding the exec process to the cgroup: {e}"
-            )))
-        })?;
+        m.add_pid(child).map_err(|e| fail(ExecError::Cgroup(e)))?;
     }
     crate::debug!("{}: exec process is pid {child}", o.id);
-    pchan.send_go(child).map_err(fail)?;
+    pchan.send_go(child).map_err(|e| fail(e.into()))?;
     let master = match &console_peer {
         Some(peer) => Some(
-            crate::channel::recv_fd(peer.as_raw_fd())
-                .ctx(|| "receiving the exec process's pty")
-                .map_err(fail)?
+            channel::recv_fd(peer.as_raw_fd())
+                .sys(|| "receiving the exec process's pty")
+                .map_err(|e| fail(e.into()))?
                 .0,
         ),
         None => None,
     };
     pchan
-        .wait_exec(|fd| crate::secc::forward(fd, &spec, &o.id, child, &c.saved.bundle))
+        .wait_exec(|fd| {
+            crate::secc::forward(fd, &spec, &o.id, child, &c.saved.bundle).map_err(ExecError::from)
+        })
         .map_err(fail)?;
     if let Some(p) = &o.pid_file {
         write_pid_file(p, child)?;
@@ -303,38 +365,38 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
 #[allow(clippy::too_many_arguments)]
 fn exec_child(
     process: &Process,
-    chan: &Channel,
+    chan: &ChildEnd,
     console: Option<RawFd>,
     preserve_fds: u32,
     personality: Option<&str>,
     filter: Option<crate::seccomp::Filter>,
-) -> Result<Error> {
+) -> Result<InitError, InitError> {
     crate::init::unblock_signals();
-    sys::prctl(libc::PR_SET_DUMPABLE, 0, 0).ctx(|| "PR_SET_DUMPABLE")?;
+    sys::prctl(libc::PR_SET_DUMPABLE, 0, 0).sys(|| "PR_SET_DUMPABLE")?;
     chan.wait_go()?;
     if let Some(aff) = process.exec_cpu_affinity() {
         if let Some(init) = aff.initial() {
             crate::process::set_affinity(init)?;
         }
     }
-    // SAFETY: plain syscall.
+    // SAFETY: setsid takes no arguments and touches no memory of ours.
     unsafe { libc::setsid() };
     if process.terminal().unwrap_or(false) {
         crate::init::setup_terminal(console, false)?;
     }
     let mut keep: Vec<RawFd> = (3..3 + preserve_fds as RawFd).collect();
-    keep.push(chan.0.as_raw_fd());
+    keep.push(chan.as_raw_fd());
     let nnp = process.no_new_privileges().unwrap_or(false);
     let mut filter = filter;
     let exec = prepare_process(process, &keep, personality, || {
         if nnp {
             Ok(())
         } else {
-            crate::secc::load(filter.take(), chan)
+            load_seccomp(filter.take(), chan)
         }
     })?;
     if nnp {
-        crate::secc::load(filter.take(), chan)?;
+        load_seccomp(filter.take(), chan)?;
     }
-    Ok(exec.exec())
+    Ok(exec.exec().into())
 }

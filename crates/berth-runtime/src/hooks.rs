@@ -1,13 +1,57 @@
-//! OCI hooks: each runs with the container state as JSON on stdin, its own args and env, and an
-//! optional timeout after which it is killed.
+//! OCI hooks: each runs with the container state as JSON on stdin ([`state`]), its own args
+//! and env, and an optional timeout after which it is killed.
 
-use crate::bail;
-use crate::error::{Ctx, Result};
 use crate::sys;
-use oci_spec::runtime::Hook;
+use crate::sys::{SysCtx, SysError};
+use oci_spec::runtime::{Hook, Spec};
 use std::io::Write;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+/// A hook that could not run or did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    /// Starting or waiting for the hook failed.
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    /// The hook ran past its timeout and was killed.
+    #[error("{kind} hook {} timed out after {secs}s", path.display())]
+    Timeout {
+        /// Which hooks (`prestart`, `poststop`, ...).
+        kind: String,
+        /// The hook's path.
+        path: PathBuf,
+        /// Its timeout.
+        secs: i64,
+    },
+    /// The hook exited unsuccessfully.
+    #[error("{kind} hook {} failed: {status}", path.display())]
+    Failed {
+        /// Which hooks.
+        kind: String,
+        /// The hook's path.
+        path: PathBuf,
+        /// How it ended.
+        status: std::process::ExitStatus,
+    },
+}
+
+type Result<T> = std::result::Result<T, HookError>;
+
+/// The runtime-spec state JSON handed to hooks (and, inside the container process state, to
+/// a seccomp agent).
+pub fn state(id: &str, status: &str, pid: i32, bundle: &Path, spec: &Spec) -> String {
+    serde_json::json!({
+        "ociVersion": crate::state::OCI_VERSION,
+        "id": id,
+        "status": status,
+        "pid": pid,
+        "bundle": bundle,
+        "annotations": spec.annotations().clone().unwrap_or_default(),
+    })
+    .to_string()
+}
 
 /// Runs `hooks` in order; the first failure stops the list and is returned.
 pub fn run_all(kind: &str, hooks: Option<&Vec<Hook>>, state: &str) -> Result<()> {
@@ -45,7 +89,7 @@ pub fn run(kind: &str, h: &Hook, state: &str) -> Result<()> {
     cmd.stdin(Stdio::piped());
     let mut child = cmd
         .spawn()
-        .ctx(|| format!("running {kind} hook {}", path.display()))?;
+        .sys(|| format!("running {kind} hook {}", path.display()))?;
     if let Some(mut stdin) = child.stdin.take() {
         // A hook may not read its stdin: a broken pipe is fine.
         let _ = stdin.write_all(state.as_bytes());
@@ -53,19 +97,27 @@ pub fn run(kind: &str, h: &Hook, state: &str) -> Result<()> {
     let status = match h.timeout() {
         Some(t) if t > 0 => {
             let pidfd = sys::pidfd_open(child.id() as i32)
-                .ctx(|| format!("watching {kind} hook {}", path.display()))?;
+                .sys(|| format!("watching {kind} hook {}", path.display()))?;
             if !sys::pidfd_wait(&pidfd, (t as i32).saturating_mul(1000)) {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!("{kind} hook {} timed out after {t}s", path.display());
+                return Err(HookError::Timeout {
+                    kind: kind.to_string(),
+                    path: path.clone(),
+                    secs: t,
+                });
             }
             child.wait()
         }
         _ => child.wait(),
     }
-    .ctx(|| format!("waiting for {kind} hook {}", path.display()))?;
+    .sys(|| format!("waiting for {kind} hook {}", path.display()))?;
     if !status.success() {
-        bail!("{kind} hook {} failed: {status}", path.display());
+        return Err(HookError::Failed {
+            kind: kind.to_string(),
+            path: path.clone(),
+            status,
+        });
     }
     Ok(())
 }

@@ -3,11 +3,27 @@
 //! mappings (`mount_setattr(MOUNT_ATTR_IDMAP)`), and the init moves the detached tree onto its
 //! target inside the container (`move_mount`).
 
-use crate::bail;
-use crate::error::{Ctx, Result};
 use crate::sys;
+use crate::sys::{SysCtx, SysError};
 use oci_spec::runtime::{LinuxIdMapping, Mount, Spec};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+/// An idmapped mount that cannot be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum IdmapError {
+    /// A system call failed.
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    /// No mappings for the mount.
+    #[error("mount {} uses idmap but neither it nor linux has uidMappings and gidMappings", .0.display())]
+    NoMappings(PathBuf),
+    /// No source for the mount.
+    #[error("idmapped mount {} has no source", .0.display())]
+    NoSource(PathBuf),
+}
+
+type Result<T, E = IdmapError> = std::result::Result<T, E>;
 
 const OPEN_TREE_CLONE: u32 = 1;
 const AT_RECURSIVE: u32 = 0x8000;
@@ -36,9 +52,9 @@ fn map_text(m: &[LinuxIdMapping]) -> String {
 }
 
 /// A user namespace with the given mappings, as an fd (held by a short-lived child).
-fn userns_fd(uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<OwnedFd> {
+fn userns_fd(uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<OwnedFd, SysError> {
     let pid = sys::clone3(libc::CLONE_NEWUSER as u64, None)
-        .ctx(|| "creating a user namespace for an idmapped mount")?;
+        .sys(|| "creating a user namespace for an idmapped mount")?;
     if pid == 0 {
         loop {
             // SAFETY: waiting to be killed.
@@ -47,11 +63,11 @@ fn userns_fd(uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<OwnedFd
     }
     let r = (|| {
         sys::write_file(&format!("/proc/{pid}/uid_map"), map_text(uids).as_bytes())
-            .ctx(|| "writing the idmapped mount's uid map")?;
+            .sys(|| "writing the idmapped mount's uid map")?;
         sys::write_file(&format!("/proc/{pid}/gid_map"), map_text(gids).as_bytes())
-            .ctx(|| "writing the idmapped mount's gid map")?;
+            .sys(|| "writing the idmapped mount's gid map")?;
         sys::open(&format!("/proc/{pid}/ns/user"), libc::O_RDONLY, 0)
-            .ctx(|| "opening the idmapped mount's user namespace")
+            .sys(|| "opening the idmapped mount's user namespace")
     })();
     // SAFETY: killing and reaping our own child.
     unsafe {
@@ -80,16 +96,13 @@ pub fn prepare(spec: &Spec) -> Result<Vec<Tree>> {
             .or_else(|| linux.and_then(|l| l.gid_mappings().clone()))
             .unwrap_or_default();
         if uids.is_empty() || gids.is_empty() {
-            bail!(
-                "mount {} uses idmap but neither it nor linux has uidMappings and gidMappings",
-                m.destination().display()
-            );
+            return Err(IdmapError::NoMappings(m.destination().clone()));
         }
         let Some(src) = m.source().as_ref().and_then(|s| s.to_str()) else {
-            bail!("idmapped mount {} has no source", m.destination().display());
+            return Err(IdmapError::NoSource(m.destination().clone()));
         };
         let ns = userns_fd(&uids, &gids)?;
-        let csrc = sys::cstr(src).ctx(|| "bad source path")?;
+        let csrc = sys::cstr(src).sys(|| "bad source path")?;
         let rec = if recursive { AT_RECURSIVE } else { 0 };
         // SAFETY: valid C string; returns a new fd we own.
         let fd = unsafe {
@@ -101,7 +114,7 @@ pub fn prepare(spec: &Spec) -> Result<Vec<Tree>> {
             )
         };
         if fd < 0 {
-            return Err(sys::last()).ctx(|| format!("open_tree {src} for an idmapped mount"));
+            return Err(SysError::last(format!("open_tree {src} for an idmapped mount")).into());
         }
         // SAFETY: the fd is new and ours.
         let tree = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
@@ -112,14 +125,14 @@ pub fn prepare(spec: &Spec) -> Result<Vec<Tree>> {
             0,
             Some(ns.as_raw_fd()),
         )
-        .ctx(|| format!("idmapping {src} (does its filesystem support idmapped mounts?)"))?;
+        .sys(|| format!("idmapping {src} (does its filesystem support idmapped mounts?)"))?;
         out.push((i, tree));
     }
     Ok(out)
 }
 
 /// In the init: moves a prepared tree onto `target`.
-pub fn attach(tree: RawFd, target: &OwnedFd) -> Result<()> {
+pub fn attach(tree: RawFd, target: &OwnedFd) -> Result<(), SysError> {
     let empty = sys::cstr("").expect("no NUL");
     // SAFETY: valid fds and C strings.
     let r = unsafe {
@@ -133,7 +146,7 @@ pub fn attach(tree: RawFd, target: &OwnedFd) -> Result<()> {
         )
     };
     if r != 0 {
-        return Err(sys::last()).ctx(|| "attaching an idmapped mount (move_mount)");
+        return Err(SysError::last("attaching an idmapped mount (move_mount)"));
     }
     Ok(())
 }

@@ -3,7 +3,6 @@
 
 pub mod cgroups;
 pub mod channel;
-pub mod cli;
 pub mod config;
 pub mod container;
 pub mod copyup;

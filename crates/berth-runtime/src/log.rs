@@ -55,11 +55,27 @@ pub fn fd() -> Option<RawFd> {
     CFG.get()?.file.as_ref().map(|f| f.as_raw_fd())
 }
 
+/// What a JSON error line adds to runc's fields for an engine that reads it: the errno of
+/// the failed system call and whether finding or executing the program failed (engines map
+/// them to Docker's exit codes 126/127 without reading the message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorFields {
+    /// `"errno"`: the OS error number.
+    pub errno: i32,
+    /// `"exec"`: true when the program could not be found or executed.
+    pub exec: bool,
+}
+
 /// One log line in the configured format.
-fn format_line(json: bool, level: &str, msg: &str) -> String {
+fn format_line(json: bool, level: &str, msg: &str, fields: Option<ErrorFields>) -> String {
     let time = crate::state::now_rfc3339();
     if json {
-        serde_json::json!({"level": level, "msg": msg, "time": time}).to_string()
+        let mut v = serde_json::json!({"level": level, "msg": msg, "time": time});
+        if let Some(f) = fields {
+            v["errno"] = f.errno.into();
+            v["exec"] = f.exec.into();
+        }
+        v.to_string()
     } else {
         format!("time={time:?} level={level} msg={msg:?}")
     }
@@ -67,8 +83,12 @@ fn format_line(json: bool, level: &str, msg: &str) -> String {
 
 /// Writes a line to the log: the file when there is one, else stderr when `to_stderr`.
 fn write(level: &str, msg: &str, to_stderr: bool) {
+    write_with(level, msg, to_stderr, None)
+}
+
+fn write_with(level: &str, msg: &str, to_stderr: bool, fields: Option<ErrorFields>) {
     let Some(cfg) = CFG.get() else { return };
-    let mut line = format_line(cfg.json, level, msg);
+    let mut line = format_line(cfg.json, level, msg, fields);
     line.push('\n');
     match (&cfg.file, &cfg.path) {
         (Some(f), _) => {
@@ -121,6 +141,18 @@ pub fn error(msg: &str) {
     write("error", msg, false);
 }
 
+/// [`error`] for a runtime error: a JSON log line also carries its [`ErrorFields`] when it
+/// has an errno.
+pub fn error_of(e: &impl crate::sys::Errno) {
+    let msg = e.to_string();
+    eprintln!("berth-runtime: {msg}");
+    let fields = e.errno().map(|errno| ErrorFields {
+        errno,
+        exec: e.during_exec(),
+    });
+    write_with("error", &msg, false, fields);
+}
+
 /// Logs a debug line built from a format string, only when `--debug` is on.
 #[macro_export]
 macro_rules! debug {
@@ -145,13 +177,30 @@ mod tests {
 
     #[test]
     fn text_and_json_lines() {
-        let t = format_line(false, "debug", "say \"hi\"");
+        let t = format_line(false, "debug", "say \"hi\"", None);
         assert!(t.starts_with("time=\""), "{t}");
         assert!(t.ends_with("level=debug msg=\"say \\\"hi\\\"\""), "{t}");
         let j: serde_json::Value =
-            serde_json::from_str(&format_line(true, "warning", "x")).unwrap();
+            serde_json::from_str(&format_line(true, "warning", "x", None)).unwrap();
         assert_eq!(j["level"], "warning");
         assert_eq!(j["msg"], "x");
         assert!(j["time"].as_str().unwrap().ends_with('Z'));
+        assert!(j.get("errno").is_none());
+    }
+
+    #[test]
+    fn json_error_lines_carry_the_errno() {
+        let fields = ErrorFields {
+            errno: libc::ENOENT,
+            exec: true,
+        };
+        let j: serde_json::Value =
+            serde_json::from_str(&format_line(true, "error", "exec: nope", Some(fields))).unwrap();
+        assert_eq!(j["errno"], libc::ENOENT);
+        assert_eq!(j["exec"], true);
+        assert_eq!(j["msg"], "exec: nope");
+        // runc's text format stays as it is.
+        let t = format_line(false, "error", "exec: nope", Some(fields));
+        assert!(t.ends_with("level=error msg=\"exec: nope\""), "{t}");
     }
 }

@@ -3,13 +3,107 @@
 //! umask, the working directory (checked to be inside the container), no_new_privs, seccomp,
 //! and the executable lookup.
 
-use crate::bail;
-use crate::error::{Ctx, Error, Result};
+use crate::config::ConfigError;
 use crate::sys::{self, cvt};
+use crate::sys::{SysCtx, SysError};
 use oci_spec::runtime::{IOPriorityClass, LinuxSchedulerPolicy, Process};
 use std::ffi::CString;
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::str::FromStr;
+
+/// The last stage before `execve` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// A system call failed.
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    /// A value of the process config is not usable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `setrlimit` failed.
+    #[error("setting {name} soft={soft} hard={hard}: {source} (the runtime's hard limit is {current_hard}; raising it needs CAP_SYS_RESOURCE)")]
+    Rlimit {
+        /// The rlimit (`RLIMIT_NOFILE`).
+        name: String,
+        /// The soft limit asked for.
+        soft: u64,
+        /// The hard limit asked for.
+        hard: u64,
+        /// The hard limit the process has.
+        current_hard: u64,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// `additionalGids` in a user namespace that denies `setgroups`.
+    #[error("cannot set additionalGids: setgroups is denied in this user namespace")]
+    SetgroupsDenied,
+    /// The working directory resolves outside the root (CVE-2024-21626).
+    #[error("working directory {0:?} resolves outside the container's root: refusing to start")]
+    CwdOutsideRoot(String),
+    /// `process.args` is empty.
+    #[error("process.args must not be empty")]
+    NoArgs,
+    /// An argument or environment variable holds a NUL byte.
+    #[error("argument {0:?} contains a NUL byte")]
+    Nul(String),
+    /// The program is not in any directory of `$PATH` (ENOENT).
+    #[error("exec: {0:?}: executable file not found in $PATH")]
+    NotFound(String),
+    /// The program named by a path cannot be executed: missing (ENOENT), a directory (EISDIR),
+    /// without execute permission (EACCES), or another error of `stat`.
+    #[error("exec: {program:?}: {}", not_executable(source))]
+    NotExecutable {
+        /// The program, as given.
+        program: String,
+        /// Why, with the errno.
+        #[source]
+        source: io::Error,
+    },
+    /// `execve` failed.
+    #[error("exec {path:?}: {source}")]
+    Execve {
+        /// The resolved program.
+        path: CString,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The words runc uses for why a program cannot be executed.
+fn not_executable(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => "no such file or directory".into(),
+        Some(libc::EISDIR) => "is a directory".into(),
+        Some(libc::EACCES) => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+impl ProcessError {
+    /// The errno: of the failed system call, or the one that says why the program cannot be
+    /// found or executed.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            ProcessError::NotFound(_) => Some(libc::ENOENT),
+            e => std::error::Error::source(e).and_then(crate::sys::chain_errno),
+        }
+    }
+
+    /// Whether finding or executing the program failed.
+    pub fn is_exec(&self) -> bool {
+        matches!(
+            self,
+            ProcessError::NotFound(_)
+                | ProcessError::NotExecutable { .. }
+                | ProcessError::Execve { .. }
+        )
+    }
+}
+
+type Result<T> = std::result::Result<T, ProcessError>;
 
 /// The default PATH when the process env has none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -25,11 +119,14 @@ pub struct Exec {
 pub fn lookup(p: &Process) -> Result<Exec> {
     let args = p.args().clone().unwrap_or_default();
     let Some(arg0) = args.first() else {
-        bail!("process.args must not be empty");
+        return Err(ProcessError::NoArgs);
     };
     let env = p.env().clone().unwrap_or_default();
     let path = if arg0.contains('/') {
-        check_exec(arg0).map_err(|e| Error::Msg(format!("exec: {arg0:?}: {e}")))?;
+        check_exec(arg0).map_err(|source| ProcessError::NotExecutable {
+            program: arg0.clone(),
+            source,
+        })?;
         arg0.clone()
     } else {
         let search = env
@@ -41,13 +138,9 @@ pub fn lookup(p: &Process) -> Result<Exec> {
             .map(|d| if d.is_empty() { "." } else { d })
             .map(|d| format!("{d}/{arg0}"))
             .find(|c| check_exec(c).is_ok())
-            .ok_or_else(|| {
-                Error::Msg(format!(
-                    "exec: {arg0:?}: executable file not found in $PATH"
-                ))
-            })?
+            .ok_or_else(|| ProcessError::NotFound(arg0.clone()))?
     };
-    let c = |s: &str| sys::cstr(s).ctx(|| format!("argument {s:?} contains a NUL byte"));
+    let c = |s: &str| sys::cstr(s).map_err(|_| ProcessError::Nul(s.to_string()));
     Ok(Exec {
         path: c(&path)?,
         argv: args.iter().map(|a| c(a)).collect::<Result<_>>()?,
@@ -55,23 +148,21 @@ pub fn lookup(p: &Process) -> Result<Exec> {
     })
 }
 
-fn check_exec(path: &str) -> std::result::Result<(), String> {
-    let m = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
-        _ => e.to_string(),
-    })?;
+/// Whether `path` is an executable file; the error's errno says why not.
+fn check_exec(path: &str) -> io::Result<()> {
+    let m = std::fs::metadata(path)?;
     if m.is_dir() {
-        return Err("is a directory".into());
+        return Err(io::Error::from_raw_os_error(libc::EISDIR));
     }
     if m.permissions().mode() & 0o111 == 0 {
-        return Err("permission denied".into());
+        return Err(io::Error::from_raw_os_error(libc::EACCES));
     }
     Ok(())
 }
 
 impl Exec {
     /// execve; returns only on failure.
-    pub fn exec(&self) -> Error {
+    pub fn exec(&self) -> ProcessError {
         crate::debug!("exec {:?} {:?}", self.path, self.argv);
         let mut argv: Vec<*const libc::c_char> = self.argv.iter().map(|a| a.as_ptr()).collect();
         argv.push(std::ptr::null());
@@ -79,8 +170,8 @@ impl Exec {
         envp.push(std::ptr::null());
         // SAFETY: NULL-terminated arrays of valid C strings.
         unsafe { libc::execve(self.path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-        Error::Sys {
-            ctx: format!("exec {:?}", self.path),
+        ProcessError::Execve {
+            path: self.path.clone(),
             source: sys::last(),
         }
     }
@@ -107,7 +198,7 @@ pub fn set_rlimits(p: &Process) -> Result<()> {
             "RLIMIT_NICE" => libc::RLIMIT_NICE,
             "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
             "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
-            other => bail!("unknown rlimit type {other}"),
+            other => return Err(ConfigError::Rlimit(other.to_string()).into()),
         };
         let lim = libc::rlimit {
             rlim_cur: r.soft(),
@@ -122,12 +213,13 @@ pub fn set_rlimits(p: &Process) -> Result<()> {
             };
             // SAFETY: valid out-buffer.
             unsafe { libc::getrlimit(res, &mut cur) };
-            return Err(Error::Msg(format!(
-                "setting {name} soft={} hard={}: {e} (the runtime's hard limit is {}; raising it needs CAP_SYS_RESOURCE)",
-                r.soft(),
-                r.hard(),
-                cur.rlim_max
-            )));
+            return Err(ProcessError::Rlimit {
+                name,
+                soft: r.soft(),
+                hard: r.hard(),
+                current_hard: cur.rlim_max,
+                source: e,
+            });
         }
     }
     Ok(())
@@ -142,10 +234,10 @@ pub fn set_sched(p: &Process) -> Result<()> {
             IOPriorityClass::IoprioClassIdle => 3,
         };
         let v = (class << 13) | io.priority();
-        // SAFETY: plain syscall.
+        // SAFETY: ioprio_set takes only integers (IOPRIO_WHO_PROCESS, self, the priority).
         let r = unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, v) };
         if r != 0 {
-            return Err(sys::last()).ctx(|| "setting process.ioPriority");
+            return Err(SysError::last("setting process.ioPriority").into());
         }
     }
     if let Some(s) = p.scheduler() {
@@ -195,7 +287,7 @@ pub fn set_sched(p: &Process) -> Result<()> {
         // SAFETY: valid attr struct.
         let r = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
         if r != 0 {
-            return Err(sys::last()).ctx(|| "setting process.scheduler (sched_setattr)");
+            return Err(SysError::last("setting process.scheduler (sched_setattr)").into());
         }
     }
     if let Some(aff) = p.exec_cpu_affinity() {
@@ -209,12 +301,12 @@ pub fn set_sched(p: &Process) -> Result<()> {
 /// Sets the CPU affinity from a list like "0-3,7".
 pub fn set_affinity(list: &str) -> Result<()> {
     let Some(set) = sys::parse_cpuset(list) else {
-        bail!("invalid CPU list {list:?} in execCPUAffinity");
+        return Err(ConfigError::CpuList(list.to_string()).into());
     };
     // SAFETY: valid cpu set.
     cvt(unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) })
-        .ctx(|| format!("setting CPU affinity {list}"))
-        .map(drop)
+        .sys(|| format!("setting CPU affinity {list}"))?;
+    Ok(())
 }
 
 /// linux.personality.
@@ -223,11 +315,11 @@ pub fn set_personality(domain: Option<&str>) -> Result<()> {
         None => return Ok(()),
         Some("LINUX") => 0x0000,
         Some("LINUX32") => 0x0008,
-        Some(d) => bail!("unknown personality domain {d}"),
+        Some(d) => return Err(ConfigError::Personality(d.to_string()).into()),
     };
-    // SAFETY: plain syscall.
+    // SAFETY: personality takes only an integer.
     if unsafe { libc::personality(v) } == -1 {
-        return Err(sys::last()).ctx(|| "setting the personality");
+        return Err(SysError::last("setting the personality").into());
     }
     Ok(())
 }
@@ -245,13 +337,13 @@ pub fn set_lsm(p: &Process) -> Result<()> {
                 "/proc/self/attr/exec"
             };
             sys::write_file(attr, format!("exec {profile}").as_bytes())
-                .ctx(|| format!("setting apparmor profile {profile}"))?;
+                .sys(|| format!("setting apparmor profile {profile}"))?;
         }
     }
     if let Some(label) = p.selinux_label().as_ref().filter(|s| !s.is_empty()) {
         if std::path::Path::new("/sys/fs/selinux/enforce").exists() {
             sys::write_file("/proc/self/attr/exec", label.as_bytes())
-                .ctx(|| format!("setting selinux label {label}"))?;
+                .sys(|| format!("setting selinux label {label}"))?;
         }
     }
     Ok(())
@@ -353,12 +445,14 @@ pub fn set_user_and_caps(p: &Process, caps: &CapSets) -> Result<()> {
             // SAFETY: integer prctl.
             let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, i as libc::c_ulong, 0, 0, 0) };
             if r != 0 && sys::last().raw_os_error() != Some(libc::EINVAL) {
-                return Err(sys::last())
-                    .ctx(|| format!("dropping capability {i} from the bounding set"));
+                return Err(SysError::last(format!(
+                    "dropping capability {i} from the bounding set"
+                ))
+                .into());
             }
         }
     }
-    sys::prctl(libc::PR_SET_KEEPCAPS, 1, 0).ctx(|| "PR_SET_KEEPCAPS")?;
+    sys::prctl(libc::PR_SET_KEEPCAPS, 1, 0).sys(|| "PR_SET_KEEPCAPS")?;
     let u = p.user();
     let setgroups_allowed = std::fs::read_to_string("/proc/self/setgroups")
         .map(|s| s.trim() != "deny")
@@ -367,20 +461,20 @@ pub fn set_user_and_caps(p: &Process, caps: &CapSets) -> Result<()> {
         let gids: Vec<libc::gid_t> = u.additional_gids().clone().unwrap_or_default();
         // SAFETY: valid array.
         cvt(unsafe { libc::setgroups(gids.len(), gids.as_ptr()) })
-            .ctx(|| format!("setting additional groups {gids:?}"))?;
+            .sys(|| format!("setting additional groups {gids:?}"))?;
     } else if u.additional_gids().as_ref().is_some_and(|g| !g.is_empty()) {
-        bail!("cannot set additionalGids: setgroups is denied in this user namespace");
+        return Err(ProcessError::SetgroupsDenied);
     }
     let (uid, gid) = (u.uid(), u.gid());
-    // SAFETY: plain syscalls.
+    // SAFETY: setresgid takes only integers.
     cvt(unsafe { libc::setresgid(gid, gid, gid) })
-        .ctx(|| format!("setting gid {gid} (is it mapped in the user namespace?)"))?;
-    // SAFETY: plain syscalls.
+        .sys(|| format!("setting gid {gid} (is it mapped in the user namespace?)"))?;
+    // SAFETY: setresuid takes only integers.
     cvt(unsafe { libc::setresuid(uid, uid, uid) })
-        .ctx(|| format!("setting uid {uid} (is it mapped in the user namespace?)"))?;
-    sys::prctl(libc::PR_SET_KEEPCAPS, 0, 0).ctx(|| "PR_SET_KEEPCAPS")?;
+        .sys(|| format!("setting uid {uid} (is it mapped in the user namespace?)"))?;
+    sys::prctl(libc::PR_SET_KEEPCAPS, 0, 0).sys(|| "PR_SET_KEEPCAPS")?;
     capset(caps.effective, caps.permitted, caps.inheritable)
-        .ctx(|| "setting the effective/permitted/inheritable capabilities")?;
+        .sys(|| "setting the effective/permitted/inheritable capabilities")?;
     // SAFETY: integer prctl.
     unsafe {
         libc::prctl(
@@ -419,21 +513,83 @@ pub fn set_umask(p: &Process) {
 /// a leaked host fd, CVE-2024-21626, shows up as an unreachable path).
 pub fn enter_cwd(p: &Process) -> Result<()> {
     let cwd = p.cwd().to_str().unwrap_or("/").to_string();
-    let c = sys::cstr(&cwd).ctx(|| "bad cwd")?;
+    let c = sys::cstr(&cwd).sys(|| "bad cwd")?;
     // SAFETY: valid C string.
     if unsafe { libc::chdir(c.as_ptr()) } != 0 {
-        return Err(sys::last())
-            .ctx(|| format!("changing to the working directory {cwd:?} (process.cwd)"));
+        return Err(SysError::last(format!(
+            "changing to the working directory {cwd:?} (process.cwd)"
+        ))
+        .into());
     }
     match std::env::current_dir() {
         Ok(p) if p.is_absolute() && !p.starts_with("(unreachable)") => Ok(()),
-        _ => bail!(
-            "working directory {cwd:?} resolves outside the container's root: refusing to start"
-        ),
+        _ => Err(ProcessError::CwdOutsideRoot(cwd)),
     }
 }
 
 /// PR_SET_NO_NEW_PRIVS.
 pub fn set_no_new_privs() -> Result<()> {
-    sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0).ctx(|| "setting no_new_privs")
+    Ok(sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0).sys(|| "setting no_new_privs")?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+
+    fn process(args: &[&str]) -> Process {
+        let mut p = Process::default();
+        p.set_args(Some(args.iter().map(|s| s.to_string()).collect()));
+        p.set_env(Some(vec!["PATH=/nonexistent:/bin:/usr/bin".into()]));
+        p
+    }
+
+    fn lookup_err(args: &[&str]) -> Error {
+        match lookup(&process(args)) {
+            Ok(_) => panic!("{args:?} was found"),
+            Err(e) => e.into(),
+        }
+    }
+
+    #[test]
+    fn a_missing_program_keeps_enoent() {
+        let e = lookup_err(&["no-such-program-here"]);
+        assert_eq!(
+            e.to_string(),
+            "exec: \"no-such-program-here\": executable file not found in $PATH"
+        );
+        assert_eq!((e.errno(), e.during_exec()), (Some(libc::ENOENT), true));
+        let e = lookup_err(&["/no/such/program"]);
+        assert_eq!(
+            e.to_string(),
+            "exec: \"/no/such/program\": no such file or directory"
+        );
+        assert_eq!(e.errno(), Some(libc::ENOENT));
+    }
+
+    #[test]
+    fn a_program_that_cannot_be_executed_keeps_its_errno() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().to_str().unwrap();
+        let e = lookup_err(&[dir]);
+        assert_eq!(e.to_string(), format!("exec: {dir:?}: is a directory"));
+        assert_eq!((e.errno(), e.during_exec()), (Some(libc::EISDIR), true));
+        let f = d.path().join("data");
+        std::fs::write(&f, "not a program").unwrap();
+        let e = lookup_err(&[f.to_str().unwrap()]);
+        assert!(e.to_string().ends_with(": permission denied"), "{e}");
+        assert_eq!(e.errno(), Some(libc::EACCES));
+        assert!(lookup(&process(&["sh"])).is_ok());
+    }
+
+    #[test]
+    fn config_values_are_config_errors() {
+        let e: Error = set_personality(Some("PDP11")).unwrap_err().into();
+        assert_eq!(e.to_string(), "unknown personality domain PDP11");
+        assert_eq!((e.errno(), e.during_exec()), (None, false));
+        assert!(matches!(
+            set_affinity("3-1"),
+            Err(ProcessError::Config(ConfigError::CpuList(_)))
+        ));
+    }
 }

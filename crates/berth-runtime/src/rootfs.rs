@@ -6,13 +6,29 @@
 //! rootfs, so a symlink planted in the image can never point a mount at the host; mounts go onto
 //! `/proc/self/fd/N` of the resolved O_PATH fd. Special files the runtime relies on (`/dev/null`
 //! for masked paths, proc and sysfs mounts, the pty) are verified with fstat/fstatfs.
+//!
+//! Every system call goes through the [`Syscall`] trait: [`Linux`] in the init, a recording
+//! mock in the unit tests, which check the mount plan of whole specs without root.
 
-use crate::bail;
-use crate::error::{Ctx, Error, Result};
-use crate::sys::{self, fd_path, openat2, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS};
+mod error;
+mod syscall;
+
+#[cfg(test)]
+mod mock;
+#[cfg(test)]
+mod tests;
+
+pub use error::{RootfsError, Step};
+pub use syscall::{BoxError, Linux, Syscall};
+
+use crate::sys::{self, fd_path, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS};
+use error::StepCtx;
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
+
+/// The result type of the root filesystem's set-up.
+pub type Result<T> = std::result::Result<T, RootfsError>;
 
 const PROC_SUPER_MAGIC: i64 = 0x9fa0;
 const SYSFS_MAGIC: i64 = 0x6265_6572;
@@ -34,7 +50,7 @@ pub struct RootfsCtx<'a> {
     pub idmapped: &'a [(usize, std::os::fd::RawFd)],
     /// Waits until the process is in the container's cgroups (and in its cgroup namespace):
     /// needed before a cgroup2 mount in a cgroup namespace.
-    pub enter_cgroup: &'a dyn Fn() -> Result<()>,
+    pub enter_cgroup: &'a dyn Fn() -> std::result::Result<(), syscall::BoxError>,
     /// The container's directory in each cgroup hierarchy, by the hierarchy's mount point (from
     /// the runtime, so cgroup mounts need not wait until the init is in its cgroups).
     pub cgroup_dirs: &'a [(PathBuf, PathBuf)],
@@ -57,8 +73,13 @@ pub fn clean_rel(p: &Path) -> String {
 
 /// Opens `rel` inside the root (O_PATH), never leaving it.
 pub fn open_in_root(rootfd: &OwnedFd, rel: &str) -> std::io::Result<OwnedFd> {
+    open_in(&Linux, rootfd, rel)
+}
+
+/// [`open_in_root`] through `s`.
+fn open_in(s: &dyn Syscall, rootfd: &OwnedFd, rel: &str) -> std::io::Result<OwnedFd> {
     let rel = if rel.is_empty() { "." } else { rel };
-    openat2(
+    s.openat2(
         rootfd.as_raw_fd(),
         rel,
         libc::O_PATH,
@@ -70,76 +91,68 @@ pub fn open_in_root(rootfd: &OwnedFd, rel: &str) -> std::io::Result<OwnedFd> {
 /// Creates every missing directory of `rel` inside the root, resolving inside it. A dangling
 /// symlink on the way is followed inside the root (its target is created there), never out.
 pub fn mkdir_all_in_root(rootfd: &OwnedFd, rel: &str) -> Result<OwnedFd> {
-    match open_in_root(rootfd, rel) {
+    mkdir_all(&Linux, rootfd, rel)
+}
+
+/// [`mkdir_all_in_root`] through `s`.
+fn mkdir_all(s: &dyn Syscall, rootfd: &OwnedFd, rel: &str) -> Result<OwnedFd> {
+    match open_in(s, rootfd, rel) {
         Ok(fd) => Ok(fd),
-        Err(_) => mkdir_missing(rootfd, rel),
+        Err(_) => mkdir_missing(s, rootfd, rel),
     }
 }
 
 /// [`mkdir_all_in_root`] for a `rel` that was just found missing.
-fn mkdir_missing(rootfd: &OwnedFd, rel: &str) -> Result<OwnedFd> {
-    match mkdir_last(rootfd, rel) {
+fn mkdir_missing(s: &dyn Syscall, rootfd: &OwnedFd, rel: &str) -> Result<OwnedFd> {
+    match mkdir_last(s, rootfd, rel) {
         Some(fd) => Ok(fd),
-        None => mkdir_all_depth(rootfd, rel, 0),
+        None => mkdir_all_depth(s, rootfd, rel, 0),
     }
 }
 
 /// The common case in three system calls: only the last component of `rel` is missing. None
 /// sends the caller down the component-by-component walk (which also reports errors and
 /// follows a dangling symlink inside the root).
-fn mkdir_last(rootfd: &OwnedFd, rel: &str) -> Option<OwnedFd> {
+fn mkdir_last(s: &dyn Syscall, rootfd: &OwnedFd, rel: &str) -> Option<OwnedFd> {
     let rel = rel.trim_end_matches('/');
     let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
     if name.is_empty() || name == "." || name == ".." {
         return None;
     }
-    let pfd = open_in_root(rootfd, parent).ok()?;
+    let pfd = open_in(s, rootfd, parent).ok()?;
     let cname = sys::cstr(name).ok()?;
-    // SAFETY: O_PATH dir fd and a valid C string.
-    let r = unsafe { libc::mkdirat(pfd.as_raw_fd(), cname.as_ptr(), 0o755) };
-    if r != 0 && sys::last().raw_os_error() != Some(libc::EEXIST) {
-        return None;
+    match s.mkdirat(pfd.as_raw_fd(), &cname, 0o755) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+        Err(_) => return None,
     }
-    open_in_root(rootfd, rel).ok()
+    open_in(s, rootfd, rel).ok()
 }
 
-fn mkdir_all_depth(rootfd: &OwnedFd, rel: &str, depth: u32) -> Result<OwnedFd> {
+fn mkdir_all_depth(s: &dyn Syscall, rootfd: &OwnedFd, rel: &str, depth: u32) -> Result<OwnedFd> {
     if depth > 40 {
-        bail!("too many levels of symbolic links creating /{rel} in the rootfs");
+        return Err(RootfsError::TooManyLinks(rel.to_string()));
     }
     let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
-    let mut cur = open_in_root(rootfd, "").ctx(|| "opening the rootfs")?;
+    let mut cur = open_in(s, rootfd, "").step(|| Step::OpenRoot)?;
     for (i, part) in parts.iter().enumerate() {
         let prefix = parts[..=i].join("/");
-        match open_in_root(rootfd, &prefix) {
+        match open_in(s, rootfd, &prefix) {
             Ok(fd) => cur = fd,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                let name = sys::cstr(part).ctx(|| "bad path")?;
-                // SAFETY: O_PATH dir fd and a valid C string.
-                let r = unsafe { libc::mkdirat(cur.as_raw_fd(), name.as_ptr(), 0o755) };
-                let exists = r != 0 && sys::last().raw_os_error() == Some(libc::EEXIST);
-                if r != 0 && !exists {
-                    return Err(sys::last()).ctx(|| format!("creating /{prefix} in the rootfs"));
-                }
-                match open_in_root(rootfd, &prefix) {
+                let name = sys::cstr(part).step(|| Step::BadPath)?;
+                let exists = match s.mkdirat(cur.as_raw_fd(), &name, 0o755) {
+                    Ok(()) => false,
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => true,
+                    Err(e) => return Err(e).step(|| Step::Create(prefix)),
+                };
+                match open_in(s, rootfd, &prefix) {
                     Ok(fd) => cur = fd,
                     Err(e) if exists && e.raw_os_error() == Some(libc::ENOENT) => {
                         // A dangling symlink: create its target inside the root.
-                        let mut buf = vec![0u8; 4096];
-                        // SAFETY: valid fd, C string and buffer.
-                        let n = unsafe {
-                            libc::readlinkat(
-                                cur.as_raw_fd(),
-                                name.as_ptr(),
-                                buf.as_mut_ptr().cast(),
-                                buf.len(),
-                            )
-                        };
-                        if n < 0 {
-                            return Err(sys::last())
-                                .ctx(|| format!("reading the symlink /{prefix} in the rootfs"));
-                        }
-                        buf.truncate(n as usize);
+                        let buf = s
+                            .readlinkat(cur.as_raw_fd(), &name)
+                            .step(|| Step::ReadLink(prefix.clone()))?;
                         let target = String::from_utf8_lossy(&buf).into_owned();
                         let base = if target.starts_with('/') {
                             target
@@ -148,12 +161,12 @@ fn mkdir_all_depth(rootfd: &OwnedFd, rel: &str, depth: u32) -> Result<OwnedFd> {
                         };
                         let rest = parts[i + 1..].join("/");
                         let next = clean_rel(Path::new(&format!("{base}/{rest}")));
-                        return mkdir_all_depth(rootfd, &next, depth + 1);
+                        return mkdir_all_depth(s, rootfd, &next, depth + 1);
                     }
-                    Err(e) => return Err(e).ctx(|| format!("opening /{prefix} in the rootfs")),
+                    Err(e) => return Err(e).step(|| Step::Open(prefix)),
                 }
             }
-            Err(e) => return Err(e).ctx(|| format!("opening /{prefix} in the rootfs")),
+            Err(e) => return Err(e).step(|| Step::Open(prefix)),
         }
     }
     Ok(cur)
@@ -162,25 +175,30 @@ fn mkdir_all_depth(rootfd: &OwnedFd, rel: &str, depth: u32) -> Result<OwnedFd> {
 /// Opens (creating if missing: a directory, or an empty file when `dir` is false) a mount
 /// target inside the root.
 pub fn ensure_target(rootfd: &OwnedFd, rel: &str, dir: bool) -> Result<OwnedFd> {
-    match open_in_root(rootfd, rel) {
+    ensure(&Linux, rootfd, rel, dir)
+}
+
+/// [`ensure_target`] through `s`.
+fn ensure(s: &dyn Syscall, rootfd: &OwnedFd, rel: &str, dir: bool) -> Result<OwnedFd> {
+    match open_in(s, rootfd, rel) {
         Ok(fd) => return Ok(fd),
         Err(e) if e.raw_os_error() != Some(libc::ENOENT) => {
-            return Err(e).ctx(|| format!("opening mount target /{rel} in the rootfs"))
+            return Err(e).step(|| Step::OpenTarget(rel.to_string()))
         }
         Err(_) => {}
     }
     if dir {
-        return mkdir_missing(rootfd, rel);
+        return mkdir_missing(s, rootfd, rel);
     }
     let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
-    let pfd = mkdir_all_in_root(rootfd, parent)?;
-    let cname = sys::cstr(name).ctx(|| "bad path")?;
-    // SAFETY: valid fd and C string.
-    let r = unsafe { libc::mknodat(pfd.as_raw_fd(), cname.as_ptr(), libc::S_IFREG | 0o644, 0) };
-    if r != 0 && sys::last().raw_os_error() != Some(libc::EEXIST) {
-        return Err(sys::last()).ctx(|| format!("creating /{rel} in the rootfs"));
+    let pfd = mkdir_all(s, rootfd, parent)?;
+    let cname = sys::cstr(name).step(|| Step::BadPath)?;
+    match s.mknodat(pfd.as_raw_fd(), &cname, libc::S_IFREG | 0o644, 0) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+        Err(e) => return Err(e).step(|| Step::Create(rel.to_string())),
     }
-    open_in_root(rootfd, rel).ctx(|| format!("opening /{rel} in the rootfs"))
+    open_in(s, rootfd, rel).step(|| Step::Open(rel.to_string()))
 }
 
 /// Parsed mount options.
@@ -359,27 +377,33 @@ fn root_propagation(spec: &Spec) -> libc::c_ulong {
 
 /// Steps before pivot_root: propagation, rootfs bind, mounts, /dev.
 pub fn prepare(c: &RootfsCtx) -> Result<()> {
+    prepare_with(&Linux, c)
+}
+
+/// [`prepare`] through `s`.
+pub fn prepare_with(s: &dyn Syscall, c: &RootfsCtx) -> Result<()> {
     let mut prop = root_propagation(c.spec);
     if prop & libc::MS_UNBINDABLE != 0 {
         // Unbindable is applied to the new root after pivot_root (a bind from an unbindable
         // mount is refused); set up under the default.
         prop = libc::MS_SLAVE | libc::MS_REC;
     }
-    sys::mount(None, "/", None, prop, None)
-        .ctx(|| "setting the propagation of / in the container's mount namespace")?;
+    s.mount(None, "/", None, prop, None)
+        .step(|| Step::RootPropagation)?;
     if prop & libc::MS_SHARED != 0 {
-        make_parent_private(c.root)?;
+        make_parent_private(s, c.root)?;
     }
-    sys::mount(
+    s.mount(
         Some(c.root),
         c.root,
         None,
         libc::MS_BIND | libc::MS_REC,
         None,
     )
-    .ctx(|| format!("bind-mounting the rootfs {} onto itself", c.root))?;
-    let rootfd = sys::open(c.root, libc::O_PATH | libc::O_DIRECTORY, 0)
-        .ctx(|| format!("opening the rootfs {}", c.root))?;
+    .step(|| Step::BindRootfs(c.root.to_string()))?;
+    let rootfd = s
+        .open(c.root, libc::O_PATH | libc::O_DIRECTORY, 0)
+        .step(|| Step::OpenRootfs(c.root.to_string()))?;
     let mounts = c.spec.mounts().clone().unwrap_or_default();
     let mut dev_bound = false;
     let mut devpts = false;
@@ -400,24 +424,24 @@ pub fn prepare(c: &RootfsCtx) -> Result<()> {
             m.typ().as_deref().unwrap_or("none"),
             m.options().as_deref().unwrap_or_default()
         );
-        mount_one(c, &rootfd, m, &rel, o, tree).map_err(|e| {
-            Error::Msg(format!(
-                "mounting {} ({}): {e}",
-                m.destination().display(),
-                m.typ().as_deref().unwrap_or("bind")
-            ))
+        mount_one(s, c, &rootfd, m, &rel, o, tree).map_err(|e| RootfsError::Mount {
+            dest: m.destination().clone(),
+            typ: m.typ().as_deref().unwrap_or("bind").to_string(),
+            source: Box::new(e),
         })?;
     }
     if !dev_bound {
-        setup_dev(c, &rootfd, devpts)?;
+        setup_dev(s, c, &rootfd, devpts)?;
         crate::debug!("default devices and /dev symlinks created");
     }
     Ok(())
 }
 
-fn make_parent_private(root: &str) -> Result<()> {
+fn make_parent_private(s: &dyn Syscall, root: &str) -> Result<()> {
     // The mount containing the rootfs must not be shared for pivot_root.
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "reading mountinfo")?;
+    let info = s
+        .read_to_string("/proc/self/mountinfo")
+        .step(|| Step::ReadMountinfo)?;
     let mut best = "/".to_string();
     for l in info.lines() {
         if let Some(mp) = l.split(' ').nth(4) {
@@ -428,8 +452,8 @@ fn make_parent_private(root: &str) -> Result<()> {
             }
         }
     }
-    sys::mount(None, &best, None, libc::MS_PRIVATE, None)
-        .ctx(|| format!("making {best} private for pivot_root"))
+    s.mount(None, &best, None, libc::MS_PRIVATE, None)
+        .step(|| Step::MakePrivate(best.clone()))
 }
 
 fn is_bind(m: &Mount, o: &Opts) -> bool {
@@ -437,6 +461,7 @@ fn is_bind(m: &Mount, o: &Opts) -> bool {
 }
 
 fn mount_one(
+    s: &dyn Syscall,
     c: &RootfsCtx,
     rootfd: &OwnedFd,
     m: &Mount,
@@ -447,35 +472,36 @@ fn mount_one(
     let typ = m.typ().as_deref().unwrap_or("none");
     if is_bind(m, &o) {
         let Some(src) = m.source().as_ref() else {
-            bail!("bind mount without a source");
+            return Err(RootfsError::BindWithoutSource);
         };
         let src = src.to_str().unwrap_or_default();
-        let meta = std::fs::metadata(src).ctx(|| format!("bind source {src}"))?;
-        let target = ensure_target(rootfd, rel, meta.is_dir())?;
+        let is_dir = s.is_dir(src).step(|| Step::BindSource(src.to_string()))?;
+        let target = ensure(s, rootfd, rel, is_dir)?;
         let rec = o.flags & libc::MS_REC;
         match idmapped {
-            Some(tree) => crate::idmap::attach(tree, &target)?,
-            None => sys::mount(
-                Some(src),
-                &fd_path(&target),
-                None,
-                libc::MS_BIND | rec,
-                None,
-            )
-            .ctx(|| format!("bind-mounting {src}"))?,
+            Some(tree) => s.attach_tree(tree, &target).map_err(RootfsError::Idmap)?,
+            None => s
+                .mount(
+                    Some(src),
+                    &fd_path(&target),
+                    None,
+                    libc::MS_BIND | rec,
+                    None,
+                )
+                .step(|| Step::Bind(src.to_string()))?,
         }
-        let target = open_in_root(rootfd, rel).ctx(|| "reopening the target")?;
+        let target = open_in(s, rootfd, rel).step(|| Step::Reopen)?;
         let extra = o.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
         if extra != 0 {
-            remount(&fd_path(&target), extra)?;
+            remount(s, &fd_path(&target), extra)?;
         }
-        finish(&target, &o)?;
+        finish(s, &target, &o)?;
         return Ok(());
     }
     if typ == "cgroup" || typ == "cgroup2" {
-        return mount_cgroup(c, rootfd, rel, &o);
+        return mount_cgroup(s, c, rootfd, rel, &o);
     }
-    let target = ensure_target(rootfd, rel, true)?;
+    let target = ensure(s, rootfd, rel, true)?;
     let src = m
         .source()
         .as_ref()
@@ -485,11 +511,14 @@ fn mount_one(
     let data = o.data.join(",");
     // tmpcopyup: the directory as it is, opened before the tmpfs hides it.
     let covered = if typ == "tmpfs" && o.tmpcopyup {
-        Some(readable_dir(&target).ctx(|| format!("opening /{rel} for tmpcopyup"))?)
+        Some(
+            s.open_dir(&target)
+                .step(|| Step::OpenCovered(rel.to_string()))?,
+        )
     } else {
         None
     };
-    let r = sys::mount(
+    let r = s.mount(
         Some(&src),
         &fd_path(&target),
         Some(typ),
@@ -500,25 +529,35 @@ fn mount_one(
         Ok(()) => {}
         Err(e) if typ == "sysfs" && c.userns && e.raw_os_error() == Some(libc::EPERM) => {
             // A user namespace without its own network namespace may not mount sysfs: bind it.
-            sys::mount(
+            s.mount(
                 Some("/sys"),
                 &fd_path(&target),
                 None,
                 libc::MS_BIND | libc::MS_REC,
                 None,
             )
-            .ctx(|| "bind-mounting /sys (sysfs mount not permitted)")?;
-            let t = open_in_root(rootfd, rel).ctx(|| "reopening the target")?;
-            remount(&fd_path(&t), o.flags)?;
+            .step(|| Step::BindSys)?;
+            let t = open_in(s, rootfd, rel).step(|| Step::Reopen)?;
+            remount(s, &fd_path(&t), o.flags)?;
         }
-        Err(e) => return Err(e).ctx(|| format!("mount -t {typ} {src} with {data:?}")),
+        Err(e) => {
+            return Err(e).step(|| Step::MountFs {
+                typ: typ.to_string(),
+                src,
+                data,
+            })
+        }
     }
-    let target = open_in_root(rootfd, rel).ctx(|| "reopening the target")?;
+    let target = open_in(s, rootfd, rel).step(|| Step::Reopen)?;
     if let Some(covered) = covered {
-        let tmpfs = readable_dir(&target).ctx(|| format!("opening the tmpfs at /{rel}"))?;
-        use std::os::fd::AsFd;
-        crate::copyup::copy_dir(covered.as_fd(), tmpfs.as_fd())
-            .map_err(|e| Error::Msg(format!("/{rel}: {e}")))?;
+        let tmpfs = s
+            .open_dir(&target)
+            .step(|| Step::OpenTmpfs(rel.to_string()))?;
+        s.copy_dir(covered.as_fd(), tmpfs.as_fd())
+            .map_err(|source| RootfsError::Copyup {
+                rel: rel.to_string(),
+                source,
+            })?;
     }
     let magic = match typ {
         "proc" => Some(PROC_SUPER_MAGIC),
@@ -527,61 +566,58 @@ fn mount_one(
         _ => None,
     };
     if let Some(want) = magic {
-        let got = sys::fstatfs_type(target.as_raw_fd()).ctx(|| "statfs of the new mount")?;
+        let got = s.fstatfs_type(target.as_raw_fd()).step(|| Step::Statfs)?;
         if got != want && !(typ == "sysfs" && c.userns) {
-            bail!("/{rel} is not a {typ} mount after mounting it (the rootfs raced the runtime)");
+            return Err(RootfsError::Raced {
+                rel: rel.to_string(),
+                typ: typ.to_string(),
+            });
         }
     }
-    finish(&target, &o)
+    finish(s, &target, &o)
 }
 
-/// A directory descriptor that can be read, from an `O_PATH` one.
-fn readable_dir(fd: &OwnedFd) -> std::io::Result<OwnedFd> {
-    use rustix::fs::{Mode, OFlags};
-    Ok(rustix::fs::openat(
-        fd,
-        c".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?)
-}
-
-fn remount(path: &str, flags: libc::c_ulong) -> Result<()> {
+fn remount(s: &dyn Syscall, path: &str, flags: libc::c_ulong) -> Result<()> {
     let f = flags | libc::MS_REMOUNT | libc::MS_BIND;
-    match sys::mount(None, path, None, f, None) {
+    match s.mount(None, path, None, f, None) {
         Ok(()) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
             // Locked flags (from a less privileged mount namespace) must be kept.
-            let cur = sys::mount_flags_of(path).ctx(|| "statvfs")?;
-            sys::mount(None, path, None, f | cur, None)
-                .ctx(|| "remounting with the requested flags")
+            let cur = s.mount_flags_of(path).step(|| Step::Statvfs)?;
+            s.mount(None, path, None, f | cur, None)
+                .step(|| Step::Remount)
         }
-        Err(e) => Err(e).ctx(|| "remounting with the requested flags"),
+        Err(e) => Err(e).step(|| Step::Remount),
     }
 }
 
-fn finish(target: &OwnedFd, o: &Opts) -> Result<()> {
+fn finish(s: &dyn Syscall, target: &OwnedFd, o: &Opts) -> Result<()> {
     for p in &o.propagation {
-        sys::mount(None, &fd_path(target), None, *p, None).ctx(|| "setting mount propagation")?;
+        s.mount(None, &fd_path(target), None, *p, None)
+            .step(|| Step::Propagation)?;
     }
     if o.rec_attr_set != 0 || o.rec_attr_clr != 0 {
-        sys::mount_setattr(
-            target.as_raw_fd(),
-            true,
-            o.rec_attr_set,
-            o.rec_attr_clr,
-            None,
-        )
-        .ctx(|| "mount_setattr (recursive mount options such as rro)")?;
+        s.mount_setattr(target.as_raw_fd(), true, o.rec_attr_set, o.rec_attr_clr)
+            .step(|| Step::SetAttr)?;
     }
     Ok(())
 }
 
-fn mount_cgroup(c: &RootfsCtx, rootfd: &OwnedFd, rel: &str, o: &Opts) -> Result<()> {
-    let target = ensure_target(rootfd, rel, true)?;
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "reading mountinfo")?;
+fn mount_cgroup(
+    s: &dyn Syscall,
+    c: &RootfsCtx,
+    rootfd: &OwnedFd,
+    rel: &str,
+    o: &Opts,
+) -> Result<()> {
+    let target = ensure(s, rootfd, rel, true)?;
+    let info = s
+        .read_to_string("/proc/self/mountinfo")
+        .step(|| Step::ReadMountinfo)?;
     let mounts = crate::cgroups::mountinfo::parse_mountinfo(&info);
-    let own = std::fs::read_to_string("/proc/self/cgroup").ctx(|| "reading /proc/self/cgroup")?;
+    let own = s
+        .read_to_string("/proc/self/cgroup")
+        .step(|| Step::ReadProcCgroup)?;
     let own = crate::cgroups::mountinfo::parse_proc_cgroup(&own);
     let flags = o.flags & !libc::MS_RDONLY;
     let pure_v2 = mounts
@@ -589,16 +625,16 @@ fn mount_cgroup(c: &RootfsCtx, rootfd: &OwnedFd, rel: &str, o: &Opts) -> Result<
         .any(|m| m.v2 && m.mount_point == Path::new("/sys/fs/cgroup"));
     if pure_v2 {
         // Born in its cgroup (CLONE_INTO_CGROUP): the runtime's go-ahead comes at once.
-        (c.enter_cgroup)()?;
+        (c.enter_cgroup)().map_err(RootfsError::Cgroup)?;
         if c.cgroupns {
-            sys::mount(
+            s.mount(
                 Some("cgroup2"),
                 &fd_path(&target),
                 Some("cgroup2"),
                 o.flags,
                 None,
             )
-            .ctx(|| "mount -t cgroup2")?;
+            .step(|| Step::MountCgroup2)?;
         } else {
             let p = own.get("").cloned().unwrap_or_default();
             let src = match c
@@ -609,27 +645,27 @@ fn mount_cgroup(c: &RootfsCtx, rootfd: &OwnedFd, rel: &str, o: &Opts) -> Result<
                 Some((_, dir)) => dir.display().to_string(),
                 None => format!("/sys/fs/cgroup{}", if p == "/" { "" } else { &p }),
             };
-            sys::mount(
+            s.mount(
                 Some(&src),
                 &fd_path(&target),
                 None,
                 libc::MS_BIND | libc::MS_REC,
                 None,
             )
-            .ctx(|| format!("bind-mounting {src}"))?;
-            let t = open_in_root(rootfd, rel).ctx(|| "reopening the target")?;
-            remount(&fd_path(&t), o.flags)?;
+            .step(|| Step::Bind(src.clone()))?;
+            let t = open_in(s, rootfd, rel).step(|| Step::Reopen)?;
+            remount(s, &fd_path(&t), o.flags)?;
         }
         return Ok(());
     }
-    sys::mount(
+    s.mount(
         Some("tmpfs"),
         &fd_path(&target),
         Some("tmpfs"),
         flags,
         Some("mode=755"),
     )
-    .ctx(|| "mounting the tmpfs for cgroup v1 hierarchies")?;
+    .step(|| Step::CgroupTmpfs)?;
     for m in &mounts {
         if !m.mount_point.starts_with("/sys/fs/cgroup") {
             continue;
@@ -638,7 +674,7 @@ fn mount_cgroup(c: &RootfsCtx, rootfd: &OwnedFd, rel: &str, o: &Opts) -> Result<
             continue;
         };
         let sub_rel = format!("{rel}/{name}");
-        let sub = ensure_target(rootfd, &sub_rel, true)?;
+        let sub = ensure(s, rootfd, &sub_rel, true)?;
         let key = if m.v2 {
             String::new()
         } else {
@@ -658,48 +694,45 @@ fn mount_cgroup(c: &RootfsCtx, rootfd: &OwnedFd, rel: &str, o: &Opts) -> Result<
                 Some((_, dir)) => dir.display().to_string(),
                 None => format!("{}{}", m.mount_point.display(), rest.trim_end_matches('/')),
             };
-            sys::mount(
+            s.mount(
                 Some(&src),
                 &fd_path(&sub),
                 None,
                 libc::MS_BIND | libc::MS_REC,
                 None,
             )
-            .ctx(|| format!("bind-mounting {src}"))?;
-            let s = open_in_root(rootfd, &sub_rel).ctx(|| "reopening the target")?;
-            remount(&fd_path(&s), o.flags)?;
+            .step(|| Step::Bind(src.clone()))?;
+            let sfd = open_in(s, rootfd, &sub_rel).step(|| Step::Reopen)?;
+            remount(s, &fd_path(&sfd), o.flags)?;
         }
         if m.controllers.len() > 1 {
             for ctl in &m.controllers {
                 if ctl == name {
                     continue;
                 }
-                let link = format!("{rel}/{ctl}");
-                let dfd = open_in_root(rootfd, rel).ctx(|| "reopening the target")?;
-                let _ = symlinkat(name, &dfd, ctl);
-                let _ = link;
+                let dfd = open_in(s, rootfd, rel).step(|| Step::Reopen)?;
+                let _ = symlinkat(s, name, &dfd, ctl);
             }
         }
     }
     if o.flags & libc::MS_RDONLY != 0 {
-        let t = open_in_root(rootfd, rel).ctx(|| "reopening the target")?;
-        sys::mount(
+        let t = open_in(s, rootfd, rel).step(|| Step::Reopen)?;
+        s.mount(
             None,
             &fd_path(&t),
             None,
             libc::MS_REMOUNT | libc::MS_RDONLY | flags,
             None,
         )
-        .ctx(|| "remounting the cgroup tmpfs read-only")?;
+        .step(|| Step::CgroupTmpfsReadOnly)?;
     }
     Ok(())
 }
 
-fn symlinkat(target: &str, dir: &OwnedFd, name: &str) -> std::io::Result<()> {
+fn symlinkat(s: &dyn Syscall, target: &str, dir: &OwnedFd, name: &str) -> std::io::Result<()> {
     let t = sys::cstr(target)?;
     let n = sys::cstr(name)?;
-    // SAFETY: valid C strings and dir fd.
-    sys::cvt(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), n.as_ptr()) }).map(drop)
+    s.symlinkat(&t, dir.as_raw_fd(), &n)
 }
 
 fn default_devices() -> Vec<(&'static str, u32, u32)> {
@@ -713,78 +746,70 @@ fn default_devices() -> Vec<(&'static str, u32, u32)> {
     ]
 }
 
-fn setup_dev(c: &RootfsCtx, rootfd: &OwnedFd, devpts: bool) -> Result<()> {
+fn setup_dev(s: &dyn Syscall, c: &RootfsCtx, rootfd: &OwnedFd, devpts: bool) -> Result<()> {
     for (p, maj, min) in default_devices() {
-        make_device(c, rootfd, p, libc::S_IFCHR, maj, min, 0o666, 0, 0)?;
+        make_device(s, c, rootfd, p, libc::S_IFCHR, maj, min, 0o666, 0, 0)?;
     }
     if let Some(devs) = c.spec.linux().as_ref().and_then(|l| l.devices().as_ref()) {
         for d in devs {
-            add_device(c, rootfd, d)?;
+            add_device(s, c, rootfd, d)?;
         }
     }
-    let dev = mkdir_all_in_root(rootfd, "dev")?;
+    let dev = mkdir_all(s, rootfd, "dev")?;
     for (target, name) in [
         ("/proc/self/fd", "fd"),
         ("/proc/self/fd/0", "stdin"),
         ("/proc/self/fd/1", "stdout"),
         ("/proc/self/fd/2", "stderr"),
     ] {
-        let _ = symlinkat(target, &dev, name);
+        let _ = symlinkat(s, target, &dev, name);
     }
-    if Path::new("/proc/kcore").exists() {
-        let _ = symlinkat("/proc/kcore", &dev, "core");
+    if s.exists("/proc/kcore") {
+        let _ = symlinkat(s, "/proc/kcore", &dev, "core");
     }
     if devpts {
-        let n = sys::cstr("ptmx").expect("no NUL");
-        // SAFETY: valid fd and C string.
-        unsafe { libc::unlinkat(dev.as_raw_fd(), n.as_ptr(), 0) };
-        symlinkat("pts/ptmx", &dev, "ptmx").ctx(|| "creating /dev/ptmx")?;
+        let _ = s.unlinkat(dev.as_raw_fd(), c"ptmx", 0);
+        symlinkat(s, "pts/ptmx", &dev, "ptmx").step(|| Step::DevPtmx)?;
     }
     if c.terminal {
-        ensure_target(rootfd, "dev/console", false)?;
+        ensure(s, rootfd, "dev/console", false)?;
     }
     Ok(())
 }
 
-fn add_device(c: &RootfsCtx, rootfd: &OwnedFd, d: &LinuxDevice) -> Result<()> {
+fn add_device(s: &dyn Syscall, c: &RootfsCtx, rootfd: &OwnedFd, d: &LinuxDevice) -> Result<()> {
     let rel = clean_rel(d.path());
     if !rel.starts_with("dev/") {
-        bail!(
-            "linux.devices path {} must be under /dev",
-            d.path().display()
-        );
+        return Err(RootfsError::DeviceOutsideDev(d.path().clone()));
     }
     let kind = match d.typ() {
         LinuxDeviceType::C | LinuxDeviceType::U => libc::S_IFCHR,
         LinuxDeviceType::B => libc::S_IFBLK,
         LinuxDeviceType::P => libc::S_IFIFO,
-        LinuxDeviceType::A => bail!(
-            "linux.devices {}: type \"a\" is not a device type",
-            d.path().display()
-        ),
+        LinuxDeviceType::A => return Err(RootfsError::DeviceTypeAll(d.path().clone())),
     };
     let mode = d.file_mode().unwrap_or(0o666) & 0o7777;
     let (maj, min) = (d.major() as u32, d.minor() as u32);
     // A file already there must be this very device (config-linux.md); never replace another.
-    if let Ok(fd) = openat2(
+    if let Ok(fd) = s.openat2(
         rootfd.as_raw_fd(),
         &rel,
         libc::O_PATH | libc::O_NOFOLLOW,
         0,
         RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
     ) {
-        let st = sys::fstat(fd.as_raw_fd()).ctx(|| format!("fstat /{rel}"))?;
+        let st = s
+            .fstat(fd.as_raw_fd())
+            .step(|| Step::FstatDevice(rel.clone()))?;
         let same = st.st_mode & libc::S_IFMT == kind
             && (kind == libc::S_IFIFO || st.st_rdev == libc::makedev(maj, min));
         if same {
             return Ok(());
         }
-        bail!(
-            "linux.devices {}: a different file already exists there in the rootfs",
-            d.path().display()
-        );
+        return Err(RootfsError::DeviceExists(d.path().clone()));
     }
     make_device(
+        s,
         c,
         rootfd,
         &rel,
@@ -799,6 +824,7 @@ fn add_device(c: &RootfsCtx, rootfd: &OwnedFd, d: &LinuxDevice) -> Result<()> {
 
 #[allow(clippy::too_many_arguments)]
 fn make_device(
+    s: &dyn Syscall,
     c: &RootfsCtx,
     rootfd: &OwnedFd,
     rel: &str,
@@ -810,75 +836,66 @@ fn make_device(
     gid: u32,
 ) -> Result<()> {
     let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
-    let pfd = mkdir_all_in_root(rootfd, parent)?;
-    let cname = sys::cstr(name).ctx(|| "bad device name")?;
+    let pfd = mkdir_all(s, rootfd, parent)?;
+    let cname = sys::cstr(name).step(|| Step::BadDeviceName)?;
     if c.userns {
-        let target = ensure_target(rootfd, rel, false)?;
+        let target = ensure(s, rootfd, rel, false)?;
         let host = format!("/{rel}");
-        return sys::mount(Some(&host), &fd_path(&target), None, libc::MS_BIND, None)
-            .ctx(|| format!("bind-mounting device {host}"));
+        return s
+            .mount(Some(&host), &fd_path(&target), None, libc::MS_BIND, None)
+            .step(|| Step::BindDevice(host.clone()));
     }
-    // SAFETY: valid fd and C string.
-    unsafe { libc::unlinkat(pfd.as_raw_fd(), cname.as_ptr(), 0) };
-    // SAFETY: valid fd and C string.
-    let r = unsafe {
-        libc::mknodat(
-            pfd.as_raw_fd(),
-            cname.as_ptr(),
-            kind | mode,
-            libc::makedev(maj, min),
-        )
-    };
-    if r != 0 {
-        return Err(sys::last()).ctx(|| format!("mknod /{rel}"));
-    }
-    // SAFETY: valid fd and C string.
-    let r = unsafe {
-        libc::fchownat(
-            pfd.as_raw_fd(),
-            cname.as_ptr(),
-            uid,
-            gid,
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if r != 0 {
-        return Err(sys::last()).ctx(|| format!("chown /{rel}"));
-    }
-    Ok(())
+    let _ = s.unlinkat(pfd.as_raw_fd(), &cname, 0);
+    s.mknodat(
+        pfd.as_raw_fd(),
+        &cname,
+        kind | mode,
+        libc::makedev(maj, min),
+    )
+    .step(|| Step::Mknod(rel.to_string()))?;
+    s.fchownat(pfd.as_raw_fd(), &cname, uid, gid, libc::AT_SYMLINK_NOFOLLOW)
+        .step(|| Step::Chown(rel.to_string()))
 }
 
 /// Switches the root: pivot_root (detaching the old root) or, with `no_pivot`, MS_MOVE + chroot.
 pub fn switch_root(root: &str, no_pivot: bool) -> Result<()> {
-    let r = sys::cstr(root).ctx(|| "bad rootfs path")?;
-    // SAFETY: valid C string.
-    sys::cvt(unsafe { libc::chdir(r.as_ptr()) }).ctx(|| format!("chdir {root}"))?;
+    switch_root_with(&Linux, root, no_pivot)
+}
+
+/// [`switch_root`] through `s`.
+pub fn switch_root_with(s: &dyn Syscall, root: &str, no_pivot: bool) -> Result<()> {
+    let r = sys::cstr(root).step(|| Step::BadRootPath)?;
+    s.chdir(&r).step(|| Step::Chdir(root.to_string()))?;
     if no_pivot {
-        sys::mount(Some(root), "/", None, libc::MS_MOVE, None).ctx(|| "moving the rootfs to /")?;
-        let dot = sys::cstr(".").expect("no NUL");
-        // SAFETY: valid C string.
-        sys::cvt(unsafe { libc::chroot(dot.as_ptr()) }).ctx(|| "chroot")?;
+        s.mount(Some(root), "/", None, libc::MS_MOVE, None)
+            .step(|| Step::MoveRoot)?;
+        s.chroot(c".").step(|| Step::Chroot)?;
     } else {
-        let old = sys::open("/", libc::O_DIRECTORY | libc::O_RDONLY, 0).ctx(|| "opening /")?;
-        let dot = sys::cstr(".").expect("no NUL");
-        // SAFETY: valid C strings.
-        sys::cvt(unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) as i32 })
-            .ctx(|| format!("pivot_root into {root} (use --no-pivot on a ramfs root)"))?;
-        // SAFETY: valid fd.
-        sys::cvt(unsafe { libc::fchdir(old.as_raw_fd()) }).ctx(|| "fchdir to the old root")?;
-        sys::mount(None, ".", None, libc::MS_SLAVE | libc::MS_REC, None)
-            .ctx(|| "making the old root a slave")?;
-        sys::umount2(".", libc::MNT_DETACH).ctx(|| "detaching the old root")?;
+        let old = s
+            .open("/", libc::O_DIRECTORY | libc::O_RDONLY, 0)
+            .step(|| Step::OpenSlash)?;
+        s.pivot_root(c".", c".")
+            .step(|| Step::PivotRoot(root.to_string()))?;
+        s.fchdir(old.as_raw_fd()).step(|| Step::FchdirOldRoot)?;
+        s.mount(None, ".", None, libc::MS_SLAVE | libc::MS_REC, None)
+            .step(|| Step::OldRootSlave)?;
+        s.umount2(".", libc::MNT_DETACH)
+            .step(|| Step::DetachOldRoot)?;
     }
-    let slash = sys::cstr("/").expect("no NUL");
-    // SAFETY: valid C string.
-    sys::cvt(unsafe { libc::chdir(slash.as_ptr()) }).ctx(|| "chdir /")?;
+    s.chdir(c"/").step(|| Step::ChdirSlash)?;
     Ok(())
 }
 
 /// After the root switch: masked paths, read-only paths, read-only root.
 pub fn finalize(spec: &Spec) -> Result<()> {
-    let rootfd = sys::open("/", libc::O_PATH | libc::O_DIRECTORY, 0).ctx(|| "opening /")?;
+    finalize_with(&Linux, spec)
+}
+
+/// [`finalize`] through `s`.
+pub fn finalize_with(s: &dyn Syscall, spec: &Spec) -> Result<()> {
+    let rootfd = s
+        .open("/", libc::O_PATH | libc::O_DIRECTORY, 0)
+        .step(|| Step::OpenSlash)?;
     if let Some(l) = spec.linux() {
         crate::debug!(
             "masking {} paths, {} read-only paths",
@@ -887,15 +904,15 @@ pub fn finalize(spec: &Spec) -> Result<()> {
         );
         if let Some(masked) = l.masked_paths() {
             if !masked.is_empty() {
-                let null = verified_dev_null()?;
+                let null = dev_null(s)?;
                 for p in masked {
-                    mask_path(&rootfd, &null, p)?;
+                    mask_path(s, &rootfd, &null, p)?;
                 }
             }
         }
         if let Some(ro) = l.readonly_paths() {
             for p in ro {
-                readonly_path(&rootfd, p)?;
+                readonly_path(s, &rootfd, p)?;
             }
         }
     }
@@ -906,124 +923,95 @@ pub fn finalize(spec: &Spec) -> Result<()> {
         .and_then(|l| l.rootfs_propagation().as_ref())
         .is_some_and(|p| !p.is_empty());
     if requested {
-        sys::mount(None, "/", None, root_propagation(spec), None)
-            .ctx(|| "applying linux.rootfsPropagation to the root")?;
+        s.mount(None, "/", None, root_propagation(spec), None)
+            .step(|| Step::ApplyPropagation)?;
     }
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
-        remount("/", libc::MS_RDONLY)
-            .map_err(|e| Error::Msg(format!("making the root read-only: {e}")))?;
+        remount(s, "/", libc::MS_RDONLY).map_err(|e| RootfsError::ReadOnlyRoot(Box::new(e)))?;
     }
     Ok(())
 }
 
 /// Opens /dev/null without following symlinks and checks it is the real character device 1:3.
 pub fn verified_dev_null() -> Result<OwnedFd> {
-    let fd = openat2(
-        libc::AT_FDCWD,
-        "/dev/null",
-        libc::O_PATH,
-        0,
-        sys::RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
-    )
-    .ctx(|| "opening /dev/null in the container (it must be a device, not a symlink)")?;
-    let st = sys::fstat(fd.as_raw_fd()).ctx(|| "fstat /dev/null")?;
+    dev_null(&Linux)
+}
+
+/// [`verified_dev_null`] through `s`.
+fn dev_null(s: &dyn Syscall) -> Result<OwnedFd> {
+    let fd = s
+        .openat2(
+            libc::AT_FDCWD,
+            "/dev/null",
+            libc::O_PATH,
+            0,
+            sys::RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+        )
+        .step(|| Step::OpenDevNull)?;
+    let st = s.fstat(fd.as_raw_fd()).step(|| Step::FstatDevNull)?;
     if st.st_mode & libc::S_IFMT != libc::S_IFCHR
         || libc::major(st.st_rdev) != 1
         || libc::minor(st.st_rdev) != 3
     {
-        bail!("/dev/null in the container is not the null device (char 1:3): refusing to use it for maskedPaths");
+        return Err(RootfsError::NotNullDevice);
     }
     Ok(fd)
 }
 
-fn mask_path(rootfd: &OwnedFd, null: &OwnedFd, p: &str) -> Result<()> {
+fn mask_path(s: &dyn Syscall, rootfd: &OwnedFd, null: &OwnedFd, p: &str) -> Result<()> {
     let rel = clean_rel(Path::new(p));
-    let fd = match open_in_root(rootfd, &rel) {
+    let fd = match open_in(s, rootfd, &rel) {
         Ok(fd) => fd,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
-        Err(e) => return Err(e).ctx(|| format!("opening masked path {p}")),
+        Err(e) => return Err(e).step(|| Step::OpenMasked(p.to_string())),
     };
-    let st = sys::fstat(fd.as_raw_fd()).ctx(|| format!("fstat {p}"))?;
+    let st = s
+        .fstat(fd.as_raw_fd())
+        .step(|| Step::FstatMasked(p.to_string()))?;
     if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-        sys::mount(
+        s.mount(
             Some("tmpfs"),
             &fd_path(&fd),
             Some("tmpfs"),
             libc::MS_RDONLY,
             None,
         )
-        .ctx(|| format!("masking {p} with a read-only tmpfs"))
+        .step(|| Step::MaskTmpfs(p.to_string()))
     } else {
-        sys::mount(
+        s.mount(
             Some(&fd_path(null)),
             &fd_path(&fd),
             None,
             libc::MS_BIND,
             None,
         )
-        .ctx(|| format!("masking {p} with /dev/null"))
+        .step(|| Step::MaskNull(p.to_string()))
     }
 }
 
-fn readonly_path(rootfd: &OwnedFd, p: &str) -> Result<()> {
+fn readonly_path(s: &dyn Syscall, rootfd: &OwnedFd, p: &str) -> Result<()> {
     let rel = clean_rel(Path::new(p));
-    let fd = match open_in_root(rootfd, &rel) {
+    let fd = match open_in(s, rootfd, &rel) {
         Ok(fd) => fd,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
-        Err(e) => return Err(e).ctx(|| format!("opening read-only path {p}")),
+        Err(e) => return Err(e).step(|| Step::OpenReadonly(p.to_string())),
     };
-    sys::mount(
+    s.mount(
         Some(&fd_path(&fd)),
         &fd_path(&fd),
         None,
         libc::MS_BIND | libc::MS_REC,
         None,
     )
-    .ctx(|| format!("bind-mounting read-only path {p}"))?;
-    let fd = open_in_root(rootfd, &rel).ctx(|| format!("reopening {p}"))?;
+    .step(|| Step::BindReadonly(p.to_string()))?;
+    let fd = open_in(s, rootfd, &rel).step(|| Step::ReopenReadonly(p.to_string()))?;
     remount(
+        s,
         &fd_path(&fd),
         libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
     )
-    .map_err(|e| Error::Msg(format!("making {p} read-only: {e}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn options_split_into_flags_propagation_and_data() {
-        let o = parse_options(
-            &[
-                "rbind", "ro", "nosuid", "rslave", "size=1m", "mode=700", "rw", "rro",
-            ]
-            .map(String::from),
-        );
-        assert!(o.bind);
-        assert_eq!(o.flags & libc::MS_RDONLY, 0, "rw after ro clears it");
-        assert_ne!(o.flags & libc::MS_NOSUID, 0);
-        assert_ne!(o.flags & libc::MS_REC, 0);
-        assert_eq!(o.propagation, vec![libc::MS_SLAVE | libc::MS_REC]);
-        assert_eq!(o.data, vec!["size=1m", "mode=700"]);
-        assert_eq!(o.rec_attr_set, 1);
-    }
-
-    #[test]
-    fn recursive_options_set_and_clear_mount_attributes() {
-        let o =
-            parse_options(&["rro", "rnoatime", "rrw", "rnosuid", "rstrictatime"].map(String::from));
-        assert_eq!(o.rec_attr_set, attr::NOSUID | attr::STRICTATIME);
-        assert_eq!(o.rec_attr_clr, attr::RDONLY | attr::ATIME_MASK);
-        assert!(o.data.is_empty(), "{:?}", o.data);
-        let o = parse_options(&["nosymfollow", "iversion", "noiversion"].map(String::from));
-        assert_eq!(o.flags, libc::MS_NOSYMFOLLOW);
-    }
-
-    #[test]
-    fn paths_are_cleaned_lexically_inside_the_root() {
-        assert_eq!(clean_rel(Path::new("/a/../../b/./c")), "b/c");
-        assert_eq!(clean_rel(Path::new("/")), "");
-        assert_eq!(clean_rel(Path::new("../../etc")), "etc");
-    }
+    .map_err(|e| RootfsError::ReadOnlyPath {
+        path: p.to_string(),
+        source: Box::new(e),
+    })
 }

@@ -4,7 +4,7 @@
 //! including `SECCOMP_FILTER_FLAG_NEW_LISTENER` for `SCMP_ACT_NOTIFY`, are under our control.
 
 use std::io::{Read, Seek};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 use libseccomp::{
@@ -17,25 +17,39 @@ use oci_spec::runtime::{
 /// Errors of compiling, loading and handing over a seccomp filter.
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
+    /// The profile cannot be compiled as written.
     #[error("linux.seccomp: {0}")]
     Invalid(String),
+    /// libseccomp refused a step.
     #[error("linux.seccomp: {what}: {source}")]
     Library {
+        /// The step.
         what: String,
+        /// libseccomp's error.
         source: libseccomp::error::SeccompError,
     },
+    /// Reading the compiled program back failed.
     #[error("linux.seccomp: exporting the compiled filter: {0}")]
-    Export(std::io::Error),
+    Export(#[source] std::io::Error),
+    /// `seccomp(2)` refused the filter.
     #[error("loading the seccomp filter: {source}{hint}")]
     Load {
+        /// The OS error.
         source: std::io::Error,
+        /// What usually causes it.
         hint: &'static str,
     },
+    /// The notify listener could not be handed to the agent.
     #[error("sending the seccomp notify fd to listenerPath {}: {source}", path.display())]
     Listener {
+        /// `linux.seccomp.listenerPath`.
         path: std::path::PathBuf,
+        /// The OS error.
         source: std::io::Error,
     },
+    /// A notify listener arrived but the profile names no agent.
+    #[error("linux.seccomp uses SCMP_ACT_NOTIFY but has no listenerPath for the agent")]
+    NoListenerPath,
 }
 
 const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
@@ -369,12 +383,17 @@ pub fn compile_cached(s: &LinuxSeccomp, cache_dir: &Path) -> Result<Filter, Secc
         }
     }
     let f = compile(s)?;
-    let tmp = cache_dir.join(format!(".seccomp-{}.tmp", std::process::id()));
     let written = std::fs::create_dir_all(cache_dir)
-        .and_then(|_| std::fs::write(&tmp, f.to_cache_bytes(&key)))
-        .and_then(|_| std::fs::rename(&tmp, &file));
+        .map_err(|e| e.to_string())
+        .and_then(|_| {
+            berth_sys::atomic::write(
+                &file,
+                &f.to_cache_bytes(&key),
+                berth_sys::atomic::Durability::NoSync,
+            )
+            .map_err(|e| e.to_string())
+        });
     if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
         crate::debug!("seccomp cache {}: {e}", file.display());
     }
     Ok(f)
@@ -449,17 +468,12 @@ pub fn send_to_listener(
     listener_fd: BorrowedFd<'_>,
     state_json: &[u8],
 ) -> Result<(), SeccompError> {
-    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
     let err = |source: std::io::Error| SeccompError::Listener {
         path: path.to_path_buf(),
         source,
     };
     let sock = std::os::unix::net::UnixStream::connect(path).map_err(err)?;
-    let fds = [listener_fd.as_raw_fd()];
-    let cmsg = [ControlMessage::ScmRights(&fds)];
-    let iov = [std::io::IoSlice::new(state_json)];
-    let n = sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
-        .map_err(|e| err(e.into()))?;
+    let n = berth_sys::fdpass::send(&sock, state_json, &[listener_fd]).map_err(err)?;
     if n != state_json.len() {
         return Err(err(std::io::Error::new(
             std::io::ErrorKind::WriteZero,

@@ -111,6 +111,7 @@ pub fn runs_read_only() -> io::Result<bool> {
 /// Whether the executable behind `path` (a `/proc/<pid>/exe` link) can be written through it.
 pub fn exe_is_read_only(path: &str) -> io::Result<bool> {
     let c = CString::new(path).map_err(io::Error::other)?;
+    // SAFETY: statvfs is plain data; all zeroes is a valid value.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: c is a valid C string and st a valid out-pointer.
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
@@ -143,7 +144,7 @@ pub fn read_only_view(path: &std::path::Path) -> io::Result<OwnedFd> {
     const OPEN_TREE_CLONE: libc::c_uint = 1;
     let c = CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
         .map_err(io::Error::other)?;
-    // SAFETY: plain syscall with a valid C string.
+    // SAFETY: open_tree reads the NUL-terminated path c, which lives for the call.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_open_tree,
@@ -173,7 +174,7 @@ pub fn read_only_view(path: &std::path::Path) -> io::Result<OwnedFd> {
 /// A memfd holding a copy of the running binary, sealed against every change.
 fn sealed_copy() -> io::Result<OwnedFd> {
     let exe = std::fs::File::open("/proc/self/exe")?;
-    // SAFETY: plain syscall with a valid C string.
+    // SAFETY: memfd_create reads a static NUL-terminated name.
     let fd = unsafe {
         libc::memfd_create(
             c"berth-runtime".as_ptr(),

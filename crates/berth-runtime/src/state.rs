@@ -8,13 +8,101 @@
 //! still present is `created`; alive and frozen by `pause` is `paused`; alive otherwise is
 //! `running`; dead or a zombie is `stopped`.
 
-use crate::bail;
-use crate::error::{Ctx, Error, Result};
 use crate::sys;
+use crate::sys::{SysCtx, SysError};
+use berth_sys::atomic::{self, Durability, WriteError};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+
+/// Container ids, `state.json`, and operations the container's state does not allow.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Not a valid container id.
+    #[error("invalid container id {0:?}: use letters, digits, '_', '+', '-' and '.'")]
+    InvalidId(String),
+    /// No container with this id.
+    #[error("container {id:?} does not exist (no {})", path.display())]
+    NotFound {
+        /// The id.
+        id: String,
+        /// Its `state.json`.
+        path: PathBuf,
+    },
+    /// A container with this id exists already.
+    #[error("container with id {0:?} already exists: delete it first or pick another id")]
+    Exists(String),
+    /// `state.json` does not parse.
+    #[error("corrupt state {}: {source}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Writing `state.json` (or the pid file) failed.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// Reading or locking the container's directory failed.
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    /// The operation is not allowed in the container's state.
+    #[error("{}", wrong_state(id, *op, *status))]
+    WrongState {
+        /// The container.
+        id: String,
+        /// What was asked.
+        op: Op,
+        /// The state it is in.
+        status: Status,
+    },
+}
+
+/// An operation on a container, for [`StateError::WrongState`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `start`.
+    Start,
+    /// `kill`.
+    Kill,
+    /// `delete` without `--force`.
+    Delete,
+    /// `pause`.
+    Pause,
+    /// `resume`.
+    Resume,
+    /// `update`.
+    Update,
+    /// `events --stats`.
+    Stats,
+    /// `exec`.
+    Exec,
+}
+
+fn wrong_state(id: &str, op: Op, status: Status) -> String {
+    match (op, status) {
+        (Op::Start, Status::Stopped) => {
+            "cannot start a container that has stopped: delete it and create it again".into()
+        }
+        (Op::Start, Status::Creating) => format!("container {id:?} is still being created"),
+        (Op::Start, _) => format!("cannot start an already running container {id:?}"),
+        (Op::Kill, _) => format!("container not running: {id:?} has stopped (delete it)"),
+        (Op::Delete, s) => format!(
+            "cannot delete container {id:?} that is not stopped: {} (stop it first or use --force)",
+            s.as_str()
+        ),
+        (Op::Pause, s) => format!("cannot pause container {id:?}: it is {}", s.as_str()),
+        (Op::Resume, _) => format!("cannot resume container {id:?}: it is not paused"),
+        (Op::Update, _) => format!("cannot update container {id:?}: it is stopped"),
+        (Op::Stats, _) => format!("container {id:?} is stopped"),
+        (Op::Exec, Status::Paused) => {
+            format!("cannot exec in a paused container {id:?}: resume it first")
+        }
+        (Op::Exec, _) => format!("cannot exec in a stopped container {id:?}"),
+    }
+}
 
 /// The default `--root`.
 pub const DEFAULT_ROOT: &str = "/run/berth-runtime";
@@ -73,6 +161,33 @@ pub enum Status {
 }
 
 impl Status {
+    /// Whether `op` is allowed in this state (`delete` here means without `--force`, which
+    /// is allowed in every state).
+    pub fn allows(self, op: Op) -> bool {
+        use Status::*;
+        match op {
+            Op::Start => self == Created,
+            Op::Kill | Op::Update | Op::Stats => self != Stopped,
+            Op::Delete => self == Stopped,
+            Op::Pause => self == Running,
+            Op::Resume => self == Paused,
+            Op::Exec => !matches!(self, Stopped | Paused),
+        }
+    }
+
+    /// Ok when `op` is allowed in this state, else the error that says why not.
+    pub fn check(self, id: &str, op: Op) -> Result<(), StateError> {
+        if self.allows(op) {
+            Ok(())
+        } else {
+            Err(StateError::WrongState {
+                id: id.to_string(),
+                op,
+                status: self,
+            })
+        }
+    }
+
     /// The spec's lowercase name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -94,7 +209,7 @@ pub struct Container {
 }
 
 /// Checks a container id the way runc does.
-pub fn check_id(id: &str) -> Result<()> {
+pub fn check_id(id: &str) -> Result<(), StateError> {
     let ok = !id.is_empty()
         && id != "."
         && id != ".."
@@ -102,7 +217,7 @@ pub fn check_id(id: &str) -> Result<()> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-' | '.'));
     if !ok {
-        bail!("invalid container id {id:?}: use letters, digits, '_', '+', '-' and '.'");
+        return Err(StateError::InvalidId(id.to_string()));
     }
     Ok(())
 }
@@ -113,44 +228,52 @@ pub fn dir(root: &Path, id: &str) -> PathBuf {
 }
 
 /// Locks the container directory exclusively until the returned fd is dropped.
-pub fn lock(dir: &Path) -> Result<OwnedFd> {
+pub fn lock(dir: &Path) -> Result<OwnedFd, SysError> {
     let fd = sys::open(
         dir.to_str().unwrap_or_default(),
         libc::O_RDONLY | libc::O_DIRECTORY,
         0,
     )
-    .ctx(|| format!("opening {}", dir.display()))?;
-    // SAFETY: flock on an fd we own.
+    .sys(|| format!("opening {}", dir.display()))?;
+    // SAFETY: flock on an fd we own; it stays open for the call.
     sys::cvt(unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) })
-        .ctx(|| format!("locking {}", dir.display()))?;
+        .sys(|| format!("locking {}", dir.display()))?;
     Ok(fd)
 }
 
 impl Container {
     /// Loads container `id` from `root`; "container does not exist" if absent.
-    pub fn load(root: &Path, id: &str) -> Result<Container> {
+    pub fn load(root: &Path, id: &str) -> Result<Container, StateError> {
         check_id(id)?;
         let dir = dir(root, id);
         let path = dir.join("state.json");
         let data = match std::fs::read(&path) {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                bail!("container {id:?} does not exist (no {})", path.display())
+                return Err(StateError::NotFound {
+                    id: id.to_string(),
+                    path,
+                })
             }
-            Err(e) => return Err(e).ctx(|| format!("reading {}", path.display())),
+            Err(e) => return Err(Err(e).sys(|| format!("reading {}", path.display()))?),
         };
-        let saved: Saved = serde_json::from_slice(&data)
-            .map_err(|e| Error::Msg(format!("corrupt state {}: {e}", path.display())))?;
+        let saved: Saved =
+            serde_json::from_slice(&data).map_err(|source| StateError::Corrupt { path, source })?;
         Ok(Container { dir, saved })
     }
 
-    /// Writes state.json atomically (temp file + rename).
-    pub fn save(&self) -> Result<()> {
+    /// Writes state.json atomically (temp file + rename; not synced: the state lives as
+    /// long as the container, on a tmpfs under /run).
+    pub fn save(&self) -> Result<(), StateError> {
         let tmp = self.dir.join(".state.json.tmp");
         let data = serde_json::to_vec(&self.saved).expect("state serializes");
-        std::fs::write(&tmp, data).ctx(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, self.dir.join("state.json"))
-            .ctx(|| format!("renaming {}", tmp.display()))
+        atomic::write_via(
+            &tmp,
+            &self.dir.join("state.json"),
+            &data,
+            Durability::NoSync,
+        )?;
+        Ok(())
     }
 
     /// The copy of config.json taken at create.
@@ -207,10 +330,7 @@ impl Container {
 
 /// True while `pid` with start time `start` is alive and not a zombie.
 pub fn alive(pid: i32, start: u64) -> bool {
-    match sys::proc_stat(pid) {
-        Some((s, st)) => s == start && st != 'Z' && st != 'X',
-        None => false,
-    }
+    berth_sys::proc::alive(pid, Some(start))
 }
 
 fn owner_name(uid: u32) -> String {
@@ -276,6 +396,105 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_operation_is_allowed_in_its_states() {
+        use Status::*;
+        let all = [Creating, Created, Running, Paused, Stopped];
+        let allowed = |op| {
+            all.iter()
+                .filter(|s| s.allows(op))
+                .copied()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(allowed(Op::Start), [Created]);
+        assert_eq!(allowed(Op::Kill), [Creating, Created, Running, Paused]);
+        assert_eq!(allowed(Op::Delete), [Stopped]);
+        assert_eq!(allowed(Op::Pause), [Running]);
+        assert_eq!(allowed(Op::Resume), [Paused]);
+        assert_eq!(allowed(Op::Exec), [Creating, Created, Running]);
+        assert!(Running.check("c", Op::Kill).is_ok());
+    }
+
+    #[test]
+    fn wrong_state_messages() {
+        let msg = |status: Status, op| status.check("c", op).unwrap_err().to_string();
+        assert_eq!(
+            msg(Status::Stopped, Op::Start),
+            "cannot start a container that has stopped: delete it and create it again"
+        );
+        assert_eq!(
+            msg(Status::Paused, Op::Start),
+            "cannot start an already running container \"c\""
+        );
+        assert_eq!(
+            msg(Status::Creating, Op::Start),
+            "container \"c\" is still being created"
+        );
+        assert_eq!(
+            msg(Status::Stopped, Op::Kill),
+            "container not running: \"c\" has stopped (delete it)"
+        );
+        assert_eq!(
+            msg(Status::Running, Op::Delete),
+            "cannot delete container \"c\" that is not stopped: running (stop it first or use --force)"
+        );
+        assert_eq!(
+            msg(Status::Created, Op::Pause),
+            "cannot pause container \"c\": it is created"
+        );
+        assert_eq!(
+            msg(Status::Running, Op::Resume),
+            "cannot resume container \"c\": it is not paused"
+        );
+        assert_eq!(
+            msg(Status::Paused, Op::Exec),
+            "cannot exec in a paused container \"c\": resume it first"
+        );
+        assert_eq!(
+            msg(Status::Stopped, Op::Exec),
+            "cannot exec in a stopped container \"c\""
+        );
+    }
+
+    #[test]
+    fn a_missing_container_and_a_saved_one() {
+        let d = tempfile::tempdir().unwrap();
+        let e = Container::load(d.path(), "nope").err().unwrap();
+        assert!(matches!(e, StateError::NotFound { .. }), "{e}");
+        assert!(e.to_string().contains("does not exist"), "{e}");
+        assert!(matches!(
+            Container::load(d.path(), "../x"),
+            Err(StateError::InvalidId(_))
+        ));
+        let dir = d.path().join("c");
+        std::fs::create_dir(&dir).unwrap();
+        let c = Container {
+            dir: dir.clone(),
+            saved: Saved {
+                id: "c".into(),
+                pid: 1,
+                pid_start: 2,
+                bundle: "/b".into(),
+                rootfs: "/b/rootfs".into(),
+                created: now_rfc3339(),
+                annotations: HashMap::new(),
+                cgroup: None,
+                paused: false,
+                no_pivot: false,
+                owner: 0,
+                creating: false,
+            },
+        };
+        c.save().unwrap();
+        assert_eq!(Container::load(d.path(), "c").unwrap().saved.pid_start, 2);
+        assert!(!dir.join(".state.json.tmp").exists());
+        std::fs::write(dir.join("state.json"), "{").unwrap();
+        assert!(matches!(
+            Container::load(d.path(), "c"),
+            Err(StateError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
     fn timestamps_are_rfc3339() {
         let t = now_rfc3339();
         assert!(chrono::DateTime::parse_from_rfc3339(&t).is_ok(), "{t}");
@@ -303,7 +522,7 @@ mod tests {
     fn a_dead_pid_is_not_alive() {
         // SAFETY: getpid cannot fail.
         let me = unsafe { libc::getpid() };
-        let (start, _) = sys::proc_stat(me).unwrap();
+        let start = berth_sys::proc::stat(me).unwrap().start_time;
         assert!(alive(me, start));
         assert!(
             !alive(me, start + 1),

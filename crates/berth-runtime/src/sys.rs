@@ -5,6 +5,70 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+/// A system call or file operation that failed while doing `what`; keeps the OS error.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct SysError {
+    /// What was being done ("creating the cgroup namespace").
+    pub what: String,
+    /// The OS error.
+    #[source]
+    pub source: io::Error,
+}
+
+impl SysError {
+    /// The calling thread's errno, failing while doing `what`.
+    pub fn last(what: impl Into<String>) -> SysError {
+        SysError {
+            what: what.into(),
+            source: io::Error::last_os_error(),
+        }
+    }
+
+    /// The OS errno.
+    pub fn errno(&self) -> Option<i32> {
+        self.source.raw_os_error()
+    }
+}
+
+/// Adds "what was being done" to an `io::Result`.
+pub trait SysCtx<T> {
+    /// Wraps the error with the context computed by `f`, as a [`SysError`].
+    fn sys<S: Into<String>>(self, f: impl FnOnce() -> S) -> Result<T, SysError>;
+}
+
+impl<T> SysCtx<T> for io::Result<T> {
+    fn sys<S: Into<String>>(self, f: impl FnOnce() -> S) -> Result<T, SysError> {
+        self.map_err(|source| SysError {
+            what: f().into(),
+            source,
+        })
+    }
+}
+
+/// An error that may have an OS errno behind it: what the stage channel and the log's error
+/// line carry besides the message.
+pub trait Errno: std::fmt::Display {
+    /// The OS errno behind the error.
+    fn errno(&self) -> Option<i32>;
+    /// Whether finding or executing the container's program failed.
+    fn during_exec(&self) -> bool {
+        false
+    }
+}
+
+/// The errno of the first `io::Error` in `e`'s chain of sources, starting with `e` itself.
+pub fn chain_errno(mut e: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    loop {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            if let Some(n) = io.raw_os_error() {
+                return Some(n);
+            }
+        }
+        e = e.source()?;
+    }
+}
+
 /// Turns a -1 return into the thread's errno.
 pub fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret == -1 {
@@ -185,7 +249,7 @@ pub fn fstat(fd: RawFd) -> io::Result<libc::stat> {
 pub fn fstatfs_type(fd: RawFd) -> io::Result<i64> {
     // SAFETY: zeroed statfs is a valid out-buffer.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: valid buffer.
+    // SAFETY: st is a live statfs for the kernel to fill.
     cvt(unsafe { libc::fstatfs(fd, &mut st) })?;
     Ok(st.f_type as i64)
 }
@@ -231,6 +295,15 @@ pub fn close_fds_except(keep: &[RawFd]) {
     unsafe { libc::syscall(libc::SYS_close_range, next, u32::MAX, 0) };
 }
 
+/// A close-on-exec unix socketpair of type `ty` (`SOCK_STREAM`, `SOCK_SEQPACKET`).
+pub fn socketpair(ty: libc::c_int) -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid buffer of two ints for the kernel to fill.
+    cvt(unsafe { libc::socketpair(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) })?;
+    // SAFETY: socketpair succeeded: both fds are new and owned by nothing else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
 /// Marks every fd >= `first` close-on-exec.
 pub fn cloexec_from(first: u32) {
     // SAFETY: only flags change.
@@ -251,20 +324,9 @@ pub fn write_file(path: &str, data: &[u8]) -> io::Result<()> {
     f.write_all(data)
 }
 
-/// A process's start time (field 22 of /proc/PID/stat) and its state letter.
-pub fn proc_stat(pid: i32) -> Option<(u64, char)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    let mut it = rest.split(' ');
-    let state = it.next()?.chars().next()?;
-    // fields after the state: ppid(4) .. starttime(22) => 18 more
-    let start = it.nth(18)?.parse().ok()?;
-    Some((start, state))
-}
-
 /// pidfd_open(2).
 pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall.
+    // SAFETY: pidfd_open takes only integers.
     let r = cvt_long(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
     // SAFETY: new fd owned by us.
     Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
@@ -281,7 +343,6 @@ pub fn pidfd_wait(fd: &OwnedFd, timeout_ms: i32) -> bool {
     unsafe { libc::poll(&mut p, 1, timeout_ms) > 0 }
 }
 
-/// The calling thread's errno as an io::Error.
 /// `mount_setattr(2)` on the mount `fd` refers to (`AT_EMPTY_PATH`), and with `recursive`
 /// on every mount below it: sets and clears `MOUNT_ATTR_*` bits; `userns` is the user
 /// namespace of a `MOUNT_ATTR_IDMAP` in `set`.
@@ -324,6 +385,7 @@ pub fn mount_setattr(
     Ok(())
 }
 
+/// The calling thread's errno as an io::Error.
 pub fn last() -> io::Error {
     io::Error::last_os_error()
 }
@@ -365,6 +427,7 @@ mod tests {
     fn cpu_lists() {
         let s = parse_cpuset("0-2,5").unwrap();
         for (c, want) in [(0, true), (1, true), (2, true), (3, false), (5, true)] {
+            // SAFETY: c < CPU_SETSIZE and s is an initialised cpu_set_t.
             assert_eq!(unsafe { libc::CPU_ISSET(c, &s) }, want, "cpu {c}");
         }
         assert!(parse_cpuset("3-1").is_none());

@@ -3,14 +3,16 @@
 //! foreground `run`/`exec` without a console socket, proxied to the runtime's own stdio.
 
 use crate::channel;
-use crate::error::{Ctx, Result};
 use crate::sys;
+use crate::sys::{SysCtx, SysError};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+type Result<T> = std::result::Result<T, SysError>;
 
 /// Opens a new pty in the current mount namespace's /dev/ptmx. Returns (master, slave, slave path).
 pub fn open_pty() -> Result<(OwnedFd, OwnedFd, String)> {
     let master = sys::open("/dev/ptmx", libc::O_RDWR | libc::O_NOCTTY, 0)
-        .ctx(|| "opening /dev/ptmx in the container (is devpts mounted at /dev/pts?)")?;
+        .sys(|| "opening /dev/ptmx in the container (is devpts mounted at /dev/pts?)")?;
     let mut n: libc::c_uint = 0;
     let mut unlock: libc::c_int = 0;
     // SAFETY: ioctls on our master with valid out-pointers.
@@ -20,9 +22,9 @@ pub fn open_pty() -> Result<(OwnedFd, OwnedFd, String)> {
             libc::TIOCSPTLCK,
             &mut unlock,
         ))
-        .ctx(|| "unlocking the pty")?;
+        .sys(|| "unlocking the pty")?;
         sys::cvt(libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut n))
-            .ctx(|| "getting the pty number")?;
+            .sys(|| "getting the pty number")?;
     }
     // Open the peer through the master (TIOCGPTPEER) so a symlink in /dev/pts cannot redirect it.
     // SAFETY: ioctl returns a new fd.
@@ -33,7 +35,7 @@ pub fn open_pty() -> Result<(OwnedFd, OwnedFd, String)> {
             libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
         )
     };
-    let slave = sys::cvt(slave).ctx(|| "opening the pty's slave")?;
+    let slave = sys::cvt(slave).sys(|| "opening the pty's slave")?;
     // SAFETY: new fd we own.
     let slave = unsafe { OwnedFd::from_raw_fd(slave) };
     Ok((master, slave, format!("/dev/pts/{n}")))
@@ -44,9 +46,9 @@ pub fn open_pty() -> Result<(OwnedFd, OwnedFd, String)> {
 pub fn make_controlling(slave: &OwnedFd) -> Result<()> {
     // SAFETY: plain ioctl/dup2 on fds we own.
     unsafe {
-        sys::cvt(libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0)).ctx(|| "TIOCSCTTY")?;
+        sys::cvt(libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0)).sys(|| "TIOCSCTTY")?;
         for fd in 0..3 {
-            sys::cvt(libc::dup2(slave.as_raw_fd(), fd)).ctx(|| "dup2 of the pty")?;
+            sys::cvt(libc::dup2(slave.as_raw_fd(), fd)).sys(|| "dup2 of the pty")?;
         }
     }
     Ok(())
@@ -67,13 +69,13 @@ pub fn set_size(fd: RawFd, rows: u16, cols: u16) {
 /// Sends the master over the console socket (runc's protocol: the pty name as data).
 pub fn send_master(console: RawFd, master: &OwnedFd, name: &str) -> Result<()> {
     channel::send_fd(console, master.as_raw_fd(), name.as_bytes())
-        .ctx(|| "sending the pty master over --console-socket")
+        .sys(|| "sending the pty master over --console-socket")
 }
 
 /// Connects to a `--console-socket` path.
 pub fn connect_console(path: &str) -> Result<OwnedFd> {
     let s = std::os::unix::net::UnixStream::connect(path)
-        .ctx(|| format!("connecting to --console-socket {path}"))?;
+        .sys(|| format!("connecting to --console-socket {path}"))?;
     Ok(OwnedFd::from(s))
 }
 
@@ -120,7 +122,7 @@ pub fn proxy(master: &OwnedFd) {
             break;
         }
         if fds[0].revents != 0 {
-            // SAFETY: valid buffer.
+            // SAFETY: the kernel writes at most buf.len() bytes into buf.
             let n = unsafe { libc::read(master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
             if n <= 0 {
                 break;
@@ -128,7 +130,7 @@ pub fn proxy(master: &OwnedFd) {
             write_all(1, &buf[..n as usize]);
         }
         if fds[1].revents != 0 {
-            // SAFETY: valid buffer.
+            // SAFETY: the kernel writes at most buf.len() bytes into buf.
             let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
             if n <= 0 {
                 stdin_open = false;
@@ -145,7 +147,7 @@ pub fn proxy(master: &OwnedFd) {
 
 fn write_all(fd: RawFd, mut data: &[u8]) {
     while !data.is_empty() {
-        // SAFETY: valid buffer.
+        // SAFETY: the kernel reads data.len() bytes of data.
         let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
         if n <= 0 {
             return;
@@ -164,24 +166,9 @@ pub fn console_fds(
     match (console_socket, terminal) {
         (Some(p), _) => Ok((Some(connect_console(p)?), None)),
         (None, true) => {
-            let mut fds = [0; 2];
-            // SAFETY: valid buffer.
-            sys::cvt(unsafe {
-                libc::socketpair(
-                    libc::AF_UNIX,
-                    libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-                    0,
-                    fds.as_mut_ptr(),
-                )
-            })
-            .ctx(|| "creating the console socketpair")?;
-            // SAFETY: new fds we own.
-            unsafe {
-                Ok((
-                    Some(OwnedFd::from_raw_fd(fds[0])),
-                    Some(OwnedFd::from_raw_fd(fds[1])),
-                ))
-            }
+            let (child, ours) =
+                sys::socketpair(libc::SOCK_STREAM).sys(|| "creating the console socketpair")?;
+            Ok((Some(child), Some(ours)))
         }
         _ => Ok((None, None)),
     }

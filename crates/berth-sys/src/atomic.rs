@@ -2,7 +2,6 @@
 //! temporary path on the same filesystem), optionally synced, then renamed over the
 //! destination, so a reader sees the old file or the new one and never a part of either.
 
-use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,6 +46,18 @@ pub fn write(dest: &Path, data: &[u8], durability: Durability) -> Result<(), Wri
     write_via(&temp_path_for(dest), dest, data, durability)
 }
 
+/// Writes `data` to `dest` atomically through a temporary file beside it that is created with
+/// permission bits `mode` (before the umask), so the data is never readable by others, not even
+/// for a moment: for credentials, `0o600`.
+pub fn write_mode(
+    dest: &Path,
+    data: &[u8],
+    durability: Durability,
+    mode: u32,
+) -> Result<(), WriteError> {
+    write_inner(&temp_path_for(dest), dest, data, durability, mode)
+}
+
 /// Writes `data` to `dest` atomically through the temporary path `tmp`, which must be on the
 /// same filesystem. The temporary file is removed when anything fails.
 pub fn write_via(
@@ -55,12 +66,29 @@ pub fn write_via(
     data: &[u8],
     durability: Durability,
 ) -> Result<(), WriteError> {
+    write_inner(tmp, dest, data, durability, 0o666)
+}
+
+fn write_inner(
+    tmp: &Path,
+    dest: &Path,
+    data: &[u8],
+    durability: Durability,
+    mode: u32,
+) -> Result<(), WriteError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| WriteError { path, source }
     };
     let res = (|| {
-        let mut f = File::create(tmp).map_err(err(tmp))?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(tmp)
+            .map_err(err(tmp))?;
         f.write_all(data).map_err(err(tmp))?;
         if durability == Durability::Sync {
             f.sync_all().map_err(err(tmp))?;
@@ -103,6 +131,17 @@ mod tests {
         assert_eq!(e.path, dest);
         assert_eq!(std::fs::read(dest.join("keep")).unwrap(), b"x");
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_private_file_is_never_readable_by_others() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("auth.json");
+        write_mode(&f, b"secret", Durability::Sync, 0o600).unwrap();
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read(&f).unwrap(), b"secret");
     }
 
     #[test]

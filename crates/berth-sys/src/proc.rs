@@ -10,6 +10,10 @@ pub struct Stat {
     pub state: char,
     /// The parent's pid (field 4).
     pub ppid: i32,
+    /// CPU time spent in user mode, in clock ticks (field 14).
+    pub utime: u64,
+    /// CPU time spent in kernel mode, in clock ticks (field 15).
+    pub stime: u64,
     /// When the process started, in clock ticks after boot (field 22). With the pid it names
     /// one process for the life of the machine.
     pub start_time: u64,
@@ -29,11 +33,16 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     let mut fields = rest.split_ascii_whitespace();
     let state = fields.next()?.chars().next()?;
     let ppid = fields.next()?.parse().ok()?;
-    // After ppid (field 4) come fields 5..=21, then the start time (field 22).
-    let start_time = fields.nth(17)?.parse().ok()?;
+    // After ppid (field 4): fields 5..=13, then utime (14) and stime (15).
+    let utime = fields.nth(9)?.parse().ok()?;
+    let stime = fields.next()?.parse().ok()?;
+    // Fields 16..=21, then the start time (field 22).
+    let start_time = fields.nth(6)?.parse().ok()?;
     Some(Stat {
         state,
         ppid,
+        utime,
+        stime,
         start_time,
     })
 }
@@ -67,7 +76,7 @@ mod tests {
 
     #[test]
     fn parses_a_name_with_spaces_and_parentheses() {
-        let line = "4242 (a (b) c) S 17 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 \
+        let line = "4242 (a (b) c) S 17 4242 4242 0 -1 4194560 100 0 0 0 31 11 0 0 20 0 1 0 \
                     987654 1000 10 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 1 0 0";
         let s = parse_stat(line).unwrap();
         assert_eq!(
@@ -75,6 +84,8 @@ mod tests {
             Stat {
                 state: 'S',
                 ppid: 17,
+                utime: 31,
+                stime: 11,
                 start_time: 987654
             }
         );

@@ -8,13 +8,13 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    // `berth runtime ARGS` is runc's command line, parsed by the runtime crate
+    // `berth runtime ARGS` is runc's command line, parsed by berth-runtime-cli
     // as-is so that engines can point at `berth runtime` or `berth-runtime`.
     let args: Vec<String> = std::env::args().collect();
     if let Some(pos) = runtime_position(&args) {
         let mut rt_args = vec!["berth-runtime".to_string()];
         rt_args.extend(args[pos + 1..].iter().cloned());
-        return exit(berth_runtime::cli::main(rt_args));
+        return exit(berth_runtime_cli::main(rt_args));
     }
     // Docker exits 125 on a bad flag; clap's own code is 2. Help and version stay 0.
     let cli = match cli::Cli::try_parse() {

@@ -6,7 +6,8 @@ use std::path::Path;
 
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
 
-use super::{fs, CgroupError};
+use super::error::CgroupError;
+use super::fs;
 
 /// One rule, normalised: `kind` is 'a', 'b' or 'c'; `None` major/minor is a wildcard;
 /// `access` is a bit set of [`ACC_MKNOD`], [`ACC_READ`], [`ACC_WRITE`].

@@ -3,7 +3,7 @@
 use std::io::{ErrorKind, Write};
 use std::path::Path;
 
-use super::CgroupError;
+use super::error::CgroupError;
 
 /// Writes `value` to an existing cgroup file in one `write(2)`.
 pub fn write(path: &Path, value: &str) -> Result<(), CgroupError> {

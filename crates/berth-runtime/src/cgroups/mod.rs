@@ -6,7 +6,9 @@
 //! `/proc/self/cgroup`), and without a `cgroupsPath` the container id is used as a relative
 //! path. `slice:prefix:name` paths belong to the systemd driver, which berth does not have.
 
+mod common;
 pub mod devices;
+mod error;
 mod fs;
 pub mod mountinfo;
 pub mod stats;
@@ -21,73 +23,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+pub use common::{Dirs, Layout};
+pub use error::CgroupError;
 pub use stats::Stats;
 
 use mountinfo::{parse_mountinfo, parse_proc_cgroup, CgroupMount, V1_CONTROLLERS};
-
-/// Errors of the cgroup manager. Messages name the file, the value and the fix.
-#[derive(Debug, thiserror::Error)]
-pub enum CgroupError {
-    #[error("reading {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("writing {value} to {}: {source}", path.display())]
-    Write {
-        path: PathBuf,
-        value: String,
-        source: std::io::Error,
-    },
-    #[error("creating cgroup {}: {source}", path.display())]
-    Create {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("removing cgroup {}: {source}", path.display())]
-    Remove {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("no cgroup filesystem is mounted (nothing of type cgroup or cgroup2 in /proc/self/mountinfo)")]
-    NotMounted,
-    #[error("cgroupsPath {0:?} is a systemd unit (slice:prefix:name), but berth only has the cgroupfs driver: use a path such as /berth/<id> instead")]
-    SystemdPath(String),
-    #[error("invalid cgroupsPath {0:?}: {1}")]
-    BadPath(String, &'static str),
-    #[error("{what} needs the {controller} cgroup controller, which is not mounted on this host")]
-    NoController {
-        controller: &'static str,
-        what: &'static str,
-    },
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{what}: {source}")]
-    Bpf {
-        what: String,
-        source: std::io::Error,
-    },
-    #[error("timed out after {secs}s waiting for {} to become {state}", path.display())]
-    Timeout {
-        path: PathBuf,
-        state: &'static str,
-        secs: u64,
-    },
-    #[error("saved cgroup state is invalid: {0}")]
-    Saved(String),
-}
-
-/// How cgroups are mounted on this host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Layout {
-    /// Only cgroup v1 hierarchies.
-    V1,
-    /// v1 controllers plus a cgroup2 hierarchy elsewhere (systemd's "hybrid" mode).
-    Hybrid,
-    /// A single cgroup2 hierarchy at /sys/fs/cgroup.
-    V2,
-}
 
 /// Reads `/proc/self/mountinfo` and tells the layout.
 pub fn detect() -> Result<Layout, CgroupError> {
@@ -526,6 +466,18 @@ impl Manager {
     }
 }
 
+impl Dirs for Manager {
+    fn layout(&self) -> Layout {
+        Manager::layout(self)
+    }
+    fn v1_path(&self, controller: &str) -> Option<&Path> {
+        Manager::v1_path(self, controller)
+    }
+    fn unified_path(&self) -> Option<&Path> {
+        Manager::unified_path(self)
+    }
+}
+
 /// Moves the calling thread into each of `dirs` by writing `0` to their `tasks` files. The
 /// caller must be single-threaded (then the whole process moves). Unlike a pid written to
 /// `cgroup.procs`, a thread moving itself does not take the kernel's global threadgroup
@@ -584,31 +536,6 @@ fn rmdir_retry(d: &Path) -> Result<(), CgroupError> {
                 })
             }
         }
-    }
-}
-
-/// Polls `check` until it returns true or `timeout` passes.
-fn wait_until(
-    path: &Path,
-    state: &'static str,
-    timeout: Duration,
-    mut check: impl FnMut(u32) -> Result<bool, CgroupError>,
-) -> Result<(), CgroupError> {
-    let start = Instant::now();
-    let mut i = 0u32;
-    loop {
-        if check(i)? {
-            return Ok(());
-        }
-        if start.elapsed() > timeout {
-            return Err(CgroupError::Timeout {
-                path: path.to_path_buf(),
-                state,
-                secs: timeout.as_secs(),
-            });
-        }
-        i += 1;
-        std::thread::sleep(Duration::from_micros(if i < 10 { 100 } else { 2000 }));
     }
 }
 

@@ -5,7 +5,9 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{fs, CgroupError, Manager};
+use super::common::{self, Dirs};
+use super::error::CgroupError;
+use super::fs;
 
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Stats {
@@ -109,7 +111,7 @@ fn is_zero(v: &u64) -> bool {
 }
 
 fn page_sizes() -> Vec<String> {
-    super::v2::host_page_sizes()
+    common::host_page_sizes()
 }
 
 /// Parses v1 blkio files: "8:0 Read 4096" lines (the "Total" line is skipped).
@@ -142,7 +144,7 @@ fn unlimited(v: u64) -> u64 {
     }
 }
 
-pub fn v1(m: &Manager) -> Result<Stats, CgroupError> {
+pub fn v1(m: &impl Dirs) -> Result<Stats, CgroupError> {
     let mut s = Stats::default();
     if let Some(d) = m.v1_path("cpuacct") {
         s.cpu.usage.total = fs::read_u64(&d.join("cpuacct.usage"))?;
@@ -221,7 +223,7 @@ fn limit_or_zero(v: u64) -> u64 {
 }
 
 fn hugetlb_v2(d: &Path, s: &mut Stats) -> Result<(), CgroupError> {
-    if !super::v2::has_controller(d, "hugetlb") {
+    if !common::has_controller(d, "hugetlb") {
         return Ok(());
     }
     for size in page_sizes() {
@@ -241,7 +243,7 @@ fn hugetlb_v2(d: &Path, s: &mut Stats) -> Result<(), CgroupError> {
     Ok(())
 }
 
-pub fn v2(m: &Manager) -> Result<Stats, CgroupError> {
+pub fn v2(m: &impl Dirs) -> Result<Stats, CgroupError> {
     let mut s = Stats::default();
     let Some(d) = m.unified_path() else {
         return Ok(s);

@@ -174,9 +174,9 @@ fn conversions_match_runc() {
     );
     assert!(swap_max(Some(50), Some(100)).is_err());
     assert!(swap_max(Some(50), None).is_err());
-    assert_eq!(super::v2::page_size_name(2048), "2MB");
-    assert_eq!(super::v2::page_size_name(1048576), "1GB");
-    assert_eq!(super::v2::page_size_name(64), "64KB");
+    assert_eq!(super::common::page_size_name(2048), "2MB");
+    assert_eq!(super::common::page_size_name(1048576), "1GB");
+    assert_eq!(super::common::page_size_name(64), "64KB");
 }
 
 fn write(p: &Path, s: &str) {

@@ -5,11 +5,9 @@ use std::time::Duration;
 
 use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
 
-use super::{devices, fs, CgroupError, Layout, Manager};
-
-/// The smallest memory limit berth accepts (as Docker): below it a container cannot even
-/// start its first process.
-pub const MIN_MEMORY_LIMIT: i64 = 6 * 1024 * 1024;
+use super::common::{self, Dirs, Layout};
+use super::error::CgroupError;
+use super::{devices, fs};
 
 /// Creates `dir` below `mount`, copying `cpuset.cpus` and `cpuset.mems` down into every new
 /// (or still empty) level: the kernel refuses processes in a cpuset without CPUs or nodes.
@@ -38,7 +36,7 @@ pub fn create_cpuset(mount: &Path, dir: &Path) -> Result<(), CgroupError> {
 }
 
 fn need<'a>(
-    m: &'a Manager,
+    m: &'a impl Dirs,
     controller: &'static str,
     what: &'static str,
 ) -> Result<&'a Path, CgroupError> {
@@ -46,7 +44,7 @@ fn need<'a>(
         .ok_or(CgroupError::NoController { controller, what })
 }
 
-pub fn apply(m: &Manager, r: &LinuxResources) -> Result<(), CgroupError> {
+pub fn apply(m: &impl Dirs, r: &LinuxResources) -> Result<(), CgroupError> {
     if let Some(mem) = r.memory() {
         memory(need(m, "memory", "a memory limit")?, mem)?;
     }
@@ -55,7 +53,7 @@ pub fn apply(m: &Manager, r: &LinuxResources) -> Result<(), CgroupError> {
     }
     if let Some(p) = r.pids() {
         let d = need(m, "pids", "a pids limit")?;
-        fs::write(&d.join("pids.max"), &super::v2::pids_value(p.limit()))?;
+        fs::write(&d.join("pids.max"), &common::pids_value(p.limit()))?;
     }
     if let Some(b) = r.block_io() {
         blkio(need(m, "blkio", "a blockIO limit")?, b)?;
@@ -85,7 +83,7 @@ pub fn apply(m: &Manager, r: &LinuxResources) -> Result<(), CgroupError> {
     if let Some(rdma) = r.rdma() {
         if !rdma.is_empty() {
             let d = need(m, "rdma", "rdma limits")?;
-            for line in super::v2::rdma_lines(rdma) {
+            for line in common::rdma_lines(rdma) {
                 fs::write(&d.join("rdma.max"), &line)?;
             }
         }
@@ -101,12 +99,15 @@ pub fn apply(m: &Manager, r: &LinuxResources) -> Result<(), CgroupError> {
 }
 
 /// `linux.resources.unified` on v1/hybrid: only files present in the hybrid cgroup2 directory.
-fn unified(m: &Manager, u: &std::collections::HashMap<String, String>) -> Result<(), CgroupError> {
+fn unified(
+    m: &impl Dirs,
+    u: &std::collections::HashMap<String, String>,
+) -> Result<(), CgroupError> {
     let mut keys: Vec<_> = u.keys().collect();
     keys.sort();
     for k in keys {
-        super::v2::check_unified_key(k)?;
-        let file = match (m.layout, m.unified_path()) {
+        common::check_unified_key(k)?;
+        let file = match (m.layout(), m.unified_path()) {
             (Layout::Hybrid, Some(d)) if d.join(k).exists() => d.join(k),
             _ => {
                 return Err(CgroupError::Invalid(format!(
@@ -125,7 +126,7 @@ fn memory(d: &Path, mem: &LinuxMemory) -> Result<(), CgroupError> {
     let limit = mem.limit().filter(|l| *l != 0);
     let mut swap = mem.swap().filter(|s| *s != 0);
     if let Some(l) = limit {
-        check_memory_limit(l)?;
+        common::check_memory_limit(l)?;
     }
     let memsw = d.join("memory.memsw.limit_in_bytes");
     let has_swap = memsw.exists();
@@ -194,21 +195,7 @@ fn memory(d: &Path, mem: &LinuxMemory) -> Result<(), CgroupError> {
     Ok(())
 }
 
-pub fn check_memory_limit(l: i64) -> Result<(), CgroupError> {
-    if l > 0 && l < MIN_MEMORY_LIMIT {
-        return Err(CgroupError::Invalid(format!(
-            "memory limit too low: {l} bytes; the minimum allowed memory limit is 6MB ({MIN_MEMORY_LIMIT} bytes)"
-        )));
-    }
-    if l < -1 {
-        return Err(CgroupError::Invalid(format!(
-            "invalid memory limit {l}: use a positive number of bytes, or -1 for no limit"
-        )));
-    }
-    Ok(())
-}
-
-fn cpu(m: &Manager, cpu: &LinuxCpu) -> Result<(), CgroupError> {
+fn cpu(m: &impl Dirs, cpu: &LinuxCpu) -> Result<(), CgroupError> {
     let wants_cpu = cpu.shares().is_some()
         || cpu.quota().is_some()
         || cpu.period().is_some()
@@ -249,24 +236,24 @@ fn cpu(m: &Manager, cpu: &LinuxCpu) -> Result<(), CgroupError> {
             }
         }
         if let Some(b) = cpu.burst() {
-            write_if_present(&d.join("cpu.cfs_burst_us"), &b.to_string(), "cpu.burst")?;
+            common::write_if_present(&d.join("cpu.cfs_burst_us"), &b.to_string(), "cpu.burst")?;
         }
         if let Some(p) = cpu.realtime_period().filter(|p| *p != 0) {
-            write_if_present(
+            common::write_if_present(
                 &d.join("cpu.rt_period_us"),
                 &p.to_string(),
                 "cpu.realtimePeriod",
             )?;
         }
         if let Some(r) = cpu.realtime_runtime().filter(|r| *r != 0) {
-            write_if_present(
+            common::write_if_present(
                 &d.join("cpu.rt_runtime_us"),
                 &r.to_string(),
                 "cpu.realtimeRuntime",
             )?;
         }
         if let Some(i) = cpu.idle() {
-            write_if_present(&d.join("cpu.idle"), &i.to_string(), "cpu.idle")?;
+            common::write_if_present(&d.join("cpu.idle"), &i.to_string(), "cpu.idle")?;
         }
     }
     let cpus = cpu.cpus().as_deref().filter(|s| !s.is_empty());
@@ -283,20 +270,6 @@ fn cpu(m: &Manager, cpu: &LinuxCpu) -> Result<(), CgroupError> {
     Ok(())
 }
 
-/// Writes a file the kernel may lack (realtime group scheduling, burst, idle): a warning
-/// instead of an error when it is absent.
-pub fn write_if_present(file: &Path, value: &str, field: &str) -> Result<(), CgroupError> {
-    if file.exists() {
-        fs::write(file, value)
-    } else {
-        crate::warning!(
-            "{field} ignored: this kernel has no {}",
-            file.file_name().unwrap_or_default().to_string_lossy()
-        );
-        Ok(())
-    }
-}
-
 fn blkio(d: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
     // CFQ's blkio.weight is gone from current kernels; BFQ offers blkio.bfq.weight.
     let weight_file = ["blkio.weight", "blkio.bfq.weight"]
@@ -310,7 +283,7 @@ fn blkio(d: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
         }
     }
     if let Some(w) = b.leaf_weight() {
-        write_if_present(
+        common::write_if_present(
             &d.join("blkio.leaf_weight"),
             &w.to_string(),
             "blockIO.leafWeight",
@@ -336,7 +309,7 @@ fn blkio(d: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
             }
         }
         if let Some(w) = wd.leaf_weight() {
-            write_if_present(
+            common::write_if_present(
                 &d.join("blkio.leaf_weight_device"),
                 &format!("{}:{} {}", wd.major(), wd.minor(), w),
                 "blockIO.weightDevice.leafWeight",
@@ -373,14 +346,14 @@ fn blkio(d: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
 }
 
 fn hugetlb(
-    m: &Manager,
+    m: &impl Dirs,
     limits: &[oci_spec::runtime::LinuxHugepageLimit],
 ) -> Result<(), CgroupError> {
     // Prefer a v1 hugetlb hierarchy; hybrid hosts may have hugetlb only on cgroup2.
     if let Some(d) = m.v1_path("hugetlb") {
         for l in limits {
             let file = d.join(format!("hugetlb.{}.limit_in_bytes", l.page_size()));
-            super::v2::check_page_size(&file, l.page_size())?;
+            common::check_page_size(&file, l.page_size())?;
             let v = if l.limit() < 0 {
                 "-1".to_string()
             } else {
@@ -391,7 +364,7 @@ fn hugetlb(
         return Ok(());
     }
     match m.unified_path() {
-        Some(u) if super::v2::has_controller(u, "hugetlb") => super::v2::hugetlb(u, limits),
+        Some(u) if common::has_controller(u, "hugetlb") => common::hugetlb(u, limits),
         _ => Err(CgroupError::NoController {
             controller: "hugetlb",
             what: "hugepageLimits",
@@ -404,7 +377,7 @@ pub fn freeze(d: &Path, frozen: bool) -> Result<(), CgroupError> {
     let file = d.join("freezer.state");
     let want = if frozen { "FROZEN" } else { "THAWED" };
     fs::write(&file, want)?;
-    let res = super::wait_until(&file, want, Duration::from_secs(10), |i| {
+    let res = common::wait_until(&file, want, Duration::from_secs(10), |i| {
         // A freeze can stall in FREEZING behind a task in an uninterruptible sleep: kick it.
         if i > 0 && i % 50 == 0 {
             fs::write(&file, want)?;

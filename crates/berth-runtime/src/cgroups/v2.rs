@@ -1,12 +1,13 @@
 //! cgroup v2: one directory, controllers enabled top-down through `cgroup.subtree_control`.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxHugepageLimit, LinuxMemory, LinuxResources};
+use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
 
-use super::{devices, fs, CgroupError, Manager};
+use super::common::{self, check_unified_key, pids_value, rdma_lines};
+use super::error::CgroupError;
+use super::{devices, fs};
 
 /// Creates `dir` below `mount`, enabling in every ancestor (the mount's root included) all the
 /// controllers it has in `cgroup.controllers`. A controller that cannot be enabled (a parent
@@ -48,43 +49,6 @@ fn enable_controllers(dir: &Path) -> Result<(), CgroupError> {
         }
     }
     Ok(())
-}
-
-/// Whether `controller` is enabled for the cgroup `dir`.
-pub fn has_controller(dir: &Path, controller: &str) -> bool {
-    fs::read_opt(&dir.join("cgroup.controllers"))
-        .ok()
-        .flatten()
-        .is_some_and(|c| c.split_whitespace().any(|x| x == controller))
-}
-
-/// OCI pids.limit: positive is the limit, 0 or negative is no limit.
-pub fn pids_value(limit: i64) -> String {
-    if limit > 0 {
-        limit.to_string()
-    } else {
-        "max".to_string()
-    }
-}
-
-/// `rdma.max` lines for `linux.resources.rdma`.
-pub fn rdma_lines(rdma: &HashMap<String, oci_spec::runtime::LinuxRdma>) -> Vec<String> {
-    let mut names: Vec<_> = rdma.keys().collect();
-    names.sort();
-    names
-        .into_iter()
-        .filter_map(|dev| {
-            let r = &rdma[dev];
-            let mut parts = vec![dev.clone()];
-            if let Some(h) = r.hca_handles() {
-                parts.push(format!("hca_handle={h}"));
-            }
-            if let Some(o) = r.hca_objects() {
-                parts.push(format!("hca_object={o}"));
-            }
-            (parts.len() > 1).then(|| parts.join(" "))
-        })
-        .collect()
 }
 
 /// runc's conversion of cgroup v1 cpu.shares (2..262144) to cgroup v2 cpu.weight (1..10000).
@@ -140,7 +104,7 @@ fn num(v: i64) -> Option<String> {
     }
 }
 
-pub fn apply(m: &Manager, r: &LinuxResources) -> Result<(), CgroupError> {
+pub fn apply(m: &impl common::Dirs, r: &LinuxResources) -> Result<(), CgroupError> {
     let d = m.unified_path().ok_or(CgroupError::NotMounted)?;
     if let Some(mem) = r.memory() {
         memory(d, mem)?;
@@ -155,7 +119,7 @@ pub fn apply(m: &Manager, r: &LinuxResources) -> Result<(), CgroupError> {
         io(d, b)?;
     }
     if let Some(h) = r.hugepage_limits() {
-        hugetlb(d, h)?;
+        common::hugetlb(d, h)?;
     }
     if let Some(net) = r.network() {
         if net.class_id().is_some() || net.priorities().as_ref().is_some_and(|p| !p.is_empty()) {
@@ -193,25 +157,10 @@ pub fn apply(m: &Manager, r: &LinuxResources) -> Result<(), CgroupError> {
     Ok(())
 }
 
-/// Refuses keys that would escape the cgroup directory or write cgroup core files.
-pub fn check_unified_key(k: &str) -> Result<(), CgroupError> {
-    if k.is_empty() || k.contains('/') || k.starts_with('.') || !k.contains('.') {
-        return Err(CgroupError::Invalid(format!(
-            "linux.resources.unified: invalid key {k:?}: it must be a cgroup file name such as memory.high"
-        )));
-    }
-    if k.starts_with("cgroup.") {
-        return Err(CgroupError::Invalid(format!(
-            "linux.resources.unified: {k:?} is a cgroup core file the runtime manages itself"
-        )));
-    }
-    Ok(())
-}
-
 fn memory(d: &Path, mem: &LinuxMemory) -> Result<(), CgroupError> {
     let limit = mem.limit().filter(|l| *l != 0);
     if let Some(l) = limit {
-        super::v1::check_memory_limit(l)?;
+        common::check_memory_limit(l)?;
     }
     if let Some(s) = swap_max(mem.swap(), limit)? {
         let f = d.join("memory.swap.max");
@@ -272,10 +221,10 @@ fn cpu(d: &Path, cpu: &LinuxCpu) -> Result<(), CgroupError> {
         fs::write(&d.join("cpu.max"), &v)?;
     }
     if let Some(b) = cpu.burst() {
-        super::v1::write_if_present(&d.join("cpu.max.burst"), &b.to_string(), "cpu.burst")?;
+        common::write_if_present(&d.join("cpu.max.burst"), &b.to_string(), "cpu.burst")?;
     }
     if let Some(i) = cpu.idle() {
-        super::v1::write_if_present(&d.join("cpu.idle"), &i.to_string(), "cpu.idle")?;
+        common::write_if_present(&d.join("cpu.idle"), &i.to_string(), "cpu.idle")?;
     }
     if cpu.realtime_runtime().is_some_and(|r| r != 0)
         || cpu.realtime_period().is_some_and(|p| p != 0)
@@ -337,72 +286,13 @@ fn io(d: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
     Ok(())
 }
 
-/// The hugepage sizes of this host, as cgroup file names spell them (2MB, 1GB).
-pub fn host_page_sizes() -> Vec<String> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir("/sys/kernel/mm/hugepages") {
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(kb) = name
-                .strip_prefix("hugepages-")
-                .and_then(|s| s.strip_suffix("kB"))
-                .and_then(|s| s.parse::<u64>().ok())
-            {
-                out.push(page_size_name(kb));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// 2048 (kB) -> "2MB", 1048576 -> "1GB", 64 -> "64KB".
-pub fn page_size_name(kb: u64) -> String {
-    if kb >= 1 << 20 && kb & ((1 << 20) - 1) == 0 {
-        format!("{}GB", kb >> 20)
-    } else if kb >= 1 << 10 && kb & ((1 << 10) - 1) == 0 {
-        format!("{}MB", kb >> 10)
-    } else {
-        format!("{kb}KB")
-    }
-}
-
-pub fn check_page_size(file: &Path, size: &str) -> Result<(), CgroupError> {
-    if file.exists() {
-        return Ok(());
-    }
-    Err(CgroupError::Invalid(format!(
-        "hugepage size {size:?} is not supported here ({} does not exist); this host has: {}",
-        file.display(),
-        host_page_sizes().join(", ")
-    )))
-}
-
-pub fn hugetlb(d: &Path, limits: &[LinuxHugepageLimit]) -> Result<(), CgroupError> {
-    for l in limits {
-        let file = d.join(format!("hugetlb.{}.max", l.page_size()));
-        check_page_size(&file, l.page_size())?;
-        let v = if l.limit() < 0 {
-            "max".to_string()
-        } else {
-            l.limit().to_string()
-        };
-        fs::write(&file, &v)?;
-        let rsvd = d.join(format!("hugetlb.{}.rsvd.max", l.page_size()));
-        if rsvd.exists() {
-            fs::write(&rsvd, &v)?;
-        }
-    }
-    Ok(())
-}
-
 /// Writes cgroup.freeze and waits for cgroup.events to report the new state.
 pub fn freeze(d: &Path, frozen: bool) -> Result<(), CgroupError> {
     let v = if frozen { "1" } else { "0" };
     fs::write(&d.join("cgroup.freeze"), v)?;
     let events = d.join("cgroup.events");
     let want = u64::from(frozen);
-    super::wait_until(
+    common::wait_until(
         &events,
         if frozen { "frozen" } else { "thawed" },
         Duration::from_secs(10),

@@ -3,7 +3,10 @@
 use super::Globals;
 use anyhow::{anyhow, bail, Context, Result};
 use berth_engine::attach::{parse_detach_keys, ClientOptions, Outcome, DEFAULT_DETACH_KEYS};
-use berth_engine::record::Container;
+use berth_engine::commands::LogsOptions;
+use berth_engine::logs::Stream;
+use berth_engine::process::SingleThreaded;
+use berth_engine::record::{age, human_duration, Container};
 use berth_engine::{Engine, EngineError, RunOptions};
 use clap::{ArgAction, Args, Subcommand};
 use std::io::Write;
@@ -479,7 +482,7 @@ fn run_inner(cmd: ContainerCommand, g: &Globals) -> Result<i32> {
             Some("--") => command[1..].to_vec(),
             _ => command.clone(),
         };
-        return Ok(berth_engine::init::run(&c));
+        return Ok(berth_engine::init::run(&c, single_threaded()?));
     }
     let engine = Engine::open(&g.root, g.runroot.as_deref())?;
     match cmd {
@@ -512,8 +515,7 @@ fn run_inner(cmd: ContainerCommand, g: &Globals) -> Result<i32> {
             Ok(())
         }),
         ContainerCommand::Restart(StopArgs { time, containers }) => each(&containers, |k| {
-            let c = engine.stop(k, time)?;
-            let sock = engine.start(&c.id)?;
+            let sock = engine.restart(k, time, single_threaded()?)?;
             wait_started(&sock)?;
             println!("{k}");
             Ok(())
@@ -528,37 +530,20 @@ fn run_inner(cmd: ContainerCommand, g: &Globals) -> Result<i32> {
             volumes,
             containers,
         } => {
-            // Removals are independent (each takes its container's lock):
-            // run them a few at a time, report in the order given.
-            let mut results: Vec<Option<Result<(), String>>> = vec![None; containers.len()];
-            for (chunk, slots) in containers.chunks(8).zip(results.chunks_mut(8)) {
-                std::thread::scope(|s| {
-                    let handles: Vec<_> = chunk
-                        .iter()
-                        .map(|k| {
-                            let engine = &engine;
-                            s.spawn(move || {
-                                engine
-                                    .remove(k, force, volumes)
-                                    .map(|_| ())
-                                    .map_err(|e| super::format_error(&e.into()))
-                            })
-                        })
-                        .collect();
-                    for (h, slot) in handles.into_iter().zip(slots.iter_mut()) {
-                        *slot = Some(h.join().unwrap_or_else(|_| Err("panicked".into())));
-                    }
-                });
-            }
             let mut code = 0;
-            for (k, r) in containers.iter().zip(results) {
+            for (k, r) in containers
+                .iter()
+                .zip(engine.remove_all(&containers, force, volumes))
+            {
                 match r {
-                    Some(Ok(())) => println!("{k}"),
-                    Some(Err(e)) => {
-                        eprintln!("Error response from daemon: {e}");
+                    Ok(_) => println!("{k}"),
+                    Err(e) => {
+                        eprintln!(
+                            "Error response from daemon: {}",
+                            super::format_error(&e.into())
+                        );
                         code = 1;
                     }
-                    None => {}
                 }
             }
             Ok(code)
@@ -613,14 +598,9 @@ fn run_inner(cmd: ContainerCommand, g: &Globals) -> Result<i32> {
             finish(&engine, &c.id, Engine::attach(&sock, &o)?)
         }
         ContainerCommand::Wait { containers } => {
-            let mut last = 0;
             for k in &containers {
-                let c = engine.get(k)?;
-                engine.wait_stopped(&c.id, None);
-                last = engine.get(&c.id).map(|c| c.state.exit_code).unwrap_or(0);
-                println!("{last}");
+                println!("{}", engine.wait(k)?);
             }
-            let _ = last;
             Ok(0)
         }
         ContainerCommand::Inspect { containers } => {
@@ -668,6 +648,13 @@ fn run_inner(cmd: ContainerCommand, g: &Globals) -> Result<i32> {
     }
 }
 
+/// The token for the engine's calls that fork. berth's container commands run on the main
+/// thread, and every thread they start (an image pull's, parallel removals) is joined
+/// before they return, so the check holds wherever a container is started.
+fn single_threaded() -> Result<SingleThreaded> {
+    Ok(SingleThreaded::check()?)
+}
+
 /// Runs `f` for each container; errors are printed and make the exit code 1.
 fn each(keys: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<i32> {
     let mut code = 0;
@@ -693,15 +680,9 @@ fn pull_image(
         // Progress goes to stdout: only show it on a terminal, so that the
         // output of `run` (and the id printed by `run -d`) stays clean in scripts.
         use std::io::IsTerminal;
-        let opts = berth_image::PullOptions {
-            progress: if std::io::stdout().is_terminal() {
-                berth_image::Progress::Auto
-            } else {
-                berth_image::Progress::Quiet
-            },
-            ..Default::default()
-        };
-        berth_image::pull_blocking(&store, image, &opts).with_context(|| format!("pulling {image}"))
+        let shown = super::progress::PullProgress::new(!std::io::stdout().is_terminal());
+        berth_image::pull_blocking(&store, image, &Default::default(), &shown)
+            .with_context(|| format!("pulling {image}"))
     };
     let _ = g;
     match policy {
@@ -738,15 +719,12 @@ fn finish(engine: &Engine, id: &str, outcome: Outcome) -> Result<i32> {
         Outcome::Exited(code) => Ok(code),
         Outcome::Failed(code, msg) => Err(EngineError::StartFailed(code, msg).into()),
         Outcome::Started | Outcome::Detached => Ok(0),
-        Outcome::Closed => {
-            engine.wait_stopped(id, Some(Duration::from_secs(5)));
-            match engine.get(id) {
-                Ok(c) if c.state.status == "exited" => Ok(c.state.exit_code),
-                _ => bail!(
-                    "the monitor of container {id} exited unexpectedly; see `berth inspect {id}`"
-                ),
+        Outcome::Closed => match engine.exit_code_after_lost_monitor(id) {
+            Some(code) => Ok(code),
+            None => {
+                bail!("the monitor of container {id} exited unexpectedly; see `berth inspect {id}`")
             }
-        }
+        },
     }
 }
 
@@ -766,15 +744,7 @@ fn cmd_run(
         println!("{}", c.id);
         return Ok(0);
     }
-    let sock = match engine.start(&c.id) {
-        Ok(s) => s,
-        Err(e) => {
-            if rm {
-                let _ = engine.remove(&c.id, true, true);
-            }
-            return Err(e.into());
-        }
-    };
+    let sock = engine.start_new(&c, single_threaded()?)?;
     if detach {
         wait_started(&sock)?;
         println!("{}", c.id);
@@ -809,7 +779,7 @@ fn cmd_start(
         }
         let detach_keys = detach_keys_arg(detach_keys)?;
         let c = engine.get(&keys[0])?;
-        let sock = engine.start(&c.id)?;
+        let sock = engine.start(&c.id, single_threaded()?)?;
         let o = ClientOptions {
             stdin: interactive && c.options.interactive,
             tty: c.options.tty,
@@ -821,52 +791,11 @@ fn cmd_start(
     }
     each(keys, |k| {
         let c = engine.get(k)?;
-        let sock = engine.start(&c.id)?;
+        let sock = engine.start(&c.id, single_threaded()?)?;
         wait_started(&sock)?;
         println!("{k}");
         Ok(())
     })
-}
-
-/// Docker's "5 seconds", "About a minute", "3 hours".
-pub fn human_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0 => "Less than a second".into(),
-        1 => "1 second".into(),
-        2..=59 => format!("{s} seconds"),
-        60..=119 => "About a minute".into(),
-        120..=3599 => format!("{} minutes", s / 60),
-        3600..=7199 => "About an hour".into(),
-        7200..=172_799 => format!("{} hours", s / 3600),
-        172_800..=1_209_599 => format!("{} days", s / 86400),
-        1_209_600..=5_183_999 => format!("{} weeks", s / 604_800),
-        5_184_000..=31_535_999 => format!("{} months", s / 2_592_000),
-        _ => format!("{} years", s / 31_536_000),
-    }
-}
-
-fn since(ts: &str) -> Duration {
-    berth_engine::record::age(ts)
-}
-
-fn status_text(c: &Container) -> String {
-    match c.state.status.as_str() {
-        "running" => format!(
-            "Up {}",
-            human_duration(since(c.state.started_at.as_deref().unwrap_or("")))
-        ),
-        "paused" => format!(
-            "Up {} (Paused)",
-            human_duration(since(c.state.started_at.as_deref().unwrap_or("")))
-        ),
-        "exited" => format!(
-            "Exited ({}) {} ago",
-            c.state.exit_code,
-            human_duration(since(c.state.finished_at.as_deref().unwrap_or("")))
-        ),
-        _ => "Created".into(),
-    }
 }
 
 fn command_text(c: &Container, trunc: bool) -> String {
@@ -887,12 +816,7 @@ fn cmd_ps(
     no_trunc: bool,
     format: Option<&str>,
 ) -> Result<i32> {
-    let mut list: Vec<Container> = engine
-        .list()?
-        .into_iter()
-        .filter(|c| all || matches!(c.state.status.as_str(), "running" | "paused"))
-        .collect();
-    list.reverse();
+    let list = engine.ps(all)?;
     let id = |c: &Container| {
         if no_trunc {
             c.id.clone()
@@ -913,8 +837,8 @@ fn cmd_ps(
                 "Image": c.image,
                 "Command": command_text(c, !no_trunc),
                 "CreatedAt": c.created,
-                "RunningFor": format!("{} ago", human_duration(since(&c.created))),
-                "Status": status_text(c),
+                "RunningFor": format!("{} ago", human_duration(age(&c.created))),
+                "Status": c.status_text(),
                 "State": c.state.status,
                 "Ports": berth_net::ports_summary(&berth_engine::network::ports(c)),
                 "Names": c.name,
@@ -933,8 +857,8 @@ fn cmd_ps(
                 id(c),
                 c.image.clone(),
                 command_text(c, !no_trunc),
-                format!("{} ago", human_duration(since(&c.created))),
-                status_text(c),
+                format!("{} ago", human_duration(age(&c.created))),
+                c.status_text(),
                 berth_net::ports_summary(&berth_engine::network::ports(c)),
                 c.name.clone(),
             ]
@@ -990,41 +914,18 @@ fn cmd_logs(
     tail: &str,
     since_s: Option<&str>,
 ) -> Result<i32> {
-    let c = engine.get(key)?;
-    let path = engine.log_path(&c.id);
-    let since_t = since_s
-        .map(berth_engine::record::parse_since)
-        .transpose()
-        .map_err(|e| anyhow!(e))?;
-    let data = std::fs::read(&path).unwrap_or_default();
-    let mut lines: Vec<&[u8]> = data
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .collect();
-    if tail != "all" {
-        let n: usize = tail
-            .parse()
-            .map_err(|_| anyhow!("--tail {tail:?}: expected a number or all"))?;
-        let skip = lines.len().saturating_sub(n);
-        lines.drain(..skip);
-    }
-    let emit = |line: &[u8]| -> Result<()> {
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else {
-            return Ok(());
-        };
-        let time = v["time"].as_str().unwrap_or("");
-        if let Some(t) = since_t {
-            if berth_engine::record::unix_nanos(time).is_some_and(|x| x < t) {
-                return Ok(());
-            }
-        }
-        let text = v["log"].as_str().unwrap_or("");
+    let opts = LogsOptions {
+        follow,
+        tail,
+        since: since_s,
+    };
+    engine.logs(key, &opts, |l| {
         let out = if timestamps {
-            format!("{time} {text}")
+            format!("{} {}", l.time, l.log)
         } else {
-            text.to_string()
+            l.log
         };
-        if v["stream"] == "stderr" {
+        if l.stream == Stream::Stderr {
             let mut e = std::io::stderr().lock();
             e.write_all(out.as_bytes())?;
         } else {
@@ -1033,72 +934,21 @@ fn cmd_logs(
             o.flush()?;
         }
         Ok(())
-    };
-    for l in &lines {
-        emit(l)?;
-    }
-    if follow {
-        let mut offset = data.len() - data.iter().rev().take_while(|b| **b != b'\n').count();
-        loop {
-            let running = engine
-                .get(&c.id)
-                .map(|c| matches!(c.state.status.as_str(), "running" | "paused"))
-                .unwrap_or(false);
-            let data = std::fs::read(&path).unwrap_or_default();
-            if data.len() > offset {
-                let new = &data[offset..];
-                let complete = new.len() - new.iter().rev().take_while(|b| **b != b'\n').count();
-                for l in new[..complete]
-                    .split(|b| *b == b'\n')
-                    .filter(|l| !l.is_empty())
-                {
-                    emit(l)?;
-                }
-                offset += complete;
-            }
-            if !running {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+    })?;
     Ok(0)
 }
 
 fn cmd_top(engine: &Engine, key: &str) -> Result<i32> {
-    let pids = engine.pids(key)?;
-    let rows: Vec<[String; 4]> = pids
-        .iter()
+    let rows: Vec<[String; 4]> = engine
+        .top(key)?
+        .into_iter()
         .map(|p| {
-            let status = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
-            let uid = status
-                .lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .unwrap_or("?")
-                .to_string();
-            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-            let fields: Vec<&str> = stat
-                .rsplit_once(')')
-                .map(|x| x.1)
-                .unwrap_or("")
-                .split_whitespace()
-                .collect();
-            let ticks: u64 = fields.get(11).and_then(|x| x.parse().ok()).unwrap_or(0)
-                + fields.get(12).and_then(|x| x.parse().ok()).unwrap_or(0);
-            let secs = ticks / 100;
-            let cmd = std::fs::read(format!("/proc/{p}/cmdline"))
-                .unwrap_or_default()
-                .split(|b| *b == 0)
-                .filter(|s| !s.is_empty())
-                .map(|s| String::from_utf8_lossy(s).into_owned())
-                .collect::<Vec<_>>()
-                .join(" ");
+            let secs = p.cpu_ticks / 100;
             [
-                uid,
-                p.to_string(),
+                p.uid,
+                p.pid.to_string(),
                 format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60),
-                cmd,
+                p.cmd,
             ]
         })
         .collect();
@@ -1123,39 +973,24 @@ fn bytes_human(b: u64) -> String {
 
 fn cmd_stats(engine: &Engine, keys: &[String], all: bool, no_stream: bool) -> Result<i32> {
     loop {
-        let list: Vec<Container> = if keys.is_empty() {
-            engine
-                .list()?
-                .into_iter()
-                .filter(|c| all || c.state.status == "running")
-                .collect()
-        } else {
-            keys.iter()
-                .map(|k| engine.get(k))
-                .collect::<Result<_, _>>()?
-        };
-        let first: Vec<_> = list.iter().map(|c| engine.usage(&c.id)).collect();
-        let t0 = std::time::Instant::now();
-        std::thread::sleep(Duration::from_millis(500));
-        let dt = t0.elapsed().as_nanos() as f64;
-        let mut rows = Vec::new();
-        for (c, a) in list.iter().zip(first) {
-            let b = engine.usage(&c.id);
-            let cpu = (b.cpu_ns.saturating_sub(a.cpu_ns)) as f64 / dt * 100.0;
-            let limit = if b.memory_limit == 0 || b.memory_limit > (1 << 60) {
-                host_mem()
-            } else {
-                b.memory_limit
-            };
-            rows.push([
-                c.id[..12].to_string(),
-                c.name.clone(),
-                format!("{cpu:.2}%"),
-                format!("{} / {}", bytes_human(b.memory), bytes_human(limit)),
-                format!("{:.2}%", b.memory as f64 / limit.max(1) as f64 * 100.0),
-                b.pids.to_string(),
-            ]);
-        }
+        let rows: Vec<[String; 6]> = engine
+            .stats(keys, all, Duration::from_millis(500))?
+            .into_iter()
+            .map(|(c, s)| {
+                [
+                    c.id[..12].to_string(),
+                    c.name,
+                    format!("{:.2}%", s.cpu_percent),
+                    format!(
+                        "{} / {}",
+                        bytes_human(s.memory),
+                        bytes_human(s.memory_limit)
+                    ),
+                    format!("{:.2}%", s.memory_percent),
+                    s.pids.to_string(),
+                ]
+            })
+            .collect();
         print_table(
             &[
                 "CONTAINER ID",
@@ -1173,25 +1008,11 @@ fn cmd_stats(engine: &Engine, keys: &[String], all: bool, no_stream: bool) -> Re
     }
 }
 
-fn host_mem() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        * 1024
-}
-
 fn cmd_volume(engine: &Engine, v: VolumeSub) -> Result<i32> {
     use berth_engine::volume;
     match v {
         VolumeSub::Create { name, label } => {
-            let name = name.unwrap_or_else(berth_engine::record::random_id);
-            let (v, _) = volume::ensure(&engine.root, &name, &label, false)?;
+            let v = engine.volume_create(name.as_deref(), &label)?;
             println!("{}", v.name);
             Ok(0)
         }
@@ -1222,14 +1043,7 @@ fn cmd_volume(engine: &Engine, v: VolumeSub) -> Result<i32> {
         }
         VolumeSub::Prune { all, force: _ } => {
             println!("Deleted Volumes:");
-            let mut reclaimed = 0;
-            for v in volume::list(&engine.root)? {
-                if (all || v.anonymous) && engine.volume_users(&v.name)?.is_empty() {
-                    reclaimed += berth_engine::engine::dir_size(&v.mountpoint);
-                    engine.volume_remove(&v.name, false)?;
-                    println!("{}", v.name);
-                }
-            }
+            let reclaimed = engine.volume_prune(all, |name| println!("{name}"))?;
             println!("\nTotal reclaimed space: {}", bytes_human(reclaimed));
             Ok(0)
         }
@@ -1237,52 +1051,25 @@ fn cmd_volume(engine: &Engine, v: VolumeSub) -> Result<i32> {
 }
 
 fn cmd_df(engine: &Engine) -> Result<i32> {
-    let store = berth_image::Store::open(&engine.root)?;
-    let images = store.list().unwrap_or_default();
-    let holds = store.holds().unwrap_or_default();
-    let img_size: u64 = images.iter().map(|(i, _)| i.size).sum();
-    let img_active = images
-        .iter()
-        .filter(|(i, _)| holds.values().any(|h| *h == i.id))
-        .count();
-    let containers = engine.list()?;
-    let ctr_size: u64 = containers
-        .iter()
-        .map(|c| berth_engine::engine::dir_size(&engine.records.container_dir(&c.id).join("upper")))
-        .sum();
-    let ctr_active = containers
-        .iter()
-        .filter(|c| matches!(c.state.status.as_str(), "running" | "paused"))
-        .count();
-    let vols = berth_engine::volume::list(&engine.root)?;
-    let vol_size: u64 = vols
-        .iter()
-        .map(|v| berth_engine::engine::dir_size(&v.mountpoint))
-        .sum();
-    let mut vol_active = 0;
-    for v in &vols {
-        if !engine.volume_users(&v.name)?.is_empty() {
-            vol_active += 1;
-        }
-    }
+    let du = engine.disk_usage()?;
     let rows = vec![
         [
             "Images".to_string(),
-            images.len().to_string(),
-            img_active.to_string(),
-            bytes_human(img_size),
+            du.images.total.to_string(),
+            du.images.active.to_string(),
+            bytes_human(du.images.size),
         ],
         [
             "Containers".to_string(),
-            containers.len().to_string(),
-            ctr_active.to_string(),
-            bytes_human(ctr_size),
+            du.containers.total.to_string(),
+            du.containers.active.to_string(),
+            bytes_human(du.containers.size),
         ],
         [
             "Local Volumes".to_string(),
-            vols.len().to_string(),
-            vol_active.to_string(),
-            bytes_human(vol_size),
+            du.volumes.total.to_string(),
+            du.volumes.active.to_string(),
+            bytes_human(du.volumes.size),
         ],
     ];
     print_table(&["TYPE", "TOTAL", "ACTIVE", "SIZE"], &rows);

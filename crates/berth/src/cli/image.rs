@@ -1,10 +1,11 @@
 //! Image commands: pull, images, rmi, tag, image inspect/prune/mount/unmount, login, logout.
 
+use super::display::{human_since, human_size};
+use super::progress::PullProgress;
 use super::Globals;
 use anyhow::Context as _;
-use berth_image::display::{human_since, human_size};
 use berth_image::store::{digest_hex, ImageRecord, Removal};
-use berth_image::{reference::familiar_repository, Image, Progress, PullOptions, Reference, Store};
+use berth_image::{reference::familiar_repository, Image, PullOptions, Reference, Store};
 use clap::{Args, Subcommand};
 use std::io::{Read as _, Write as _};
 
@@ -196,14 +197,7 @@ fn pull(a: PullArgs, g: &Globals) -> anyhow::Result<i32> {
     let store = open(g)?;
     let opts = PullOptions {
         platform: a.platform,
-        quiet: a.quiet,
-        progress: if a.quiet {
-            Progress::Quiet
-        } else {
-            Progress::Auto
-        },
         insecure: a.insecure,
-        stderr: false,
     };
     let r = Reference::parse(&a.reference)?;
     if r.tag.as_deref() == Some("latest")
@@ -213,7 +207,8 @@ fn pull(a: PullArgs, g: &Globals) -> anyhow::Result<i32> {
     {
         println!("Using default tag: latest");
     }
-    let image = berth_image::pull_blocking(&store, &a.reference, &opts)?;
+    let image =
+        berth_image::pull_blocking(&store, &a.reference, &opts, &PullProgress::new(a.quiet))?;
     if a.quiet {
         // Nothing but the manifest digest, so scripts can pin what they pulled.
         println!("{}", manifest_digest(&image, &r).unwrap_or(&image.id));
@@ -497,8 +492,7 @@ fn login(a: LoginArgs, g: &Globals) -> anyhow::Result<i32> {
     let host = registry_host(&a.server)?;
     let username = match a.username {
         Some(u) => u,
-        None => berth_image::auth::prompt("Username: ", false)
-            .context("give the user name with -u/--username")?,
+        None => prompt("Username: ", false).context("give the user name with -u/--username")?,
     };
     let password = match (a.password, a.password_stdin) {
         (Some(_), true) => anyhow::bail!("--password and --password-stdin are mutually exclusive"),
@@ -508,14 +502,46 @@ fn login(a: LoginArgs, g: &Globals) -> anyhow::Result<i32> {
             std::io::stdin().read_to_string(&mut s)?;
             s.trim_end_matches(['\n', '\r']).to_string()
         }
-        (None, false) => berth_image::auth::prompt("Password: ", true)
+        (None, false) => prompt("Password: ", true)
             .context("give the password with -p/--password or --password-stdin")?,
     };
     let creds = berth_image::auth::Credentials { username, password };
-    berth_image::pull::login_blocking(&g.root, &host, &creds, &a.insecure)
+    berth_image::login::login_blocking(&g.root, &host, &creds, &a.insecure)
         .with_context(|| format!("login to {host}"))?;
     println!("Login Succeeded");
     Ok(0)
+}
+
+/// Asks for a line on the terminal (`docker login` without `-u`/`-p`); the
+/// echo is off when `secret`. Errors when standard input is not a terminal.
+fn prompt(question: &str, secret: bool) -> std::io::Result<String> {
+    use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions};
+    let stdin = std::io::stdin();
+    if !rustix::termios::isatty(&stdin) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "standard input is not a terminal",
+        ));
+    }
+    let saved = if secret {
+        let t = tcgetattr(&stdin)?;
+        let mut quiet = t.clone();
+        quiet.local_modes.remove(LocalModes::ECHO);
+        tcsetattr(&stdin, OptionalActions::Now, &quiet)?;
+        Some(t)
+    } else {
+        None
+    };
+    // Prompted only once the echo is off, so nothing typed after it shows.
+    eprint!("{question}");
+    let mut line = String::new();
+    let res = std::io::BufRead::read_line(&mut stdin.lock(), &mut line);
+    if let Some(t) = saved {
+        let _ = tcsetattr(&stdin, OptionalActions::Now, &t);
+        eprintln!();
+    }
+    res?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
 #[cfg(test)]

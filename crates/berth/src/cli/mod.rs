@@ -2,8 +2,10 @@
 //! `image` (pull, images, rmi, ...), `container` (run, ps, exec, ...).
 
 pub mod container;
+mod display;
 pub mod image;
 pub mod network;
+mod progress;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -98,7 +100,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         } => network::dns(networks_dir, network),
         Command::Runtime { mut args } => {
             args.insert(0, "berth-runtime".into());
-            Ok(berth_runtime::cli::main(args))
+            Ok(berth_runtime_cli::main(args))
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Docker's ways of showing sizes and ages in `images`.
+//! Docker's ways of showing sizes and ages (`images`, `image prune`).
 
 /// Docker's HumanSizeWithPrecision(size, 3): decimal units, 3 significant digits.
 pub fn human_size(size: u64) -> String {
