@@ -181,11 +181,7 @@ pub struct RunFlags {
 impl RunFlags {
     fn options(&self, detach: bool, rm: bool) -> Result<RunOptions> {
         berth_net::NetworkMode::parse(&self.network)?;
-        for d in &self.dns {
-            if d.parse::<std::net::IpAddr>().is_err() {
-                bail!("invalid --dns {d:?}: not an IP address");
-            }
-        }
+        use berth_engine::options::Flag;
         Ok(RunOptions {
             name: self.name.clone(),
             interactive: self.interactive,
@@ -204,33 +200,33 @@ impl RunFlags {
             mounts: self.mount.clone(),
             tmpfs: self.tmpfs.clone(),
             read_only: self.read_only,
-            memory: self.memory.clone(),
-            memory_swap: self.memory_swap.clone(),
-            cpus: self.cpus.clone(),
+            memory: Flag::parse_opt("--memory", self.memory.as_deref())?,
+            memory_swap: Flag::parse_opt("--memory-swap", self.memory_swap.as_deref())?,
+            cpus: Flag::parse_opt("--cpus", self.cpus.as_deref())?,
             cpu_shares: self.cpu_shares,
             cpuset_cpus: self.cpuset_cpus.clone(),
             pids_limit: self.pids_limit,
-            ulimits: self.ulimit.clone(),
-            cap_add: self.cap_add.clone(),
-            cap_drop: self.cap_drop.clone(),
+            ulimits: Flag::parse_all("--ulimit", &self.ulimit)?,
+            cap_add: Flag::parse_all("--cap-add", &self.cap_add)?,
+            cap_drop: Flag::parse_all("--cap-drop", &self.cap_drop)?,
             privileged: self.privileged,
-            security_opt: self.security_opt.clone(),
-            devices: self.device.clone(),
-            sysctls: self.sysctl.clone(),
-            shm_size: self.shm_size.clone(),
+            security_opt: Flag::parse_all("--security-opt", &self.security_opt)?,
+            devices: Flag::parse_all("--device", &self.device)?,
+            sysctls: Flag::parse_all("--sysctl", &self.sysctl)?,
+            shm_size: Flag::parse_opt("--shm-size", self.shm_size.as_deref())?,
             init: self.init,
             stop_signal: self.stop_signal.clone(),
             stop_timeout: self.stop_timeout,
             network: self.network.clone(),
             labels: self.label.clone(),
             add_hosts: self.add_host.clone(),
-            dns: self.dns.clone(),
+            dns: Flag::parse_all("--dns", &self.dns)?,
             dns_search: self.dns_search.clone(),
             dns_options: self.dns_option.clone(),
-            ip: self.ip.clone(),
+            ip: Flag::parse_opt("--ip", self.ip.as_deref())?,
             mac_address: self.mac_address.clone(),
             network_aliases: self.network_alias.clone(),
-            publish: self.publish.clone(),
+            publish: Flag::parse_all("-p", &self.publish)?,
             publish_all: self.publish_all,
         })
     }
