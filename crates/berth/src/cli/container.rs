@@ -171,14 +171,47 @@ pub struct RunFlags {
     /// Print help
     #[arg(long, action = ArgAction::Help)]
     help: Option<bool>,
-    /// The image to run
-    image: String,
-    /// The command and its arguments
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    command: Vec<String>,
+    /// The image, then the command and its arguments. As in Docker, berth's own flags end at
+    /// the image: everything after it belongs to the command (`run IMG -c x`, `run IMG --help`).
+    #[arg(
+        value_name = "IMAGE [COMMAND] [ARG...]",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    image_and_command: Vec<String>,
+}
+
+/// Splits `FIRST [ARG...]`, the positional that ends berth's flags (the image of `run`, the
+/// container of `exec`). Taking hyphenated values lets the command's own flags through; the
+/// price is that an unknown flag *before* the image would be taken for it, so that is
+/// refused here as Docker refuses it.
+fn split_positional<'a>(
+    args: &'a [String],
+    command: &str,
+    what: &str,
+) -> Result<(&'a str, &'a [String])> {
+    match args.split_first() {
+        Some((first, _)) if first.starts_with('-') && first != "-" => {
+            bail!("unknown flag: {first}\nSee 'berth {command} --help'.")
+        }
+        Some((first, rest)) => Ok((first, rest)),
+        None => bail!("\"berth {command}\" requires {what}\nSee 'berth {command} --help'."),
+    }
 }
 
 impl RunFlags {
+    /// The image, as written.
+    fn image(&self, command: &str) -> Result<&str> {
+        Ok(split_positional(&self.image_and_command, command, "an image")?.0)
+    }
+
+    /// The command and its arguments after the image.
+    fn command(&self) -> &[String] {
+        self.image_and_command.get(1..).unwrap_or_default()
+    }
+
     fn options(&self, detach: bool, rm: bool) -> Result<RunOptions> {
         berth_net::NetworkMode::parse(&self.network)?;
         use berth_engine::options::Flag;
@@ -194,7 +227,7 @@ impl RunFlags {
             user: self.user.clone(),
             group_add: self.group_add.clone(),
             entrypoint: self.entrypoint.clone(),
-            cmd: self.command.clone(),
+            cmd: self.command().to_vec(),
             hostname: self.hostname.clone(),
             volumes: self.volume.clone(),
             mounts: self.mount.clone(),
@@ -343,9 +376,16 @@ pub enum ContainerCommand {
         /// Set environment variables
         #[arg(short = 'e', long = "env")]
         env: Vec<String>,
-        container: String,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
-        command: Vec<String>,
+        /// The container, then the command and its arguments (berth's flags end at the
+        /// container).
+        #[arg(
+            value_name = "CONTAINER COMMAND [ARG...]",
+            required = true,
+            num_args = 1..,
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        container_and_command: Vec<String>,
     },
     /// Attach local standard input, output, and error streams to a running container
     Attach {
@@ -569,18 +609,27 @@ fn run_inner(cmd: ContainerCommand, g: &Globals) -> Result<i32> {
             user,
             workdir,
             env,
-            container,
-            command,
-        } => Ok(engine.exec(
-            &container,
-            &command,
-            tty,
-            interactive,
-            detach,
-            user.as_deref(),
-            workdir.as_deref(),
-            &env,
-        )?),
+            container_and_command,
+        } => {
+            let (container, command) = split_positional(
+                &container_and_command,
+                "exec",
+                "at least 2 arguments: a container and a command",
+            )?;
+            if command.is_empty() {
+                bail!("\"berth exec\" requires at least 2 arguments\nSee 'berth exec --help'.");
+            }
+            Ok(engine.exec(
+                container,
+                command,
+                tty,
+                interactive,
+                detach,
+                user.as_deref(),
+                workdir.as_deref(),
+                &env,
+            )?)
+        }
         ContainerCommand::Attach {
             no_stdin,
             detach_keys,
@@ -738,8 +787,9 @@ fn cmd_run(
 ) -> Result<i32> {
     let opts = flags.options(detach, rm)?;
     let detach_keys = detach_keys_arg(flags.detach_keys.as_deref())?;
-    let image = pull_image(engine, g, &flags.image, &flags.pull)?;
-    let c = engine.create(&flags.image, &image, &opts)?;
+    let name = flags.image(if start { "run" } else { "create" })?;
+    let image = pull_image(engine, g, name, &flags.pull)?;
+    let c = engine.create(name, &image, &opts)?;
     if !start {
         println!("{}", c.id);
         return Ok(0);
