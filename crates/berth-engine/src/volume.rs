@@ -302,7 +302,7 @@ fn check_destination(flag: MountFlag, spec: &str, dest: &str) -> Result<(), Volu
             format!("the container path {dest:?} must be absolute"),
         ));
     }
-    if Path::new(dest).components().count() == 1 {
+    if berth_runtime::rootfs::clean_rel(Path::new(dest)).is_empty() {
         return Err(refuse(flag, spec, "the container path cannot be /"));
     }
     Ok(())
@@ -316,15 +316,30 @@ pub fn parse(
     mounts: &[String],
     tmpfs: &[String],
 ) -> Result<Vec<MountRequest>, VolumeError> {
-    let mut out = Vec::new();
-    for spec in volumes {
-        out.push(parse_volume(spec)?);
-    }
-    for spec in mounts {
-        out.push(parse_mount(spec)?);
-    }
-    for spec in tmpfs {
-        out.push(parse_tmpfs(spec)?);
+    let mut out: Vec<MountRequest> = Vec::new();
+    let all = volumes
+        .iter()
+        .map(|s| (MountFlag::Volume, s))
+        .chain(mounts.iter().map(|s| (MountFlag::Mount, s)))
+        .chain(tmpfs.iter().map(|s| (MountFlag::Tmpfs, s)));
+    for (flag, spec) in all {
+        let r = match flag {
+            MountFlag::Volume => parse_volume(spec)?,
+            MountFlag::Mount => parse_mount(spec)?,
+            MountFlag::Tmpfs => parse_tmpfs(spec)?,
+        };
+        let key = |d: &str| berth_runtime::rootfs::clean_rel(Path::new(d));
+        if out
+            .iter()
+            .any(|o| key(&o.destination) == key(&r.destination))
+        {
+            return Err(refuse(
+                flag,
+                spec,
+                format!("duplicate mount point {}", r.destination),
+            ));
+        }
+        out.push(r);
     }
     Ok(out)
 }
@@ -932,7 +947,8 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let fails = |v: &[&str], m: &[&str], tm: &[&str], flag: MountFlag, words: &[&str]| {
             let s = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-            let e = resolve(t.path(), &s(v), &s(m), &s(tm), &[]).unwrap_err();
+            // parse: a case that wrongly passes must not create host paths such as /x.
+            let e = parse(&s(v), &s(m), &s(tm)).unwrap_err();
             assert!(
                 matches!(&e, VolumeError::BadOption { flag: f, .. } if *f == flag),
                 "{e}"
@@ -962,6 +978,15 @@ mod tests {
         fails(&["/x:/n:nocopy"], &[], &[], v, &["nocopy"]);
         fails(&["/x:n"], &[], &[], v, &["absolute"]);
         fails(&["/x:/"], &[], &[], v, &["/"]);
+        fails(&["/x:/a/.."], &[], &[], v, &["cannot be /"]);
+        fails(
+            &["/x:/n", "/y:/n/"],
+            &[],
+            &[],
+            v,
+            &["duplicate mount point"],
+        );
+        fails(&["/x:/n"], &[], &["/n"], MountFlag::Tmpfs, &["duplicate"]);
         fails(&["a b:/n"], &[], &[], v, &["volume name"]);
         fails(&["/a:/b:ro:x"], &[], &[], v, &["[SOURCE:]"]);
         let m = MountFlag::Mount;
@@ -1053,7 +1078,15 @@ mod tests {
         fails(&[], &[], &["/t:mode=9"], tm, &["mode"]);
         fails(&[], &[], &["/t:uid=x"], tm, &["uid"]);
         fails(&[], &[], &["t"], tm, &["absolute"]);
-        // The first bad flag stops everything: the volume before it was not made.
+        // A bad flag stops everything: the volume before it is not made.
+        let e = resolve(
+            t.path(),
+            &["new:/n".into(), "a:/b:bogus".into()],
+            &[],
+            &[],
+            &[],
+        );
+        assert!(matches!(e, Err(VolumeError::BadOption { .. })));
         assert!(!volumes_dir(t.path()).join("new").exists());
     }
 
