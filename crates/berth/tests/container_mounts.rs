@@ -249,6 +249,21 @@ fn unknown_mount_options_are_refused() {
         &["--tmpfs", "/t:size=lots"],
         &["--tmpfs", "size", "lots"],
     );
+    // Refused before any pull: an image that is not there is not looked for.
+    let out = env.berth(&[
+        "run",
+        "--rm",
+        "-v",
+        "a:/b:bogus",
+        "127.0.0.1:9/none",
+        "true",
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains("bogus") && !err.contains("Unable to find image"),
+        "{err}"
+    );
     // What Docker takes is still taken.
     let v = format!("{src}:/n:ro,z,rslave,cached");
     env.run(
