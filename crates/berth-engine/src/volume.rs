@@ -152,7 +152,8 @@ pub fn resolve(
 ) -> Result<(Vec<ResolvedMount>, Vec<String>), VolumeError> {
     let mut requests = parse(volumes, mounts, tmpfs)?;
     for dest in image_volumes {
-        if !requests.iter().any(|m| m.destination == *dest) {
+        let key = |d: &str| berth_runtime::rootfs::clean_rel(Path::new(d));
+        if !requests.iter().any(|m| key(&m.destination) == key(dest)) {
             requests.push(MountRequest::new(MountKind::Volume, dest));
         }
     }
