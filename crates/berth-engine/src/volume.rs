@@ -3,7 +3,11 @@
 //! image's `Volumes`, bind mounts and tmpfs from `-v`, `--mount`, `--tmpfs`.
 
 use crate::record::{io_err, now_rfc3339, random_id, write_atomic, RecordError};
-use crate::spec::ResolvedMount;
+pub mod flags;
+
+use crate::spec::{MountKind, ResolvedMount};
+pub use flags::{parse, FlagError, MountFlag};
+use flags::{valid_name, MountRequest};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -14,6 +18,9 @@ pub enum VolumeError {
     Record(#[from] RecordError),
     #[error("invalid volume specification {spec:?}: {why}")]
     BadSpec { spec: String, why: String },
+    /// A `-v`, `--mount` or `--tmpfs` that berth refuses: unknown option, bad value.
+    #[error(transparent)]
+    Flag(#[from] FlagError),
     #[error("bind source path does not exist: {0}")]
     NoSource(String),
     #[error("get {0}: no such volume")]
@@ -55,13 +62,6 @@ fn bad(spec: &str, why: &str) -> VolumeError {
         spec: spec.into(),
         why: why.into(),
     }
-}
-
-fn valid_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.as_bytes()[0].is_ascii_alphanumeric()
-        && n.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// Creates the volume if missing; returns it and whether it was created now.
@@ -139,9 +139,10 @@ pub fn delete(root: &Path, name: &str) -> Result<(), VolumeError> {
     Ok(())
 }
 
-/// Parses `-v`, `--mount`, `--tmpfs` and the image's `Volumes` into mounts,
-/// creating named and anonymous volumes. Returns the mounts and the names of
-/// volumes created now (to be filled from the image at first start).
+/// Checks `-v`, `--mount` and `--tmpfs` as [`parse`] does, then makes what they need:
+/// missing `-v` bind sources, named and anonymous volumes (also for the image's `Volumes`).
+/// Returns the mounts and the names of volumes created now (to be filled from the image at
+/// first start, unless `nocopy`). Nothing is made when a flag is refused.
 pub fn resolve(
     root: &Path,
     volumes: &[String],
@@ -149,138 +150,54 @@ pub fn resolve(
     tmpfs: &[String],
     image_volumes: &[String],
 ) -> Result<(Vec<ResolvedMount>, Vec<String>), VolumeError> {
-    let mut out: Vec<ResolvedMount> = Vec::new();
+    let mut requests = parse(volumes, mounts, tmpfs)?;
+    for dest in image_volumes {
+        let key = |d: &str| berth_runtime::rootfs::clean_rel(Path::new(d));
+        if !requests.iter().any(|m| key(&m.destination) == key(dest)) {
+            requests.push(MountRequest::new(MountKind::Volume, dest));
+        }
+    }
+    let mut out = Vec::new();
     let mut fresh = Vec::new();
-    let mut add_volume = |name: Option<&str>,
-                          dest: &str,
-                          ro: bool,
-                          out: &mut Vec<ResolvedMount>|
-     -> Result<(), VolumeError> {
-        let anonymous = name.is_none();
-        let name = match name {
-            Some(n) => n.to_string(),
-            None => random_id()?,
+    for r in requests {
+        let mut m = ResolvedMount {
+            kind: r.kind,
+            destination: r.destination,
+            read_only: r.read_only,
+            recursion: r.recursion,
+            propagation: r.propagation,
+            ..Default::default()
         };
-        let (v, created) = ensure(root, &name, &[], anonymous)?;
-        if created {
-            fresh.push(name.clone());
-        }
-        out.push(ResolvedMount {
-            kind: "volume".into(),
-            source: v.mountpoint.to_string_lossy().into_owned(),
-            destination: dest.into(),
-            read_only: ro,
-            name: Some(name),
-            options: vec![],
-            anonymous,
-        });
-        Ok(())
-    };
-    for spec in volumes {
-        let parts: Vec<&str> = spec.split(':').collect();
-        let (src, dest, mode) = match parts.as_slice() {
-            [d] => (None, *d, ""),
-            [s, d] => (Some(*s), *d, ""),
-            [s, d, m] => (Some(*s), *d, *m),
-            _ => return Err(bad(spec, "expected [SOURCE:]DEST[:ro|rw]")),
-        };
-        if !dest.starts_with('/') {
-            return Err(bad(spec, "the container path must be absolute"));
-        }
-        let ro = mode.split(',').any(|m| m == "ro");
-        match src {
-            Some(s) if s.starts_with('/') || s.starts_with('.') => {
-                let p = Path::new(s);
-                if !p.exists() {
+        match r.kind {
+            MountKind::Bind => {
+                let s = r.source.unwrap_or_default();
+                let p = Path::new(&s);
+                if r.create_source && !p.exists() {
                     // Docker creates missing bind sources for -v.
                     fs::create_dir_all(p).map_err(io_err(p))?;
                 }
-                let abs = fs::canonicalize(p).map_err(io_err(p))?;
-                out.push(ResolvedMount {
-                    kind: "bind".into(),
-                    source: abs.to_string_lossy().into_owned(),
-                    destination: dest.into(),
-                    read_only: ro,
-                    name: None,
-                    options: vec![],
-                    anonymous: false,
-                });
+                let abs = fs::canonicalize(p).map_err(|_| VolumeError::NoSource(s.clone()))?;
+                m.source = abs.to_string_lossy().into_owned();
             }
-            Some(name) => add_volume(Some(name), dest, ro, &mut out)?,
-            None => add_volume(None, dest, ro, &mut out)?,
-        }
-    }
-    for spec in mounts {
-        let mut kind = "volume".to_string();
-        let (mut src, mut dest, mut ro) = (None::<String>, None::<String>, false);
-        let mut opts = Vec::new();
-        for kv in spec.split(',') {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, "true"));
-            match k {
-                "type" => kind = v.to_string(),
-                "source" | "src" => src = Some(v.to_string()),
-                "destination" | "dst" | "target" => dest = Some(v.to_string()),
-                "readonly" | "ro" => ro = v != "false" && v != "0",
-                "tmpfs-size" => opts.push(format!("size={v}")),
-                "tmpfs-mode" => opts.push(format!("mode={v}")),
-                _ => {}
+            MountKind::Volume => {
+                m.anonymous = r.source.is_none();
+                let name = match r.source {
+                    Some(n) => n,
+                    None => random_id()?,
+                };
+                let (v, created) = ensure(root, &name, &r.labels, m.anonymous)?;
+                if created && !r.nocopy {
+                    fresh.push(name.clone());
+                }
+                m.source = v.mountpoint.to_string_lossy().into_owned();
+                m.name = Some(name);
+            }
+            MountKind::Tmpfs => {
+                m.source = "tmpfs".into();
+                m.options = r.tmpfs;
             }
         }
-        let dest = dest.ok_or_else(|| bad(spec, "a target= is required"))?;
-        if !dest.starts_with('/') {
-            return Err(bad(spec, "the target must be absolute"));
-        }
-        match kind.as_str() {
-            "bind" => {
-                let s = src.ok_or_else(|| bad(spec, "a bind mount needs source="))?;
-                let abs = fs::canonicalize(&s).map_err(|_| VolumeError::NoSource(s.clone()))?;
-                out.push(ResolvedMount {
-                    kind: "bind".into(),
-                    source: abs.to_string_lossy().into_owned(),
-                    destination: dest,
-                    read_only: ro,
-                    name: None,
-                    options: vec![],
-                    anonymous: false,
-                });
-            }
-            "volume" => add_volume(src.as_deref(), &dest, ro, &mut out)?,
-            "tmpfs" => out.push(ResolvedMount {
-                kind: "tmpfs".into(),
-                source: "tmpfs".into(),
-                destination: dest,
-                read_only: ro,
-                name: None,
-                options: opts,
-                anonymous: false,
-            }),
-            other => return Err(bad(spec, &format!("unknown mount type {other:?}"))),
-        }
-    }
-    for spec in tmpfs {
-        let (dest, o) = spec.split_once(':').unwrap_or((spec, ""));
-        if !dest.starts_with('/') {
-            return Err(bad(spec, "the tmpfs path must be absolute"));
-        }
-        out.push(ResolvedMount {
-            kind: "tmpfs".into(),
-            source: "tmpfs".into(),
-            destination: dest.into(),
-            read_only: false,
-            name: None,
-            options: o
-                .split(',')
-                .filter(|x| !x.is_empty())
-                .map(String::from)
-                .collect(),
-            anonymous: false,
-        });
-    }
-    for dest in image_volumes {
-        if out.iter().any(|m| m.destination == *dest) {
-            continue;
-        }
-        add_volume(None, dest, false, &mut out)?;
+        out.push(m);
     }
     Ok((out, fresh))
 }
@@ -338,7 +255,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.len(), 6);
-        assert_eq!(m[0].kind, "bind");
+        assert_eq!(m[0].kind, MountKind::Bind);
         assert!(m[0].read_only);
         assert_eq!(m[1].name.as_deref(), Some("named"));
         assert!(m[2].anonymous);
@@ -351,5 +268,111 @@ mod tests {
         let (_, fresh) = resolve(t.path(), &["named:/n".into()], &[], &[], &[]).unwrap();
         assert!(fresh.is_empty());
         assert!(resolve(t.path(), &["rel".into()], &[], &[], &[]).is_err());
+    }
+
+    /// The runtime-spec options of the first mount `flags` give (a bind of `dir`).
+    fn options_of(volumes: &[String], mounts: &[String]) -> Vec<&'static str> {
+        let t = tempfile::tempdir().unwrap();
+        let (m, _) = resolve(t.path(), volumes, mounts, &[], &[]).unwrap();
+        m[0].bind_options()
+    }
+
+    #[test]
+    fn read_only_binds_and_volumes_are_recursively_read_only_unless_asked() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().display();
+        let v = |s: String| options_of(&[s], &[]);
+        let m = |s: String| options_of(&[], &[s]);
+        assert_eq!(v(format!("{d}:/n")), ["rbind", "rprivate", "rw"]);
+        assert_eq!(v(format!("{d}:/n:ro")), ["rbind", "rprivate", "ro", "rro"]);
+        assert_eq!(
+            v(format!("{d}:/n:ro,rslave")),
+            ["rbind", "rslave", "ro", "rro"]
+        );
+        assert_eq!(v("vol:/n:ro".into()), ["rbind", "rprivate", "ro", "rro"]);
+        let b = format!("type=bind,src={d},dst=/n");
+        assert_eq!(
+            m(format!("{b},readonly")),
+            ["rbind", "rprivate", "ro", "rro"]
+        );
+        assert_eq!(
+            m(format!("{b},ro=1,bind-recursive=readonly")),
+            ["rbind", "rprivate", "ro", "rro"]
+        );
+        assert_eq!(
+            m(format!("{b},readonly,bind-recursive=writable")),
+            ["rbind", "rprivate", "ro"]
+        );
+        assert_eq!(
+            m(format!("{b},readonly,bind-recursive=disabled")),
+            ["bind", "rprivate", "ro"]
+        );
+        assert_eq!(
+            m(format!("{b},bind-recursive=false")),
+            ["bind", "rprivate", "rw"]
+        );
+        assert_eq!(
+            m(format!("{b},bind-propagation=rshared")),
+            ["rbind", "rshared", "rw"]
+        );
+        assert_eq!(
+            m("type=volume,src=vol,dst=/n,readonly".into()),
+            ["rbind", "rprivate", "ro", "rro"]
+        );
+    }
+
+    #[test]
+    fn mount_flags_are_checked_before_anything_is_made() {
+        let t = tempfile::tempdir().unwrap();
+        // A bad flag stops everything: the volume before it is not made.
+        let e = resolve(
+            t.path(),
+            &["new:/n".into(), "a:/b:bogus".into()],
+            &[],
+            &[],
+            &[],
+        );
+        assert!(matches!(e, Err(VolumeError::Flag(_))));
+        assert!(!volumes_dir(t.path()).join("new").exists());
+    }
+
+    #[test]
+    fn docker_forms_of_mount_values_are_read() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("d");
+        fs::create_dir(&d).unwrap();
+        let (m, fresh) = resolve(
+            t.path(),
+            &["keep:/k:nocopy,ro".into()],
+            &[
+                format!(
+                    "\"type=bind\",\"source={}\",target=/b,ro=false",
+                    d.display()
+                ),
+                "type=tmpfs,dst=/t,tmpfs-size=1.5g,tmpfs-mode=0700,readonly".into(),
+                "type=tmpfs,dst=/u,tmpfs-size=1000".into(),
+                "type=volume,source=lab,target=/l,volume-label=a=b,volume-driver=local".into(),
+            ],
+            &["/r:ro,size=10%,nr_inodes=1k,uid=1,gid=2,mode=1777,mpol=local,exec".into()],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            fresh,
+            ["lab"],
+            "nocopy volumes are not filled from the image"
+        );
+        assert!(m[0].read_only);
+        assert_eq!(m[1].source, d.canonicalize().unwrap().to_string_lossy());
+        assert!(!m[1].read_only);
+        assert_eq!(m[2].options, ["size=1536m", "mode=700"]);
+        assert!(m[2].read_only);
+        assert_eq!(m[3].options, ["size=1000"]);
+        assert_eq!(get(t.path(), "lab").unwrap().labels["a"], "b");
+        assert!(m[5].read_only && m[5].options.contains(&"exec".to_string()));
+        assert!(
+            !m[5].options.contains(&"ro".to_string()),
+            "read_only carries it"
+        );
     }
 }

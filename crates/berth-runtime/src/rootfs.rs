@@ -597,10 +597,131 @@ fn finish(s: &dyn Syscall, target: &OwnedFd, o: &Opts) -> Result<()> {
             .step(|| Step::Propagation)?;
     }
     if o.rec_attr_set != 0 || o.rec_attr_clr != 0 {
-        s.mount_setattr(target.as_raw_fd(), true, o.rec_attr_set, o.rec_attr_clr)
-            .step(|| Step::SetAttr)?;
+        set_attr_tree(s, target, o.rec_attr_set, o.rec_attr_clr)?;
     }
     Ok(())
+}
+
+/// Sets and clears the `MOUNT_ATTR_*` bits `set` and `clr` (the recursive options: `rro`,
+/// `rnosuid`, ...) on the mount `target` and every mount below it: one
+/// `mount_setattr(AT_RECURSIVE)`, or, on a kernel without it (ENOSYS, before 5.12), a
+/// remount of each mount of the tree in turn, so that a read-only bind is never writable
+/// in a submount.
+fn set_attr_tree(s: &dyn Syscall, target: &OwnedFd, set: u64, clr: u64) -> Result<()> {
+    match s.mount_setattr(target.as_raw_fd(), true, set, clr) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => remount_tree(s, target, set, clr),
+        r => r.step(|| Step::SetAttr),
+    }
+}
+
+/// [`set_attr_tree`] without `mount_setattr`: the tree's mounts are found in mountinfo by
+/// mount id (the target's, then their children's), each opened below the target without
+/// following symlinks, checked to be that very mount (a mount covered by another at the same
+/// place cannot be reached, and is skipped), and remounted with its current flags (some may
+/// be locked) changed as the attributes say.
+fn remount_tree(s: &dyn Syscall, target: &OwnedFd, set: u64, clr: u64) -> Result<()> {
+    let top = s.mount_id(target.as_raw_fd()).step(|| Step::MountId)?;
+    let info = s
+        .read_to_string("/proc/self/mountinfo")
+        .step(|| Step::ReadMountinfo)?;
+    let tree = mount_tree(&info, top);
+    let top_path = tree.first().map_or("", |(_, p)| p.as_str());
+    crate::debug!(
+        "mount_setattr missing: remounting {} mounts under {top_path}",
+        tree.len()
+    );
+    for (id, path) in &tree {
+        let rel = path
+            .strip_prefix(top_path)
+            .unwrap_or(path)
+            .trim_start_matches('/');
+        let fd = if rel.is_empty() {
+            None
+        } else {
+            let fd = s
+                .openat2(
+                    target.as_raw_fd(),
+                    rel,
+                    libc::O_PATH,
+                    0,
+                    RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | sys::RESOLVE_NO_SYMLINKS,
+                )
+                .step(|| Step::OpenSubmount(path.clone()))?;
+            if s.mount_id(fd.as_raw_fd()).step(|| Step::MountId)? != *id {
+                crate::debug!("{path}: covered by another mount, not reachable");
+                continue;
+            }
+            Some(fd)
+        };
+        let at = fd_path(fd.as_ref().unwrap_or(target));
+        let cur = s.mount_flags_of(&at).step(|| Step::Statvfs)?;
+        let flags = attr_flags(cur, set, clr) | libc::MS_REMOUNT | libc::MS_BIND;
+        s.mount(None, &at, None, flags, None)
+            .step(|| Step::RemountSubmount(path.clone()))?;
+    }
+    Ok(())
+}
+
+/// The mounts of the tree whose top has mount id `top` in a mountinfo text, as (id, mount
+/// point): the top first, every parent before its children. Empty when `top` is not there.
+fn mount_tree(info: &str, top: u64) -> Vec<(u64, String)> {
+    let all: Vec<(u64, u64, String)> = info
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(' ');
+            let id = f.next()?.parse().ok()?;
+            let parent = f.next()?.parse().ok()?;
+            let point = f.nth(2)?;
+            Some((id, parent, crate::cgroups::mountinfo::unescape(point)))
+        })
+        .collect();
+    let mut out: Vec<(u64, String)> = all
+        .iter()
+        .find(|(id, _, _)| *id == top)
+        .map(|(id, _, p)| (*id, p.clone()))
+        .into_iter()
+        .collect();
+    let mut i = 0;
+    while i < out.len() {
+        let parent = out[i].0;
+        for (id, p, point) in &all {
+            if *p == parent && *id != parent && !out.iter().any(|(o, _)| o == id) {
+                out.push((*id, point.clone()));
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// A mount's MS_* flags `cur` changed as the `MOUNT_ATTR_*` bits `set` and `clr` say.
+fn attr_flags(cur: libc::c_ulong, set: u64, clr: u64) -> libc::c_ulong {
+    const BITS: [(u64, libc::c_ulong); 6] = [
+        (attr::RDONLY, libc::MS_RDONLY),
+        (attr::NOSUID, libc::MS_NOSUID),
+        (attr::NODEV, libc::MS_NODEV),
+        (attr::NOEXEC, libc::MS_NOEXEC),
+        (attr::NODIRATIME, libc::MS_NODIRATIME),
+        (attr::NOSYMFOLLOW, libc::MS_NOSYMFOLLOW),
+    ];
+    let mut f = cur;
+    for (a, ms) in BITS {
+        if clr & a != 0 {
+            f &= !ms;
+        }
+        if set & a != 0 {
+            f |= ms;
+        }
+    }
+    if clr & attr::ATIME_MASK != 0 {
+        f &= !(libc::MS_NOATIME | libc::MS_RELATIME | libc::MS_STRICTATIME);
+        f |= match set & attr::ATIME_MASK {
+            attr::NOATIME => libc::MS_NOATIME,
+            attr::STRICTATIME => libc::MS_STRICTATIME,
+            _ => libc::MS_RELATIME,
+        };
+    }
+    f
 }
 
 fn mount_cgroup(

@@ -23,13 +23,13 @@ fn image() -> ImageConfiguration {
 
 fn mount(kind: &str, source: &str, dest: &str, ro: bool, options: &[&str]) -> ResolvedMount {
     ResolvedMount {
-        kind: kind.into(),
+        kind: serde_json::from_value(json!(kind)).unwrap(),
         source: source.into(),
         destination: dest.into(),
         read_only: ro,
         name: (kind == "volume").then(|| "vol".into()),
         options: options.iter().map(|s| s.to_string()).collect(),
-        anonymous: false,
+        ..Default::default()
     }
 }
 

@@ -21,6 +21,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use mounts::{BindRecursion, MountKind, Propagation, ResolvedMount};
 pub use process::{capabilities, command, environment, security_opts, SecurityOpts};
 
 /// The `PATH` a container gets when its image sets none.
@@ -92,23 +93,6 @@ fn bad(flag: &'static str, value: &str, why: impl Into<String>) -> SpecError {
         value: value.to_string(),
         why: why.into(),
     }
-}
-
-/// A mount whose source is resolved on the host.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ResolvedMount {
-    /// "bind", "volume" or "tmpfs".
-    pub kind: String,
-    /// Host path (bind, volume) or "tmpfs".
-    pub source: String,
-    pub destination: String,
-    pub read_only: bool,
-    /// Volume name for volumes.
-    pub name: Option<String>,
-    /// Extra options (tmpfs size/mode).
-    pub options: Vec<String>,
-    /// An anonymous volume (removed with `rm -v` / `--rm`).
-    pub anonymous: bool,
 }
 
 /// A host device to expose (`--device`), already stat'ed.

@@ -1,9 +1,159 @@
 //! `mounts`: the kernel filesystems and `/dev`, the generated /etc files, then volumes,
 //! binds and tmpfs (parents before children).
+//!
+//! A read-only bind or volume is read-only in every submount too, as in Docker v25: its
+//! options are `rbind` and `ro` plus the runtime-spec's `rro` (`mount_setattr` with
+//! `AT_RECURSIVE`), unless `--mount`'s `bind-recursive` says otherwise ([`BindRecursion`]).
 
 use super::{Inputs, SpecError};
 use oci_spec::runtime::{Mount, Spec};
+use serde::{Deserialize, Serialize};
 use std::path::Path;
+
+/// What a user mount is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountKind {
+    /// A host path bound in (`-v /src:/dst`, `--mount type=bind`).
+    #[default]
+    Bind,
+    /// A named or anonymous volume: a bind of its `_data` directory.
+    Volume,
+    /// A fresh tmpfs.
+    Tmpfs,
+}
+
+impl MountKind {
+    /// Docker's name of the type (`bind`, `volume`, `tmpfs`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MountKind::Bind => "bind",
+            MountKind::Volume => "volume",
+            MountKind::Tmpfs => "tmpfs",
+        }
+    }
+}
+
+/// How a bind treats the mounts below its source (`--mount ...,bind-recursive=`), with
+/// Docker's meanings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BindRecursion {
+    /// Submounts are bound too and, when the mount is read-only, read-only too (the default
+    /// since Docker v25; berth's runtime falls back to remounting each submount where the
+    /// kernel lacks `mount_setattr`).
+    #[default]
+    Enabled,
+    /// Submounts are left out (a plain, non-recursive bind).
+    Disabled,
+    /// Submounts are bound but stay writable when the mount is read-only (Docker v24 and
+    /// before).
+    Writable,
+    /// Submounts are bound and read-only: the mount must be read-only and `rprivate`.
+    Readonly,
+}
+
+impl BindRecursion {
+    /// Every value, by its name.
+    pub const ALL: [(&'static str, BindRecursion); 4] = [
+        ("enabled", BindRecursion::Enabled),
+        ("disabled", BindRecursion::Disabled),
+        ("writable", BindRecursion::Writable),
+        ("readonly", BindRecursion::Readonly),
+    ];
+}
+
+/// A bind's mount propagation (`-v ...:rslave`, `--mount ...,bind-propagation=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Propagation {
+    /// `private`.
+    Private,
+    /// `rprivate`, the default.
+    #[default]
+    Rprivate,
+    /// `shared`.
+    Shared,
+    /// `rshared`.
+    Rshared,
+    /// `slave`.
+    Slave,
+    /// `rslave`.
+    Rslave,
+}
+
+impl Propagation {
+    /// Every value, by its name (the mount option's).
+    pub const ALL: [(&'static str, Propagation); 6] = [
+        ("private", Propagation::Private),
+        ("rprivate", Propagation::Rprivate),
+        ("shared", Propagation::Shared),
+        ("rshared", Propagation::Rshared),
+        ("slave", Propagation::Slave),
+        ("rslave", Propagation::Rslave),
+    ];
+
+    /// The mount option.
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, p)| *p == self)
+            .map_or("rprivate", |(n, _)| n)
+    }
+}
+
+/// A mount whose source is resolved on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ResolvedMount {
+    /// Bind, volume or tmpfs.
+    pub kind: MountKind,
+    /// Host path (bind, volume) or "tmpfs".
+    pub source: String,
+    /// Where it is mounted in the container.
+    pub destination: String,
+    /// Read-only (for binds and volumes, in every submount unless `recursion` says not).
+    pub read_only: bool,
+    /// Volume name for volumes.
+    pub name: Option<String>,
+    /// The tmpfs's options (size, mode, flags), checked.
+    pub options: Vec<String>,
+    /// An anonymous volume (removed with `rm -v` / `--rm`).
+    pub anonymous: bool,
+    /// Binds and volumes: what happens to the source's submounts.
+    #[serde(default)]
+    pub recursion: BindRecursion,
+    /// Binds and volumes: the mount's propagation.
+    #[serde(default)]
+    pub propagation: Propagation,
+}
+
+impl ResolvedMount {
+    /// The runtime-spec options of a bind or volume: `rbind` (or `bind` when submounts are
+    /// left out), the propagation, and `rw`, or `ro` with `rro` when submounts are read-only
+    /// too.
+    pub fn bind_options(&self) -> Vec<&'static str> {
+        let mut o = vec![
+            if self.recursion == BindRecursion::Disabled {
+                "bind"
+            } else {
+                "rbind"
+            },
+            self.propagation.as_str(),
+        ];
+        if !self.read_only {
+            o.push("rw");
+            return o;
+        }
+        o.push("ro");
+        if matches!(
+            self.recursion,
+            BindRecursion::Enabled | BindRecursion::Readonly
+        ) {
+            o.push("rro");
+        }
+        o
+    }
+}
 
 /// `/dev/shm`'s size without `--shm-size`: 64 MiB, as Docker.
 pub const DEFAULT_SHM_SIZE: u64 = 64 * 1024 * 1024;
@@ -99,10 +249,10 @@ fn with_etc_files(mounts: &mut Vec<Mount>, i: &Inputs) -> Result<(), SpecError> 
 /// Volumes, binds and tmpfs, shallower destinations first so that a parent never covers
 /// a child.
 fn with_user_mounts(mounts: &mut Vec<Mount>, i: &Inputs) -> Result<(), SpecError> {
-    let mut user: Vec<&crate::spec::ResolvedMount> = i.ctx.mounts.iter().collect();
+    let mut user: Vec<&ResolvedMount> = i.ctx.mounts.iter().collect();
     user.sort_by_key(|m| m.destination.matches('/').count());
     for m in user {
-        if m.kind == "tmpfs" {
+        if m.kind == MountKind::Tmpfs {
             let mut o: Vec<&str> = vec!["nosuid", "nodev", "noexec"];
             o.extend(m.options.iter().map(String::as_str));
             if m.read_only {
@@ -110,8 +260,7 @@ fn with_user_mounts(mounts: &mut Vec<Mount>, i: &Inputs) -> Result<(), SpecError
             }
             mounts.push(mount(&m.destination, "tmpfs", "tmpfs", &o));
         } else {
-            let o = ["rbind", "rprivate", if m.read_only { "ro" } else { "rw" }];
-            mounts.push(mount(&m.destination, "bind", &m.source, &o));
+            mounts.push(mount(&m.destination, "bind", &m.source, &m.bind_options()));
         }
     }
     Ok(())

@@ -36,7 +36,7 @@ pub struct CgroupMount {
 }
 
 /// Undoes the octal escapes (`\040` for a space) the kernel puts in mountinfo paths.
-fn unescape(s: &str) -> String {
+pub(crate) fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -65,6 +65,12 @@ pub enum Step {
     Propagation,
     /// mount_setattr for the recursive options.
     SetAttr,
+    /// Finding the mount id of a mount whose tree is remounted.
+    MountId,
+    /// Opening a submount (its host path) of a tree remounted one mount at a time.
+    OpenSubmount(String),
+    /// Remounting a submount (its host path) with the recursive options' flags.
+    RemountSubmount(String),
     /// mount -t cgroup2.
     MountCgroup2,
     /// The tmpfs holding the cgroup v1 hierarchies.
@@ -158,6 +164,12 @@ impl fmt::Display for Step {
             Remount => write!(f, "remounting with the requested flags"),
             Propagation => write!(f, "setting mount propagation"),
             SetAttr => write!(f, "mount_setattr (recursive mount options such as rro)"),
+            MountId => write!(f, "finding the mount id (/proc/self/fdinfo)"),
+            OpenSubmount(p) => write!(f, "opening the submount {p}"),
+            RemountSubmount(p) => write!(
+                f,
+                "remounting the submount {p} (recursive mount options without mount_setattr)"
+            ),
             MountCgroup2 => write!(f, "mount -t cgroup2"),
             CgroupTmpfs => write!(f, "mounting the tmpfs for cgroup v1 hierarchies"),
             CgroupTmpfsReadOnly => write!(f, "remounting the cgroup tmpfs read-only"),

@@ -43,6 +43,9 @@ struct State {
     cwd: At,
     pivoted: bool,
     fail_mount: Option<(String, i32)>,
+    setattr_errno: Option<i32>,
+    mount_ids: HashMap<String, u64>,
+    mount_flags: HashMap<String, libc::c_ulong>,
     calls: Vec<String>,
 }
 
@@ -73,6 +76,7 @@ fn errno_name(e: &io::Error) -> String {
         Some(libc::ELOOP) => "ELOOP".into(),
         Some(libc::ENOTDIR) => "ENOTDIR".into(),
         Some(libc::EINVAL) => "EINVAL".into(),
+        Some(libc::ENOSYS) => "ENOSYS".into(),
         _ => e.to_string(),
     }
 }
@@ -130,6 +134,9 @@ impl Mock {
             cwd: At::Host("/".into()),
             pivoted: false,
             fail_mount: None,
+            setattr_errno: None,
+            mount_ids: HashMap::new(),
+            mount_flags: HashMap::new(),
             calls: Vec::new(),
         }))
     }
@@ -174,6 +181,27 @@ impl Mock {
     /// Mounts of filesystem type `fstype` fail with `errno`.
     pub fn fail_mount(self, fstype: &str, errno: i32) -> Mock {
         self.0.borrow_mut().fail_mount = Some((fstype.to_string(), errno));
+        self
+    }
+
+    /// mount_setattr fails with `errno` (ENOSYS: a kernel before 5.12).
+    pub fn fail_setattr(self, errno: i32) -> Mock {
+        self.0.borrow_mut().setattr_errno = Some(errno);
+        self
+    }
+
+    /// The mount at `rel` in the rootfs has id `id` (as mountinfo's first field).
+    pub fn mount_id(self, rel: &str, id: u64) -> Mock {
+        self.0.borrow_mut().mount_ids.insert(rel.to_string(), id);
+        self
+    }
+
+    /// The mount at `rel` has the (locked) MS_* flags `flags`, as statvfs reports them.
+    pub fn mount_flags(self, rel: &str, flags: libc::c_ulong) -> Mock {
+        self.0
+            .borrow_mut()
+            .mount_flags
+            .insert(rel.to_string(), flags);
         self
     }
 
@@ -427,7 +455,19 @@ impl Syscall for Mock {
             self.show(&at),
             if recursive { "recursive" } else { "one" }
         );
-        self.record(line, Ok(()))
+        let r = match self.0.borrow().setattr_errno {
+            Some(errno) => Err(err(errno)),
+            None => Ok(()),
+        };
+        self.record(line, r)
+    }
+
+    fn mount_id(&self, fd: RawFd) -> io::Result<u64> {
+        match self.at_fd(fd) {
+            At::Root(rel) => self.0.borrow().mount_ids.get(&rel).copied(),
+            At::Host(_) => None,
+        }
+        .ok_or_else(|| err(libc::EINVAL))
     }
 
     fn attach_tree(&self, _tree: RawFd, target: &OwnedFd) -> Result<(), BoxError> {
@@ -574,8 +614,11 @@ impl Syscall for Mock {
         })
     }
 
-    fn mount_flags_of(&self, _path: &str) -> io::Result<libc::c_ulong> {
-        Ok(0)
+    fn mount_flags_of(&self, path: &str) -> io::Result<libc::c_ulong> {
+        Ok(match self.at_path(path) {
+            At::Root(rel) => self.0.borrow().mount_flags.get(&rel).copied().unwrap_or(0),
+            At::Host(_) => 0,
+        })
     }
 
     fn open_dir(&self, fd: &OwnedFd) -> io::Result<OwnedFd> {

@@ -33,6 +33,9 @@ pub trait Syscall {
     fn umount2(&self, target: &str, flags: libc::c_int) -> io::Result<()>;
     /// mount_setattr(2) on the mount `fd` refers to (no idmap).
     fn mount_setattr(&self, fd: RawFd, recursive: bool, set: u64, clr: u64) -> io::Result<()>;
+    /// The id of the mount `fd` is on (`mnt_id` of `/proc/self/fdinfo/FD`, as mountinfo's
+    /// first field).
+    fn mount_id(&self, fd: RawFd) -> io::Result<u64>;
     /// Moves the idmapped tree `tree` (prepared by the runtime) onto `target` (move_mount(2)).
     fn attach_tree(&self, tree: RawFd, target: &OwnedFd) -> Result<(), BoxError>;
     /// open(2) with O_CLOEXEC.
@@ -118,6 +121,14 @@ impl Syscall for Linux {
 
     fn mount_setattr(&self, fd: RawFd, recursive: bool, set: u64, clr: u64) -> io::Result<()> {
         sys::mount_setattr(fd, recursive, set, clr, None)
+    }
+
+    fn mount_id(&self, fd: RawFd) -> io::Result<u64> {
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("mnt_id:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENODATA))
     }
 
     fn attach_tree(&self, tree: RawFd, target: &OwnedFd) -> Result<(), BoxError> {

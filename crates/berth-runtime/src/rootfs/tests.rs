@@ -596,3 +596,183 @@ fn a_read_only_root_and_rootfs_propagation_come_last() {
         ],
     );
 }
+
+/// `/srv/data` with a tmpfs at `sub` (nosuid, locked), another tmpfs below it at `sub/deep x`,
+/// and two tmpfs stacked at `cover` (the lower one unreachable); `other` is not in the tree.
+fn submount_info() -> String {
+    format!(
+        "\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+200 22 8:1 /srv/data {ROOT}/data rw,relatime - ext4 /dev/sda1 rw
+201 200 0:51 / {ROOT}/data/sub rw,nosuid - tmpfs tmpfs rw
+202 201 0:52 / {ROOT}/data/sub/deep\\040x rw - tmpfs tmpfs rw
+203 200 0:53 / {ROOT}/data/cover rw - tmpfs tmpfs rw
+204 203 0:54 / {ROOT}/data/cover rw - tmpfs tmpfs rw
+300 22 0:60 / {ROOT}/other rw - tmpfs tmpfs rw
+"
+    )
+}
+
+/// The image with `/srv/data` and its submounts (see [`submount_info`]).
+fn submount_image() -> Mock {
+    image()
+        .host("/srv/data", true)
+        .dirs(&["data/sub/deep x", "data/cover"])
+        .text("/proc/self/mountinfo", &submount_info())
+        .mount_id("data", 200)
+        .mount_id("data/sub", 201)
+        .mount_id("data/sub/deep x", 202)
+        .mount_id("data/cover", 204)
+        .mount_flags("data/sub", libc::MS_NOSUID)
+}
+
+/// A read-only bind as berth's engine writes it for `-v /srv/data:/data:ro`.
+fn read_only_bind() -> Spec {
+    spec(
+        json!([{"destination": "/data", "type": "bind", "source": "/srv/data",
+                "options": ["rbind", "rprivate", "ro", "rro"]}]),
+        json!({}),
+    )
+}
+
+#[test]
+fn recursive_read_only_is_one_mount_setattr_over_the_whole_tree() {
+    let mock = submount_image();
+    prepare_on(&mock, &read_only_bind(), false, &[])
+        .0
+        .expect("prepare");
+    assert_plan(
+        &mock.calls_of(&["mount(/srv", "mount(-, /b/rootfs/data", "mount_setattr"]),
+        &[
+            "mount(/srv/data, /b/rootfs/data, -, BIND|REC, -)",
+            "mount(-, /b/rootfs/data, -, RDONLY|REMOUNT|BIND, -)",
+            "mount(-, /b/rootfs/data, -, REC|PRIVATE, -)",
+            "mount_setattr(/b/rootfs/data, recursive, set=0x1, clr=0x0)",
+        ],
+    );
+}
+
+#[test]
+fn recursive_read_only_without_mount_setattr_remounts_every_submount() {
+    let mock = submount_image().fail_setattr(libc::ENOSYS);
+    prepare_on(&mock, &read_only_bind(), false, &[])
+        .0
+        .expect("prepare");
+    assert_plan(
+        &mock.calls_of(&["mount(/srv", "mount(-, /b/rootfs/data", "mount_setattr"]),
+        &[
+            "mount(/srv/data, /b/rootfs/data, -, BIND|REC, -)",
+            "mount(-, /b/rootfs/data, -, RDONLY|REMOUNT|BIND, -)",
+            "mount(-, /b/rootfs/data, -, REC|PRIVATE, -)",
+            "mount_setattr(/b/rootfs/data, recursive, set=0x1, clr=0x0) = ENOSYS",
+            "mount(-, /b/rootfs/data, -, RDONLY|REMOUNT|BIND, -)",
+            "mount(-, /b/rootfs/data/sub, -, RDONLY|NOSUID|REMOUNT|BIND, -)",
+            // 203, under 204 at the same place, is skipped: it cannot be reached.
+            "mount(-, /b/rootfs/data/sub/deep x, -, RDONLY|REMOUNT|BIND, -)",
+            "mount(-, /b/rootfs/data/cover, -, RDONLY|REMOUNT|BIND, -)",
+        ],
+    );
+    // Another error of mount_setattr is the mount's error, not a reason to fall back.
+    let mock = submount_image().fail_setattr(libc::EINVAL);
+    let e = prepare_on(&mock, &read_only_bind(), false, &[])
+        .0
+        .expect_err("EINVAL");
+    assert_eq!(e.errno(), Some(libc::EINVAL), "{e}");
+    assert!(e.to_string().contains("mount_setattr"), "{e}");
+}
+
+#[test]
+fn mount_trees_are_found_by_id_and_attributes_become_flags() {
+    let info = submount_info();
+    let tree = mount_tree(&info, 200);
+    let ids: Vec<u64> = tree.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, [200, 201, 203, 202, 204], "parents before children");
+    assert_eq!(tree[3].1, format!("{ROOT}/data/sub/deep x"));
+    assert!(mount_tree(&info, 999).is_empty());
+    assert_eq!(
+        attr_flags(libc::MS_NOSUID | libc::MS_NOATIME, attr::RDONLY, 0),
+        libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NOATIME
+    );
+    assert_eq!(
+        attr_flags(
+            libc::MS_RDONLY | libc::MS_NOATIME,
+            attr::STRICTATIME,
+            attr::RDONLY | attr::ATIME_MASK
+        ),
+        libc::MS_STRICTATIME
+    );
+}
+
+/// Runs in a private mount namespace of its own (see the test below): a real tree, a tmpfs
+/// below a tmpfs, bound recursively, then made read-only by the fallback alone.
+#[test]
+#[ignore = "run by remount_tree_makes_every_real_submount_read_only, in a mount namespace"]
+fn remount_tree_child() {
+    if std::env::var_os("BERTH_REMOUNT_TREE_CHILD").is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    sys::mount(
+        Some("tmpfs"),
+        &path(&src.join("sub")),
+        Some("tmpfs"),
+        0,
+        None,
+    )
+    .unwrap();
+    std::fs::create_dir(src.join("sub/deep")).unwrap();
+    sys::mount(
+        Some("tmpfs"),
+        &path(&src.join("sub/deep")),
+        Some("tmpfs"),
+        0,
+        None,
+    )
+    .unwrap();
+    sys::mount(
+        Some(&path(&src)),
+        &path(&dst),
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )
+    .unwrap();
+    let target = sys::open(&path(&dst), libc::O_PATH | libc::O_DIRECTORY, 0).unwrap();
+    remount_tree(&Linux, &target, attr::RDONLY, 0).expect("remount_tree");
+    for rel in ["x", "sub/x", "sub/deep/x"] {
+        let e = std::fs::write(dst.join(rel), "x").expect_err(rel);
+        assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{rel}: {e}");
+        std::fs::write(src.join(rel), "x").expect("the source stays writable");
+    }
+    println!("REMOUNT_TREE_CHILD_OK");
+}
+
+#[test]
+fn remount_tree_makes_every_real_submount_read_only() {
+    // SAFETY: no arguments.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root for mounts");
+        return;
+    }
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private"])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "rootfs::tests::remount_tree_child",
+            "--nocapture",
+        ])
+        .env("BERTH_REMOUNT_TREE_CHILD", "1")
+        .output()
+        .expect("unshare");
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.contains("REMOUNT_TREE_CHILD_OK"),
+        "{text}"
+    );
+}

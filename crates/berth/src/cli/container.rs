@@ -214,6 +214,7 @@ impl RunFlags {
 
     fn options(&self, detach: bool, rm: bool) -> Result<RunOptions> {
         berth_net::NetworkMode::parse(&self.network)?;
+        berth_engine::volume::parse(&self.volume, &self.mount, &self.tmpfs)?;
         use berth_engine::options::Flag;
         Ok(RunOptions {
             name: self.name.clone(),
