@@ -373,6 +373,19 @@ impl Store {
         }
     }
 
+    /// The record of image `id` for a pull deciding whether it has the image: a record that
+    /// cannot be parsed counts as absent (with a warning naming it), so the pull writes it
+    /// again.
+    pub(crate) fn record_or_repair(&self, id: &str) -> Result<Option<ImageRecord>, StoreError> {
+        match self.record(id) {
+            Err(e @ StoreError::Corrupt { .. }) => {
+                tracing::warn!("{e}: pulling the image again");
+                Ok(None)
+            }
+            r => r,
+        }
+    }
+
     fn all_ids(&self) -> Result<Vec<String>, StoreError> {
         let dir = self.root.join("images");
         let mut ids = vec![];
@@ -437,8 +450,17 @@ impl Store {
         let repos = self.load_repos()?;
         let mut out = vec![];
         for id in self.all_ids()? {
-            if let Some(rec) = self.record(&id)? {
-                out.push((self.image_from(&rec, &repos)?, rec));
+            match self.record(&id).and_then(|r| {
+                r.map(|rec| Ok((self.image_from(&rec, &repos)?, rec)))
+                    .transpose()
+            }) {
+                Ok(Some(entry)) => out.push(entry),
+                Ok(None) => {}
+                // One unreadable image does not hide the others; `pull` repairs it.
+                Err(e @ StoreError::Corrupt { .. }) => {
+                    tracing::warn!("skipping image {id}: {e}; pull it again to repair it")
+                }
+                Err(e) => return Err(e),
             }
         }
         out.sort_by(|a, b| b.1.created.cmp(&a.1.created).then(a.0.id.cmp(&b.0.id)));
@@ -571,6 +593,35 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Releases the holds of containers that no longer exist: `exists(holder)` says whether a
+    /// container holder is still there (a container's directory deleted by hand leaves its
+    /// hold behind, which would block `rmi` forever). `image mount` holds (`mount-*`) are
+    /// left to `image unmount`. Returns the holders released.
+    ///
+    /// A container takes its hold only once its directory exists, so a hold whose holder is
+    /// absent is never one still being set up.
+    pub fn release_orphan_holds(
+        &self,
+        exists: impl Fn(&str) -> bool,
+    ) -> Result<Vec<String>, StoreError> {
+        let _lock = self.lock_metadata()?;
+        let mut released = vec![];
+        for holder in self.holds()?.into_keys() {
+            if holder.starts_with("mount-") || exists(&holder) {
+                continue;
+            }
+            let p = self.root.join("holds").join(&holder);
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&p)(e)),
+            }
+            tracing::info!("released the image hold of {holder}: that container is gone");
+            released.push(holder);
+        }
+        Ok(released)
     }
 
     fn check_not_held(&self, id: &str, shown: &str) -> Result<(), StoreError> {
@@ -716,8 +767,15 @@ impl Store {
         let mut keep_layers = BTreeSet::new();
         let mut keep_blobs = BTreeSet::new();
         for id in self.all_ids()? {
-            let Some(rec) = self.record(&id)? else {
-                continue;
+            let rec = match self.record(&id) {
+                Ok(Some(rec)) => rec,
+                Ok(None) => continue,
+                // Which layers it needs is unknown: delete nothing until it is repaired.
+                Err(e @ StoreError::Corrupt { .. }) => {
+                    tracing::warn!("{e}: keeping every layer until `pull` repairs it");
+                    return Ok(Some(0));
+                }
+                Err(e) => return Err(e),
             };
             keep_blobs.insert(digest_hex(&rec.id).to_string());
             keep_blobs.insert(digest_hex(&rec.manifest_digest).to_string());
