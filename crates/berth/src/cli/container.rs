@@ -743,7 +743,11 @@ fn cmd_run(
     let opts = flags.options(detach, rm)?;
     let detach_keys = detach_keys_arg(flags.detach_keys.as_deref())?;
     let image = pull_image(engine, g, &flags.image, &flags.pull)?;
-    let c = engine.create(&flags.image, &image, &opts)?;
+    let c = if start {
+        engine.create_to_run(&flags.image, &image, &opts)?
+    } else {
+        engine.create(&flags.image, &image, &opts)?
+    };
     if !start {
         println!("{}", c.id);
         return Ok(0);
