@@ -154,17 +154,16 @@ impl Engine {
     }
 
     /// Records a new container that this process goes on to start (`berth run`): the record
-    /// names this process as its creator, so that a `--rm` container whose `run` was killed
-    /// before a monitor took it over is removed by the next reconcile.
+    /// names this process as its creator, so that `prune` and `rm` leave the container alone
+    /// while it starts, and a `--rm` container whose `run` was killed before a monitor took
+    /// it over is removed by the next reconcile.
     pub fn create_to_run(
         &self,
         image_ref: &str,
         image: &Image,
         opts: &RunOptions,
     ) -> Result<Container, EngineError> {
-        // Only a `--rm` container needs it (nothing else is removed on its creator's behalf).
-        let creator = opts.rm.then(Creator::current).flatten();
-        self.create_as(image_ref, image, opts, creator)
+        self.create_as(image_ref, image, opts, Creator::current())
     }
 
     /// The container's image is held (`image/holds/<id>`) before anything depends on it: the
@@ -542,6 +541,16 @@ impl Engine {
             && monitor::listener_pid(&self.records.run_dir(&c.id).join("attach.sock")).is_none()
     }
 
+    /// Whether a created container is being started now: the `run` that created it still
+    /// works, or a monitor already listens on its socket. `rm` without `--force` and `prune`
+    /// leave it alone, as they do a running one.
+    fn starting(&self, c: &Container) -> bool {
+        c.state.status == Status::Created
+            && (c.creator.is_some_and(|cr| cr.alive())
+                || monitor::listener_pid(&self.records.run_dir(&c.id).join("attach.sock"))
+                    .is_some())
+    }
+
     /// Removes an abandoned `--rm` container (as its monitor would have), checking again
     /// under its lock. True when it is gone.
     fn remove_abandoned(&self, id: &str) -> bool {
@@ -657,7 +666,7 @@ impl Engine {
             }
             Err(e) => return Err(e),
         };
-        if !c.state.status.can_remove_without_force() {
+        if !c.state.status.can_remove_without_force() || self.starting(&c) {
             if !force {
                 return Err(EngineError::RemoveRunning(c.id));
             }
@@ -857,8 +866,16 @@ impl Engine {
     pub fn prune(&self) -> Result<Vec<String>, EngineError> {
         let mut out = Vec::new();
         for c in self.list()? {
-            if c.state.status.can_remove_without_force() {
-                out.push(self.remove(&c.id, false, false)?);
+            if c.state.status.can_remove_without_force() && !self.starting(&c) {
+                match self.remove(&c.id, false, false) {
+                    Ok(id) => out.push(id),
+                    // Started (or removed) since it was listed.
+                    Err(
+                        EngineError::RemoveRunning(_)
+                        | EngineError::Record(RecordError::NotFound(_)),
+                    ) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(out)

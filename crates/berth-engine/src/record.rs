@@ -219,8 +219,9 @@ impl State {
 
 /// The command that created a container in order to start it (`berth run`): its pid and
 /// that process's start time, so that a reused pid is not taken for it. While it lives, a
-/// `--rm` container that has not started is its business; once it is gone and no monitor
-/// took over, reconciling removes the container (`Engine::list`).
+/// container that has not started yet is its business (`prune` and `rm` leave it alone);
+/// once it is gone and no monitor took over, reconciling removes a `--rm` container
+/// (`Engine::list`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Creator {
     pub pid: i32,

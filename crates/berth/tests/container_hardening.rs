@@ -32,15 +32,18 @@ fn truncate(p: &Path, keep: usize) {
     std::fs::write(p, &b[..keep.min(b.len())]).unwrap();
 }
 
-/// `berth run -d --pull never IMG sleep` against `berth rmi IMG`, many times with the `rmi`
-/// started at different points of the `run`: a container that runs sees its whole root
-/// (the layers rmi would delete), or the run fails cleanly (125, naming the image, nothing
-/// left behind); while a container runs, rmi refuses.
-#[test]
-fn rmi_racing_run_never_deletes_a_running_containers_layers() {
+/// `berth run -d --pull never IMG sleep` against `other` (rmi, image prune, container prune),
+/// many times with `other` started at different points of the `run`: a container that runs
+/// sees its whole root (the layers rmi would delete), or the run fails cleanly (125, naming
+/// the image, nothing left behind); while a container runs, rmi refuses.
+fn race_run_against(other: &[&str]) {
     let env = Env::new();
     let want = bin_entries(&env);
     assert!(want.parse::<u32>().unwrap() > 10, "/bin has {want} entries");
+    let other: Vec<&str> = other
+        .iter()
+        .map(|a| if *a == "IMG" { env.image.as_str() } else { a })
+        .collect();
     let mut ran = 0;
     let mut refused = 0;
     for i in 0..30u64 {
@@ -55,7 +58,7 @@ fn rmi_racing_run_never_deletes_a_running_containers_layers() {
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_micros((i % 10) * 1500));
-        let rmi = env.berth(&["rmi", &env.image]);
+        let raced = env.berth(&other);
         let run = run.wait_with_output().unwrap();
         if run.status.success() {
             ran += 1;
@@ -64,9 +67,10 @@ fn rmi_racing_run_never_deletes_a_running_containers_layers() {
             assert_eq!(
                 seen.trim(),
                 want,
-                "race {i}: the running container lost its root (rmi: {} {})",
-                rmi.status,
-                text(&rmi.stdout)
+                "race {i}: the running container lost its root ({other:?}: {} {}{})",
+                raced.status,
+                text(&raced.stdout),
+                text(&raced.stderr)
             );
             // rmi refuses while the container holds the image.
             if env
@@ -110,7 +114,23 @@ fn rmi_racing_run_never_deletes_a_running_containers_layers() {
             "race {i}: nothing is left of the run"
         );
     }
-    eprintln!("{ran} runs started, {refused} refused");
+    eprintln!("{other:?}: {ran} runs started, {refused} refused");
+}
+
+#[test]
+fn rmi_racing_run_never_deletes_a_running_containers_layers() {
+    race_run_against(&["rmi", "IMG"]);
+}
+
+#[test]
+fn image_prune_racing_run_never_deletes_a_running_containers_layers() {
+    race_run_against(&["image", "prune", "-a", "-f"]);
+}
+
+/// `container prune` removes stopped containers, never one a `run` is starting.
+#[test]
+fn container_prune_racing_run_spares_the_starting_container() {
+    race_run_against(&["container", "prune", "-f"]);
 }
 
 /// A truncated container record is reported and skipped by every listing; `rm -f` removes
