@@ -63,7 +63,7 @@ pub enum EngineError {
     #[error("{1}")]
     StartFailed(i32, String),
     /// The image could not be held for a new container (it was removed meanwhile).
-    #[error("holding image {image} ({id}) for the new container: {source}")]
+    #[error("holding image {image} ({id}) for the new container")]
     ImageHold {
         image: String,
         id: String,
@@ -71,7 +71,7 @@ pub enum EngineError {
         source: berth_image::StoreError,
     },
     /// A container whose record cannot be read; only `rm -f` applies to it.
-    #[error("{source} (`berth rm -f {id}` removes the container)")]
+    #[error("container {id} cannot be read (`berth rm -f {id}` removes it)")]
     CorruptRecord {
         id: String,
         #[source]

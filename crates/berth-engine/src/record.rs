@@ -18,7 +18,7 @@ pub enum RecordError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: corrupt container record: {source}")]
+    #[error("{path}: corrupt container record")]
     Corrupt {
         path: PathBuf,
         #[source]
@@ -479,11 +479,11 @@ impl Records {
             match self.load(&name) {
                 Ok(c) => out.push(c),
                 Err(RecordError::NotFound(_)) => {}
-                Err(e @ RecordError::Corrupt { .. }) => {
-                    tracing::warn!(
-                        "skipping container {name}: {e} (`berth rm -f {name}` removes it)"
-                    )
-                }
+                Err(RecordError::Corrupt { path, source }) => tracing::warn!(
+                    "skipping container {name}: {}: corrupt container record: {source} \
+                     (`berth rm -f {name}` removes it)",
+                    path.display()
+                ),
                 Err(e) => return Err(e),
             }
         }
