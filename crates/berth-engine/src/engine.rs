@@ -432,6 +432,7 @@ impl Engine {
                 _ => EngineError::AlreadyRunning(c.id),
             });
         }
+        self.ensure_hold(&c)?;
         // The record is rewritten below only when starting changed it: every rewrite is a
         // new file on disk.
         let loaded = serde_json::to_value(&c).ok();
@@ -463,6 +464,24 @@ impl Engine {
         tracing::debug!(runtime = %self.runtime.name(), "starting the monitor of {}", c.id);
         monitor::spawn(cfg, single)
             .map_err(|e| EngineError::Other(format!("starting the monitor: {e}")))
+    }
+
+    /// Takes the container's image hold again if it has none (a container recorded by a
+    /// berth that took the hold after the record and only logged its failure): its layers
+    /// must not be deleted while it runs. Fails, naming the image, when the image is gone.
+    fn ensure_hold(&self, c: &Container) -> Result<(), EngineError> {
+        let store = Store::open(&self.root)?;
+        if store.has_hold(&c.id) {
+            return Ok(());
+        }
+        tracing::info!("container {} holds no image: holding {}", c.id, c.image_id);
+        store
+            .add_hold(&c.image_id, &c.id)
+            .map_err(|source| EngineError::ImageHold {
+                image: c.image.clone(),
+                id: c.image_id.clone(),
+                source,
+            })
     }
 
     /// Marks a container whose monitor and process are gone as exited and

@@ -568,6 +568,11 @@ impl Store {
         self.write_atomic(&p, id.as_bytes())
     }
 
+    /// Whether `holder` holds an image (one `stat`, no lock).
+    pub fn has_hold(&self, holder: &str) -> bool {
+        valid_holder(holder) && self.root.join("holds").join(holder).is_file()
+    }
+
     pub fn remove_hold(&self, holder: &str) -> Result<(), StoreError> {
         if !valid_holder(holder) {
             return Err(StoreError::BadHolder(holder.to_string()));

@@ -217,6 +217,25 @@ fn holds_of_vanished_containers_are_released() {
     assert!(text(&out.stdout).contains("Deleted"));
 }
 
+/// A container that lost its hold (recorded by a berth that took the hold after the record,
+/// and only warned when that failed) takes it again when it starts, so rmi refuses.
+#[test]
+fn start_takes_back_a_missing_hold() {
+    let env = Env::new();
+    let id = env
+        .ok(&["create", &env.image, "sleep", "300"])
+        .trim()
+        .to_string();
+    let hold = env.root.join("image/holds").join(&id);
+    std::fs::remove_file(&hold).unwrap();
+    env.ok(&["start", &id]);
+    assert!(hold.exists(), "start takes the hold back");
+    assert_eq!(env.berth(&["rmi", &env.image]).status.code(), Some(125));
+    let seen = env.ok(&["exec", &id, "sh", "-c", "ls /bin | wc -l"]);
+    env.ok(&["rm", "-f", &id]);
+    assert_eq!(seen.trim(), bin_entries(&env));
+}
+
 /// A truncated image record breaks neither `images`, nor `run` or `image inspect` of another
 /// image; `pull` of that image repairs it.
 #[test]
