@@ -248,3 +248,17 @@ pub fn remove_files_later(
     }
     Ok(left)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_paths_are_unescaped() {
+        assert_eq!(unescape_mountinfo(r"/a\040b\011c"), "/a b\tc");
+        assert_eq!(unescape_mountinfo(r"/back\134slash"), "/back\\slash");
+        assert_eq!(unescape_mountinfo(r"/plain"), "/plain");
+        assert_eq!(unescape_mountinfo(r"/end\"), r"/end\");
+        assert_eq!(unescape_mountinfo(r"/short\04"), r"/short\04");
+    }
+}

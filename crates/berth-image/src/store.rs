@@ -1031,6 +1031,66 @@ mod tests {
         assert!(!store.has_layer(&a) && !store.has_layer(&c));
     }
 
+    #[test]
+    fn unreadable_record_is_skipped_kept_by_gc_and_repairable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        let r1 = fake_image(&store, 1, &[&a]);
+        let r2 = fake_image(&store, 2, &[&b]);
+        store
+            .commit_image(&r1, Some("docker.io/library/one:latest"), None)
+            .unwrap();
+        store
+            .commit_image(&r2, Some("docker.io/library/two:latest"), None)
+            .unwrap();
+        let p = store.record_path(&r1.id);
+        let body = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &body[..10]).unwrap();
+        let listed: Vec<String> = store
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|(i, _)| i.id)
+            .collect();
+        assert_eq!(listed, vec![r2.id.clone()], "the unreadable one is skipped");
+        assert!(store.resolve("two").unwrap().is_some());
+        assert!(matches!(
+            store.record(&r1.id),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert!(store.record_or_repair(&r1.id).unwrap().is_none());
+        // Removing another image deletes no layer while one record cannot say its own.
+        store.remove_image("two", false).unwrap();
+        assert_eq!(store.gc().unwrap(), Some(0));
+        assert!(store.has_layer(&a) && store.has_layer(&b));
+        store.commit_image(&r1, None, None).unwrap();
+        assert_eq!(store.list().unwrap().len(), 1);
+        store.gc().unwrap().unwrap();
+        assert!(store.has_layer(&a) && !store.has_layer(&b));
+    }
+
+    #[test]
+    fn orphan_holds_are_released_but_mounts_and_live_holders_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let r = fake_image(&store, 1, &["a".repeat(64).as_str()]);
+        store
+            .commit_image(&r, Some("docker.io/library/one:latest"), None)
+            .unwrap();
+        for h in ["live", "gone", "mount-0123456789ab"] {
+            store.add_hold(&r.id, h).unwrap();
+        }
+        assert!(store.has_hold("gone") && !store.has_hold("never"));
+        let released = store.release_orphan_holds(|h| h == "live").unwrap();
+        assert_eq!(released, vec!["gone".to_string()]);
+        let left: Vec<String> = store.holds().unwrap().into_keys().collect();
+        assert_eq!(
+            left,
+            vec!["live".to_string(), "mount-0123456789ab".to_string()]
+        );
+    }
+
     /// `image mount` of more layers than one page of mount options holds, in a store whose
     /// path has overlay's separators, leaves the process's working directory alone.
     #[test]
