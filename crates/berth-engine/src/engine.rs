@@ -13,10 +13,11 @@ use crate::spec::{self, HostDevice, SpecContext};
 use crate::teardown::{remove_files, rootfs, spawn_or_run, teardown, TeardownError};
 use crate::{network, overlay, volume};
 use berth_image::{Image, Store};
+use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
 use std::fs;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -111,17 +112,6 @@ pub fn host_arch() -> &'static str {
     }
 }
 
-/// Whether no process can reach a container's init before it execs the program: the spec
-/// gives it a new pid namespace and has no hooks (a startContainer hook would run in the
-/// container while the init waits). Only then may the init be cloned from berth's own binary.
-fn init_unreachable(spec: &Value) -> bool {
-    let own_pid_ns = spec["linux"]["namespaces"].as_array().is_some_and(|l| {
-        l.iter()
-            .any(|n| n["type"] == "pid" && n["path"].as_str().is_none_or(str::is_empty))
-    });
-    own_pid_ns && spec["hooks"].is_null()
-}
-
 /// How `run`/`start` attach.
 pub struct AttachMode {
     pub stdin: bool,
@@ -190,8 +180,6 @@ impl Engine {
         tracing::debug!(%name, %id, image = %image.id, "creating container");
         // Check what can be checked now: the command, flags that parse alone.
         let argv = spec::command(&image.config, opts)?;
-        spec::capabilities(opts)?;
-        spec::security_opts(opts)?;
         network::validate(&self.root, &self.records, opts)?;
         let image_volumes: Vec<String> = image
             .config
@@ -327,20 +315,18 @@ impl Engine {
                 )?;
             }
         }
-        if let (Some(ns), Some(list)) = (&netns, s["linux"]["namespaces"].as_array_mut()) {
-            for n in list.iter_mut().filter(|n| n["type"] == "network") {
-                n["path"] = json!(ns);
-            }
+        if let Some(ns) = &netns {
+            spec::with_network_namespace(&mut s, Path::new(ns));
         }
         let p = dir.join("bundle/config.json");
         fs::write(&p, serde_json::to_vec_pretty(&s).unwrap()).map_err(io(&p))?;
         tracing::debug!("runtime spec written to {}", p.display());
-        Ok(init_unreachable(&s))
+        Ok(spec::init_unreachable(&s))
     }
 
     /// Mounts the overlay root (if it is not) and builds the runtime spec, all but the
     /// network namespace's path.
-    fn mount_and_spec(&self, c: &Container, hostname: &str) -> Result<Value, EngineError> {
+    fn mount_and_spec(&self, c: &Container, hostname: &str) -> Result<Spec, EngineError> {
         let dir = self.records.container_dir(&c.id);
         let run = self.records.run_dir(&c.id);
         let rootfs = run.join("bundle/rootfs");
@@ -368,7 +354,7 @@ impl Engine {
         }
         let mut devices = Vec::new();
         for d in &o.devices {
-            devices.push(host_device(d)?);
+            devices.push(HostDevice::stat(d)?);
         }
         let (nofile_hard, can_raise) = caller_limits();
         let ctx = SpecContext {
@@ -391,24 +377,16 @@ impl Engine {
         let image_cfg: oci_spec::image::ImageConfiguration =
             serde_json::from_value(c.image_config.clone())
                 .map_err(|e| EngineError::Other(format!("stored image config: {e}")))?;
-        let sec = spec::security_opts(o)?;
+        let sec = spec::security_opts(o);
         let seccomp_text = match &sec.seccomp_profile {
             Some(p) => Some(fs::read_to_string(p).map_err(io(Path::new(p)))?),
             None => None,
         };
-        let mut s = spec::generate_value(&image_cfg, o, &ctx, seccomp_text.as_deref())?;
+        let mut s = spec::generate(&image_cfg, o, &ctx, seccomp_text.as_deref())?;
         if o.init {
             let b = crate::init::prepare_bundle(&self.root)
                 .map_err(|e| EngineError::Other(e.to_string()))?;
-            let mut args = b.args_prefix.clone();
-            if let Some(a) = s["process"]["args"].as_array() {
-                args.extend(a.iter().filter_map(|v| v.as_str().map(String::from)));
-            }
-            s["process"]["args"] = json!(args);
-            if let Some(m) = s["mounts"].as_array_mut() {
-                m.push(json!({"destination": crate::init::INIT_DIR, "type": "bind",
-                    "source": b.host_dir, "options": ["rbind", "ro", "nosuid", "nodev"]}));
-            }
+            spec::with_init(&mut s, &b.args_prefix, &b.host_dir);
         }
         Ok(s)
     }
@@ -780,22 +758,14 @@ impl Engine {
         }
         let dir = self.records.run_dir(&c.id);
         let spec_path = dir.join("bundle/config.json");
-        let spec: Value = serde_json::from_slice(&fs::read(&spec_path).map_err(io(&spec_path))?)
+        let spec: Spec = serde_json::from_slice(&fs::read(&spec_path).map_err(io(&spec_path))?)
             .map_err(|e| EngineError::Other(format!("{}: {e}", spec_path.display())))?;
-        let mut p = spec["process"].clone();
-        p["args"] = json!(cmd);
-        p["terminal"] = json!(tty);
+        let mut p = spec.process().clone().unwrap_or_default();
+        p.set_args(Some(cmd.to_vec())).set_terminal(Some(tty));
         if let Some(w) = workdir {
-            p["cwd"] = json!(w);
+            p.set_cwd(w.into());
         }
-        let mut envv: Vec<String> = p["env"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut envv: Vec<String> = p.env().clone().unwrap_or_default();
         for e in env {
             let k = e.split('=').next().unwrap_or(e);
             envv.retain(|x| x.split('=').next() != Some(k));
@@ -808,18 +778,20 @@ impl Engine {
         if tty && !envv.iter().any(|e| e.starts_with("TERM=")) {
             envv.push("TERM=xterm".into());
         }
-        p["env"] = json!(envv);
+        p.set_env(Some(envv));
         if let Some(u) = user {
             let r = rootfs(&self.records, &c.id);
             let passwd = fs::read_to_string(r.join("etc/passwd")).unwrap_or_default();
             let group = fs::read_to_string(r.join("etc/group")).unwrap_or_default();
             let ru =
                 crate::user::resolve(u, &[], &passwd, &group).map_err(spec::SpecError::from)?;
-            p["user"] = json!({"uid": ru.uid, "gid": ru.gid, "additionalGids": ru.additional_gids});
+            let mut pu = oci_spec::runtime::User::default();
+            pu.set_uid(ru.uid)
+                .set_gid(ru.gid)
+                .set_additional_gids(Some(ru.additional_gids));
+            p.set_user(pu);
         }
-        if let Some(o) = p.as_object_mut() {
-            o.remove("consoleSize");
-        }
+        p.set_console_size(None);
         let pf = dir.join(format!("exec-{}.json", &random_id()?[..12]));
         fs::write(&pf, serde_json::to_vec(&p).unwrap()).map_err(io(&pf))?;
         let log = pf.with_extension("log");
@@ -954,11 +926,10 @@ impl Engine {
         let run = self.records.run_dir(&c.id);
         let o = &c.options;
         let icfg = c.image_config.get("config").cloned().unwrap_or(json!({}));
-        let spec_env: Value = fs::read(run.join("bundle/config.json"))
+        let spec_env: Option<Vec<String>> = fs::read(run.join("bundle/config.json"))
             .ok()
-            .and_then(|d| serde_json::from_slice::<Value>(&d).ok())
-            .map(|s| s["process"]["env"].clone())
-            .unwrap_or(Value::Null);
+            .and_then(|d| serde_json::from_slice::<Spec>(&d).ok())
+            .and_then(|s| s.process().as_ref()?.env().clone());
         let labels: serde_json::Map<String, Value> = o
             .labels
             .iter()
@@ -1014,10 +985,10 @@ impl Engine {
                 "ReadonlyRootfs": o.read_only,
                 "SecurityOpt": o.security_opt,
                 "Tmpfs": o.tmpfs,
-                "ShmSize": o.shm_size.as_deref().and_then(|s| crate::options::parse_bytes(s).ok()).unwrap_or(64 << 20),
-                "Memory": o.memory.as_deref().and_then(|s| crate::options::parse_bytes(s).ok()).unwrap_or(0),
+                "ShmSize": o.shm_size.as_ref().map_or(spec::mounts::DEFAULT_SHM_SIZE, |s| s.0),
+                "Memory": o.memory.as_ref().map_or(0, |m| m.0),
                 "MemorySwap": o.memory_swap,
-                "NanoCpus": o.cpus.as_deref().and_then(|s| s.parse::<f64>().ok()).map(|f| (f * 1e9) as i64).unwrap_or(0),
+                "NanoCpus": o.cpus.as_ref().map_or(0, |c| c.nano_cpus()),
                 "CpuShares": o.cpu_shares.unwrap_or(0),
                 "CpusetCpus": o.cpuset_cpus.clone().unwrap_or_default(),
                 "PidsLimit": o.pids_limit,
@@ -1086,39 +1057,6 @@ pub fn caller_bounding() -> u64 {
                 .and_then(|l| u64::from_str_radix(l[7..].trim(), 16).ok())
         })
         .unwrap_or(0)
-}
-
-/// `--device /dev/x[:/dev/y[:rwm]]`.
-fn host_device(spec_str: &str) -> Result<HostDevice, EngineError> {
-    let parts: Vec<&str> = spec_str.split(':').collect();
-    let host = parts[0];
-    let inside = parts.get(1).copied().unwrap_or(host);
-    let perms = parts.get(2).copied().unwrap_or("rwm");
-    let m = fs::metadata(host).map_err(|e| spec::SpecError::Device {
-        path: host.into(),
-        why: e.to_string(),
-    })?;
-    let ft = m.file_type();
-    let kind = if ft.is_char_device() {
-        'c'
-    } else if ft.is_block_device() {
-        'b'
-    } else {
-        return Err(spec::SpecError::Device {
-            path: host.into(),
-            why: "not a device node".into(),
-        }
-        .into());
-    };
-    let rdev = m.rdev();
-    Ok(HostDevice {
-        path_in_container: inside.into(),
-        kind,
-        major: rustix::fs::major(rdev) as i64,
-        minor: rustix::fs::minor(rdev) as i64,
-        file_mode: m.mode() & 0o777,
-        permissions: perms.into(),
-    })
 }
 
 /// One process of a container (`top`); unreadable fields (the process ended meanwhile) are
@@ -1219,8 +1157,6 @@ pub fn dir_size(p: &Path) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::init_unreachable;
-
     /// A record whose monitor and process pids now name other processes (here: this test
     /// process, alive, with another start time) is a dead container: reconciling marks it
     /// exited. With the recorded start times matching, it stays running.
@@ -1262,24 +1198,5 @@ mod tests {
                 assert_eq!(got.monitor_start_time, None);
             }
         }
-    }
-
-    use serde_json::{json, Value};
-
-    #[test]
-    fn only_a_private_pid_namespace_without_hooks_keeps_the_init_unreachable() {
-        let ns = |pid: Value| json!({"linux": {"namespaces": [{"type": "mount"}, pid]}});
-        assert!(init_unreachable(&ns(json!({"type": "pid"}))));
-        assert!(init_unreachable(&ns(json!({"type": "pid", "path": ""}))));
-        // Joining another pid namespace (--pid container:NAME, --pid host by path).
-        assert!(!init_unreachable(&ns(
-            json!({"type": "pid", "path": "/proc/42/ns/pid"})
-        )));
-        // No pid namespace at all (--pid host).
-        assert!(!init_unreachable(&ns(json!({"type": "ipc"}))));
-        // Hooks run while the init waits.
-        let mut s = ns(json!({"type": "pid"}));
-        s["hooks"] = json!({"startContainer": [{"path": "/bin/true"}]});
-        assert!(!init_unreachable(&s));
     }
 }

@@ -21,6 +21,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod attach;
+pub mod caps;
 pub mod commands;
 pub mod engine;
 pub mod init;

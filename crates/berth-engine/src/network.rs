@@ -79,8 +79,9 @@ pub fn store(root: &Path) -> Result<NetStore, NetworkError> {
     Ok(NetStore::open(root)?)
 }
 
-/// Checks the network flags at create time, as Docker does: the network exists, `--ip` parses,
-/// each `-p` parses, and no flag conflicts with the mode.
+/// Checks the network flags at create time, as Docker does: the network exists and no flag
+/// conflicts with the mode (`-p`, `--ip` and `--dns` are parsed where they enter, see
+/// [`crate::options`]).
 pub fn validate(root: &Path, records: &Records, opts: &RunOptions) -> Result<(), NetworkError> {
     let m = mode(opts)?;
     let bad = |what: &'static str, value: &str, why: &str| NetworkError::Invalid {
@@ -88,13 +89,6 @@ pub fn validate(root: &Path, records: &Records, opts: &RunOptions) -> Result<(),
         value: value.to_string(),
         why: why.to_string(),
     };
-    for p in &opts.publish {
-        berth_net::parse_publish(p)?;
-    }
-    if let Some(ip) = &opts.ip {
-        ip.parse::<IpAddr>()
-            .map_err(|_| bad("--ip", ip, "not an IP address"))?;
-    }
     match &m {
         NetworkMode::Bridge(n) => {
             if n != berth_net::DEFAULT_NETWORK {
@@ -308,7 +302,7 @@ fn connect_new(
         let o = &c.options;
         let mut ports = Vec::new();
         for p in &o.publish {
-            ports.extend(berth_net::parse_publish(p)?);
+            ports.extend(p.0.iter().cloned());
         }
         if o.publish_all {
             for p in berth_net::publish_all(&exposed_ports(c))? {
@@ -321,7 +315,7 @@ fn connect_new(
             }
         }
         ConnectOptions {
-            ip: o.ip.as_deref().and_then(|s| s.parse().ok()),
+            ip: o.ip.as_ref().map(|ip| ip.0),
             mac: o.mac_address.clone(),
             aliases: o.network_aliases.clone(),
             ports,
@@ -421,7 +415,7 @@ pub fn etc_files(
 ) -> Result<(String, String), NetworkError> {
     let o = &c.options;
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let dns: Vec<IpAddr> = o.dns.iter().filter_map(|d| d.parse().ok()).collect();
+    let dns: Vec<IpAddr> = o.dns.iter().map(|d| d.0).collect();
     Ok(match mode(o)? {
         NetworkMode::Host => {
             let mut hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();

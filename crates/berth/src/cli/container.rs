@@ -171,21 +171,50 @@ pub struct RunFlags {
     /// Print help
     #[arg(long, action = ArgAction::Help)]
     help: Option<bool>,
-    /// The image to run
-    image: String,
-    /// The command and its arguments
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    command: Vec<String>,
+    /// The image, then the command and its arguments. As in Docker, berth's own flags end at
+    /// the image: everything after it belongs to the command (`run IMG -c x`, `run IMG --help`).
+    #[arg(
+        value_name = "IMAGE [COMMAND] [ARG...]",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    image_and_command: Vec<String>,
+}
+
+/// Splits `FIRST [ARG...]`, the positional that ends berth's flags (the image of `run`, the
+/// container of `exec`). Taking hyphenated values lets the command's own flags through; the
+/// price is that an unknown flag *before* the image would be taken for it, so that is
+/// refused here as Docker refuses it.
+fn split_positional<'a>(
+    args: &'a [String],
+    command: &str,
+    what: &str,
+) -> Result<(&'a str, &'a [String])> {
+    match args.split_first() {
+        Some((first, _)) if first.starts_with('-') && first != "-" => {
+            bail!("unknown flag: {first}\nSee 'berth {command} --help'.")
+        }
+        Some((first, rest)) => Ok((first, rest)),
+        None => bail!("\"berth {command}\" requires {what}\nSee 'berth {command} --help'."),
+    }
 }
 
 impl RunFlags {
+    /// The image, as written.
+    fn image(&self, command: &str) -> Result<&str> {
+        Ok(split_positional(&self.image_and_command, command, "an image")?.0)
+    }
+
+    /// The command and its arguments after the image.
+    fn command(&self) -> &[String] {
+        self.image_and_command.get(1..).unwrap_or_default()
+    }
+
     fn options(&self, detach: bool, rm: bool) -> Result<RunOptions> {
         berth_net::NetworkMode::parse(&self.network)?;
-        for d in &self.dns {
-            if d.parse::<std::net::IpAddr>().is_err() {
-                bail!("invalid --dns {d:?}: not an IP address");
-            }
-        }
+        use berth_engine::options::Flag;
         Ok(RunOptions {
             name: self.name.clone(),
             interactive: self.interactive,
@@ -198,39 +227,39 @@ impl RunFlags {
             user: self.user.clone(),
             group_add: self.group_add.clone(),
             entrypoint: self.entrypoint.clone(),
-            cmd: self.command.clone(),
+            cmd: self.command().to_vec(),
             hostname: self.hostname.clone(),
             volumes: self.volume.clone(),
             mounts: self.mount.clone(),
             tmpfs: self.tmpfs.clone(),
             read_only: self.read_only,
-            memory: self.memory.clone(),
-            memory_swap: self.memory_swap.clone(),
-            cpus: self.cpus.clone(),
+            memory: Flag::parse_opt("--memory", self.memory.as_deref())?,
+            memory_swap: Flag::parse_opt("--memory-swap", self.memory_swap.as_deref())?,
+            cpus: Flag::parse_opt("--cpus", self.cpus.as_deref())?,
             cpu_shares: self.cpu_shares,
             cpuset_cpus: self.cpuset_cpus.clone(),
             pids_limit: self.pids_limit,
-            ulimits: self.ulimit.clone(),
-            cap_add: self.cap_add.clone(),
-            cap_drop: self.cap_drop.clone(),
+            ulimits: Flag::parse_all("--ulimit", &self.ulimit)?,
+            cap_add: Flag::parse_all("--cap-add", &self.cap_add)?,
+            cap_drop: Flag::parse_all("--cap-drop", &self.cap_drop)?,
             privileged: self.privileged,
-            security_opt: self.security_opt.clone(),
-            devices: self.device.clone(),
-            sysctls: self.sysctl.clone(),
-            shm_size: self.shm_size.clone(),
+            security_opt: Flag::parse_all("--security-opt", &self.security_opt)?,
+            devices: Flag::parse_all("--device", &self.device)?,
+            sysctls: Flag::parse_all("--sysctl", &self.sysctl)?,
+            shm_size: Flag::parse_opt("--shm-size", self.shm_size.as_deref())?,
             init: self.init,
             stop_signal: self.stop_signal.clone(),
             stop_timeout: self.stop_timeout,
             network: self.network.clone(),
             labels: self.label.clone(),
             add_hosts: self.add_host.clone(),
-            dns: self.dns.clone(),
+            dns: Flag::parse_all("--dns", &self.dns)?,
             dns_search: self.dns_search.clone(),
             dns_options: self.dns_option.clone(),
-            ip: self.ip.clone(),
+            ip: Flag::parse_opt("--ip", self.ip.as_deref())?,
             mac_address: self.mac_address.clone(),
             network_aliases: self.network_alias.clone(),
-            publish: self.publish.clone(),
+            publish: Flag::parse_all("-p", &self.publish)?,
             publish_all: self.publish_all,
         })
     }
@@ -347,9 +376,16 @@ pub enum ContainerCommand {
         /// Set environment variables
         #[arg(short = 'e', long = "env")]
         env: Vec<String>,
-        container: String,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
-        command: Vec<String>,
+        /// The container, then the command and its arguments (berth's flags end at the
+        /// container).
+        #[arg(
+            value_name = "CONTAINER COMMAND [ARG...]",
+            required = true,
+            num_args = 1..,
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        container_and_command: Vec<String>,
     },
     /// Attach local standard input, output, and error streams to a running container
     Attach {
@@ -573,18 +609,27 @@ fn run_inner(cmd: ContainerCommand, g: &Globals) -> Result<i32> {
             user,
             workdir,
             env,
-            container,
-            command,
-        } => Ok(engine.exec(
-            &container,
-            &command,
-            tty,
-            interactive,
-            detach,
-            user.as_deref(),
-            workdir.as_deref(),
-            &env,
-        )?),
+            container_and_command,
+        } => {
+            let (container, command) = split_positional(
+                &container_and_command,
+                "exec",
+                "at least 2 arguments: a container and a command",
+            )?;
+            if command.is_empty() {
+                bail!("\"berth exec\" requires at least 2 arguments\nSee 'berth exec --help'.");
+            }
+            Ok(engine.exec(
+                container,
+                command,
+                tty,
+                interactive,
+                detach,
+                user.as_deref(),
+                workdir.as_deref(),
+                &env,
+            )?)
+        }
         ContainerCommand::Attach {
             no_stdin,
             detach_keys,
@@ -742,11 +787,12 @@ fn cmd_run(
 ) -> Result<i32> {
     let opts = flags.options(detach, rm)?;
     let detach_keys = detach_keys_arg(flags.detach_keys.as_deref())?;
-    let image = pull_image(engine, g, &flags.image, &flags.pull)?;
+    let name = flags.image(if start { "run" } else { "create" })?;
+    let image = pull_image(engine, g, name, &flags.pull)?;
     let c = if start {
-        engine.create_to_run(&flags.image, &image, &opts)?
+        engine.create_to_run(name, &image, &opts)?
     } else {
-        engine.create(&flags.image, &image, &opts)?
+        engine.create(name, &image, &opts)?
     };
     if !start {
         println!("{}", c.id);

@@ -1,0 +1,147 @@
+//! Docker's argument rule: berth's flags end at the image (`run`, `create`) or the container
+//! (`exec`); everything after it belongs to the container's command, flags included.
+
+mod container_support;
+use container_support::*;
+
+/// No container may be left behind by a test that ran with `--rm`.
+fn assert_no_containers(env: &Env) {
+    assert_eq!(env.ok(&["ps", "-aq"]).trim(), "", "containers left behind");
+}
+
+#[test]
+fn flags_after_the_image_belong_to_the_command() {
+    let env = Env::new();
+    // `-d` after the image is echo's argument, not berth's detach flag.
+    let out = env.ok(&["run", "--rm", "--entrypoint", "echo", &env.image, "-d", "x"]);
+    assert_eq!(out, "-d x\n");
+    // `-c` after the image is the shell's, not an error about berth's flags.
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "/bin/sh",
+        &env.image,
+        "-c",
+        "echo hi",
+    ]);
+    assert_eq!(out, "hi\n");
+    // berth's own long flags after the image reach the command untouched.
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        &env.image,
+        "sh",
+        "-c",
+        "echo \"$@\"",
+        "sh",
+        "--rm",
+        "-v",
+        "/x:/y",
+        "--name",
+        "n",
+    ]);
+    assert_eq!(out, "--rm -v /x:/y --name n\n");
+    assert_no_containers(&env);
+}
+
+#[test]
+fn help_after_the_image_is_the_commands_not_berths() {
+    let env = Env::new();
+    let out = env.berth(&["run", "--rm", &env.image, "--help"]);
+    // As Docker: the image's command is `--help`, which does not exist.
+    assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stdout).contains("Usage"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("--help"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_no_containers(&env);
+}
+
+#[test]
+fn create_keeps_the_commands_flags() {
+    let env = Env::new();
+    let id = env.ok(&[
+        "create",
+        "--entrypoint",
+        "/bin/sh",
+        &env.image,
+        "-c",
+        "exit 3",
+    ]);
+    let id = id.trim();
+    let c = env.inspect(id);
+    assert_eq!(c["Args"], serde_json::json!(["-c", "exit 3"]), "{c}");
+    let out = env.berth(&["start", "-a", id]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    env.ok(&["rm", id]);
+}
+
+#[test]
+fn flags_after_the_container_belong_to_execs_command() {
+    let env = Env::new();
+    let id = env.ok(&["run", "-d", &env.image, "sleep", "100"]);
+    let id = id.trim();
+    let out = env.ok(&[
+        "exec",
+        id,
+        "sh",
+        "-c",
+        "echo \"$@\"",
+        "sh",
+        "-d",
+        "-it",
+        "-u",
+        "x",
+    ]);
+    assert_eq!(out, "-d -it -u x\n");
+    // berth's exec flags before the container still apply.
+    let out = env.ok(&[
+        "exec",
+        "-w",
+        "/etc",
+        "-e",
+        "A=b",
+        id,
+        "sh",
+        "-c",
+        "echo $PWD $A",
+    ]);
+    assert_eq!(out, "/etc b\n");
+    let out = env.berth(&["exec", id]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("requires at least 2 arguments"),
+        "{}",
+        text(&out.stderr)
+    );
+    env.ok(&["rm", "-f", id]);
+}
+
+#[test]
+fn an_unknown_flag_before_the_image_is_an_error_not_the_image() {
+    let env = Env::new();
+    for cmd in ["run", "create"] {
+        let out = env.berth(&[cmd, "--bogus", &env.image, "true"]);
+        assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("unknown flag: --bogus"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    let out = env.berth(&["exec", "--bogus", "c", "true"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("unknown flag: --bogus"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_no_containers(&env);
+}
