@@ -548,6 +548,22 @@ impl Engine {
                     .is_some())
     }
 
+    /// Waits (up to `timeout`) until a container being started (see [`Engine::starting`])
+    /// runs or its start failed; returns it as it is then.
+    fn wait_started(&self, mut c: Container, timeout: Duration) -> Container {
+        let start = Instant::now();
+        let mut delay = Duration::from_millis(2);
+        while self.starting(&c) && start.elapsed() < timeout {
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_millis(50));
+            match self.get(&c.id) {
+                Ok(now) => c = now,
+                Err(_) => break,
+            }
+        }
+        c
+    }
+
     /// Removes an abandoned `--rm` container (as its monitor would have), checking again
     /// under its lock. True when it is gone.
     fn remove_abandoned(&self, id: &str) -> bool {
@@ -651,7 +667,7 @@ impl Engine {
     /// `rm [-f] [-v]`. A container whose record cannot be read is removed with `force` (see
     /// [`Engine::remove_unreadable`]).
     pub fn remove(&self, key: &str, force: bool, volumes: bool) -> Result<String, EngineError> {
-        let c = match self.get(key) {
+        let mut c = match self.get(key) {
             Ok(c) => c,
             Err(EngineError::Record(source @ RecordError::Corrupt { .. })) => {
                 let id = self.records.find(key)?;
@@ -663,6 +679,12 @@ impl Engine {
             }
             Err(e) => return Err(e),
         };
+        if force && self.starting(&c) {
+            // Pulling its root from under a start in progress fails the start with a
+            // misleading error and can leave runtime state behind: let the start finish
+            // (it runs or fails), then remove what it left.
+            c = self.wait_started(c, Duration::from_secs(10));
+        }
         if !c.state.status.can_remove_without_force() || self.starting(&c) {
             if !force {
                 return Err(EngineError::RemoveRunning(c.id));

@@ -133,6 +133,40 @@ fn container_prune_racing_run_spares_the_starting_container() {
     race_run_against(&["container", "prune", "-f"]);
 }
 
+/// `rm -f NAME` racing `run -d --name NAME`: the run starts the container (which rm may then
+/// remove) or fails as berth (125), never with a program's exit code; nothing is left.
+#[test]
+fn rm_racing_run_fails_cleanly_or_removes_a_started_container() {
+    let env = Env::new();
+    for i in 0..30u64 {
+        let run = env
+            .cmd()
+            .args(["run", "-d", "--name", "racer", &env.image, "sleep", "300"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros((i % 10) * 1500));
+        let rm = env.berth(&["rm", "-f", "racer"]);
+        let run = run.wait_with_output().unwrap();
+        assert!(
+            matches!(run.status.code(), Some(0) | Some(125)),
+            "race {i}: run exited {} ({}); rm -f: {} {}",
+            run.status,
+            text(&run.stderr),
+            rm.status,
+            text(&rm.stderr)
+        );
+        let _ = env.berth(&["rm", "-f", "racer"]);
+        assert_eq!(env.ok(&["ps", "-aq"]), "", "race {i}");
+        assert!(
+            mounts_under(&env.root.join("run")).is_empty(),
+            "race {i}: {:?}",
+            mounts_under(&env.root)
+        );
+    }
+}
+
 /// A truncated container record is reported and skipped by every listing; `rm -f` removes
 /// it by name or id, stopping its processes and unmounting its root.
 #[test]
