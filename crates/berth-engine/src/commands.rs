@@ -244,8 +244,8 @@ impl Engine {
     /// `system df`.
     pub fn disk_usage(&self) -> Result<DiskUsage, EngineError> {
         let store = berth_image::Store::open(&self.root)?;
-        let images = store.list().unwrap_or_default();
-        let holds = store.holds().unwrap_or_default();
+        let images = store.list()?;
+        let holds = store.holds()?;
         let containers = self.list()?;
         let vols = volume::list(&self.root)?;
         let mut vol_active = 0;

@@ -5,7 +5,9 @@ use crate::attach::{self, ClientOptions, Outcome};
 use crate::monitor::{self, MonitorConfig};
 use crate::options::{parse_signal, RunOptions};
 use crate::process::{self, SingleThreaded};
-use crate::record::{now_rfc3339, random_id, Container, RecordError, Records, State, Status};
+use crate::record::{
+    now_rfc3339, random_id, Container, Creator, RecordError, Records, State, Status,
+};
 use crate::runtime::{Runtime, RuntimeError};
 use crate::spec::{self, HostDevice, SpecContext};
 use crate::teardown::{remove_files, rootfs, spawn_or_run, teardown, TeardownError};
@@ -61,6 +63,21 @@ pub enum EngineError {
     /// The container could not start: Docker's exit code and the message.
     #[error("{1}")]
     StartFailed(i32, String),
+    /// The image could not be held for a new container (it was removed meanwhile).
+    #[error("holding image {image} ({id}) for the new container")]
+    ImageHold {
+        image: String,
+        id: String,
+        #[source]
+        source: berth_image::StoreError,
+    },
+    /// A container whose record cannot be read; only `rm -f` applies to it.
+    #[error("container {id} cannot be read (`berth rm -f {id}` removes it)")]
+    CorruptRecord {
+        id: String,
+        #[source]
+        source: RecordError,
+    },
 }
 
 impl From<crate::network::NetworkError> for EngineError {
@@ -123,6 +140,34 @@ impl Engine {
         image: &Image,
         opts: &RunOptions,
     ) -> Result<Container, EngineError> {
+        self.create_as(image_ref, image, opts, None)
+    }
+
+    /// Records a new container that this process goes on to start (`berth run`): the record
+    /// names this process as its creator, so that `prune` and `rm` leave the container alone
+    /// while it starts, and a `--rm` container whose `run` was killed before a monitor took
+    /// it over is removed by the next reconcile.
+    pub fn create_to_run(
+        &self,
+        image_ref: &str,
+        image: &Image,
+        opts: &RunOptions,
+    ) -> Result<Container, EngineError> {
+        self.create_as(image_ref, image, opts, Creator::current())
+    }
+
+    /// The container's image is held (`image/holds/<id>`) before anything depends on it: the
+    /// store takes the hold under its lock only while the image's record exists, so an `rmi`
+    /// either comes first (and the create fails, naming the image) or finds the hold and
+    /// refuses. The hold is taken once the container's directory exists, so that releasing
+    /// the holds of vanished containers never takes one being created.
+    fn create_as(
+        &self,
+        image_ref: &str,
+        image: &Image,
+        opts: &RunOptions,
+        creator: Option<Creator>,
+    ) -> Result<Container, EngineError> {
         let _names = self.records.lock_names()?;
         let name = match &opts.name {
             Some(n) => {
@@ -143,11 +188,21 @@ impl Engine {
             .and_then(|c| c.volumes().clone())
             .unwrap_or_default();
         let dir = self.records.container_dir(&id);
-        for d in ["upper", "work"] {
-            let p = dir.join(d);
-            fs::create_dir_all(&p).map_err(io(&p))?;
-        }
+        let store = Store::open(&self.root);
         let result = (|| {
+            for d in ["upper", "work"] {
+                let p = dir.join(d);
+                fs::create_dir_all(&p).map_err(io(&p))?;
+            }
+            store
+                .as_ref()
+                .map_err(|e| EngineError::Other(e.to_string()))?
+                .add_hold(&image.id, &id)
+                .map_err(|source| EngineError::ImageHold {
+                    image: image_ref.to_string(),
+                    id: image.id.clone(),
+                    source,
+                })?;
             let (mounts, copy_up) = volume::resolve(
                 &self.root,
                 &opts.volumes,
@@ -175,25 +230,21 @@ impl Engine {
                     status: Status::Created,
                     ..Default::default()
                 },
+                creator,
             };
             self.records.save(&c)?;
             self.records.reserve_name(&c.name, &c.id)?;
             Ok::<_, EngineError>(c)
         })();
-        match result {
-            Ok(c) => {
-                if let Ok(store) = Store::open(&self.root) {
-                    if let Err(e) = store.add_hold(&image.id, &id) {
-                        tracing::warn!("holding image {} for {id}: {e}", image.id);
-                    }
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&dir);
+            if let Ok(store) = &store {
+                if let Err(e) = store.remove_hold(&id) {
+                    tracing::warn!("releasing the image hold of {id}: {e}");
                 }
-                Ok(c)
-            }
-            Err(e) => {
-                let _ = fs::remove_dir_all(&dir);
-                Err(e)
             }
         }
+        result
     }
 
     /// Mounts the root, writes /etc files and the runtime spec. Returns whether berth's
@@ -359,6 +410,7 @@ impl Engine {
                 _ => EngineError::AlreadyRunning(c.id),
             });
         }
+        self.ensure_hold(&c)?;
         // The record is rewritten below only when starting changed it: every rewrite is a
         // new file on disk.
         let loaded = serde_json::to_value(&c).ok();
@@ -390,6 +442,24 @@ impl Engine {
         tracing::debug!(runtime = %self.runtime.name(), "starting the monitor of {}", c.id);
         monitor::spawn(cfg, single)
             .map_err(|e| EngineError::Other(format!("starting the monitor: {e}")))
+    }
+
+    /// Takes the container's image hold again if it has none (a container recorded by a
+    /// berth that took the hold after the record and only logged its failure): its layers
+    /// must not be deleted while it runs. Fails, naming the image, when the image is gone.
+    fn ensure_hold(&self, c: &Container) -> Result<(), EngineError> {
+        let store = Store::open(&self.root)?;
+        if store.has_hold(&c.id) {
+            return Ok(());
+        }
+        tracing::info!("container {} holds no image: holding {}", c.id, c.image_id);
+        store
+            .add_hold(&c.image_id, &c.id)
+            .map_err(|source| EngineError::ImageHold {
+                image: c.image.clone(),
+                id: c.image_id.clone(),
+                source,
+            })
     }
 
     /// Marks a container whose monitor and process are gone as exited and
@@ -429,6 +499,8 @@ impl Engine {
         Ok(c)
     }
 
+    /// Every container, reconciled: a record whose processes are gone is marked exited, and
+    /// a `--rm` container abandoned by its `run` is removed (see [`Engine::abandoned`]).
     pub fn list(&self) -> Result<Vec<Container>, EngineError> {
         if let Err(e) = network::reconcile(&self.root, &self.records) {
             tracing::warn!("reclaiming the networks of removed containers: {e}");
@@ -436,15 +508,86 @@ impl Engine {
         self.records.sweep();
         let mut out = Vec::new();
         for c in self.records.list()? {
-            if c.state.status.needs_reconcile() {
-                if let Ok(c) = self.get(&c.id) {
-                    out.push(c);
+            let c = if c.state.status.needs_reconcile() {
+                match self.get(&c.id) {
+                    Ok(c) => c,
+                    Err(_) => continue,
                 }
             } else {
-                out.push(c);
+                c
+            };
+            if self.abandoned(&c) && self.remove_abandoned(&c.id) {
+                continue;
             }
+            out.push(c);
         }
         Ok(out)
+    }
+
+    /// A `--rm` container that nothing will remove: it is not running, the `run` that created
+    /// it is gone, and no monitor took it over (none recorded alive, none listening on its
+    /// socket). A `run` killed between recording the container and its monitor's start
+    /// leaves one (with its root mounted). Cheap on the common path: a container without
+    /// `--rm` or without a creator costs nothing, one whose creator lives one `/proc` read.
+    fn abandoned(&self, c: &Container) -> bool {
+        c.options.rm
+            && !c.state.status.is_active()
+            && c.state.status != Status::Removing
+            && c.creator.is_some_and(|cr| !cr.alive())
+            && !c.state.monitor_alive()
+            && monitor::listener_pid(&self.records.run_dir(&c.id).join("attach.sock")).is_none()
+    }
+
+    /// Whether a created container is being started now: the `run` that created it still
+    /// works, or a monitor already listens on its socket. `rm` without `--force` and `prune`
+    /// leave it alone, as they do a running one.
+    fn starting(&self, c: &Container) -> bool {
+        c.state.status == Status::Created
+            && (c.creator.is_some_and(|cr| cr.alive())
+                || monitor::listener_pid(&self.records.run_dir(&c.id).join("attach.sock"))
+                    .is_some())
+    }
+
+    /// Waits (up to `timeout`) until a container being started (see [`Engine::starting`])
+    /// runs or its start failed; returns it as it is then.
+    fn wait_started(&self, mut c: Container, timeout: Duration) -> Container {
+        let start = Instant::now();
+        let mut delay = Duration::from_millis(2);
+        while self.starting(&c) && start.elapsed() < timeout {
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_millis(50));
+            match self.get(&c.id) {
+                Ok(now) => c = now,
+                Err(_) => break,
+            }
+        }
+        c
+    }
+
+    /// Removes an abandoned `--rm` container (as its monitor would have), checking again
+    /// under its lock. True when it is gone.
+    fn remove_abandoned(&self, id: &str) -> bool {
+        let Ok(_names) = self.records.lock_names() else {
+            return false;
+        };
+        let _lock = match self.records.lock(id) {
+            Ok(l) => l,
+            Err(RecordError::NotFound(_)) => return true,
+            Err(_) => return false,
+        };
+        match self.records.load(id) {
+            Ok(c) if self.abandoned(&c) => {}
+            Err(RecordError::NotFound(_)) => return true,
+            _ => return false,
+        }
+        tracing::info!("removing --rm container {id}: the command that ran it is gone");
+        match remove_files(&self.root, &self.records, &self.runtime, id, true) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!("removing --rm container {id}: {e}");
+                false
+            }
+        }
     }
 
     /// Waits until the container is no longer running; false on timeout.
@@ -521,10 +664,28 @@ impl Engine {
         Ok(self.get(&c.id).unwrap_or(c))
     }
 
-    /// `rm [-f] [-v]`.
+    /// `rm [-f] [-v]`. A container whose record cannot be read is removed with `force` (see
+    /// [`Engine::remove_unreadable`]).
     pub fn remove(&self, key: &str, force: bool, volumes: bool) -> Result<String, EngineError> {
-        let c = self.get(key)?;
-        if !c.state.status.can_remove_without_force() {
+        let mut c = match self.get(key) {
+            Ok(c) => c,
+            Err(EngineError::Record(source @ RecordError::Corrupt { .. })) => {
+                let id = self.records.find(key)?;
+                if !force {
+                    return Err(EngineError::CorruptRecord { id, source });
+                }
+                self.remove_unreadable(&id)?;
+                return Ok(id);
+            }
+            Err(e) => return Err(e),
+        };
+        if force && self.starting(&c) {
+            // Pulling its root from under a start in progress fails the start with a
+            // misleading error and can leave runtime state behind: let the start finish
+            // (it runs or fails), then remove what it left.
+            c = self.wait_started(c, Duration::from_secs(10));
+        }
+        if !c.state.status.can_remove_without_force() || self.starting(&c) {
             if !force {
                 return Err(EngineError::RemoveRunning(c.id));
             }
@@ -538,10 +699,35 @@ impl Engine {
         }
         let _names = self.records.lock_names()?;
         {
-            let _l = self.records.lock(&c.id);
+            let _l = self.records.lock(&c.id)?;
             remove_files(&self.root, &self.records, &self.runtime, &c.id, volumes)?;
         }
         Ok(c.id)
+    }
+
+    /// Removes a container whose record cannot be parsed, finding what it left without the
+    /// record: its monitor is the process listening on its attach socket, its processes are
+    /// the runtime's (deleted with `--force`), its mounts are those under its directories
+    /// (`/proc/self/mountinfo`, read once), its name the link in `.names` pointing at it.
+    /// Its volumes are kept (which ones it used is unknown).
+    fn remove_unreadable(&self, id: &str) -> Result<(), EngineError> {
+        tracing::warn!("removing container {id} without its record, which cannot be read");
+        let _names = self.records.lock_names()?;
+        let _l = self.records.lock(id)?;
+        let run = self.records.run_dir(id);
+        if let Some(pid) = monitor::listener_pid(&run.join("attach.sock")) {
+            let start = berth_sys::proc::stat(pid).ok().map(|s| s.start_time);
+            let _ = process::signal(pid, libc::SIGKILL);
+            let t = Instant::now();
+            while berth_sys::proc::alive(pid, start) && t.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        self.runtime.delete_force(id);
+        crate::teardown::unmount_under(&[&run, &self.records.container_dir(id)])?;
+        self.records.release_names_of(id);
+        remove_files(&self.root, &self.records, &self.runtime, id, false)?;
+        Ok(())
     }
 
     pub fn pause(&self, key: &str, pause: bool) -> Result<Container, EngineError> {
@@ -693,8 +879,16 @@ impl Engine {
     pub fn prune(&self) -> Result<Vec<String>, EngineError> {
         let mut out = Vec::new();
         for c in self.list()? {
-            if c.state.status.can_remove_without_force() {
-                out.push(self.remove(&c.id, false, false)?);
+            if c.state.status.can_remove_without_force() && !self.starting(&c) {
+                match self.remove(&c.id, false, false) {
+                    Ok(id) => out.push(id),
+                    // Started (or removed) since it was listed.
+                    Err(
+                        EngineError::RemoveRunning(_)
+                        | EngineError::Record(RecordError::NotFound(_)),
+                    ) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(out)

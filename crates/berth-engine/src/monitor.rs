@@ -113,6 +113,18 @@ pub fn short_path(path: &std::path::Path) -> std::io::Result<(OwnedFd, PathBuf)>
     Ok((fd, p))
 }
 
+/// The pid of the monitor listening on `sock` (a container's `attach.sock`), from the
+/// socket's peer credentials; None when no process listens there. Costs a connect: used
+/// only for containers whose record cannot say (a corrupt one, or a `--rm` container whose
+/// `run` died before its monitor recorded itself).
+pub fn listener_pid(sock: &std::path::Path) -> Option<i32> {
+    let (_dirfd, short) = short_path(sock).ok()?;
+    let stream = std::os::unix::net::UnixStream::connect(short).ok()?;
+    let cred =
+        nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials).ok()?;
+    Some(cred.pid()).filter(|p| *p > 0)
+}
+
 struct Client {
     fd: OwnedFd,
     reader: FrameReader,
@@ -476,6 +488,13 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
     let (_dirfd, short) = short_path(&sock_path)?;
     let listener = UnixListener::bind(&short)?;
     listener.set_nonblocking(true)?;
+    // A `--rm` container whose `run` died before this monitor listened may have been removed
+    // meanwhile by a reconcile (`Engine::list`), which takes this lock and finds no one on the
+    // socket: start nothing then. Once this check passed, a reconcile finds the socket.
+    match cfg.records.lock(&cfg.id) {
+        Ok(_lock) if dir.join("config.json").exists() => {}
+        _ => return Ok(()),
+    }
 
     let mut log = Log {
         file: OpenOptions::new()

@@ -18,7 +18,7 @@ pub enum RecordError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: corrupt container record: {source}")]
+    #[error("{path}: corrupt container record")]
     Corrupt {
         path: PathBuf,
         #[source]
@@ -217,6 +217,34 @@ impl State {
     }
 }
 
+/// The command that created a container in order to start it (`berth run`): its pid and
+/// that process's start time, so that a reused pid is not taken for it. While it lives, a
+/// container that has not started yet is its business (`prune` and `rm` leave it alone);
+/// once it is gone and no monitor took over, reconciling removes a `--rm` container
+/// (`Engine::list`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Creator {
+    pub pid: i32,
+    /// `/proc/PID/stat`'s field 22.
+    pub start_time: u64,
+}
+
+impl Creator {
+    /// This process, or None when its `/proc` entry cannot be read.
+    pub fn current() -> Option<Creator> {
+        let pid = std::process::id() as i32;
+        berth_sys::proc::stat(pid).ok().map(|s| Creator {
+            pid,
+            start_time: s.start_time,
+        })
+    }
+
+    /// Whether that process still runs.
+    pub fn alive(&self) -> bool {
+        berth_sys::proc::alive(self.pid, Some(self.start_time))
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Container {
@@ -240,6 +268,9 @@ pub struct Container {
     pub networks: Vec<berth_net::Attachment>,
     pub restart_count: u32,
     pub state: State,
+    /// The `run` that created the container to start it (None for `create`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub creator: Option<Creator>,
 }
 
 /// `<root>/containers`, and `<runroot>/containers` for what a container needs only while it
@@ -429,23 +460,71 @@ impl Records {
         Ok(c)
     }
 
-    /// Every container, oldest first.
+    /// Every container, oldest first. A record that cannot be parsed is reported (a warning
+    /// naming its path) and skipped: one corrupt record must not hide the others; `rm -f`
+    /// removes it. A directory without a record older than a minute (its `create` was
+    /// killed before writing one) is deleted.
     pub fn list(&self) -> Result<Vec<Container>, RecordError> {
         let mut out = Vec::new();
         let rd = fs::read_dir(&self.dir).map_err(io_err(&self.dir))?;
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || !e.path().join("config.json").exists() {
+            if name.starts_with('.') {
+                continue;
+            }
+            if !e.path().join("config.json").exists() {
+                self.sweep_unrecorded(&e.path());
                 continue;
             }
             match self.load(&name) {
                 Ok(c) => out.push(c),
                 Err(RecordError::NotFound(_)) => {}
+                Err(RecordError::Corrupt { path, source }) => tracing::warn!(
+                    "skipping container {name}: {}: corrupt container record: {source} \
+                     (`berth rm -f {name}` removes it)",
+                    path.display()
+                ),
                 Err(e) => return Err(e),
             }
         }
         out.sort_by(|a, b| a.created.cmp(&b.created));
         Ok(out)
+    }
+
+    /// Deletes a container directory that never got a record, once it is a minute old (a
+    /// `create` killed half-way; one still working writes its record within milliseconds).
+    /// Its image hold, if it took one, is released by the next `rmi`.
+    fn sweep_unrecorded(&self, dir: &Path) {
+        use std::os::unix::fs::MetadataExt;
+        let old = fs::symlink_metadata(dir).is_ok_and(|m| {
+            m.is_dir() && {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
+                now - m.ctime() > 60
+            }
+        });
+        if old {
+            tracing::info!(
+                "{}: removing a container that never got a record",
+                dir.display()
+            );
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+
+    /// Releases every name that points at `id` (for a container whose record, and so its
+    /// name, cannot be read).
+    pub fn release_names_of(&self, id: &str) {
+        let Ok(rd) = fs::read_dir(self.dir.join(".names")) else {
+            return;
+        };
+        for e in rd.flatten() {
+            if fs::read_link(e.path()).is_ok_and(|t| t.as_os_str() == id) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
     }
 
     fn name_link(&self, name: &str) -> PathBuf {

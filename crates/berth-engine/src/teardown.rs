@@ -6,7 +6,7 @@ use crate::overlay::{self, OverlayError};
 use crate::record::Records;
 use crate::runtime::Runtime;
 use crate::{network, volume};
-use berth_image::Store;
+use berth_image::{Store, StoreError};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -28,6 +28,65 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TeardownError + '_ {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// Releases the image holds of containers whose directory is gone (deleted by hand, or a
+/// remover killed between the rename and the release), so that `rmi` works again. A
+/// container takes its hold only after its directory exists (`Engine::create`), so a hold
+/// without one is never a container still being created.
+pub fn release_orphan_holds(berth_root: &Path, store: &Store) -> Result<Vec<String>, StoreError> {
+    let containers = berth_root.join("containers");
+    store.release_orphan_holds(|holder| containers.join(holder).is_dir())
+}
+
+/// Unmounts every mount at or below the given directories, deepest first (lazily when busy),
+/// reading `/proc/self/mountinfo` once: for a container whose record cannot say what it
+/// mounted.
+pub fn unmount_under(dirs: &[&Path]) -> Result<(), TeardownError> {
+    let info = Path::new("/proc/self/mountinfo");
+    let text = fs::read_to_string(info).map_err(io(info))?;
+    let mut targets: Vec<PathBuf> = text
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(unescape_mountinfo(m)))
+        .filter(|m| dirs.iter().any(|d| m.starts_with(d)))
+        .collect();
+    targets.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
+    targets.dedup();
+    for t in targets {
+        if let Err(e) = rustix::mount::unmount(&t, rustix::mount::UnmountFlags::DETACH) {
+            if e != rustix::io::Errno::INVAL && e != rustix::io::Errno::NOENT {
+                return Err(io(&t)(e.into()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A mount point as `/proc/self/mountinfo` writes it: space, tab, newline and backslash as
+/// a backslash and three octal digits. (berth-sys has no mountinfo reader yet; the runtime's
+/// cgroup module keeps its own for cgroup mounts.)
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b.get(i + 1..i + 4).and_then(|o| {
+            let o = std::str::from_utf8(o).ok()?;
+            u8::from_str_radix(o, 8).ok()
+        });
+        match octal {
+            Some(v) if b[i] == b'\\' => {
+                out.push(v);
+                i += 4;
+            }
+            _ => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Where a container's root is mounted: `<runroot>/containers/<id>/bundle/rootfs`.
@@ -174,10 +233,11 @@ pub fn remove_files_later(
     if let Some(c) = &c {
         records.release_name(&c.name, id);
     }
-    if let Ok(store) = Store::open(root) {
-        if let Err(e) = store.remove_hold(id) {
-            tracing::debug!("releasing the image hold of {id}: {e}");
-        }
+    // The container is gone already: a hold left behind here is released by the next
+    // `rmi` or `image prune` (release_orphan_holds), so this failure is only reported.
+    match Store::open(root).and_then(|store| store.remove_hold(id)) {
+        Ok(()) => {}
+        Err(e) => tracing::warn!("releasing the image hold of {id}: {e}"),
     }
     if let (true, Some(c)) = (volumes, c) {
         for m in c.mounts.iter().filter(|m| m.anonymous) {
@@ -187,4 +247,18 @@ pub fn remove_files_later(
         }
     }
     Ok(left)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_paths_are_unescaped() {
+        assert_eq!(unescape_mountinfo(r"/a\040b\011c"), "/a b\tc");
+        assert_eq!(unescape_mountinfo(r"/back\134slash"), "/back\\slash");
+        assert_eq!(unescape_mountinfo(r"/plain"), "/plain");
+        assert_eq!(unescape_mountinfo(r"/end\"), r"/end\");
+        assert_eq!(unescape_mountinfo(r"/short\04"), r"/short\04");
+    }
 }

@@ -521,7 +521,7 @@ async fn pull(
 
     // Already here: only (re)tag.
     if store
-        .record(&id)?
+        .record_or_repair(&id)?
         .is_some_and(|rec| rec.layers.iter().all(|l| store.has_layer(&l.diff_id)))
     {
         for (d, b) in &blobs_to_keep {

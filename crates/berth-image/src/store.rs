@@ -373,6 +373,19 @@ impl Store {
         }
     }
 
+    /// The record of image `id` for a pull deciding whether it has the image: a record that
+    /// cannot be parsed counts as absent (with a warning naming it), so the pull writes it
+    /// again.
+    pub(crate) fn record_or_repair(&self, id: &str) -> Result<Option<ImageRecord>, StoreError> {
+        match self.record(id) {
+            Err(e @ StoreError::Corrupt { .. }) => {
+                tracing::warn!("{e}: pulling the image again");
+                Ok(None)
+            }
+            r => r,
+        }
+    }
+
     fn all_ids(&self) -> Result<Vec<String>, StoreError> {
         let dir = self.root.join("images");
         let mut ids = vec![];
@@ -437,8 +450,17 @@ impl Store {
         let repos = self.load_repos()?;
         let mut out = vec![];
         for id in self.all_ids()? {
-            if let Some(rec) = self.record(&id)? {
-                out.push((self.image_from(&rec, &repos)?, rec));
+            match self.record(&id).and_then(|r| {
+                r.map(|rec| Ok((self.image_from(&rec, &repos)?, rec)))
+                    .transpose()
+            }) {
+                Ok(Some(entry)) => out.push(entry),
+                Ok(None) => {}
+                // One unreadable image does not hide the others; `pull` repairs it.
+                Err(e @ StoreError::Corrupt { .. }) => {
+                    tracing::warn!("skipping image {id}: {e}; pull it again to repair it")
+                }
+                Err(e) => return Err(e),
             }
         }
         out.sort_by(|a, b| b.1.created.cmp(&a.1.created).then(a.0.id.cmp(&b.0.id)));
@@ -546,6 +568,11 @@ impl Store {
         self.write_atomic(&p, id.as_bytes())
     }
 
+    /// Whether `holder` holds an image (one `stat`, no lock).
+    pub fn has_hold(&self, holder: &str) -> bool {
+        valid_holder(holder) && self.root.join("holds").join(holder).is_file()
+    }
+
     pub fn remove_hold(&self, holder: &str) -> Result<(), StoreError> {
         if !valid_holder(holder) {
             return Err(StoreError::BadHolder(holder.to_string()));
@@ -571,6 +598,35 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Releases the holds of containers that no longer exist: `exists(holder)` says whether a
+    /// container holder is still there (a container's directory deleted by hand leaves its
+    /// hold behind, which would block `rmi` forever). `image mount` holds (`mount-*`) are
+    /// left to `image unmount`. Returns the holders released.
+    ///
+    /// A container takes its hold only once its directory exists, so a hold whose holder is
+    /// absent is never one still being set up.
+    pub fn release_orphan_holds(
+        &self,
+        exists: impl Fn(&str) -> bool,
+    ) -> Result<Vec<String>, StoreError> {
+        let _lock = self.lock_metadata()?;
+        let mut released = vec![];
+        for holder in self.holds()?.into_keys() {
+            if holder.starts_with("mount-") || exists(&holder) {
+                continue;
+            }
+            let p = self.root.join("holds").join(&holder);
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&p)(e)),
+            }
+            tracing::info!("released the image hold of {holder}: that container is gone");
+            released.push(holder);
+        }
+        Ok(released)
     }
 
     fn check_not_held(&self, id: &str, shown: &str) -> Result<(), StoreError> {
@@ -716,8 +772,15 @@ impl Store {
         let mut keep_layers = BTreeSet::new();
         let mut keep_blobs = BTreeSet::new();
         for id in self.all_ids()? {
-            let Some(rec) = self.record(&id)? else {
-                continue;
+            let rec = match self.record(&id) {
+                Ok(Some(rec)) => rec,
+                Ok(None) => continue,
+                // Which layers it needs is unknown: delete nothing until it is repaired.
+                Err(e @ StoreError::Corrupt { .. }) => {
+                    tracing::warn!("{e}: keeping every layer until `pull` repairs it");
+                    return Ok(Some(0));
+                }
+                Err(e) => return Err(e),
             };
             keep_blobs.insert(digest_hex(&rec.id).to_string());
             keep_blobs.insert(digest_hex(&rec.manifest_digest).to_string());
@@ -966,6 +1029,66 @@ mod tests {
         drop(pull);
         store.gc().unwrap().unwrap();
         assert!(!store.has_layer(&a) && !store.has_layer(&c));
+    }
+
+    #[test]
+    fn unreadable_record_is_skipped_kept_by_gc_and_repairable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        let r1 = fake_image(&store, 1, &[&a]);
+        let r2 = fake_image(&store, 2, &[&b]);
+        store
+            .commit_image(&r1, Some("docker.io/library/one:latest"), None)
+            .unwrap();
+        store
+            .commit_image(&r2, Some("docker.io/library/two:latest"), None)
+            .unwrap();
+        let p = store.record_path(&r1.id);
+        let body = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &body[..10]).unwrap();
+        let listed: Vec<String> = store
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|(i, _)| i.id)
+            .collect();
+        assert_eq!(listed, vec![r2.id.clone()], "the unreadable one is skipped");
+        assert!(store.resolve("two").unwrap().is_some());
+        assert!(matches!(
+            store.record(&r1.id),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert!(store.record_or_repair(&r1.id).unwrap().is_none());
+        // Removing another image deletes no layer while one record cannot say its own.
+        store.remove_image("two", false).unwrap();
+        assert_eq!(store.gc().unwrap(), Some(0));
+        assert!(store.has_layer(&a) && store.has_layer(&b));
+        store.commit_image(&r1, None, None).unwrap();
+        assert_eq!(store.list().unwrap().len(), 1);
+        store.gc().unwrap().unwrap();
+        assert!(store.has_layer(&a) && !store.has_layer(&b));
+    }
+
+    #[test]
+    fn orphan_holds_are_released_but_mounts_and_live_holders_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let r = fake_image(&store, 1, &["a".repeat(64).as_str()]);
+        store
+            .commit_image(&r, Some("docker.io/library/one:latest"), None)
+            .unwrap();
+        for h in ["live", "gone", "mount-0123456789ab"] {
+            store.add_hold(&r.id, h).unwrap();
+        }
+        assert!(store.has_hold("gone") && !store.has_hold("never"));
+        let released = store.release_orphan_holds(|h| h == "live").unwrap();
+        assert_eq!(released, vec!["gone".to_string()]);
+        let left: Vec<String> = store.holds().unwrap().into_keys().collect();
+        assert_eq!(
+            left,
+            vec!["live".to_string(), "mount-0123456789ab".to_string()]
+        );
     }
 
     /// `image mount` of more layers than one page of mount options holds, in a store whose

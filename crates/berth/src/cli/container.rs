@@ -790,7 +790,11 @@ fn cmd_run(
     let detach_keys = detach_keys_arg(flags.detach_keys.as_deref())?;
     let name = flags.image(if start { "run" } else { "create" })?;
     let image = pull_image(engine, g, name, &flags.pull)?;
-    let c = engine.create(name, &image, &opts)?;
+    let c = if start {
+        engine.create_to_run(name, &image, &opts)?
+    } else {
+        engine.create(name, &image, &opts)?
+    };
     if !start {
         println!("{}", c.id);
         return Ok(0);

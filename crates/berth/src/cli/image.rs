@@ -392,8 +392,17 @@ fn familiar_ref(full: &str) -> String {
     }
 }
 
+/// Releases the holds of containers that are gone before an image is removed (see
+/// [`berth_engine::teardown::release_orphan_holds`]).
+fn release_orphan_holds(store: &Store, g: &Globals) -> anyhow::Result<()> {
+    berth_engine::teardown::release_orphan_holds(&g.root, store)
+        .context("releasing the image holds of removed containers")?;
+    Ok(())
+}
+
 fn rmi(a: RmiArgs, g: &Globals) -> anyhow::Result<i32> {
     let store = open(g)?;
+    release_orphan_holds(&store, g)?;
     let mut failed = false;
     for name in &a.images {
         match store.remove_image(name, a.force) {
@@ -417,6 +426,7 @@ fn rmi(a: RmiArgs, g: &Globals) -> anyhow::Result<i32> {
 
 fn prune(all: bool, g: &Globals) -> anyhow::Result<i32> {
     let store = open(g)?;
+    release_orphan_holds(&store, g)?;
     let deleted = store.prune(all)?;
     if !deleted.is_empty() {
         println!("Deleted Images:");
