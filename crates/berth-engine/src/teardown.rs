@@ -48,7 +48,7 @@ pub fn unmount_under(dirs: &[&Path]) -> Result<(), TeardownError> {
     let mut targets: Vec<PathBuf> = text
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
-        .map(|m| PathBuf::from(unescape_mountinfo(m)))
+        .map(berth_sys::mountinfo::unescape)
         .filter(|m| dirs.iter().any(|d| m.starts_with(d)))
         .collect();
     targets.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
@@ -61,32 +61,6 @@ pub fn unmount_under(dirs: &[&Path]) -> Result<(), TeardownError> {
         }
     }
     Ok(())
-}
-
-/// A mount point as `/proc/self/mountinfo` writes it: space, tab, newline and backslash as
-/// a backslash and three octal digits. (berth-sys has no mountinfo reader yet; the runtime's
-/// cgroup module keeps its own for cgroup mounts.)
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal = b.get(i + 1..i + 4).and_then(|o| {
-            let o = std::str::from_utf8(o).ok()?;
-            u8::from_str_radix(o, 8).ok()
-        });
-        match octal {
-            Some(v) if b[i] == b'\\' => {
-                out.push(v);
-                i += 4;
-            }
-            _ => {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Where a container's root is mounted: `<runroot>/containers/<id>/bundle/rootfs`.
@@ -249,16 +223,3 @@ pub fn remove_files_later(
     Ok(left)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mountinfo_paths_are_unescaped() {
-        assert_eq!(unescape_mountinfo(r"/a\040b\011c"), "/a b\tc");
-        assert_eq!(unescape_mountinfo(r"/back\134slash"), "/back\\slash");
-        assert_eq!(unescape_mountinfo(r"/plain"), "/plain");
-        assert_eq!(unescape_mountinfo(r"/end\"), r"/end\");
-        assert_eq!(unescape_mountinfo(r"/short\04"), r"/short\04");
-    }
-}

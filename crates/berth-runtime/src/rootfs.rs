@@ -672,7 +672,8 @@ fn mount_tree(info: &str, top: u64) -> Vec<(u64, String)> {
             let id = f.next()?.parse().ok()?;
             let parent = f.next()?.parse().ok()?;
             let point = f.nth(2)?;
-            Some((id, parent, crate::cgroups::mountinfo::unescape(point)))
+            let point = berth_sys::mountinfo::unescape(point);
+            Some((id, parent, point.to_string_lossy().into_owned()))
         })
         .collect();
     let mut out: Vec<(u64, String)> = all

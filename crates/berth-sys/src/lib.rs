@@ -5,6 +5,7 @@
 //!   process it was;
 //! - [`fdpass`]: file descriptors over a unix socket with `SCM_RIGHTS`;
 //! - [`rand`]: random ids and numbers from the kernel, which fail rather than return zeros;
+//! - [`mountinfo`]: the octal escapes of `/proc/PID/mountinfo` paths;
 //! - [`overlay`]: overlayfs mounts (escaped option strings, the new mount API for long layer
 //!   lists), and whether a path is a mount point.
 //!
@@ -13,6 +14,7 @@
 
 pub mod atomic;
 pub mod fdpass;
+pub mod mountinfo;
 pub mod overlay;
 pub mod proc;
 pub mod rand;

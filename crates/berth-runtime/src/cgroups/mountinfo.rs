@@ -1,5 +1,6 @@
 //! Parsing of `/proc/self/mountinfo` and `/proc/self/cgroup` for the cgroup manager.
 
+use berth_sys::mountinfo::unescape;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -35,29 +36,6 @@ pub struct CgroupMount {
     pub controllers: Vec<String>,
 }
 
-/// Undoes the octal escapes (`\040` for a space) the kernel puts in mountinfo paths.
-pub(crate) fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() {
-            let oct = &b[i + 1..i + 4];
-            if oct.iter().all(|c| (b'0'..=b'7').contains(c)) {
-                let oct = std::str::from_utf8(oct).unwrap_or("");
-                if let Ok(v) = u8::from_str_radix(oct, 8) {
-                    out.push(v);
-                    i += 4;
-                    continue;
-                }
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Every cgroup (v1) and cgroup2 mount in a mountinfo text, in order.
 pub fn parse_mountinfo(text: &str) -> Vec<CgroupMount> {
     let mut mounts = Vec::new();
@@ -86,8 +64,8 @@ pub fn parse_mountinfo(text: &str) -> Vec<CgroupMount> {
                 .collect()
         };
         mounts.push(CgroupMount {
-            mount_point: PathBuf::from(unescape(pre[4])),
-            root: unescape(pre[3]),
+            mount_point: unescape(pre[4]),
+            root: unescape(pre[3]).to_string_lossy().into_owned(),
             v2,
             controllers,
         });
@@ -119,13 +97,6 @@ pub fn parse_proc_cgroup(text: &str) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unescapes_spaces() {
-        assert_eq!(unescape(r"/a\040b"), "/a b");
-        assert_eq!(unescape(r"/plain"), "/plain");
-        assert_eq!(unescape(r"/end\"), r"/end\");
-    }
 
     #[test]
     fn parses_proc_cgroup_lines() {
