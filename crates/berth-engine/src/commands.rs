@@ -22,6 +22,17 @@ pub struct LogsOptions<'a> {
     pub since: Option<&'a str>,
 }
 
+/// A `logs` flag that does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum LogsFlagError {
+    /// `--since`: the message says what forms are accepted.
+    #[error("{0}")]
+    Since(String),
+    /// `--tail`: neither a number nor `all`.
+    #[error("--tail {0:?}: expected a number or all")]
+    Tail(String),
+}
+
 /// One container's resource usage over a sampling interval (`stats`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StatsSample {
@@ -83,7 +94,7 @@ impl Engine {
                 for h in handles {
                     results.push(
                         h.join()
-                            .unwrap_or_else(|_| Err(EngineError::Other("panicked".into()))),
+                            .unwrap_or(Err(EngineError::ThreadPanicked("removal"))),
                     );
                 }
             });
@@ -146,7 +157,7 @@ impl Engine {
             .since
             .map(crate::record::parse_since)
             .transpose()
-            .map_err(EngineError::Other)?;
+            .map_err(LogsFlagError::Since)?;
         let mut emit = |line: &[u8]| -> Result<(), EngineError> {
             let Some(l) = LogLine::parse(line) else {
                 return Ok(());
@@ -164,9 +175,10 @@ impl Engine {
             .filter(|l| !l.is_empty())
             .collect();
         if opts.tail != "all" {
-            let n: usize = opts.tail.parse().map_err(|_| {
-                EngineError::Other(format!("--tail {:?}: expected a number or all", opts.tail))
-            })?;
+            let n: usize = opts
+                .tail
+                .parse()
+                .map_err(|_| LogsFlagError::Tail(opts.tail.to_string()))?;
             let skip = lines.len().saturating_sub(n);
             lines.drain(..skip);
         }

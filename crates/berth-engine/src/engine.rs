@@ -39,8 +39,40 @@ pub enum EngineError {
     Network(Box<crate::network::NetworkError>),
     #[error("image store: {0}")]
     Store(#[from] berth_image::StoreError),
+    #[error(transparent)]
+    Init(#[from] crate::init::InitError),
+    /// A thread the operation started panicked.
+    #[error("the {0} thread panicked")]
+    ThreadPanicked(&'static str),
+    /// The image config stored in a container's record does not parse.
+    #[error("container {id}: stored image config: {source}")]
+    StoredImageConfig {
+        id: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A running container's runtime spec does not parse.
+    #[error("{}: {source}", path.display())]
+    RuntimeSpec {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("container {0} is being removed")]
+    BeingRemoved(String),
+    #[error("container {0} is dead: remove it and create it again")]
+    Dead(String),
+    #[error("starting the monitor: {0}")]
+    StartMonitor(#[source] std::io::Error),
+    #[error("Container {0} is not paused")]
+    NotPaused(String),
+    #[error("attach: {0}")]
+    Attach(#[source] std::io::Error),
+    #[error("You cannot attach to a stopped container, start it first ({0})")]
+    AttachStopped(String),
+    /// A `logs` flag's value.
     #[error("{0}")]
-    Other(String),
+    LogsFlag(#[from] crate::commands::LogsFlagError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -188,15 +220,13 @@ impl Engine {
             .and_then(|c| c.volumes().clone())
             .unwrap_or_default();
         let dir = self.records.container_dir(&id);
-        let store = Store::open(&self.root);
+        let store = Store::open(&self.root)?;
         let result = (|| {
             for d in ["upper", "work"] {
                 let p = dir.join(d);
                 fs::create_dir_all(&p).map_err(io(&p))?;
             }
             store
-                .as_ref()
-                .map_err(|e| EngineError::Other(e.to_string()))?
                 .add_hold(&image.id, &id)
                 .map_err(|source| EngineError::ImageHold {
                     image: image_ref.to_string(),
@@ -238,7 +268,7 @@ impl Engine {
         })();
         if result.is_err() {
             let _ = fs::remove_dir_all(&dir);
-            if let Ok(store) = &store {
+            {
                 if let Err(e) = store.remove_hold(&id) {
                     tracing::warn!("releasing the image hold of {id}: {e}");
                 }
@@ -285,7 +315,7 @@ impl Engine {
             let spec = self.mount_and_spec(c, &hostname);
             let (r, net_c) = net
                 .join()
-                .map_err(|_| EngineError::Other("the network thread panicked".into()))?;
+                .map_err(|_| EngineError::ThreadPanicked("network set-up"))?;
             *c = Container {
                 copy_up: std::mem::take(&mut c.copy_up),
                 ..net_c
@@ -375,8 +405,12 @@ impl Engine {
             bounding: caller_bounding(),
         };
         let image_cfg: oci_spec::image::ImageConfiguration =
-            serde_json::from_value(c.image_config.clone())
-                .map_err(|e| EngineError::Other(format!("stored image config: {e}")))?;
+            serde_json::from_value(c.image_config.clone()).map_err(|source| {
+                EngineError::StoredImageConfig {
+                    id: c.id.clone(),
+                    source,
+                }
+            })?;
         let sec = spec::security_opts(o);
         let seccomp_text = match &sec.seccomp_profile {
             Some(p) => Some(fs::read_to_string(p).map_err(io(Path::new(p)))?),
@@ -384,8 +418,7 @@ impl Engine {
         };
         let mut s = spec::generate(&image_cfg, o, &ctx, seccomp_text.as_deref())?;
         if o.init {
-            let b = crate::init::prepare_bundle(&self.root)
-                .map_err(|e| EngineError::Other(e.to_string()))?;
+            let b = crate::init::prepare_bundle(&self.root)?;
             spec::with_init(&mut s, &b.args_prefix, &b.host_dir);
         }
         Ok(s)
@@ -400,13 +433,8 @@ impl Engine {
         self.reconcile_locked(&mut c);
         if !c.state.status.can_start() {
             return Err(match c.state.status {
-                Status::Removing => {
-                    EngineError::Other(format!("container {} is being removed", c.id))
-                }
-                Status::Dead => EngineError::Other(format!(
-                    "container {} is dead: remove it and create it again",
-                    c.id
-                )),
+                Status::Removing => EngineError::BeingRemoved(c.id.clone()),
+                Status::Dead => EngineError::Dead(c.id.clone()),
                 _ => EngineError::AlreadyRunning(c.id),
             });
         }
@@ -440,8 +468,7 @@ impl Engine {
             in_process,
         };
         tracing::debug!(runtime = %self.runtime.name(), "starting the monitor of {}", c.id);
-        monitor::spawn(cfg, single)
-            .map_err(|e| EngineError::Other(format!("starting the monitor: {e}")))
+        monitor::spawn(cfg, single).map_err(EngineError::StartMonitor)
     }
 
     /// Takes the container's image hold again if it has none (a container recorded by a
@@ -741,7 +768,7 @@ impl Engine {
             return Err(if pause {
                 EngineError::NotRunning(c.id)
             } else {
-                EngineError::Other(format!("Container {} is not paused", c.id))
+                EngineError::NotPaused(c.id)
             });
         }
         if pause {
@@ -781,7 +808,10 @@ impl Engine {
         let dir = self.records.run_dir(&c.id);
         let spec_path = dir.join("bundle/config.json");
         let spec: Spec = serde_json::from_slice(&fs::read(&spec_path).map_err(io(&spec_path))?)
-            .map_err(|e| EngineError::Other(format!("{}: {e}", spec_path.display())))?;
+            .map_err(|source| EngineError::RuntimeSpec {
+                path: spec_path.clone(),
+                source,
+            })?;
         let mut p = spec.process().clone().unwrap_or_default();
         p.set_args(Some(cmd.to_vec())).set_terminal(Some(tty));
         if let Some(w) = workdir {
@@ -920,17 +950,14 @@ impl Engine {
 
     /// Runs the attach loop on a monitor socket.
     pub fn attach(sock: &OwnedFd, opts: &ClientOptions) -> Result<Outcome, EngineError> {
-        attach::client_loop(sock, opts).map_err(|e| EngineError::Other(format!("attach: {e}")))
+        attach::client_loop(sock, opts).map_err(EngineError::Attach)
     }
 
     /// Connects to a running container's monitor.
     pub fn connect(&self, key: &str) -> Result<(Container, OwnedFd), EngineError> {
         let c = self.get(key)?;
         if !c.state.status.can_attach() {
-            return Err(EngineError::Other(format!(
-                "You cannot attach to a stopped container, start it first ({})",
-                c.id
-            )));
+            return Err(EngineError::AttachStopped(c.id));
         }
         let p = self.records.run_dir(&c.id).join("attach.sock");
         let (_dirfd, short) = monitor::short_path(&p).map_err(io(&p))?;

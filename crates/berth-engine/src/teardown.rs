@@ -222,4 +222,3 @@ pub fn remove_files_later(
     }
     Ok(left)
 }
-
