@@ -499,6 +499,22 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
     } = match started {
         Ok(s) => s,
         Err((code, msg)) => {
+            // Did `rm -f` tear the container down while the runtime set it up? It holds
+            // the container's lock while it unmounts the root and deletes the bundle, until
+            // the directory is in the trash (or it failed half-way).
+            let removed = cfg.records.lock(&cfg.id).map_or(true, |_l| {
+                let rootfs = crate::teardown::rootfs(&cfg.records, &cfg.id);
+                !cfg.records.container_dir(&cfg.id).exists()
+                    || !rootfs.with_file_name("config.json").exists()
+                    || !berth_sys::overlay::is_mounted(&rootfs)
+            });
+            let (code, msg) = match removed {
+                false => (code, msg),
+                true => (
+                    125,
+                    format!("the container was removed while starting ({msg})"),
+                ),
+            };
             fail(&cfg, &mut clients, code, &msg);
             return Ok(());
         }

@@ -721,6 +721,11 @@ fn finish(engine: &Engine, id: &str, outcome: Outcome) -> Result<i32> {
         Outcome::Started | Outcome::Detached => Ok(0),
         Outcome::Closed => match engine.exit_code_after_lost_monitor(id) {
             Some(code) => Ok(code),
+            None if engine.records.load(id).is_err() => Err(EngineError::StartFailed(
+                125,
+                format!("container {id} was removed while starting"),
+            )
+            .into()),
             None => {
                 bail!("the monitor of container {id} exited unexpectedly; see `berth inspect {id}`")
             }
