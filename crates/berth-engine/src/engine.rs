@@ -123,6 +123,7 @@ impl Engine {
         image: &Image,
         opts: &RunOptions,
     ) -> Result<Container, EngineError> {
+        opts.check().map_err(spec::SpecError::from)?;
         let _names = self.records.lock_names()?;
         let name = match &opts.name {
             Some(n) => {
