@@ -13,7 +13,6 @@ use crate::runtime::{
     clean_message, logged_failure_code, start_failure_code, start_failure_code_from_text, Runtime,
 };
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
@@ -116,19 +115,6 @@ pub fn short_path(path: &std::path::Path) -> std::io::Result<(OwnedFd, PathBuf)>
 struct Client {
     fd: OwnedFd,
     reader: FrameReader,
-}
-
-struct Log {
-    file: Option<File>,
-}
-
-impl Log {
-    fn write(&mut self, stream: Stream, data: &[u8]) {
-        let Some(f) = self.file.as_mut() else { return };
-        let mut out = Vec::new();
-        logs::append(&mut out, stream, data, &now_rfc3339());
-        let _ = f.write_all(&out);
-    }
 }
 
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
@@ -477,13 +463,7 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
     let listener = UnixListener::bind(&short)?;
     listener.set_nonblocking(true)?;
 
-    let mut log = Log {
-        file: OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("ctr.log"))
-            .ok(),
-    };
+    let mut log = logs::Writer::open(dir.join("ctr.log"));
 
     let started = if cfg.in_process {
         launch_in_process(&cfg)

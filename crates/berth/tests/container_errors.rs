@@ -199,3 +199,63 @@ fn os_errors_are_said_once() {
     assert_eq!(out.status.code(), Some(125), "{err}");
     said_once(&err);
 }
+
+/// Removes a file on drop (the filler of a full disk, so cleanup has room).
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A container whose output could not be written (the disk holding its log was full):
+/// `logs` shows what was kept and warns that output was lost, with how much and why.
+#[test]
+fn logs_say_that_output_was_lost_on_a_full_disk() {
+    let env = Env::new();
+    let containers = env.root.join("containers");
+    std::fs::create_dir_all(&containers).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "berth-test-full"])
+        .arg(&containers)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let _mount = berth_testutil::MountGuard::new(&containers);
+    let sig = tempfile::tempdir().unwrap();
+    let v = format!("{}:/sig", sig.path().display());
+    let script = "echo before; while [ ! -e /sig/go ]; do sleep 0.05; done; \
+                  seq 1 20000; touch /sig/done; \
+                  while [ ! -e /sig/end ]; do sleep 0.05; done; echo after";
+    let id = env.ok(&["run", "-d", "-v", &v, &env.image, "sh", "-c", script]);
+    let id = id.trim().to_string();
+    env.wait_for("the first line", std::time::Duration::from_secs(10), || {
+        env.ok(&["logs", &id]).contains("before")
+    });
+    // Fill the disk, let the container write, then make room again.
+    let filler = RemoveOnDrop(containers.join("filler"));
+    let _ = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", filler.0.display()))
+        .stderr(std::process::Stdio::null())
+        .status();
+    std::fs::write(sig.path().join("go"), b"").unwrap();
+    env.wait_for("the burst", std::time::Duration::from_secs(20), || {
+        sig.path().join("done").exists()
+    });
+    drop(filler);
+    std::fs::write(sig.path().join("end"), b"").unwrap();
+    assert_eq!(env.ok(&["wait", &id]).trim(), "0");
+    let out = env.berth(&["logs", &id]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.starts_with("before\n"), "{stdout}");
+    assert!(stdout.ends_with("after\n"), "{stdout}");
+    assert!(
+        stderr.contains("bytes of output were lost") && stderr.contains("No space left"),
+        "logs does not say that output was lost: {stderr:?}"
+    );
+    said_once(&stderr);
+    env.ok(&["rm", "-f", &id]);
+}

@@ -940,6 +940,9 @@ fn cmd_logs(
         }
         Ok(())
     })?;
+    if let Some(loss) = berth_engine::logs::lost(&engine.log_path(&engine.get(key)?.id)) {
+        eprintln!("berth: warning: {loss}");
+    }
     Ok(0)
 }
 
