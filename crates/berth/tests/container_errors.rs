@@ -172,6 +172,12 @@ fn input_that_is_refused_names_its_flag() {
     let out = run(&env, &["-e", "=x"], &["true"]);
     let err = expect(&out, 125, "--env", "-e =x");
     assert!(err.contains("name is empty"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("env");
+    std::fs::write(&file, "A=1\n=x\n").unwrap();
+    let out = run(&env, &["--env-file", file.to_str().unwrap()], &["true"]);
+    let err = expect(&out, 125, "--env-file", "an env file line =x");
+    assert!(err.contains("no variable name"), "{err}");
     let long = "a".repeat(300);
     let out = run(&env, &["--name", &long], &["true"]);
     let err = expect(&out, 125, "--name", "a 300-character name");
