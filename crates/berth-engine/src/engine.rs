@@ -200,6 +200,7 @@ impl Engine {
         opts: &RunOptions,
         creator: Option<Creator>,
     ) -> Result<Container, EngineError> {
+        opts.check().map_err(spec::SpecError::from)?;
         let _names = self.records.lock_names()?;
         let name = match &opts.name {
             Some(n) => {

@@ -1,8 +1,13 @@
 //! The container log, `<root>/containers/<id>/ctr.log`: one JSON object per line, Docker's
 //! json-file format (`{"log":"text\n","stream":"stdout","time":"RFC 3339"}`). The monitor
-//! writes it ([`append`]) and `logs` reads it ([`LogLine::parse`]), through this one type.
+//! writes it ([`append`], through [`Writer`]) and `logs` reads it ([`LogLine::parse`]), through
+//! this one type. Output the log could not take (a full disk) is counted in a marker beside
+//! it ([`loss_marker`], read by [`lost`]), so `logs` can say that output was lost.
 
 use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 /// Which of the container's output streams a line came from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -73,6 +78,129 @@ pub fn append(out: &mut Vec<u8>, stream: Stream, data: &[u8], time: &str) {
     }
 }
 
+/// The file beside the log that says output was lost (`ctr.log.lost`): created empty when
+/// a write first fails (an empty file needs no data block, so this works on a full disk),
+/// then holding "BYTES ERROR" once that can be written.
+pub fn loss_marker(log: &Path) -> PathBuf {
+    let mut name = log.file_name().unwrap_or_default().to_os_string();
+    name.push(".lost");
+    log.with_file_name(name)
+}
+
+/// What was lost of a container's output, read back from [`loss_marker`] by `logs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loss {
+    /// Bytes of output that did not reach the log; None when the disk never had room to
+    /// say how many.
+    pub bytes: Option<u64>,
+    /// Why the log's write failed, when known.
+    pub error: Option<String>,
+}
+
+impl std::fmt::Display for Loss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.bytes {
+            Some(n) => write!(f, "{n} bytes of output were lost")?,
+            None => write!(f, "some output was lost")?,
+        }
+        match &self.error {
+            Some(e) => write!(f, ": writing the log failed: {e}"),
+            None => write!(f, ": writing the log failed"),
+        }
+    }
+}
+
+/// Whether output of the container whose log is `log` was lost, and how much.
+pub fn lost(log: &Path) -> Option<Loss> {
+    let text = std::fs::read_to_string(loss_marker(log)).ok()?;
+    let (bytes, error) = match text.trim().split_once(' ') {
+        Some((n, e)) => (n.parse().ok(), Some(e.to_string())),
+        None => (text.trim().parse().ok(), None),
+    };
+    Some(Loss { bytes, error })
+}
+
+/// The monitor's log: appends whole lines, and when a write fails (a full disk) drops what
+/// it wrote of them, counts the bytes lost and says so in [`loss_marker`].
+pub struct Writer {
+    path: PathBuf,
+    file: Option<File>,
+    /// The log's length after the last complete write.
+    len: u64,
+    lost: u64,
+    error: Option<String>,
+    /// Whether the marker says `lost` bytes.
+    marked: bool,
+}
+
+impl Writer {
+    /// Opens (creates) the log at `path` for appending. A log that cannot be opened counts
+    /// everything written to it as lost.
+    pub fn open(path: PathBuf) -> Writer {
+        let (file, error) = match OpenOptions::new().create(true).append(true).open(&path) {
+            Ok(f) => (Some(f), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        let len = file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map_or(0, |m| m.len());
+        Writer {
+            path,
+            file,
+            len,
+            lost: 0,
+            error,
+            marked: true,
+        }
+    }
+
+    /// Appends the log lines of `data`, read from `stream` now.
+    pub fn write(&mut self, stream: Stream, data: &[u8]) {
+        let mut out = Vec::new();
+        append(&mut out, stream, data, &crate::record::now_rfc3339());
+        let r = match self.file.as_mut() {
+            Some(f) => f.write_all(&out),
+            None => Err(std::io::Error::from_raw_os_error(libc::EBADF)),
+        };
+        match r {
+            Ok(()) => {
+                self.len += out.len() as u64;
+                if !self.marked {
+                    self.mark();
+                }
+            }
+            Err(e) => {
+                // A partial line would merge with the next one: cut it off (freeing blocks
+                // cannot fail for want of space).
+                if let Some(f) = &self.file {
+                    let _ = f.set_len(self.len);
+                }
+                if self.file.is_some() {
+                    self.error = Some(e.to_string());
+                }
+                self.lost += data.len() as u64;
+                self.marked = false;
+                self.mark();
+            }
+        }
+    }
+
+    /// Writes the marker: created empty first, then with the count and the error.
+    fn mark(&mut self) {
+        let Ok(mut f) = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(loss_marker(&self.path))
+        else {
+            return;
+        };
+        let text = format!("{} {}", self.lost, self.error.as_deref().unwrap_or(""));
+        self.marked = f.write_all(text.trim().as_bytes()).is_ok();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +248,31 @@ mod tests {
             ("x", Stream::Stdout, "")
         );
         assert_eq!(LogLine::parse(b"not json"), None);
+    }
+
+    #[test]
+    fn a_failed_write_is_cut_off_counted_and_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ctr.log");
+        let mut w = Writer::open(path.clone());
+        w.write(Stream::Stdout, b"kept\n");
+        assert_eq!(lost(&path), None);
+        // A write that fails: the file is read-only underneath.
+        let good = std::fs::read(&path).unwrap();
+        w.file = Some(File::open(&path).unwrap());
+        w.write(Stream::Stderr, b"gone\n");
+        assert_eq!(std::fs::read(&path).unwrap(), good);
+        let l = lost(&path).unwrap();
+        assert_eq!(l.bytes, Some(5));
+        assert!(l.error.is_some(), "{l:?}");
+        assert!(l
+            .to_string()
+            .starts_with("5 bytes of output were lost: writing the log failed: "));
+        // An empty marker (no room for its text) still says that output was lost.
+        std::fs::write(loss_marker(&path), b"").unwrap();
+        assert_eq!(
+            lost(&path).unwrap().to_string(),
+            "some output was lost: writing the log failed"
+        );
     }
 }

@@ -13,7 +13,6 @@ use crate::runtime::{
     clean_message, logged_failure_code, start_failure_code, start_failure_code_from_text, Runtime,
 };
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
@@ -128,19 +127,6 @@ pub fn listener_pid(sock: &std::path::Path) -> Option<i32> {
 struct Client {
     fd: OwnedFd,
     reader: FrameReader,
-}
-
-struct Log {
-    file: Option<File>,
-}
-
-impl Log {
-    fn write(&mut self, stream: Stream, data: &[u8]) {
-        let Some(f) = self.file.as_mut() else { return };
-        let mut out = Vec::new();
-        logs::append(&mut out, stream, data, &now_rfc3339());
-        let _ = f.write_all(&out);
-    }
 }
 
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
@@ -496,13 +482,7 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
         _ => return Ok(()),
     }
 
-    let mut log = Log {
-        file: OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("ctr.log"))
-            .ok(),
-    };
+    let mut log = logs::Writer::open(dir.join("ctr.log"));
 
     let started = if cfg.in_process {
         launch_in_process(&cfg)
@@ -518,6 +498,22 @@ fn run(cfg: MonitorConfig, first_client: OwnedFd) -> std::io::Result<()> {
     } = match started {
         Ok(s) => s,
         Err((code, msg)) => {
+            // Did `rm -f` tear the container down while the runtime set it up? It holds
+            // the container's lock while it unmounts the root and deletes the bundle, until
+            // the directory is in the trash (or it failed half-way).
+            let removed = cfg.records.lock(&cfg.id).map_or(true, |_l| {
+                let rootfs = crate::teardown::rootfs(&cfg.records, &cfg.id);
+                !cfg.records.container_dir(&cfg.id).exists()
+                    || !rootfs.with_file_name("config.json").exists()
+                    || !berth_sys::overlay::is_mounted(&rootfs)
+            });
+            let (code, msg) = match removed {
+                false => (code, msg),
+                true => (
+                    125,
+                    format!("the container was removed while starting ({msg})"),
+                ),
+            };
             fail(&cfg, &mut clients, code, &msg);
             return Ok(());
         }

@@ -83,6 +83,66 @@ pub struct RunOptions {
     pub publish_all: bool,
 }
 
+/// The longest `--name`: a DNS name's limit, which also keeps the name index's entry
+/// (`containers/.names/<name>`) within the 255-byte file name limit.
+pub const MAX_NAME_LEN: usize = 253;
+
+impl RunOptions {
+    /// Checks what each flag's value alone cannot: the name's length, `-e` names, and
+    /// `--cpus` against this host's CPUs (as Docker's daemon does at create). The error names
+    /// the flag.
+    pub fn check(&self) -> Result<(), OptionError> {
+        if let Some(n) = &self.name {
+            if n.len() > MAX_NAME_LEN {
+                return Err(bad(
+                    "--name",
+                    &format!(
+                        "{}...",
+                        &n[..n.char_indices().nth(20).map_or(n.len(), |(i, _)| i)]
+                    ),
+                    format!(
+                        "a name is at most {MAX_NAME_LEN} characters long, this one has {}",
+                        n.len()
+                    ),
+                ));
+            }
+        }
+        for e in &self.env {
+            check_env("--env", e)?;
+        }
+        if let Some(c) = &self.cpus {
+            c.check_host("--cpus", c.as_str(), host_cpus())?;
+        }
+        Ok(())
+    }
+}
+
+/// A `-e NAME[=VALUE]`: the name must not be empty (Docker: "invalid environment variable").
+fn check_env(flag: &'static str, e: &str) -> Result<(), OptionError> {
+    let name = e.split_once('=').map_or(e, |(k, _)| k);
+    if name.is_empty() {
+        return Err(bad(
+            flag,
+            e,
+            "the variable name is empty (expected NAME=VALUE or NAME)",
+        ));
+    }
+    Ok(())
+}
+
+/// The CPUs this process may run on (`sched_getaffinity`, as Docker's `NCPU`), at least 1.
+pub fn host_cpus() -> usize {
+    // SAFETY: `cpu_set_t` is plain data, zeroed is a valid empty set; the call writes at most
+    // `size_of::<cpu_set_t>()` bytes into it, and CPU_COUNT only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
+            return (libc::CPU_COUNT(&set) as usize).max(1);
+        }
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// A flag's value that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {flag} value {value:?}: {why}")]
@@ -253,6 +313,26 @@ impl Cpus {
     /// Docker's `NanoCpus`.
     pub fn nano_cpus(self) -> i64 {
         (self.0 * 1e9) as i64
+    }
+
+    /// Refuses a value outside 0.01 to the host's number of CPUs, with Docker's words.
+    pub fn check_host(
+        self,
+        flag: &'static str,
+        text: &str,
+        cpus: usize,
+    ) -> Result<(), OptionError> {
+        let nano = self.nano_cpus();
+        if nano < 10_000_000 || nano > cpus as i64 * 1_000_000_000 {
+            return Err(bad(
+                flag,
+                text,
+                format!(
+                    "Range of CPUs is from 0.01 to {cpus}.00, as there are only {cpus} CPUs available"
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -529,6 +609,17 @@ mod tests {
             Flag::<Cpus>::parse("--cpus", "many").unwrap_err().why,
             "expected a number such as 1.5"
         );
+        let two = |t: &str| {
+            Flag::<Cpus>::parse("--cpus", t)
+                .unwrap()
+                .check_host("--cpus", t, 2)
+        };
+        assert!(two("2").is_ok() && two("0.01").is_ok());
+        assert_eq!(
+            two("1000").unwrap_err().to_string(),
+            "invalid --cpus value \"1000\": Range of CPUs is from 0.01 to 2.00, as there are only 2 CPUs available"
+        );
+        assert!(two("0.001").is_err());
         let u = Flag::<Ulimit>::parse("--ulimit", "nofile=10:20").unwrap();
         assert_eq!(
             (u.kind, u.soft, u.hard),
@@ -653,5 +744,35 @@ mod tests {
         assert!(o.memory.is_none());
         assert_eq!(o.ulimits.len(), 1);
         assert_eq!(o.name.as_deref(), Some("n"));
+    }
+
+    #[test]
+    fn whole_options_are_checked() {
+        let ok = RunOptions {
+            name: Some("a".repeat(MAX_NAME_LEN)),
+            env: vec!["A=1".into(), "B".into(), "C=".into()],
+            ..Default::default()
+        };
+        assert_eq!(ok.check(), Ok(()));
+        let long = RunOptions {
+            name: Some("a".repeat(300)),
+            ..Default::default()
+        };
+        let e = long.check().unwrap_err();
+        assert_eq!(e.flag, "--name");
+        assert!(
+            e.why.contains("at most 253") && e.why.contains("300"),
+            "{e}"
+        );
+        for bad_env in ["=x", "", "="] {
+            let o = RunOptions {
+                env: vec![bad_env.into()],
+                ..Default::default()
+            };
+            let e = o.check().unwrap_err();
+            assert_eq!(e.flag, "--env", "{bad_env:?}");
+            assert!(e.to_string().contains("name is empty"), "{e}");
+        }
+        assert!(host_cpus() >= 1);
     }
 }

@@ -296,13 +296,18 @@ pub fn clean_message(stderr: &[u8]) -> String {
 }
 
 /// Docker's exit code for a container start that failed with the OS error `errno`: 127 when
-/// the program is missing (`ENOENT`), 126 when it cannot be executed (`EACCES`, `ENOEXEC`,
-/// `EISDIR`, or `EPERM` from executing it), else 125.
+/// the program is missing (`ENOENT` while finding or executing it), 126 when it cannot be
+/// executed (`EACCES`, `ENOEXEC`, `EISDIR` or `EPERM` from finding or executing it), else 125:
+/// anything berth fails at while setting the container up (a mount, `/dev/null`, a masked
+/// path) is 125 whatever its errno, as only the program's own lookup and `execve` are the
+/// command's fault.
 pub fn exit_code_for_errno(errno: Option<i32>, during_exec: bool) -> i32 {
+    if !during_exec {
+        return 125;
+    }
     match errno {
         Some(libc::ENOENT) => 127,
-        Some(libc::EACCES | libc::ENOEXEC | libc::EISDIR) => 126,
-        Some(libc::EPERM) if during_exec => 126,
+        Some(libc::EACCES | libc::ENOEXEC | libc::EISDIR | libc::EPERM) => 126,
         _ => 125,
     }
 }
@@ -330,14 +335,19 @@ pub fn logged_failure_code(log: &[u8]) -> Option<i32> {
 
 /// Fallback for runtimes whose errors are only text (runc's output, or a runtime binary's
 /// stderr): Docker's exit code found by searching the message, as Docker does: 127 when the
-/// command is missing, 126 when it cannot be executed, else 125. berth's own runtime gives
-/// its errno instead ([`start_failure_code`], [`logged_failure_code`]).
+/// command is missing, 126 when it cannot be executed, else 125. Only a message about the
+/// program's lookup or `execve` (runc's `exec: "PROG": ...`, `exec failed`) can give 126 or
+/// 127: "no such file or directory" from a mount is a set-up failure (125). berth's own
+/// runtime gives its errno instead ([`start_failure_code`], [`logged_failure_code`]).
 pub fn start_failure_code_from_text(message: &str) -> i32 {
     let m = message.to_ascii_lowercase();
-    if m.contains("executable file not found")
-        || m.contains("no such file or directory")
-        || m.contains("not found")
-    {
+    if m.contains("executable file not found") {
+        return 127;
+    }
+    let about_exec = m.contains("exec: \"") || m.contains("exec failed") || m.contains("execve");
+    if !about_exec {
+        125
+    } else if m.contains("no such file or directory") || m.contains("not found") {
         127
     } else if m.contains("permission denied")
         || m.contains("exec format error")
@@ -364,12 +374,33 @@ mod tests {
             126
         );
         assert_eq!(start_failure_code_from_text("cgroup: bad thing"), 125);
+        // runc's set-up failures name an errno too, but not the program's exec.
+        for m in [
+            "runc create failed: unable to start container process: error during container init: error mounting \"/x\" to rootfs at \"/proc\": no such file or directory",
+            "open /dev/null: no such file or directory",
+            "rootfs_linux.go: permission denied",
+        ] {
+            assert_eq!(start_failure_code_from_text(m), 125, "{m}");
+        }
+        assert_eq!(
+            start_failure_code_from_text("exec: \"/bin/nope\": no such file or directory"),
+            127
+        );
     }
 
     #[test]
     fn codes_from_the_errno() {
         assert_eq!(exit_code_for_errno(Some(libc::ENOENT), true), 127);
-        assert_eq!(exit_code_for_errno(Some(libc::ENOENT), false), 127);
+        // Outside the program's lookup and execve, every errno is a set-up failure.
+        for e in [
+            libc::ENOENT,
+            libc::EACCES,
+            libc::ENOEXEC,
+            libc::EISDIR,
+            libc::EPERM,
+        ] {
+            assert_eq!(exit_code_for_errno(Some(e), false), 125, "{e}");
+        }
         for e in [libc::EACCES, libc::ENOEXEC, libc::EISDIR] {
             assert_eq!(exit_code_for_errno(Some(e), true), 126, "{e}");
         }
@@ -394,6 +425,8 @@ mod tests {
         assert_eq!(start_failure_code(&child(Some(libc::EPERM), true)), 126);
         // The text is not searched: an error without an errno is 125.
         assert_eq!(start_failure_code(&child(None, false)), 125);
+        // ENOENT from a mount or `/dev/null` in the init is not a missing program.
+        assert_eq!(start_failure_code(&child(Some(libc::ENOENT), false)), 125);
         let sys = Error::Sys(SysError {
             what: "mounting /data".into(),
             source: std::io::Error::from_raw_os_error(libc::EPERM),

@@ -180,6 +180,17 @@ pub fn ensure_target(rootfd: &OwnedFd, rel: &str, dir: bool) -> Result<OwnedFd> 
 
 /// [`ensure_target`] through `s`.
 fn ensure(s: &dyn Syscall, rootfd: &OwnedFd, rel: &str, dir: bool) -> Result<OwnedFd> {
+    ensure_depth(s, rootfd, rel, dir, 0)
+}
+
+/// [`ensure`], `depth` dangling symlinks down.
+fn ensure_depth(
+    s: &dyn Syscall,
+    rootfd: &OwnedFd,
+    rel: &str,
+    dir: bool,
+    depth: u32,
+) -> Result<OwnedFd> {
     match open_in(s, rootfd, rel) {
         Ok(fd) => return Ok(fd),
         Err(e) if e.raw_os_error() != Some(libc::ENOENT) => {
@@ -195,7 +206,21 @@ fn ensure(s: &dyn Syscall, rootfd: &OwnedFd, rel: &str, dir: bool) -> Result<Own
     let cname = sys::cstr(name).step(|| Step::BadPath)?;
     match s.mknodat(pfd.as_raw_fd(), &cname, libc::S_IFREG | 0o644, 0) {
         Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+            // A dangling symlink (an image's /etc/resolv.conf -> ../run/...): create its
+            // target inside the root, as runc does, and mount there.
+            if let Ok(buf) = s.readlinkat(pfd.as_raw_fd(), &cname) {
+                if depth > 40 {
+                    return Err(RootfsError::TooManyLinks(rel.to_string()));
+                }
+                let target = String::from_utf8_lossy(&buf).into_owned();
+                let next = match target.starts_with('/') {
+                    true => clean_rel(Path::new(&target)),
+                    false => clean_rel(Path::new(&format!("/{parent}/{target}"))),
+                };
+                return ensure_depth(s, rootfd, &next, dir, depth + 1);
+            }
+        }
         Err(e) => return Err(e).step(|| Step::Create(rel.to_string())),
     }
     open_in(s, rootfd, rel).step(|| Step::Open(rel.to_string()))

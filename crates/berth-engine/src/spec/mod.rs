@@ -85,6 +85,9 @@ pub enum SpecError {
     Device { path: String, why: String },
     #[error("building the spec: {0}")]
     Build(#[from] oci_spec::OciSpecError),
+    /// A flag's value refused by [`RunOptions::check`].
+    #[error(transparent)]
+    Option(#[from] crate::options::OptionError),
 }
 
 fn bad(flag: &'static str, value: &str, why: impl Into<String>) -> SpecError {

@@ -54,7 +54,7 @@ fn with_args(p: &mut Process, i: &Inputs) -> Result<(), SpecError> {
 
 /// `env`: [`environment`].
 fn with_env(p: &mut Process, i: &Inputs) -> Result<(), SpecError> {
-    p.set_env(Some(environment(i.image, i.opts, i.ctx, &i.ctx.hostname)));
+    p.set_env(Some(environment(i.image, i.opts, i.ctx, &i.ctx.hostname)?));
     Ok(())
 }
 
@@ -181,13 +181,14 @@ fn parse_env_line(line: &str, host_env: &BTreeMap<String, String>) -> Option<(St
 }
 
 /// The container's environment, in order: image env, env files, `-e`; PATH,
-/// HOSTNAME and (with `-t`) TERM added as Docker does.
+/// HOSTNAME and (with `-t`) TERM added as Docker does. An env file's line with an empty
+/// name (`=x`) is refused, as Docker refuses it.
 pub fn environment(
     image: &ImageConfiguration,
     opts: &RunOptions,
     ctx: &SpecContext,
     hostname: &str,
-) -> Vec<String> {
+) -> Result<Vec<String>, SpecError> {
     let mut env: Vec<(String, String)> = Vec::new();
     let mut set = |k: String, v: String| {
         if let Some(e) = env.iter_mut().find(|(ek, _)| *ek == k) {
@@ -214,6 +215,13 @@ pub fn environment(
     for file in &ctx.env_files {
         for line in file.lines() {
             if let Some((k, v)) = parse_env_line(line, &ctx.host_env) {
+                if k.is_empty() {
+                    return Err(super::bad(
+                        "--env-file",
+                        line,
+                        "no variable name on this line (expected NAME=VALUE or NAME)",
+                    ));
+                }
                 set(k, v);
             }
         }
@@ -223,7 +231,7 @@ pub fn environment(
             set(k, v);
         }
     }
-    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+    Ok(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect())
 }
 
 /// The capability set after `--cap-add`, `--cap-drop` and `--privileged`.

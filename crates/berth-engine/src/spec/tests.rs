@@ -87,7 +87,7 @@ fn env_merges_image_files_and_flags() {
         tty: true,
         ..Default::default()
     };
-    let env = environment(&i, &o, &c, "host1");
+    let env = environment(&i, &o, &c, "host1").unwrap();
     assert_eq!(
         env,
         [
@@ -102,8 +102,15 @@ fn env_merges_image_files_and_flags() {
     let bare: ImageConfiguration = serde_json::from_value(json!({"architecture": "amd64",
         "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}))
     .unwrap();
-    let env = environment(&bare, &RunOptions::default(), &c, "h");
+    let env = environment(&bare, &RunOptions::default(), &c, "h").unwrap();
     assert!(env.contains(&format!("PATH={DEFAULT_PATH}")));
+    // An env file's line without a name is refused, naming the flag and the line.
+    c.env_files = vec!["A=1\n=x\n".into()];
+    let e = environment(&bare, &RunOptions::default(), &c, "h").unwrap_err();
+    assert!(
+        e.to_string().starts_with("invalid --env-file value \"=x\""),
+        "{e}"
+    );
 }
 
 #[test]

@@ -771,6 +771,11 @@ fn finish(engine: &Engine, id: &str, outcome: Outcome) -> Result<i32> {
         Outcome::Started | Outcome::Detached => Ok(0),
         Outcome::Closed => match engine.exit_code_after_lost_monitor(id) {
             Some(code) => Ok(code),
+            None if engine.records.load(id).is_err() => Err(EngineError::StartFailed(
+                125,
+                format!("container {id} was removed while starting"),
+            )
+            .into()),
             None => {
                 bail!("the monitor of container {id} exited unexpectedly; see `berth inspect {id}`")
             }
@@ -990,6 +995,9 @@ fn cmd_logs(
         }
         Ok(())
     })?;
+    if let Some(loss) = berth_engine::logs::lost(&engine.log_path(&engine.get(key)?.id)) {
+        eprintln!("berth: warning: {loss}");
+    }
     Ok(0)
 }
 

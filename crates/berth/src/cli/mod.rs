@@ -105,10 +105,99 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-/// An error and its causes on one line: "pulling busybox: registry said 404: ...".
+/// An error and its causes on one line: "pulling busybox: registry said 404: ...". A cause
+/// whose text its parents already print (a `thiserror` message that embeds its `#[source]`,
+/// an `io::Error` wrapped with its own text) is printed once.
 pub fn format_error(err: &anyhow::Error) -> String {
-    err.chain()
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join(": ")
+    join_causes(err.chain())
+}
+
+/// The messages of an error chain, outermost first, joined by ": ", each cause skipped when
+/// the text printed so far already contains it.
+fn join_causes<'a>(chain: impl Iterator<Item = &'a (dyn std::error::Error + 'static)>) -> String {
+    let mut out = String::new();
+    for cause in chain {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+    use std::io;
+
+    /// An error that prints its source in its own message, as many `thiserror` enums do.
+    #[derive(Debug, thiserror::Error)]
+    enum Embeds {
+        #[error("writing {path}: {source}")]
+        Write {
+            path: String,
+            #[source]
+            source: io::Error,
+        },
+    }
+
+    /// An error that wraps another transparently or with its own words only.
+    #[derive(Debug, thiserror::Error)]
+    enum Outer {
+        #[error(transparent)]
+        Inner(#[from] Embeds),
+        #[error("creating the container")]
+        Create(#[source] Embeds),
+    }
+
+    fn enospc() -> io::Error {
+        io::Error::from_raw_os_error(libc::ENOSPC)
+    }
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let e = Embeds::Write {
+            path: "/r/x".into(),
+            source: enospc(),
+        };
+        let os = enospc().to_string();
+        let got = format_error(&anyhow::Error::new(e));
+        assert_eq!(got, format!("writing /r/x: {os}"));
+        assert_eq!(got.matches("os error 28").count(), 1, "{got}");
+    }
+
+    #[test]
+    fn transparent_and_context_layers_do_not_repeat() {
+        let e = Outer::Inner(Embeds::Write {
+            path: "/nope".into(),
+            source: io::Error::from_raw_os_error(libc::ENOENT),
+        });
+        let got = format_error(&anyhow::Error::new(e).context("running busybox"));
+        assert_eq!(
+            got,
+            format!(
+                "running busybox: writing /nope: {}",
+                io::Error::from_raw_os_error(libc::ENOENT)
+            )
+        );
+    }
+
+    #[test]
+    fn causes_not_in_the_message_are_kept() {
+        let e = Outer::Create(Embeds::Write {
+            path: "/r/y".into(),
+            source: enospc(),
+        });
+        let got = format_error(&anyhow::Error::new(e));
+        assert_eq!(
+            got,
+            format!("creating the container: writing /r/y: {}", enospc())
+        );
+        let plain = anyhow::anyhow!("outer").context("ctx");
+        assert_eq!(format_error(&plain), "ctx: outer");
+    }
 }
