@@ -90,8 +90,8 @@ pub enum EngineError {
     #[error("invalid signal {0:?}")]
     BadSignal(String),
     /// Writing what a command shows (its output closed).
-    #[error(transparent)]
-    Output(std::io::Error),
+    #[error("writing the output")]
+    Output(#[source] std::io::Error),
     /// The container could not start: Docker's exit code and the message.
     #[error("{1}")]
     StartFailed(i32, String),

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
     cli::init_logging(&cli.global);
     match cli::dispatch(cli) {
         Ok(code) => exit(code),
+        Err(err) if cli::is_broken_pipe(&err) => cli::die_of_sigpipe(),
         Err(err) => {
             eprintln!("berth: {}", cli::format_error(&err));
             ExitCode::from(125)

@@ -145,3 +145,45 @@ fn an_unknown_flag_before_the_image_is_an_error_not_the_image() {
     );
     assert_no_containers(&env);
 }
+
+/// Runs berth with its stdout on a pipe whose reader is already closed.
+fn into_closed_pipe(env: &Env, args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    env.cmd()
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_berth_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let env = Env::new();
+    let id = env.ok(&["run", "-d", &env.image, "sh", "-c", "seq 1 2000; sleep 100"]);
+    let id = id.trim();
+    env.wait_for("the log", std::time::Duration::from_secs(10), || {
+        env.ok(&["logs", id]).lines().count() == 2000
+    });
+    // As `berth inspect X | head -n 1`: no panic, no error message, death by SIGPIPE as a C
+    // tool or the docker CLI would.
+    for args in [
+        vec!["inspect", id],
+        vec!["ps", "-a", "--no-trunc"],
+        vec!["images"],
+        vec!["logs", id],
+    ] {
+        let out = into_closed_pipe(&env, &args);
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "berth {args:?}: {:?} {}",
+            out.status,
+            text(&out.stderr)
+        );
+        assert_eq!(text(&out.stderr), "", "berth {args:?}");
+    }
+    env.ok(&["rm", "-f", id]);
+}

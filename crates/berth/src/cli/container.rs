@@ -552,18 +552,18 @@ fn run_inner(cmd: ContainerCommand, g: &Globals) -> Result<i32> {
         }
         ContainerCommand::Stop(StopArgs { time, containers }) => each(&containers, |k| {
             engine.stop(k, time)?;
-            println!("{k}");
+            outln!("{k}");
             Ok(())
         }),
         ContainerCommand::Restart(StopArgs { time, containers }) => each(&containers, |k| {
             let sock = engine.restart(k, time, single_threaded()?)?;
             wait_started(&sock)?;
-            println!("{k}");
+            outln!("{k}");
             Ok(())
         }),
         ContainerCommand::Kill { signal, containers } => each(&containers, |k| {
             engine.kill(k, &signal)?;
-            println!("{k}");
+            outln!("{k}");
             Ok(())
         }),
         ContainerCommand::Rm {
@@ -577,7 +577,7 @@ fn run_inner(cmd: ContainerCommand, g: &Globals) -> Result<i32> {
                 .zip(engine.remove_all(&containers, force, volumes))
             {
                 match r {
-                    Ok(_) => println!("{k}"),
+                    Ok(_) => outln!("{k}"),
                     Err(e) => {
                         eprintln!(
                             "Error response from daemon: {}",
@@ -649,7 +649,7 @@ fn run_inner(cmd: ContainerCommand, g: &Globals) -> Result<i32> {
         }
         ContainerCommand::Wait { containers } => {
             for k in &containers {
-                println!("{}", engine.wait(k)?);
+                outln!("{}", engine.wait(k)?);
             }
             Ok(0)
         }
@@ -662,7 +662,7 @@ fn run_inner(cmd: ContainerCommand, g: &Globals) -> Result<i32> {
                     Err(e) => missing = Some(e),
                 }
             }
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            outln!("{}", serde_json::to_string_pretty(&out)?);
             match missing {
                 Some(e) => Err(e.into()),
                 None => Ok(0),
@@ -676,19 +676,19 @@ fn run_inner(cmd: ContainerCommand, g: &Globals) -> Result<i32> {
         } => cmd_stats(&engine, &containers, all, no_stream),
         ContainerCommand::Pause { containers } => each(&containers, |k| {
             engine.pause(k, true)?;
-            println!("{k}");
+            outln!("{k}");
             Ok(())
         }),
         ContainerCommand::Unpause { containers } => each(&containers, |k| {
             engine.pause(k, false)?;
-            println!("{k}");
+            outln!("{k}");
             Ok(())
         }),
         ContainerCommand::Container(ContainerSub::Prune { force: _ }) => {
             let ids = engine.prune()?;
-            println!("Deleted Containers:");
+            outln!("Deleted Containers:");
             for id in ids {
-                println!("{id}");
+                outln!("{id}");
             }
             Ok(0)
         }
@@ -801,13 +801,13 @@ fn cmd_run(
         engine.create(name, &image, &opts)?
     };
     if !start {
-        println!("{}", c.id);
+        outln!("{}", c.id);
         return Ok(0);
     }
     let sock = engine.start_new(&c, single_threaded()?)?;
     if detach {
         wait_started(&sock)?;
-        println!("{}", c.id);
+        outln!("{}", c.id);
         return Ok(0);
     }
     let o = ClientOptions {
@@ -853,7 +853,7 @@ fn cmd_start(
         let c = engine.get(k)?;
         let sock = engine.start(&c.id, single_threaded()?)?;
         wait_started(&sock)?;
-        println!("{k}");
+        outln!("{k}");
         Ok(())
     })
 }
@@ -886,7 +886,7 @@ fn cmd_ps(
     };
     if quiet {
         for c in &list {
-            println!("{}", id(c));
+            outln!("{}", id(c));
         }
         return Ok(0);
     }
@@ -906,7 +906,7 @@ fn cmd_ps(
                 "Mounts": c.mounts.iter().map(|m| m.name.clone().unwrap_or_else(|| m.source.clone())).collect::<Vec<_>>().join(","),
                 "Networks": c.options.network,
             });
-            println!("{v}");
+            outln!("{v}");
         }
         return Ok(0);
     }
@@ -958,7 +958,9 @@ fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
                 s.push_str(&" ".repeat(w[i] - c.chars().count() + 3));
             }
         }
-        let _ = writeln!(out, "{}", s.trim_end());
+        if let Err(e) = writeln!(out, "{}", s.trim_end()) {
+            super::stdout_failed(e)
+        }
     };
     line(header.to_vec(), &mut out);
     for r in rows {
@@ -1076,14 +1078,14 @@ fn cmd_volume(engine: &Engine, v: VolumeSub) -> Result<i32> {
     match v {
         VolumeSub::Create { name, label } => {
             let v = engine.volume_create(name.as_deref(), &label)?;
-            println!("{}", v.name);
+            outln!("{}", v.name);
             Ok(0)
         }
         VolumeSub::Ls { quiet } => {
             let list = volume::list(&engine.root)?;
             if quiet {
                 for v in list {
-                    println!("{}", v.name);
+                    outln!("{}", v.name);
                 }
             } else {
                 let rows: Vec<[String; 2]> = list.into_iter().map(|v| [v.driver, v.name]).collect();
@@ -1093,7 +1095,7 @@ fn cmd_volume(engine: &Engine, v: VolumeSub) -> Result<i32> {
         }
         VolumeSub::Rm { force, volumes } => each(&volumes, |n| {
             engine.volume_remove(n, force)?;
-            println!("{n}");
+            outln!("{n}");
             Ok(())
         }),
         VolumeSub::Inspect { volumes } => {
@@ -1101,13 +1103,13 @@ fn cmd_volume(engine: &Engine, v: VolumeSub) -> Result<i32> {
             for n in &volumes {
                 out.push(serde_json::to_value(volume::get(&engine.root, n)?)?);
             }
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            outln!("{}", serde_json::to_string_pretty(&out)?);
             Ok(0)
         }
         VolumeSub::Prune { all, force: _ } => {
-            println!("Deleted Volumes:");
-            let reclaimed = engine.volume_prune(all, |name| println!("{name}"))?;
-            println!("\nTotal reclaimed space: {}", bytes_human(reclaimed));
+            outln!("Deleted Volumes:");
+            let reclaimed = engine.volume_prune(all, |name| outln!("{name}"))?;
+            outln!("\nTotal reclaimed space: {}", bytes_human(reclaimed));
             Ok(0)
         }
     }

@@ -164,7 +164,7 @@ pub fn run(cmd: ImageCommand, g: &Globals) -> anyhow::Result<i32> {
             let path = store
                 .mount(&image)
                 .with_context(|| format!("image mount {image}"))?;
-            println!("{}", path.display());
+            outln!("{}", path.display());
             Ok(0)
         }
         ImageCommand::Image {
@@ -175,14 +175,14 @@ pub fn run(cmd: ImageCommand, g: &Globals) -> anyhow::Result<i32> {
             store
                 .unmount(&image)
                 .with_context(|| format!("image unmount {image}"))?;
-            println!("{}", digest_hex(&img.id));
+            outln!("{}", digest_hex(&img.id));
             Ok(0)
         }
         ImageCommand::Login(a) => login(a, g),
         ImageCommand::Logout { server } => {
             let host = registry_host(&server)?;
             berth_image::auth::remove(&g.root, &host)?;
-            println!("Removed login credentials for {host}");
+            outln!("Removed login credentials for {host}");
             Ok(0)
         }
     }
@@ -205,16 +205,16 @@ fn pull(a: PullArgs, g: &Globals) -> anyhow::Result<i32> {
         && !a.quiet
         && r.digest.is_none()
     {
-        println!("Using default tag: latest");
+        outln!("Using default tag: latest");
     }
     let image =
         berth_image::pull_blocking(&store, &a.reference, &opts, &PullProgress::new(a.quiet))?;
     if a.quiet {
         // Nothing but the manifest digest, so scripts can pin what they pulled.
-        println!("{}", manifest_digest(&image, &r).unwrap_or(&image.id));
+        outln!("{}", manifest_digest(&image, &r).unwrap_or(&image.id));
     } else {
         // Like Docker, the last line is the full reference.
-        println!("{r}");
+        outln!("{r}");
     }
     Ok(0)
 }
@@ -409,8 +409,8 @@ fn rmi(a: RmiArgs, g: &Globals) -> anyhow::Result<i32> {
             Ok(events) => {
                 for e in events {
                     match e {
-                        Removal::Untagged(t) => println!("Untagged: {}", familiar_ref(&t)),
-                        Removal::Deleted(id) => println!("Deleted: {id}"),
+                        Removal::Untagged(t) => outln!("Untagged: {}", familiar_ref(&t)),
+                        Removal::Deleted(id) => outln!("Deleted: {id}"),
                     }
                 }
             }
@@ -429,14 +429,14 @@ fn prune(all: bool, g: &Globals) -> anyhow::Result<i32> {
     release_orphan_holds(&store, g)?;
     let deleted = store.prune(all)?;
     if !deleted.is_empty() {
-        println!("Deleted Images:");
+        outln!("Deleted Images:");
         for id in &deleted {
-            println!("deleted: {id}");
+            outln!("deleted: {id}");
         }
-        println!();
+        outln!();
     }
     let freed = store.gc()?.unwrap_or(0);
-    println!("Total reclaimed space: {}", human_size(freed));
+    outln!("Total reclaimed space: {}", human_size(freed));
     Ok(0)
 }
 
@@ -476,7 +476,7 @@ fn inspect(names: &[String], g: &Globals) -> anyhow::Result<i32> {
             })).collect::<Vec<_>>(),
         }));
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    outln!("{}", serde_json::to_string_pretty(&out)?);
     if !missing.is_empty() {
         anyhow::bail!("no such image: {}", missing.join(", "));
     }
@@ -518,7 +518,7 @@ fn login(a: LoginArgs, g: &Globals) -> anyhow::Result<i32> {
     let creds = berth_image::auth::Credentials { username, password };
     berth_image::login::login_blocking(&g.root, &host, &creds, &a.insecure)
         .with_context(|| format!("login to {host}"))?;
-    println!("Login Succeeded");
+    outln!("Login Succeeded");
     Ok(0)
 }
 

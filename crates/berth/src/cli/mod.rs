@@ -1,6 +1,27 @@
 //! The docker-like command line. Each command group lives in its own module:
 //! `image` (pull, images, rmi, ...), `container` (run, ps, exec, ...).
 
+/// `println!` for what a command shows on stdout: a reader that went away (`berth ps | head
+/// -1`) ends berth as it ends a C tool or Go's docker CLI, by SIGPIPE, never with a panic.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($t)*) {
+            $crate::cli::stdout_failed(e)
+        }
+    }};
+}
+
+/// `print!` for what a command shows on stdout; see [`outln!`].
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout(), $($t)*) {
+            $crate::cli::stdout_failed(e)
+        }
+    }};
+}
+
 pub mod container;
 mod display;
 pub mod image;
@@ -103,6 +124,35 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             Ok(berth_runtime_cli::main(args))
         }
     }
+}
+
+/// Ends berth after a failed write to stdout: quietly by SIGPIPE when the reader is gone,
+/// else with the error (a full disk behind a redirect), exit 125.
+pub fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        die_of_sigpipe();
+    }
+    eprintln!("berth: writing to standard output: {e}");
+    std::process::exit(125)
+}
+
+/// Whether an error comes from writing to a reader that went away.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Dies of SIGPIPE, as a process that did not ignore it would have at the failed write.
+pub fn die_of_sigpipe() -> ! {
+    use rustix::process::{getpid, kill_process, Signal};
+    // SAFETY: restoring the default disposition of SIGPIPE; berth is about to exit and no
+    // other code relies on it being ignored from here on.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    let _ = kill_process(getpid(), Signal::PIPE);
+    // The signal is delivered before kill returns; this is only reached if it was blocked.
+    std::process::exit(141)
 }
 
 /// An error and its causes on one line: "pulling busybox: registry said 404: ...". A cause

@@ -168,7 +168,7 @@ pub fn run(cmd: NetworkSub, g: &Globals) -> Result<i32> {
             String::new()
         }
     };
-    print!("{out}");
+    out!("{out}");
     Ok(0)
 }
 
@@ -192,11 +192,11 @@ pub fn port(g: &Globals, container: &str, private: Option<&str>) -> Result<i32> 
         match &want {
             Some((n, proto)) => {
                 if p.container_port == *n && p.protocol.to_string() == *proto {
-                    println!("{}:{}", p.host_addr(), p.host_port);
+                    outln!("{}:{}", p.host_addr(), p.host_port);
                     found = true;
                 }
             }
-            None => println!("{p}"),
+            None => outln!("{p}"),
         }
     }
     if let (Some(p), false) = (private, found) {
