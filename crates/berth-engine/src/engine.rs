@@ -66,6 +66,13 @@ pub enum EngineError {
     StartMonitor(#[source] std::io::Error),
     #[error("Container {0} is not paused")]
     NotPaused(String),
+    /// The working directory could not be made in the container's root.
+    #[error("creating the working directory {}: {source}", path.display())]
+    Workdir {
+        path: PathBuf,
+        #[source]
+        source: berth_runtime::rootfs::RootfsError,
+    },
     #[error("attach: {0}")]
     Attach(#[source] std::io::Error),
     #[error("You cannot attach to a stopped container, start it first ({0})")]
@@ -116,6 +123,24 @@ impl From<crate::network::NetworkError> for EngineError {
     fn from(e: crate::network::NetworkError) -> EngineError {
         EngineError::Network(Box::new(e))
     }
+}
+
+/// Creates the container's working directory when its root lacks it (`-w /new/dir`, or an
+/// image's WORKDIR removed by a later layer), as Docker does: owned by root, mode 0755, each
+/// component resolved inside the root so that no symlink of the image leads it out.
+fn ensure_workdir(rootfs: &Path, cwd: &Path) -> Result<(), EngineError> {
+    let rel = cwd.strip_prefix("/").unwrap_or(cwd);
+    if rel.as_os_str().is_empty() {
+        return Ok(());
+    }
+    let root = fs::File::open(rootfs).map_err(io(rootfs))?;
+    let rel = rel.to_string_lossy();
+    berth_runtime::rootfs::mkdir_all_in_root(&std::os::fd::OwnedFd::from(root), &rel)
+        .map(drop)
+        .map_err(|source| EngineError::Workdir {
+            path: cwd.to_path_buf(),
+            source,
+        })
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
@@ -418,6 +443,9 @@ impl Engine {
             None => None,
         };
         let mut s = spec::generate(&image_cfg, o, &ctx, seccomp_text.as_deref())?;
+        if let Some(cwd) = s.process().as_ref().map(|p| p.cwd().clone()) {
+            ensure_workdir(&rootfs, &cwd)?;
+        }
         if o.init {
             let b = crate::init::prepare_bundle(&self.root)?;
             spec::with_init(&mut s, &b.args_prefix, &b.host_dir);

@@ -187,3 +187,34 @@ fn a_reader_that_goes_away_ends_berth_quietly() {
     }
     env.ok(&["rm", "-f", id]);
 }
+
+#[test]
+fn a_missing_working_directory_is_created_as_docker_does() {
+    let env = Env::new();
+    // Docker creates `-w`'s directory (root-owned, 0755) instead of failing to start.
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "-w",
+        "/new/dir",
+        &env.image,
+        "sh",
+        "-c",
+        "pwd; stat -c '%u %a' /new/dir",
+    ]);
+    assert_eq!(out, "/new/dir\n0 755\n");
+    // Also under a read-only root, and for a user other than root.
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "-u",
+        "1000",
+        "-w",
+        "/w2",
+        &env.image,
+        "pwd",
+    ]);
+    assert_eq!(out, "/w2\n");
+    assert_no_containers(&env);
+}
