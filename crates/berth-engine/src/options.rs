@@ -113,6 +113,15 @@ impl RunOptions {
         if let Some(c) = &self.cpus {
             c.check_host("--cpus", c.as_str(), host_cpus())?;
         }
+        if let Some(sig) = &self.stop_signal {
+            if parse_signal(sig).is_none() {
+                return Err(bad(
+                    "--stop-signal",
+                    sig,
+                    "not a signal: use a name such as SIGTERM or TERM, or a number",
+                ));
+            }
+        }
         Ok(())
     }
 }

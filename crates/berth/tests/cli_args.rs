@@ -218,3 +218,60 @@ fn a_missing_working_directory_is_created_as_docker_does() {
     assert_eq!(out, "/w2\n");
     assert_no_containers(&env);
 }
+
+#[test]
+fn a_stop_signal_that_is_no_signal_is_refused() {
+    let env = Env::new();
+    let out = env.berth(&["run", "--rm", "--stop-signal", "NOPE", &env.image, "true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--stop-signal") && err.contains("NOPE"),
+        "{err}"
+    );
+    // Names with and without SIG, and numbers, are signals.
+    for sig in ["SIGUSR1", "usr1", "10"] {
+        env.ok(&["run", "--rm", "--stop-signal", sig, &env.image, "true"]);
+    }
+    assert_no_containers(&env);
+}
+
+#[test]
+fn add_host_is_kept_without_a_network() {
+    let env = Env::new();
+    let hosts = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--add-host",
+        "db.example:10.1.2.3",
+        &env.image,
+        "cat",
+        "/etc/hosts",
+    ]);
+    assert!(
+        hosts
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["10.1.2.3", "db.example"]),
+        "{hosts}"
+    );
+}
+
+#[test]
+fn run_it_without_a_terminal_is_refused_as_docker_does() {
+    let env = Env::new();
+    // The test's stdin is /dev/null: no terminal.
+    let out = env.berth(&["run", "--rm", "-it", &env.image, "true"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("the input device is not a TTY"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_no_containers(&env);
+    // Detached, or without -i, a terminal is not needed.
+    let id = env.ok(&["run", "-dit", &env.image, "sh"]);
+    env.ok(&["rm", "-f", id.trim()]);
+    env.ok(&["run", "--rm", "-t", &env.image, "true"]);
+}

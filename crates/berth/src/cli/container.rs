@@ -794,6 +794,14 @@ fn cmd_run(
     let opts = flags.options(detach, rm)?;
     let detach_keys = detach_keys_arg(flags.detach_keys.as_deref())?;
     let name = flags.image(if start { "run" } else { "create" })?;
+    // As Docker: `-it` in the foreground needs a terminal to read from.
+    if start && !detach && opts.tty && opts.interactive {
+        use std::io::IsTerminal;
+        if !std::io::stdin().is_terminal() {
+            eprintln!("berth: the input device is not a TTY");
+            return Ok(1);
+        }
+    }
     let image = pull_image(engine, g, name, &flags.pull)?;
     let c = if start {
         engine.create_to_run(name, &image, &opts)?
