@@ -257,7 +257,20 @@ fn serve(dir: &Path, network: &str) -> Result<(), DnsError> {
             why,
         })?;
     let addr = SocketAddr::new(IpAddr::V4(net.gateway), 53);
-    let sock = UdpSocket::bind(addr).map_err(|source| DnsError::Bind { addr, source })?;
+    // A responder of this network killed a moment ago (its last container left as another
+    // joined) may still be exiting: its port is free once it has.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let sock = loop {
+        match UdpSocket::bind(addr) {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            r => break r.map_err(|source| DnsError::Bind { addr, source })?,
+        }
+    };
     let _ = sock.set_read_timeout(Some(Duration::from_secs(2)));
     let _ = std::fs::write(
         dir.join("dns").join(format!("{network}.ready")),

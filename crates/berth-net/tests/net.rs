@@ -947,9 +947,10 @@ fn host_local_mtu_with_the_uplink_mtu_on_the_default_route() {
 
             // A bridge an older berth made (MTU 1500, a container's veth on it at 1500): new
             // containers take its MTU while it has ports, so the bridge never mixes MTUs...
+            // (`network create` makes the bridge now: it is made again as that berth made it.)
             let old = user_net(h, "old", false);
             ok(&format!(
-                "ip link add {b} type bridge && ip addr add {gw}/24 dev {b} && \
+                "ip link del {b} && ip link add {b} type bridge && ip addr add {gw}/24 dev {b} && \
                  ip link set {b} up && ip link add vold type veth peer name vold1 && \
                  ip link set vold master {b} && ip link set vold up",
                 b = old.bridge,
@@ -1002,5 +1003,75 @@ fn uplink_mtu_follows_the_hosts_default_route() {
             ip route add default via 198.51.100.254 dev up2 metric 20 && \
             ip route add default via 192.0.2.254 dev up1 metric 10");
         assert_eq!(berth_net::uplink_mtu().unwrap(), 1400);
+    });
+}
+
+#[test]
+fn subnets_avoid_what_the_namespace_holds() {
+    in_test_host("subnets_avoid_what_the_namespace_holds", |h| {
+        // A host bridge holding 10.89.0.1/24, and a route over the default network's subnet.
+        ok(
+            "ip link add hostbr type bridge && ip addr add 10.89.0.1/24 dev hostbr && \
+            ip link set hostbr up",
+        );
+        ok("ip link add d0 type veth peer name d0p && ip link set d0p up && ip link set d0 up && ip route add 10.88.0.0/16 dev d0");
+        let taken: berth_net::Subnet = "10.89.0.0/24".parse().unwrap();
+        let lan1 = user_net(h, "lan1", false);
+        assert_eq!(lan1.subnet.to_string(), "10.89.1.0/24");
+        let def = h.store.default_bridge().unwrap();
+        for s in ["10.88.0.0/16", "10.89.0.0/24", "10.89.1.0/24"] {
+            assert!(!def.subnet.overlaps(&s.parse().unwrap()), "{}", def.subnet);
+        }
+        let c1 = h.netns("c1");
+        let a = connect(&h.store, "bridge", "id1", "c1", &c1, &Default::default()).unwrap();
+        assert!(def.subnet.contains(a.ip), "{a:?}");
+        ok_in(&c1, &format!("busybox ping -c 1 -W 2 {}", def.gateway));
+
+        // An explicit subnet that overlaps is refused, naming what it overlaps.
+        let with = |s: &str| NetworkOptions {
+            subnet: Some(s.into()),
+            ..Default::default()
+        };
+        let err = h.store.create("lan2", &with("10.89.0.128/25")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("10.89.0.1/24 on hostbr"), "{msg}");
+        let msg = h
+            .store
+            .create("lan2", &with("10.88.4.0/24"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("route 10.88.0.0/16 dev d0"), "{msg}");
+        assert!(h.store.inspect("lan2").is_err());
+
+        // A second berth root in the namespace sees the first one's bridges.
+        let root2 = tempfile::tempdir().unwrap();
+        let store2 = berth_net::NetStore::open(root2.path())
+            .unwrap()
+            .with_dns_command(dns_command());
+        let other = store2.create("lan1", &Default::default()).unwrap();
+        let def2 = store2.default_bridge().unwrap();
+        for s in [taken, lan1.subnet, def.subnet, other.subnet] {
+            assert!(
+                !def2.subnet.overlaps(&s) || s == def2.subnet,
+                "{}",
+                def2.subnet
+            );
+        }
+        assert!(!other.subnet.overlaps(&lan1.subnet) && !other.subnet.overlaps(&taken));
+        assert!(!other.subnet.overlaps(&def.subnet) && !def2.subnet.overlaps(&def.subnet));
+        assert_ne!(def2.bridge, def.bridge);
+        store2.remove("lan1").unwrap();
+
+        // The pools come from the root's daemon.json, as Docker's default-address-pools.
+        std::fs::write(
+            h.root.path().join("daemon.json"),
+            r#"{"default-address-pools": [{"base": "172.30.0.0/16", "size": 24}]}"#,
+        )
+        .unwrap();
+        ok("ip route add 172.30.0.0/24 dev d0");
+        assert_eq!(
+            user_net(h, "lan3", false).subnet.to_string(),
+            "172.30.1.0/24"
+        );
     });
 }
