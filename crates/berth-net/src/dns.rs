@@ -3,8 +3,10 @@
 //! address, port 53 (UDP and TCP), and forwards every other query to the host's resolvers.
 //!
 //! It runs as its own detached process (`berth __dns NETWORKS_DIR NETWORK`), started by the
-//! first connect and killed by the last disconnect or `network rm`; it also exits by itself
-//! once its network's record is gone.
+//! first connect (by a double fork, in a session of its own: no berth command is its parent,
+//! so init or a subreaper reaps it) and killed by the last disconnect or `network rm`, which
+//! wait for it to exit only once the networks' lock is released; it also exits by itself once
+//! its network's record is gone.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
