@@ -536,10 +536,10 @@ impl NetStore {
         Ok(net)
     }
 
-    /// The default network's subnet and bridge: 10.88.0.0/16 on `berth0`, unless something in
-    /// the namespace (a host route or address, another root's bridge) or another network of
-    /// this root overlaps it; then, as dockerd does for docker0, the first free subnet of the
-    /// address pools, on a bridge of its own name (`berth0` may be another root's).
+    /// The default network's subnet and bridge: 10.88.0.0/16, unless something in the
+    /// namespace (a host route or address, another root's bridge) or another network of this
+    /// root overlaps it; then, as dockerd does for docker0, the first free subnet of the
+    /// address pools. The bridge is `berth0`, or `br-<id12>` where another root's `berth0` is.
     fn default_subnet(&self, id: &str) -> Result<(Subnet, String), NetError> {
         let want: Subnet = DEFAULT_BRIDGE.parse()?;
         let mut existing = self.list()?;
@@ -556,15 +556,16 @@ impl NetStore {
                     .find(|n| n.subnet.overlaps(&want))
                     .map(|n| format!("network {} ({})", n.name, n.subnet))
             });
-        let Some(taken) = taken else {
-            return Ok((want, DEFAULT_BRIDGE_IFNAME.into()));
-        };
-        let subnet = self.free_subnet(DEFAULT_NETWORK, &existing, &in_use)?;
+        // `berth0` present here is another root's (this one's default network has no bridge).
         let bridge = if nl.link_index(DEFAULT_BRIDGE_IFNAME)?.is_some() {
             format!("br-{}", &id[..12])
         } else {
             DEFAULT_BRIDGE_IFNAME.into()
         };
+        let Some(taken) = taken else {
+            return Ok((want, bridge));
+        };
+        let subnet = self.free_subnet(DEFAULT_NETWORK, &existing, &in_use)?;
         tracing::info!(
             "the default network takes {subnet} on {bridge}: {want} overlaps the {taken}"
         );

@@ -1062,6 +1062,20 @@ fn subnets_avoid_what_the_namespace_holds() {
         assert_ne!(def2.bridge, def.bridge);
         store2.remove("lan1").unwrap();
 
+        // Without the route, a third root's default network takes 10.88.0.0/16, on a bridge
+        // of its own (`berth0` is the first root's); with the route back before any container
+        // used it, it takes a free subnet again.
+        ok("ip route del 10.88.0.0/16 dev d0");
+        let root3 = tempfile::tempdir().unwrap();
+        let store3 = berth_net::NetStore::open(root3.path()).unwrap();
+        let def3 = store3.default_bridge().unwrap();
+        assert_eq!(def3.subnet.to_string(), "10.88.0.0/16");
+        assert!(def3.bridge.starts_with("br-"), "{}", def3.bridge);
+        ok("ip route add 10.88.0.0/16 dev d0");
+        let again = store3.default_bridge().unwrap();
+        assert!(!again.subnet.overlaps(&def3.subnet), "{}", again.subnet);
+        assert_eq!(again.id, def3.id);
+
         // The pools come from the root's daemon.json, as Docker's default-address-pools.
         std::fs::write(
             h.root.path().join("daemon.json"),
@@ -1069,9 +1083,18 @@ fn subnets_avoid_what_the_namespace_holds() {
         )
         .unwrap();
         ok("ip route add 172.30.0.0/24 dev d0");
-        assert_eq!(
-            user_net(h, "lan3", false).subnet.to_string(),
-            "172.30.1.0/24"
-        );
+        let lan3 = user_net(h, "lan3", false);
+        assert_eq!(lan3.subnet.to_string(), "172.30.1.0/24");
+
+        // A bridge gone (a reboot) whose subnet a route took meanwhile is not made again.
+        ok(&format!(
+            "ip link del {} && ip route add 172.30.1.0/24 dev d0",
+            lan3.bridge
+        ));
+        let c2 = h.netns("c2");
+        let err = connect(&h.store, "lan3", "id2", "c2", &c2, &Default::default()).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("route 172.30.1.0/24 dev d0"), "{msg}");
+        assert!(h.store.leases("lan3").unwrap().is_empty());
     });
 }
