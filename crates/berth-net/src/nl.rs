@@ -151,6 +151,31 @@ impl Netlink {
             .map(|l| (l.header.index, mtu_of(&l.attributes))))
     }
 
+    /// The alias (`ip link set NAME alias TEXT`) of the link called `name`: None without such
+    /// a link, Some(None) for a link without one.
+    pub fn link_alias(&mut self, name: &str) -> Result<Option<Option<String>>, NlError> {
+        Ok(self.get_link(name)?.map(|l| {
+            l.attributes.into_iter().find_map(|a| match a {
+                LinkAttribute::IfAlias(s) => Some(s),
+                _ => None,
+            })
+        }))
+    }
+
+    /// Sets the alias of the link with index `index`.
+    pub fn set_alias(&mut self, index: u32, alias: &str) -> Result<(), NlError> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes
+            .push(LinkAttribute::IfAlias(alias.to_string()));
+        self.request(
+            &format!("set the alias of link {index}"),
+            RouteNetlinkMessage::SetLink(msg),
+            0,
+        )?;
+        Ok(())
+    }
+
     /// Whether any link is a port of the bridge with index `bridge`. The dump asks the kernel
     /// for the bridge's ports alone (`IFLA_MASTER`, as `ip link show master BR`), so it costs
     /// the same however many links the host has; the replies are still checked.

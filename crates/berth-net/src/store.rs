@@ -489,21 +489,32 @@ impl NetStore {
     ///
     /// A recorded default network whose bridge is missing (after a reboot, or in a new
     /// namespace) and that no container uses has its subnet chosen again when something in
-    /// the namespace overlaps it now.
+    /// the namespace overlaps it now, and so has one whose bridge name another root's bridge
+    /// took (each bridge carries `berth network <id>` as its alias).
     pub fn default_bridge(&self) -> Result<Network, NetError> {
         let path = self.net_path(DEFAULT_NETWORK);
+        // Its bridge: Some(true) when it is there and this network's (or unmarked, made by an
+        // older berth), Some(false) when a bridge of that name is another root's.
+        let own = |nl: &mut Netlink, n: &Network| -> Result<Option<bool>, NetError> {
+            Ok(nl
+                .link_alias(&n.bridge)?
+                .map(|a| a.is_none_or(|a| a == bridge_alias(n))))
+        };
         if let Some(n) = read_json::<Network>(&path)? {
-            if Netlink::new()?.link_index(&n.bridge)?.is_some() {
+            if own(&mut Netlink::new()?, &n)? == Some(true) {
                 return Ok(n);
             }
         }
         let _l = self.lock()?;
         if let Some(mut n) = read_json::<Network>(&path)? {
+            let mut nl = Netlink::new()?;
+            let theirs = own(&mut nl, &n)? == Some(false);
             if !self.leases(DEFAULT_NETWORK)?.is_empty()
-                || Netlink::new()?
-                    .ipv4_in_use()?
-                    .iter()
-                    .all(|u| !u.overlaps(n.subnet.addr, n.subnet.prefix))
+                || (!theirs
+                    && nl
+                        .ipv4_in_use()?
+                        .iter()
+                        .all(|u| !u.overlaps(n.subnet.addr, n.subnet.prefix)))
             {
                 return Ok(n);
             }
@@ -725,6 +736,8 @@ impl NetStore {
             }
             Err(e) => return Err(e.into()),
         };
+        // Marked as this network's, so that another root finding it knows it is not its own.
+        nl.set_alias(idx, &bridge_alias(net))?;
         nl.add_addr(idx, net.gateway, net.subnet.prefix)?;
         if let (Some(s6), Some(gw6)) = (net.subnet6, net.gateway6) {
             nl.add_addr6(idx, gw6, s6.prefix)?;
@@ -876,6 +889,11 @@ impl NetStore {
         let _ = std::fs::remove_file(self.pid_path(name));
         let _ = std::fs::remove_file(self.dir.join("dns").join(format!("{name}.ready")));
     }
+}
+
+/// The alias berth gives a network's bridge: `berth network <id>`.
+fn bridge_alias(net: &Network) -> String {
+    format!("berth network {}", net.id)
 }
 
 const V6_ANY: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);

@@ -1098,3 +1098,25 @@ fn subnets_avoid_what_the_namespace_holds() {
         assert!(h.store.leases("lan3").unwrap().is_empty());
     });
 }
+
+#[test]
+fn default_networks_of_two_roots_never_share_a_bridge() {
+    in_test_host("default_networks_of_two_roots_never_share_a_bridge", |h| {
+        // Both roots record their default network before either has a bridge (`network ls`).
+        let root2 = tempfile::tempdir().unwrap();
+        let store2 = berth_net::NetStore::open(root2.path()).unwrap();
+        let d1 = h.store.default_bridge().unwrap();
+        let d2 = store2.default_bridge().unwrap();
+        assert_eq!((d1.subnet, &d1.bridge), (d2.subnet, &d2.bridge));
+        let (c1, c2) = (h.netns("c1"), h.netns("c2"));
+        let a1 = connect(&h.store, "bridge", "id1", "c1", &c1, &Default::default()).unwrap();
+        // The second root finds berth0 taken by the first: its default network moves.
+        let a2 = connect(&store2, "bridge", "id2", "c2", &c2, &Default::default()).unwrap();
+        let d2 = store2.default_bridge().unwrap();
+        assert_ne!(d2.bridge, d1.bridge);
+        assert!(!d2.subnet.overlaps(&d1.subnet), "{}", d2.subnet);
+        assert!(d2.subnet.contains(a2.ip) && d1.subnet.contains(a1.ip));
+        ok_in(&c1, &format!("busybox ping -c 1 -W 2 {}", a1.gateway));
+        ok_in(&c2, &format!("busybox ping -c 1 -W 2 {}", a2.gateway));
+    });
+}
