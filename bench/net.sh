@@ -7,7 +7,8 @@
 #     through a published port (DNAT on 127.0.0.1), and host loopback as the reference; on a
 #     network with berth's default, host-local MTU and on one created with mtu=1500 (Docker's
 #     exact layout), side by side
-#   - `berth run --rm busybox true` with the default bridge vs --network none, in interleaved
+#   - `berth run --rm busybox true` with the default bridge vs --network none, and vs a user
+#     network (whose DNS responder starts and stops with its only container), in interleaved
 #     pairs (release build,
 #     image from a registry started inside the namespace), and `podman run --rm` with its
 #     default bridge vs --network none where podman is installed, side by side
@@ -176,6 +177,11 @@ paired berth "$RUNS" "$BERTH --root $B run --rm --network none $REF true" \
     "$BERTH --root $B run --rm $REF true"
 BN=$(median <"$WORK/berth.none") BB=$(median <"$WORK/berth.bridge")
 BD=$(median <"$WORK/berth.diff")
+# A user network's last container: its DNS responder starts and stops with each run.
+"$BERTH" --root "$B" network create benchnet >/dev/null
+paired user "$RUNS" "$BERTH --root $B run --rm $REF true" \
+    "$BERTH --root $B run --rm --network benchnet $REF true"
+UB=$(median <"$WORK/user.none") UN=$(median <"$WORK/user.bridge")
 if command -v podman >/dev/null; then
     P="$WORK/podman"
     PODMAN="podman --root $P/root --runroot $P/run --storage-driver overlay --cgroup-manager cgroupfs --events-backend none"
@@ -195,6 +201,8 @@ printf '%-8s %12s %12s %14s %14s\n' "" "--network none" "bridge" "bridge costs" 
 printf '%-8s %10.1fms %10.1fms %12.1fms %12.1fms\n' berth "$BN" "$BB" "$(echo "$BB - $BN" | bc -l)" "$BD"
 [ -n "${PN:-}" ] && printf '%-8s %10.1fms %10.1fms %12.1fms %12.1fms\n' podman "$PN" "$PB" \
     "$(echo "$PB - $PN" | bc -l)" "$PD"
+printf '%-8s %10.1fms on bridge, %.1fms on a user network (run --rm of its only container)\n' \
+    berth "$UB" "$UN"
 printf '(medians of %d / %d interleaved pairs; "per pair": the median of the pairs'"'"' differences)\n' \
     "$RUNS" "$PRUNS"
 printf 'target: the bridge costs berth < 10 ms per container: %s\n' \

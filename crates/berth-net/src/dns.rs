@@ -3,8 +3,10 @@
 //! address, port 53 (UDP and TCP), and forwards every other query to the host's resolvers.
 //!
 //! It runs as its own detached process (`berth __dns NETWORKS_DIR NETWORK`), started by the
-//! first connect and killed by the last disconnect or `network rm`; it also exits by itself
-//! once its network's record is gone.
+//! first connect (by a double fork, in a session of its own: no berth command is its parent,
+//! so init or a subreaper reaps it) and killed by the last disconnect or `network rm`, which
+//! wait for it to exit only once the networks' lock is released; it also exits by itself once
+//! its network's record is gone.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -257,7 +259,20 @@ fn serve(dir: &Path, network: &str) -> Result<(), DnsError> {
             why,
         })?;
     let addr = SocketAddr::new(IpAddr::V4(net.gateway), 53);
-    let sock = UdpSocket::bind(addr).map_err(|source| DnsError::Bind { addr, source })?;
+    // A responder of this network killed a moment ago (its last container left as another
+    // joined) may still be exiting: its port is free once it has.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let sock = loop {
+        match UdpSocket::bind(addr) {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            r => break r.map_err(|source| DnsError::Bind { addr, source })?,
+        }
+    };
     let _ = sock.set_read_timeout(Some(Duration::from_secs(2)));
     let _ = std::fs::write(
         dir.join("dns").join(format!("{network}.ready")),

@@ -5,10 +5,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 use crate::dns::DnsError;
-use crate::model::InvalidValue;
+use crate::model::{InvalidValue, Subnet};
 use crate::netns::NetnsError;
 use crate::nft::NftError;
-use crate::nl::NlError;
+use crate::nl::{InUse, InUseKind, NlError};
+use crate::pools::PoolsError;
 use crate::publish::PublishError;
 
 /// Every error of this crate's public API.
@@ -31,6 +32,30 @@ pub enum NetError {
         subnet: String,
         other: String,
         other_subnet: String,
+    },
+    #[error(
+        "subnet {subnet} overlaps the {in_use} in the network namespace where the bridge \
+         lives; choose another subnet (--subnet), or remove that {}",
+        if in_use.kind == InUseKind::Route { "route" } else { "address" }
+    )]
+    HostOverlap { subnet: Subnet, in_use: InUse },
+    #[error(
+        "the default network's subnet {subnet} overlaps the {in_use} in the network namespace \
+         where the bridge lives; remove that {}, choose another default network with \
+         BERTH_DEFAULT_NETWORK=NAME, or remove {record} while no container uses it, so that a \
+         free subnet is chosen",
+        if in_use.kind == InUseKind::Route { "route" } else { "address" }
+    )]
+    DefaultOverlap {
+        subnet: Subnet,
+        in_use: InUse,
+        record: PathBuf,
+    },
+    #[error("no free subnet left in the address pools ({pools}) for network {network}; set default-address-pools in {settings} or give --subnet")]
+    PoolsExhausted {
+        network: String,
+        pools: String,
+        settings: PathBuf,
     },
     #[error("no free address left in network {network} ({subnet})")]
     Exhausted { network: String, subnet: String },
@@ -79,6 +104,8 @@ pub enum NetError {
     Publish(#[from] PublishError),
     #[error(transparent)]
     Dns(#[from] DnsError),
+    #[error(transparent)]
+    Pools(#[from] PoolsError),
 }
 
 impl From<InvalidValue> for NetError {

@@ -10,6 +10,8 @@
 //! dns/<name>.hosts     "IP NAME ALIAS..." lines the DNS responder serves
 //! dns/<name>.pid       "PID STARTTIME" of the running responder
 //! ```
+//! and `<berth root>/daemon.json`, whose `default-address-pools` (Docker's key) are the pools
+//! user networks take their subnets from ([`pools`]).
 //! Nothing here starts a thread that outlives a call or an async runtime, so the engine can fork
 //! right after any of these functions return.
 //!
@@ -33,6 +35,7 @@ mod model;
 pub mod netns;
 pub mod nft;
 pub mod nl;
+pub mod pools;
 mod publish;
 mod store;
 

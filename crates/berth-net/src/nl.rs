@@ -151,6 +151,31 @@ impl Netlink {
             .map(|l| (l.header.index, mtu_of(&l.attributes))))
     }
 
+    /// The alias (`ip link set NAME alias TEXT`) of the link called `name`: None without such
+    /// a link, Some(None) for a link without one.
+    pub fn link_alias(&mut self, name: &str) -> Result<Option<Option<String>>, NlError> {
+        Ok(self.get_link(name)?.map(|l| {
+            l.attributes.into_iter().find_map(|a| match a {
+                LinkAttribute::IfAlias(s) => Some(s),
+                _ => None,
+            })
+        }))
+    }
+
+    /// Sets the alias of the link with index `index`.
+    pub fn set_alias(&mut self, index: u32, alias: &str) -> Result<(), NlError> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes
+            .push(LinkAttribute::IfAlias(alias.to_string()));
+        self.request(
+            &format!("set the alias of link {index}"),
+            RouteNetlinkMessage::SetLink(msg),
+            0,
+        )?;
+        Ok(())
+    }
+
     /// Whether any link is a port of the bridge with index `bridge`. The dump asks the kernel
     /// for the bridge's ports alone (`IFLA_MASTER`, as `ip link show master BR`), so it costs
     /// the same however many links the host has; the replies are still checked.
@@ -418,6 +443,86 @@ impl Netlink {
         Ok(())
     }
 
+    /// The IPv4 prefixes in use in this namespace: every address (with its prefix length) and
+    /// every non-default route of the main table, each with the device it is on. A subnet that
+    /// overlaps one of them would shadow or duplicate it; this includes the bridges of other
+    /// berth roots in the namespace, which hold their gateway addresses and subnet routes.
+    pub fn ipv4_in_use(&mut self) -> Result<Vec<InUse>, NlError> {
+        let mut names = std::collections::HashMap::new();
+        for r in self.request(
+            "list links",
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            netlink_packet_core::NLM_F_DUMP,
+        )? {
+            if let RouteNetlinkMessage::NewLink(l) = r {
+                if let Some(n) = l.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::IfName(n) => Some(n.clone()),
+                    _ => None,
+                }) {
+                    names.insert(l.header.index, n);
+                }
+            }
+        }
+        let device = |i: u32| names.get(&i).cloned().unwrap_or_else(|| format!("if{i}"));
+        let mut out = Vec::new();
+        let mut msg = AddressMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        for r in self.request(
+            "list addresses",
+            RouteNetlinkMessage::GetAddress(msg),
+            netlink_packet_core::NLM_F_DUMP,
+        )? {
+            let RouteNetlinkMessage::NewAddress(a) = r else {
+                continue;
+            };
+            let ip = a.attributes.iter().find_map(|x| match x {
+                AddressAttribute::Local(std::net::IpAddr::V4(ip)) => Some(*ip),
+                _ => None,
+            });
+            if let Some(ip) = ip {
+                out.push(InUse {
+                    kind: InUseKind::Address,
+                    ip,
+                    prefix: a.header.prefix_len,
+                    device: device(a.header.index),
+                });
+            }
+        }
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = AddressFamily::Inet;
+        for r in self.request(
+            "list routes",
+            RouteNetlinkMessage::GetRoute(msg),
+            netlink_packet_core::NLM_F_DUMP,
+        )? {
+            let RouteNetlinkMessage::NewRoute(r) = r else {
+                continue;
+            };
+            let prefix = r.header.destination_prefix_length;
+            if prefix == 0 || r.header.table != RouteHeader::RT_TABLE_MAIN {
+                continue;
+            }
+            let mut dst = None;
+            let mut oif = None;
+            for a in &r.attributes {
+                match a {
+                    RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = Some(*ip),
+                    RouteAttribute::Oif(i) => oif = Some(*i),
+                    _ => {}
+                }
+            }
+            if let Some(ip) = dst {
+                out.push(InUse {
+                    kind: InUseKind::Route,
+                    ip,
+                    prefix,
+                    device: oif.map(device).unwrap_or_default(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether the main table has an IPv4 default route.
     pub fn has_default_route(&mut self) -> Result<bool, NlError> {
         Ok(!self.default_routes()?.is_empty())
@@ -444,6 +549,56 @@ impl Netlink {
                 _ => None,
             })
             .collect())
+    }
+}
+
+/// What holds an IPv4 prefix in a network namespace ([`Netlink::ipv4_in_use`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InUseKind {
+    /// An address of an interface (`ip addr`).
+    Address,
+    /// A route of the main table (`ip route`).
+    Route,
+}
+
+/// An IPv4 prefix in use in a network namespace: `ip/prefix` on `device`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InUse {
+    pub kind: InUseKind,
+    /// The address, or the route's destination.
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    /// The interface it is on (empty for a route without one, such as a blackhole).
+    pub device: String,
+}
+
+impl InUse {
+    /// Whether the prefix overlaps `addr/prefix`.
+    pub fn overlaps(&self, addr: Ipv4Addr, prefix: u8) -> bool {
+        let mask = |p: u8| {
+            if p == 0 {
+                0
+            } else {
+                u32::MAX << (32 - p.min(32))
+            }
+        };
+        let m = mask(self.prefix) & mask(prefix);
+        u32::from(self.ip) & m == u32::from(addr) & m
+    }
+}
+
+impl std::fmt::Display for InUse {
+    /// `address 10.89.0.1/24 on br0`, `route 10.88.0.0/16 dev eth1`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            InUseKind::Address => {
+                write!(f, "address {}/{} on {}", self.ip, self.prefix, self.device)
+            }
+            InUseKind::Route if self.device.is_empty() => {
+                write!(f, "route {}/{}", self.ip, self.prefix)
+            }
+            InUseKind::Route => write!(f, "route {}/{} dev {}", self.ip, self.prefix, self.device),
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use crate::model::{
     Attachment, ConnectOptions, Lease, Network, NetworkOptions, Protocol, Subnet, Subnet6,
     DEFAULT_BRIDGE, DEFAULT_BRIDGE_IFNAME, DEFAULT_NETWORK, DEFAULT_UPLINK_MTU,
 };
-use crate::nl::Netlink;
+use crate::nl::{InUse, Netlink};
 use crate::{netns, nft};
 
 /// How to start a network's DNS responder: `program args... NETWORKS_DIR NETWORK`, with `env`.
@@ -52,8 +52,40 @@ struct Applied {
     ports: Vec<nft::PortElem>,
 }
 
+/// The store's lock, held by every change. Responders stopped under it are waited for only
+/// once it is released ([`Drop`]), so that no command waits for a process while holding the
+/// lock others need.
 pub(crate) struct Locked {
-    _lock: Flock<File>,
+    lock: Option<Flock<File>>,
+    exiting: std::cell::RefCell<Vec<Exiting>>,
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        drop(self.lock.take());
+        for e in self.exiting.get_mut().drain(..) {
+            e.wait(Duration::from_secs(2));
+        }
+    }
+}
+
+/// A process sent `SIGKILL`: `pid` with the start time it had.
+struct Exiting {
+    pid: i32,
+    start: u64,
+}
+
+impl Exiting {
+    /// Waits until the process has exited (a zombie counts: it holds no socket any more and is
+    /// not ours to reap) or is gone, or `limit` passed.
+    fn wait(self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let mut pause = Duration::from_micros(100);
+        while berth_sys::proc::alive(self.pid, Some(self.start)) && Instant::now() < deadline {
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(10));
+        }
+    }
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> NetError {
@@ -183,7 +215,10 @@ impl NetStore {
             .map_err(io("cannot open", &p))?;
         let lock = Flock::lock(f, FlockArg::LockExclusive)
             .map_err(|(_, e)| io("cannot lock", &p)(e.into()))?;
-        Ok(Locked { _lock: lock })
+        Ok(Locked {
+            lock: Some(lock),
+            exiting: Default::default(),
+        })
     }
 
     fn net_path(&self, name: &str) -> PathBuf {
@@ -289,6 +324,10 @@ impl NetStore {
             return Err(NetError::Exists(name.to_string()));
         }
         let existing = self.list()?;
+        // What the namespace holds already: the host's addresses and routes, and the bridges
+        // of other berth roots (made at their `network create`).
+        let mut nl = Netlink::new()?;
+        let in_use = nl.ipv4_in_use()?;
         let subnet = match &opts.subnet {
             Some(s) => {
                 let s: Subnet = s.parse()?;
@@ -299,19 +338,17 @@ impl NetStore {
                         other_subnet: o.subnet.to_string(),
                     });
                 }
+                if let Some(u) = in_use.iter().find(|u| u.overlaps(s.addr, s.prefix)) {
+                    return Err(NetError::HostOverlap {
+                        subnet: s,
+                        in_use: u.clone(),
+                    });
+                }
                 s
             }
-            // 10.89.0.0/24, 10.89.1.0/24, ... as podman does.
-            None => (0..=255u32)
-                .map(|i| Subnet {
-                    addr: Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 89, 0, 0)) + (i << 8)),
-                    prefix: 24,
-                })
-                .find(|s| existing.iter().all(|n| !n.subnet.overlaps(s)))
-                .ok_or_else(|| NetError::Exhausted {
-                    network: name.to_string(),
-                    subnet: "10.89.0.0/16 (the default pool)".into(),
-                })?,
+            // The first subnet of the pools that nothing overlaps: 10.89.0.0/24,
+            // 10.89.1.0/24, ... by default, as podman does.
+            None => self.free_subnet(name, &existing, &in_use)?,
         };
         let (first, last) = subnet.hosts();
         let gateway = match &opts.gateway {
@@ -395,7 +432,50 @@ impl NetStore {
             mtu: opts.mtu,
         };
         self.save_net(&net)?;
+        // The bridge, with its gateway address and subnet route, is made now, as Docker makes
+        // it: from here on the subnet is visibly taken in the namespace, so another berth root
+        // choosing a subnet there skips it.
+        if let Err(e) = self.ensure_bridge(&mut nl, &net) {
+            let _ = std::fs::remove_file(self.net_path(name));
+            return Err(e);
+        }
         Ok(net)
+    }
+
+    /// `<berth root>/daemon.json`, where the address pools are set.
+    fn settings_path(&self) -> PathBuf {
+        self.dir
+            .parent()
+            .unwrap_or(&self.dir)
+            .join(crate::pools::SETTINGS_FILE)
+    }
+
+    /// The first subnet of the address pools that overlaps neither another network of this
+    /// root nor anything `in_use` in the namespace.
+    fn free_subnet(
+        &self,
+        network: &str,
+        existing: &[Network],
+        in_use: &[InUse],
+    ) -> Result<Subnet, NetError> {
+        let path = self.settings_path();
+        let pools = crate::pools::load(path.parent().unwrap_or(&self.dir))?;
+        pools
+            .iter()
+            .flat_map(|p| p.subnets())
+            .find(|s| {
+                existing.iter().all(|n| !n.subnet.overlaps(s))
+                    && in_use.iter().all(|u| !u.overlaps(s.addr, s.prefix))
+            })
+            .ok_or_else(|| NetError::PoolsExhausted {
+                network: network.to_string(),
+                pools: pools
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                settings: path,
+            })
     }
 
     fn save_net(&self, net: &Network) -> Result<(), NetError> {
@@ -406,21 +486,54 @@ impl NetStore {
     }
 
     /// The default `bridge` network (berth0, 10.88.0.0/16), recorded on first use.
+    ///
+    /// A recorded default network whose bridge is missing (after a reboot, or in a new
+    /// namespace) and that no container uses has its subnet chosen again when something in
+    /// the namespace overlaps it now, and so has one whose bridge name another root's bridge
+    /// took (each bridge carries `berth network <id>` as its alias).
     pub fn default_bridge(&self) -> Result<Network, NetError> {
-        if let Some(n) = read_json::<Network>(&self.net_path(DEFAULT_NETWORK))? {
-            return Ok(n);
+        let path = self.net_path(DEFAULT_NETWORK);
+        // Its bridge: Some(true) when it is there and this network's (or unmarked, made by an
+        // older berth), Some(false) when a bridge of that name is another root's.
+        let own = |nl: &mut Netlink, n: &Network| -> Result<Option<bool>, NetError> {
+            Ok(nl
+                .link_alias(&n.bridge)?
+                .map(|a| a.is_none_or(|a| a == bridge_alias(n))))
+        };
+        if let Some(n) = read_json::<Network>(&path)? {
+            if own(&mut Netlink::new()?, &n)? == Some(true) {
+                return Ok(n);
+            }
         }
         let _l = self.lock()?;
-        if let Some(n) = read_json::<Network>(&self.net_path(DEFAULT_NETWORK))? {
+        if let Some(mut n) = read_json::<Network>(&path)? {
+            let mut nl = Netlink::new()?;
+            let theirs = own(&mut nl, &n)? == Some(false);
+            if !self.leases(DEFAULT_NETWORK)?.is_empty()
+                || (!theirs
+                    && nl
+                        .ipv4_in_use()?
+                        .iter()
+                        .all(|u| !u.overlaps(n.subnet.addr, n.subnet.prefix)))
+            {
+                return Ok(n);
+            }
+            let (subnet, bridge) = self.default_subnet(&n.id)?;
+            n.subnet = subnet;
+            n.gateway = Ipv4Addr::from(subnet.hosts().0);
+            n.bridge = bridge;
+            self.save_net(&n)?;
             return Ok(n);
         }
+        let id = random_id()?;
+        let (subnet, bridge) = self.default_subnet(&id)?;
         let net = Network {
             name: DEFAULT_NETWORK.into(),
-            id: random_id()?,
+            id,
             driver: "bridge".into(),
-            bridge: DEFAULT_BRIDGE_IFNAME.into(),
-            subnet: DEFAULT_BRIDGE.parse()?,
-            gateway: Ipv4Addr::new(10, 88, 0, 1),
+            bridge,
+            subnet,
+            gateway: Ipv4Addr::from(subnet.hosts().0),
             internal: false,
             ipv6: false,
             subnet6: None,
@@ -434,18 +547,54 @@ impl NetStore {
         Ok(net)
     }
 
+    /// The default network's subnet and bridge: 10.88.0.0/16, unless something in the
+    /// namespace (a host route or address, another root's bridge) or another network of this
+    /// root overlaps it; then, as dockerd does for docker0, the first free subnet of the
+    /// address pools. The bridge is `berth0`, or `br-<id12>` where another root's `berth0` is.
+    fn default_subnet(&self, id: &str) -> Result<(Subnet, String), NetError> {
+        let want: Subnet = DEFAULT_BRIDGE.parse()?;
+        let mut existing = self.list()?;
+        existing.retain(|n| n.name != DEFAULT_NETWORK);
+        let mut nl = Netlink::new()?;
+        let in_use = nl.ipv4_in_use()?;
+        let taken = in_use
+            .iter()
+            .find(|u| u.overlaps(want.addr, want.prefix))
+            .map(|u| u.to_string())
+            .or_else(|| {
+                existing
+                    .iter()
+                    .find(|n| n.subnet.overlaps(&want))
+                    .map(|n| format!("network {} ({})", n.name, n.subnet))
+            });
+        // `berth0` present here is another root's (this one's default network has no bridge).
+        let bridge = if nl.link_index(DEFAULT_BRIDGE_IFNAME)?.is_some() {
+            format!("br-{}", &id[..12])
+        } else {
+            DEFAULT_BRIDGE_IFNAME.into()
+        };
+        let Some(taken) = taken else {
+            return Ok((want, bridge));
+        };
+        let subnet = self.free_subnet(DEFAULT_NETWORK, &existing, &in_use)?;
+        tracing::info!(
+            "the default network takes {subnet} on {bridge}: {want} overlaps the {taken}"
+        );
+        Ok((subnet, bridge))
+    }
+
     /// Removes a network without endpoints: its bridge, rules, DNS responder and records.
     pub fn remove(&self, name_or_id: &str) -> Result<Network, NetError> {
-        let _l = self.lock()?;
+        let lock = self.lock()?;
         let net = self.inspect(name_or_id)?;
         if net.name == DEFAULT_NETWORK {
             return Err(NetError::Predefined(net.name));
         }
-        self.remove_locked(&net)?;
+        self.remove_locked(&lock, &net)?;
         Ok(net)
     }
 
-    fn remove_locked(&self, net: &Network) -> Result<(), NetError> {
+    fn remove_locked(&self, lock: &Locked, net: &Network) -> Result<(), NetError> {
         let leases = self.leases(&net.name)?;
         if !leases.is_empty() {
             return Err(NetError::InUse {
@@ -457,7 +606,7 @@ impl NetStore {
                     .join(", "),
             });
         }
-        self.stop_dns(&net.name);
+        self.stop_dns(lock, &net.name);
         let mut nl = Netlink::new()?;
         nl.del_link(&net.bridge)?;
         for p in [
@@ -472,19 +621,19 @@ impl NetStore {
 
     /// Removes a network, the predefined `bridge` included (it is re-created on next use).
     pub fn remove_any(&self, name_or_id: &str) -> Result<Network, NetError> {
-        let _l = self.lock()?;
+        let lock = self.lock()?;
         let net = self.inspect(name_or_id)?;
-        self.remove_locked(&net)?;
+        self.remove_locked(&lock, &net)?;
         Ok(net)
     }
 
     /// Removes every user-defined network without endpoints; returns their names.
     pub fn prune(&self) -> Result<Vec<String>, NetError> {
-        let _l = self.lock()?;
+        let lock = self.lock()?;
         let mut out = Vec::new();
         for n in self.list()? {
             if n.name != DEFAULT_NETWORK && self.leases(&n.name)?.is_empty() {
-                self.remove_locked(&n)?;
+                self.remove_locked(&lock, &n)?;
                 out.push(n.name);
             }
         }
@@ -560,6 +709,26 @@ impl NetStore {
             };
             return Ok((i, port_mtu));
         }
+        // A subnet that overlaps what the namespace holds now (a route or address that
+        // appeared since the network was recorded) would shadow it or duplicate it.
+        if let Some(u) = nl
+            .ipv4_in_use()?
+            .into_iter()
+            .find(|u| u.overlaps(net.subnet.addr, net.subnet.prefix))
+        {
+            return Err(if net.name == DEFAULT_NETWORK {
+                NetError::DefaultOverlap {
+                    subnet: net.subnet,
+                    in_use: u,
+                    record: self.net_path(&net.name),
+                }
+            } else {
+                NetError::HostOverlap {
+                    subnet: net.subnet,
+                    in_use: u,
+                }
+            });
+        }
         let idx = match nl.add_bridge(&net.bridge, Some(want)) {
             Ok(i) => i,
             Err(e) if e.errno() == Some(libc::EEXIST) => {
@@ -567,6 +736,8 @@ impl NetStore {
             }
             Err(e) => return Err(e.into()),
         };
+        // Marked as this network's, so that another root finding it knows it is not its own.
+        nl.set_alias(idx, &bridge_alias(net))?;
         nl.add_addr(idx, net.gateway, net.subnet.prefix)?;
         if let (Some(s6), Some(gw6)) = (net.subnet6, net.gateway6) {
             nl.add_addr6(idx, gw6, s6.prefix)?;
@@ -612,11 +783,16 @@ impl NetStore {
 
     /// The responder's pid if it runs (pid file matching a live process with the same start time).
     pub fn dns_pid(&self, name: &str) -> Option<i32> {
+        self.dns_pid_start(name).map(|(pid, _)| pid)
+    }
+
+    /// The responder's pid and start time if it runs.
+    fn dns_pid_start(&self, name: &str) -> Option<(i32, u64)> {
         let s = std::fs::read_to_string(self.pid_path(name)).ok()?;
         let mut w = s.split_whitespace();
         let pid: i32 = w.next()?.parse().ok()?;
         let start: u64 = w.next()?.parse().ok()?;
-        berth_sys::proc::alive(pid, Some(start)).then_some(pid)
+        berth_sys::proc::alive(pid, Some(start)).then_some((pid, start))
     }
 
     fn ensure_dns(&self, net: &Network) -> Result<(), NetError> {
@@ -644,19 +820,42 @@ impl NetStore {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
+        // The responder must not be a child of this command: a short-lived `berth run` would
+        // never reap it, and once killed it would stay a zombie as long as that command runs.
+        // So the child forks again and exits at once (reaped below), and the grandchild, in a
+        // session of its own, is the responder, reparented to init (or the nearest subreaper),
+        // which reaps it. The grandchild's pid comes back over a pipe.
+        let (pid_r, pid_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| io("cannot start the DNS responder", &cmd.program)(e.into()))?;
+        let w = pid_w.as_raw_fd();
         // SAFETY: the hook runs in the forked child before exec, where only async-signal-safe
-        // calls are allowed: it calls setsid(2), which is one, and allocates nothing.
+        // calls are allowed: fork(2), write(2), _exit(2) and setsid(2) are, and it allocates
+        // nothing. The intermediate child exits without running any destructor.
         unsafe {
-            c.pre_exec(|| {
+            c.pre_exec(move || {
+                match libc::fork() {
+                    -1 => return Err(std::io::Error::last_os_error()),
+                    0 => {}
+                    pid => {
+                        let b = pid.to_ne_bytes();
+                        libc::write(w, b.as_ptr().cast(), b.len());
+                        libc::_exit(0);
+                    }
+                }
                 libc::setsid();
                 Ok(())
             });
         }
-        let child = c
-            .spawn()
-            .map_err(io("cannot start the DNS responder", &cmd.program))?;
-        let pid = child.id() as i32;
-        drop(child);
+        let spawned = c.spawn();
+        drop(pid_w);
+        let mut child = spawned.map_err(io("cannot start the DNS responder", &cmd.program))?;
+        let _ = child.wait();
+        let mut b = [0u8; 4];
+        let got = std::io::Read::read_exact(&mut File::from(pid_r), &mut b);
+        let pid = match got {
+            Ok(()) => i32::from_ne_bytes(b),
+            Err(e) => return Err(io("cannot start the DNS responder", &cmd.program)(e)),
+        };
         let deadline = Instant::now() + Duration::from_secs(5);
         while !ready.exists() {
             if Instant::now() > deadline || !berth_sys::proc::alive(pid, None) {
@@ -677,23 +876,24 @@ impl NetStore {
         )
     }
 
-    fn stop_dns(&self, name: &str) {
-        if let Some(pid) = self.dns_pid(name) {
-            let pid = nix::unistd::Pid::from_raw(pid);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while Instant::now() < deadline {
-                // Reap it if it is our child; otherwise wait for it to vanish.
-                let _ = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
-                if !Path::new(&format!("/proc/{pid}")).exists() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
+    /// Stops the network's responder (under the lock `l`, which waits for it to exit once it
+    /// is released) and removes its pid file.
+    fn stop_dns(&self, l: &Locked, name: &str) {
+        if let Some((pid, start)) = self.dns_pid_start(name) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            l.exiting.borrow_mut().push(Exiting { pid, start });
         }
         let _ = std::fs::remove_file(self.pid_path(name));
         let _ = std::fs::remove_file(self.dir.join("dns").join(format!("{name}.ready")));
     }
+}
+
+/// The alias berth gives a network's bridge: `berth network <id>`.
+fn bridge_alias(net: &Network) -> String {
+    format!("berth network {}", net.id)
 }
 
 const V6_ANY: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
@@ -1032,7 +1232,7 @@ fn delete_veths(gone: &[Lease]) -> Result<(), NetError> {
 /// Disconnects a container from a network. Idempotent: removes whatever is left of its veth,
 /// lease, published ports and DNS name, even if its namespace is gone.
 pub fn disconnect(store: &NetStore, network: &str, container_id: &str) -> Result<(), NetError> {
-    let _l = store.lock()?;
+    let lock = store.lock()?;
     let net = match store.inspect(network) {
         Ok(n) => n,
         Err(NetError::NotFound(_)) => return Ok(()),
@@ -1047,7 +1247,7 @@ pub fn disconnect(store: &NetStore, network: &str, container_id: &str) -> Result
     store.write_hosts(&net, &keep)?;
     store.sync_rules(false)?;
     if keep.is_empty() {
-        store.stop_dns(&net.name);
+        store.stop_dns(&lock, &net.name);
     }
     Ok(())
 }
@@ -1061,7 +1261,7 @@ pub fn gc(store: &NetStore, live_container_ids: &[String]) -> Result<usize, NetE
 /// [`gc`] for the containers `is_gone` says are gone, asked under the store's lock, so a
 /// container connecting concurrently (and thus not yet known to a list made earlier) is safe.
 pub fn gc_where(store: &NetStore, is_gone: impl Fn(&str) -> bool) -> Result<usize, NetError> {
-    let _l = store.lock()?;
+    let lock = store.lock()?;
     let mut n = 0;
     for net in store.list()? {
         let leases = store.leases(&net.name)?;
@@ -1070,7 +1270,7 @@ pub fn gc_where(store: &NetStore, is_gone: impl Fn(&str) -> bool) -> Result<usiz
         if gone.is_empty() {
             if keep.is_empty() {
                 // A responder left running by a berth killed between its steps.
-                store.stop_dns(&net.name);
+                store.stop_dns(&lock, &net.name);
             }
             continue;
         }
@@ -1079,7 +1279,7 @@ pub fn gc_where(store: &NetStore, is_gone: impl Fn(&str) -> bool) -> Result<usiz
         store.save_leases(&net.name, &keep)?;
         store.write_hosts(&net, &keep)?;
         if keep.is_empty() {
-            store.stop_dns(&net.name);
+            store.stop_dns(&lock, &net.name);
         }
     }
     if n > 0 {
@@ -1094,7 +1294,7 @@ pub fn gc_where(store: &NetStore, is_gone: impl Fn(&str) -> bool) -> Result<usiz
 /// the container's namespace right after (`remove_netns`), and the kernel deletes them with it,
 /// in the background, sparing the 20-30 ms a synchronous link deletion costs.
 pub fn release(store: &NetStore, container_id: &str) -> Result<Vec<String>, NetError> {
-    let _l = store.lock()?;
+    let lock = store.lock()?;
     let mut nets = Vec::new();
     for net in store.list()? {
         let leases = store.leases(&net.name)?;
@@ -1108,7 +1308,7 @@ pub fn release(store: &NetStore, container_id: &str) -> Result<Vec<String>, NetE
         store.save_leases(&net.name, &keep)?;
         store.write_hosts(&net, &keep)?;
         if keep.is_empty() {
-            store.stop_dns(&net.name);
+            store.stop_dns(&lock, &net.name);
         }
         nets.push(net.name);
     }

@@ -947,9 +947,10 @@ fn host_local_mtu_with_the_uplink_mtu_on_the_default_route() {
 
             // A bridge an older berth made (MTU 1500, a container's veth on it at 1500): new
             // containers take its MTU while it has ports, so the bridge never mixes MTUs...
+            // (`network create` makes the bridge now: it is made again as that berth made it.)
             let old = user_net(h, "old", false);
             ok(&format!(
-                "ip link add {b} type bridge && ip addr add {gw}/24 dev {b} && \
+                "ip link del {b} && ip link add {b} type bridge && ip addr add {gw}/24 dev {b} && \
                  ip link set {b} up && ip link add vold type veth peer name vold1 && \
                  ip link set vold master {b} && ip link set vold up",
                 b = old.bridge,
@@ -1002,5 +1003,120 @@ fn uplink_mtu_follows_the_hosts_default_route() {
             ip route add default via 198.51.100.254 dev up2 metric 20 && \
             ip route add default via 192.0.2.254 dev up1 metric 10");
         assert_eq!(berth_net::uplink_mtu().unwrap(), 1400);
+    });
+}
+
+#[test]
+fn subnets_avoid_what_the_namespace_holds() {
+    in_test_host("subnets_avoid_what_the_namespace_holds", |h| {
+        // A host bridge holding 10.89.0.1/24, and a route over the default network's subnet.
+        ok(
+            "ip link add hostbr type bridge && ip addr add 10.89.0.1/24 dev hostbr && \
+            ip link set hostbr up",
+        );
+        ok("ip link add d0 type veth peer name d0p && ip link set d0p up && ip link set d0 up && ip route add 10.88.0.0/16 dev d0");
+        let taken: berth_net::Subnet = "10.89.0.0/24".parse().unwrap();
+        let lan1 = user_net(h, "lan1", false);
+        assert_eq!(lan1.subnet.to_string(), "10.89.1.0/24");
+        let def = h.store.default_bridge().unwrap();
+        for s in ["10.88.0.0/16", "10.89.0.0/24", "10.89.1.0/24"] {
+            assert!(!def.subnet.overlaps(&s.parse().unwrap()), "{}", def.subnet);
+        }
+        let c1 = h.netns("c1");
+        let a = connect(&h.store, "bridge", "id1", "c1", &c1, &Default::default()).unwrap();
+        assert!(def.subnet.contains(a.ip), "{a:?}");
+        ok_in(&c1, &format!("busybox ping -c 1 -W 2 {}", def.gateway));
+
+        // An explicit subnet that overlaps is refused, naming what it overlaps.
+        let with = |s: &str| NetworkOptions {
+            subnet: Some(s.into()),
+            ..Default::default()
+        };
+        let err = h.store.create("lan2", &with("10.89.0.128/25")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("10.89.0.1/24 on hostbr"), "{msg}");
+        let msg = h
+            .store
+            .create("lan2", &with("10.88.4.0/24"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("route 10.88.0.0/16 dev d0"), "{msg}");
+        assert!(h.store.inspect("lan2").is_err());
+
+        // A second berth root in the namespace sees the first one's bridges.
+        let root2 = tempfile::tempdir().unwrap();
+        let store2 = berth_net::NetStore::open(root2.path())
+            .unwrap()
+            .with_dns_command(dns_command());
+        let other = store2.create("lan1", &Default::default()).unwrap();
+        let def2 = store2.default_bridge().unwrap();
+        for s in [taken, lan1.subnet, def.subnet, other.subnet] {
+            assert!(
+                !def2.subnet.overlaps(&s) || s == def2.subnet,
+                "{}",
+                def2.subnet
+            );
+        }
+        assert!(!other.subnet.overlaps(&lan1.subnet) && !other.subnet.overlaps(&taken));
+        assert!(!other.subnet.overlaps(&def.subnet) && !def2.subnet.overlaps(&def.subnet));
+        assert_ne!(def2.bridge, def.bridge);
+        store2.remove("lan1").unwrap();
+
+        // Without the route, a third root's default network takes 10.88.0.0/16, on a bridge
+        // of its own (`berth0` is the first root's); with the route back before any container
+        // used it, it takes a free subnet again.
+        ok("ip route del 10.88.0.0/16 dev d0");
+        let root3 = tempfile::tempdir().unwrap();
+        let store3 = berth_net::NetStore::open(root3.path()).unwrap();
+        let def3 = store3.default_bridge().unwrap();
+        assert_eq!(def3.subnet.to_string(), "10.88.0.0/16");
+        assert!(def3.bridge.starts_with("br-"), "{}", def3.bridge);
+        ok("ip route add 10.88.0.0/16 dev d0");
+        let again = store3.default_bridge().unwrap();
+        assert!(!again.subnet.overlaps(&def3.subnet), "{}", again.subnet);
+        assert_eq!(again.id, def3.id);
+
+        // The pools come from the root's daemon.json, as Docker's default-address-pools.
+        std::fs::write(
+            h.root.path().join("daemon.json"),
+            r#"{"default-address-pools": [{"base": "172.30.0.0/16", "size": 24}]}"#,
+        )
+        .unwrap();
+        ok("ip route add 172.30.0.0/24 dev d0");
+        let lan3 = user_net(h, "lan3", false);
+        assert_eq!(lan3.subnet.to_string(), "172.30.1.0/24");
+
+        // A bridge gone (a reboot) whose subnet a route took meanwhile is not made again.
+        ok(&format!(
+            "ip link del {} && ip route add 172.30.1.0/24 dev d0",
+            lan3.bridge
+        ));
+        let c2 = h.netns("c2");
+        let err = connect(&h.store, "lan3", "id2", "c2", &c2, &Default::default()).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("route 172.30.1.0/24 dev d0"), "{msg}");
+        assert!(h.store.leases("lan3").unwrap().is_empty());
+    });
+}
+
+#[test]
+fn default_networks_of_two_roots_never_share_a_bridge() {
+    in_test_host("default_networks_of_two_roots_never_share_a_bridge", |h| {
+        // Both roots record their default network before either has a bridge (`network ls`).
+        let root2 = tempfile::tempdir().unwrap();
+        let store2 = berth_net::NetStore::open(root2.path()).unwrap();
+        let d1 = h.store.default_bridge().unwrap();
+        let d2 = store2.default_bridge().unwrap();
+        assert_eq!((d1.subnet, &d1.bridge), (d2.subnet, &d2.bridge));
+        let (c1, c2) = (h.netns("c1"), h.netns("c2"));
+        let a1 = connect(&h.store, "bridge", "id1", "c1", &c1, &Default::default()).unwrap();
+        // The second root finds berth0 taken by the first: its default network moves.
+        let a2 = connect(&store2, "bridge", "id2", "c2", &c2, &Default::default()).unwrap();
+        let d2 = store2.default_bridge().unwrap();
+        assert_ne!(d2.bridge, d1.bridge);
+        assert!(!d2.subnet.overlaps(&d1.subnet), "{}", d2.subnet);
+        assert!(d2.subnet.contains(a2.ip) && d1.subnet.contains(a1.ip));
+        ok_in(&c1, &format!("busybox ping -c 1 -W 2 {}", a1.gateway));
+        ok_in(&c2, &format!("busybox ping -c 1 -W 2 {}", a2.gateway));
     });
 }

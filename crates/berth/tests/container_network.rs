@@ -1055,3 +1055,177 @@ fn host_local_mtu_by_default_and_docker_mtu_on_request() {
         },
     );
 }
+
+/// berth on a second root (`root`), with the same settings as [`berth`].
+fn berth_at(env: &Env, root: &std::path::Path, args: &[&str]) -> Output {
+    let _ = env;
+    let mut c = Command::new(container_support::BERTH);
+    container_support::set_runtime(&mut c);
+    c.arg("--root").arg(root).stdin(Stdio::null());
+    c.env_remove("BERTH_DEFAULT_NETWORK")
+        .env("BERTH_DNS_UPSTREAMS", INTERNET)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Removes every container of a second root, even when the test fails.
+struct RootGuard<'a> {
+    env: &'a Env,
+    root: std::path::PathBuf,
+}
+
+impl Drop for RootGuard<'_> {
+    fn drop(&mut self) {
+        let ids = berth_at(self.env, &self.root, &["ps", "-aq", "--no-trunc"]);
+        for id in text(&ids.stdout).split_whitespace() {
+            let _ = berth_at(self.env, &self.root, &["rm", "-f", id]);
+        }
+        let _ = berth_at(self.env, &self.root, &["network", "prune", "-f"]);
+    }
+}
+
+#[test]
+fn subnets_avoid_the_host_and_other_roots() {
+    in_test_host("subnets_avoid_the_host_and_other_roots", |env| {
+        // A host bridge on 10.89.0.1/24 and a host route over the default network's subnet.
+        ok(
+            "ip link add hostbr type bridge && ip addr add 10.89.0.1/24 dev hostbr && \
+            ip link set hostbr up && ip link add d0 type veth peer name d0p && ip link set d0p up && ip link set d0 up && \
+            ip route add 10.88.0.0/16 dev d0",
+        );
+        let subnet = |root: &std::path::Path, net: &str| -> String {
+            let o = berth_at(env, root, &["network", "inspect", net]);
+            let v: serde_json::Value = serde_json::from_str(&succeeded("inspect", o)).unwrap();
+            v[0]["IPAM"]["Config"][0]["Subnet"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let root2 = env.root.with_file_name("root2");
+        let _guard = RootGuard {
+            env,
+            root: root2.clone(),
+        };
+        succeeded(
+            "pull on the second root",
+            berth_at(env, &root2, &["pull", "-q", &env.image]),
+        );
+        bok(env, &["network", "create", "lan"]);
+        succeeded(
+            "network create on the second root",
+            berth_at(env, &root2, &["network", "create", "lan"]),
+        );
+        let (s1, s2) = (subnet(&env.root, "lan"), subnet(&root2, "lan"));
+        assert_ne!(s1, "10.89.0.0/24");
+        assert_ne!(s2, "10.89.0.0/24");
+        assert_ne!(s1, s2);
+        // The default network avoids the route too.
+        let d = subnet(&env.root, "bridge");
+        assert!(!d.starts_with("10.88."), "{d}");
+        let out = run(env, &[], &["ip", "-4", "-o", "addr", "show", "eth0"]);
+        assert!(!out.contains(" 10.88."), "{out}");
+
+        // Name lookups work on both roots' networks at once.
+        for (root, name) in [(&env.root, "one"), (&root2, "two")] {
+            succeeded(
+                "run -d",
+                berth_at(
+                    env,
+                    root,
+                    &[
+                        "run",
+                        "-d",
+                        "--name",
+                        name,
+                        "--network",
+                        "lan",
+                        &env.image,
+                        "sleep",
+                        "60",
+                    ],
+                ),
+            );
+        }
+        for (root, name) in [(&env.root, "one"), (&root2, "two")] {
+            let o = berth_at(
+                env,
+                root,
+                &[
+                    "run",
+                    "--rm",
+                    "--network",
+                    "lan",
+                    &env.image,
+                    "nslookup",
+                    name,
+                ],
+            );
+            let out = succeeded(&format!("nslookup {name}"), o);
+            assert!(out.contains("Name:"), "{out}");
+        }
+
+        // An explicit subnet that overlaps the host is refused, naming what it overlaps.
+        let o = berth(
+            env,
+            &["network", "create", "--subnet", "10.88.1.0/24", "bad"],
+        );
+        assert!(!o.status.success());
+        let err = text(&o.stderr);
+        assert!(err.contains("route 10.88.0.0/16 dev d0"), "{err}");
+        let o = berth(
+            env,
+            &["network", "create", "--subnet", "10.89.0.128/25", "bad"],
+        );
+        let err = text(&o.stderr);
+        assert!(err.contains("10.89.0.1/24 on hostbr"), "{err}");
+    });
+}
+
+#[test]
+fn last_container_of_a_user_network_goes_at_once() {
+    in_test_host("last_container_of_a_user_network_goes_at_once", |env| {
+        bok(env, &["network", "create", "quick"]);
+        // The first run also makes the bridge and the rules.
+        run(env, &["--network", "quick"], &["true"]);
+        for _ in 0..3 {
+            let t = Instant::now();
+            run(env, &["--network", "quick"], &["true"]);
+            let took = t.elapsed();
+            // A regression bound, not a benchmark: the responder's wait took 2 s.
+            assert!(took < Duration::from_secs(1), "run --rm took {took:?}");
+        }
+        // A listing meanwhile does not wait for the network's lock.
+        let mut c = env.cmd();
+        c.env_remove("BERTH_DEFAULT_NETWORK").args([
+            "run",
+            "--rm",
+            "--network",
+            "quick",
+            &env.image,
+            "sleep",
+            "0.3",
+        ]);
+        let mut child = c
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut slowest = Duration::ZERO;
+        let start = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            let t = Instant::now();
+            bok(env, &["ps", "-a"]);
+            slowest = slowest.max(t.elapsed());
+            assert!(start.elapsed() < Duration::from_secs(20));
+        }
+        assert!(child.wait().unwrap().success());
+        assert!(slowest < Duration::from_secs(1), "ps -a took {slowest:?}");
+        // No responder is left, and none is a zombie of a berth command.
+        let ps = ok("ps -eo stat,args");
+        assert!(
+            !ps.lines().any(|l| l.contains("__dns")),
+            "responders left: {ps}"
+        );
+    });
+}
